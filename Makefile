@@ -1,0 +1,46 @@
+# taskplane — `make demo` runs the main job, `make test` runs every test.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+SYSTEM_PACKAGES := runc containerd busybox-static
+PROTOS := $(wildcard runtime_v2/api/*.proto)
+
+.PHONY: test demo lint protos system-packages venv bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+# Installs runc, the runc shim and busybox when running as root on Debian and one is missing.
+system-packages:
+	@bash .ci/system-packages
+
+test: venv system-packages
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv system-packages
+	$(PY) -m taskplane demo
+
+lint: venv
+	$(PY) -m ruff check registry plugins runtime_v2 taskplane tests bench examples
+	$(PY) -m mypy
+
+# Regenerates the committed *_pb2.py / *_pb2.pyi files from runtime_v2/api/*.proto.
+protos: venv
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
+
+bench: venv system-packages
+	$(PY) bench/registry.py
+	$(PY) bench/ttrpc.py
+	$(PY) bench/lifecycle.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
