@@ -127,7 +127,7 @@ class OutOfRange(ContainerdError):
     code, text = 11, "out of range"
 
 
-class NotImplemented(ContainerdError):  # noqa: A001 - containerd's name
+class NotImplemented(ContainerdError):
     """The operation is not implemented by this runtime or peer."""
 
     code, text = 12, "not implemented"

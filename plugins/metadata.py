@@ -1,0 +1,431 @@
+"""The metadata store: containerd's ``io.containerd.metadata.v1`` plugin, on SQLite.
+
+containerd keeps container records in a bolt database (``meta.db``); taskplane keeps them in
+``<plugin root>/meta.db`` with the standard library's :mod:`sqlite3`. Containers are stored per
+namespace; an id is unique within its namespace.
+
+Example::
+
+    store = ContainerStore("/var/lib/taskplane/io.containerd.metadata.v1.sqlite/meta.db")
+    store.create("default", Container(id="web", runtime_name="io.containerd.runc.v2"))
+    store.update("default", attrs.evolve(c, labels={"tier": "front"}), fieldpaths=("labels",))
+    store.delete("default", "web")
+
+Concurrency: the database runs in WAL mode with a busy timeout, and every write is one
+``BEGIN IMMEDIATE`` transaction, so several threads (one connection, serialised by a lock) and
+several processes (each with its own store) can use the same file at once. Methods are
+synchronous; SQLite answers these small queries in microseconds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import threading
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from plugins import identifiers
+from plugins.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from plugins.identifiers import quote
+
+__all__ = [
+    "DB_FILENAME",
+    "MAX_LABEL_SIZE",
+    "Container",
+    "ContainerStore",
+]
+
+#: The database file name inside the plugin's root directory.
+DB_FILENAME = "meta.db"
+
+#: containerd's limit on ``len(key) + len(value)`` of one label, in bytes.
+MAX_LABEL_SIZE = 4096
+
+#: How long a connection waits for another writer before failing, in milliseconds.
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _freeze_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(labels or {}))
+
+
+def _set_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    # containerd never stores a label with an empty value: setting "" removes the label.
+    return {key: value for key, value in labels.items() if value != ""}
+
+
+@attrs.frozen
+class Container:
+    """A container record, as containerd's ``containers.Container`` (the fields the runtime uses).
+
+    ``runtime_options`` is a marshalled protobuf ``Any`` (the runtime handler's options, e.g.
+    ``containerd.runc.v1.Options``); ``spec`` is the OCI runtime spec as JSON bytes.
+    ``labels`` is read-only. ``created_at`` / ``updated_at`` are set by the store (UTC); the
+    values given to :meth:`ContainerStore.create` are ignored.
+    """
+
+    id: str
+    runtime_name: str
+    runtime_options: bytes | None = None
+    spec: bytes | None = None
+    sandbox_id: str = ""
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_labels, hash=False)
+    created_at: datetime = _EPOCH
+    updated_at: datetime = _EPOCH
+
+
+def _validate_namespace(namespace: object) -> str:
+    identifiers.validate(namespace, what="namespace")
+    assert isinstance(namespace, str)
+    return namespace
+
+
+def _validate_labels(labels: Mapping[str, str], where: str) -> None:
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgument(f"labels of {where} must map strings to strings")
+        if not key:
+            raise InvalidArgument(f"labels of {where} have an empty key")
+        size = len(key.encode()) + len(value.encode())
+        if size > MAX_LABEL_SIZE:
+            raise InvalidArgument(
+                f"label {quote(key[:64])} of {where} is {size} bytes long (key and value);"
+                f" the maximum is {MAX_LABEL_SIZE}"
+            )
+
+
+def _validate_container(container: Container, where: str) -> None:
+    if not isinstance(container, Container):
+        raise InvalidArgument(f"expected a Container, not {type(container).__name__}")
+    identifiers.validate(container.id, what="container id")
+    if not isinstance(container.runtime_name, str) or not container.runtime_name:
+        raise InvalidArgument(f"{where} must name a runtime (runtime_name is empty)")
+    if container.runtime_options is not None and not isinstance(container.runtime_options, bytes):
+        raise InvalidArgument(f"runtime_options of {where} must be bytes (a marshalled Any)")
+    if container.spec is not None:
+        if not isinstance(container.spec, bytes):
+            raise InvalidArgument(f"spec of {where} must be bytes (OCI JSON)")
+        try:
+            decoded = json.loads(container.spec)
+        except ValueError as exc:
+            raise InvalidArgument(f"spec of {where} is not valid JSON: {exc}") from None
+        if not isinstance(decoded, dict):
+            raise InvalidArgument(f"spec of {where} must be a JSON object")
+    if not isinstance(container.sandbox_id, str):
+        raise InvalidArgument(f"sandbox_id of {where} must be a string")
+    _validate_labels(container.labels, where)
+
+
+def _what(namespace: str, container_id: str) -> str:
+    return f"container {quote(container_id)} in namespace {quote(namespace)}"
+
+
+def _to_micros(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_COLUMNS = "id, runtime_name, runtime_options, spec, sandbox_id, labels, created_at, updated_at"
+
+
+def _row_to_container(row: tuple[Any, ...]) -> Container:
+    cid, runtime_name, runtime_options, spec, sandbox_id, labels, created, updated = row
+    return Container(
+        id=cid,
+        runtime_name=runtime_name,
+        runtime_options=runtime_options,
+        spec=spec,
+        sandbox_id=sandbox_id,
+        labels=json.loads(labels),
+        created_at=_from_micros(created),
+        updated_at=_from_micros(updated),
+    )
+
+
+class ContainerStore:
+    """Container records per namespace in an SQLite database at ``path``.
+
+    Opening creates the file (mode 0600) and its parent directory (0711) when missing.
+    Errors: :class:`~plugins.errdefs.NotFound`, :class:`~plugins.errdefs.AlreadyExists`,
+    :class:`~plugins.errdefs.InvalidArgument` (bad ids, namespaces, fields),
+    :class:`~plugins.errdefs.FailedPrecondition` (a file that is not a usable database, a
+    newer schema, or use after :meth:`close`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: str = os.fspath(path)
+        """The database file."""
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, mode=0o711, exist_ok=True)
+        # Create the file ourselves so that it (and SQLite's -wal/-shm files, which copy
+        # its mode) is private: specs may carry secrets in their environment.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # guarded by self._lock
+            )
+        except sqlite3.Error as exc:
+            raise FailedPrecondition(
+                f"cannot open container store {quote(self.path)}: {exc}"
+            ) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            conn.close()
+            raise FailedPrecondition(
+                f"cannot open container store {quote(self.path)}: {exc}"
+            ) from exc
+        except BaseException:
+            self.close()
+            conn.close()
+            raise
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise FailedPrecondition(f"container store {quote(self.path)} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking SQLite's write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._connection()
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > _SCHEMA_VERSION:
+                raise FailedPrecondition(
+                    f"container store {quote(self.path)} has schema version {version}; this"
+                    f" taskplane understands up to {_SCHEMA_VERSION}, so it is too old"
+                )
+            if version < 1:
+                conn.execute(
+                    """
+                    CREATE TABLE IF NOT EXISTS containers (
+                        namespace TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        runtime_name TEXT NOT NULL,
+                        runtime_options BLOB,
+                        spec BLOB,
+                        sandbox_id TEXT NOT NULL DEFAULT '',
+                        labels TEXT NOT NULL DEFAULT '{}',
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        PRIMARY KEY (namespace, id)
+                    ) WITHOUT ROWID
+                    """
+                )
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    # -- API -------------------------------------------------------------------------------
+
+    def create(self, namespace: str, container: Container) -> Container:
+        """Store a new container and return it with its timestamps set.
+
+        Raises AlreadyExists (``container "x" in namespace "ns": already exists``) when the id
+        is taken in ``namespace``, and InvalidArgument for invalid fields.
+        """
+        namespace = _validate_namespace(namespace)
+        _validate_container(container, "the container")
+        now = _now()
+        created = attrs.evolve(
+            container, labels=_set_labels(container.labels), created_at=now, updated_at=now
+        )
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    f"INSERT INTO containers (namespace, {_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (namespace, *self._row(created)),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"{_what(namespace, container.id)}: already exists") from None
+        return created
+
+    def get(self, namespace: str, container_id: str) -> Container:
+        """Return the container ``container_id`` of ``namespace``, or raise NotFound."""
+        namespace = _validate_namespace(namespace)
+        identifiers.validate(container_id, what="container id")
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? AND id = ?",
+                (namespace, container_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"{_what(namespace, container_id)}: not found")
+        return _row_to_container(row)
+
+    def list(self, namespace: str) -> list[Container]:
+        """Return every container of ``namespace``, ordered by id."""
+        namespace = _validate_namespace(namespace)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? ORDER BY id",
+                (namespace,),
+            ).fetchall()
+        return [_row_to_container(row) for row in rows]
+
+    def namespaces(self) -> builtins.list[str]:
+        """Return the namespaces that hold at least one container, sorted."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT DISTINCT namespace FROM containers ORDER BY 1").fetchall()
+        return [namespace for (namespace,) in rows]
+
+    def update(
+        self, namespace: str, container: Container, fieldpaths: Iterable[str] = ()
+    ) -> Container:
+        """Update the stored ``container.id`` from ``container`` and return the new record.
+
+        As in containerd: with no ``fieldpaths`` the labels and spec are replaced, and a
+        different ``runtime_name`` or ``sandbox_id`` is an error (they are immutable). With
+        ``fieldpaths``, only those fields change: ``"labels"``, ``"labels.<key>"`` (set the
+        key, or remove it when ``container.labels`` lacks it or maps it to ""), ``"spec"``.
+        Raises NotFound, or InvalidArgument for an unknown field path or invalid fields.
+        """
+        namespace = _validate_namespace(namespace)
+        if not isinstance(container, Container):
+            raise InvalidArgument(f"expected a Container, not {type(container).__name__}")
+        identifiers.validate(container.id, what="container id")
+        paths = [fieldpaths] if isinstance(fieldpaths, str) else list(fieldpaths)
+        what = _what(namespace, container.id)
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? AND id = ?",
+                (namespace, container.id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{what}: not found")
+            current = _row_to_container(row)
+            if not paths:
+                if container.runtime_name != current.runtime_name:
+                    raise InvalidArgument(
+                        f"cannot update the runtime name of {what}: it is immutable"
+                    )
+                if container.sandbox_id != current.sandbox_id:
+                    raise InvalidArgument(
+                        f"cannot update the sandbox id of {what}: it is immutable"
+                    )
+                paths = ["labels", "spec"]
+            labels = dict(current.labels)
+            spec = current.spec
+            for path in paths:
+                if path.startswith("labels."):
+                    key = path[len("labels.") :]
+                    value = container.labels.get(key, "")
+                    if value:
+                        labels[key] = value
+                    else:
+                        labels.pop(key, None)
+                elif path == "labels":
+                    labels = _set_labels(container.labels)
+                elif path == "spec":
+                    spec = container.spec
+                else:
+                    raise InvalidArgument(
+                        f"cannot update field {quote(path)} of {what};"
+                        ' only "labels", "labels.<key>" and "spec" can change'
+                    )
+            updated = attrs.evolve(current, labels=labels, spec=spec, updated_at=_now())
+            _validate_container(updated, what)
+            conn.execute(
+                "UPDATE containers SET labels = ?, spec = ?, updated_at = ?"
+                " WHERE namespace = ? AND id = ?",
+                (
+                    json.dumps(dict(updated.labels), sort_keys=True),
+                    updated.spec,
+                    _to_micros(updated.updated_at),
+                    namespace,
+                    container.id,
+                ),
+            )
+        return updated
+
+    def delete(self, namespace: str, container_id: str) -> None:
+        """Delete the container ``container_id`` of ``namespace``, or raise NotFound."""
+        namespace = _validate_namespace(namespace)
+        identifiers.validate(container_id, what="container id")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM containers WHERE namespace = ? AND id = ?", (namespace, container_id)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"{_what(namespace, container_id)}: not found")
+
+    def close(self) -> None:
+        """Close the database. Idempotent; later calls raise FailedPrecondition."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._conn is None
+
+    def __enter__(self) -> ContainerStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ContainerStore {self.path!r}{' closed' if self._conn is None else ''}>"
+
+    @staticmethod
+    def _row(container: Container) -> tuple[Any, ...]:
+        return (
+            container.id,
+            container.runtime_name,
+            container.runtime_options,
+            container.spec,
+            container.sandbox_id,
+            json.dumps(dict(container.labels), sort_keys=True),
+            _to_micros(container.created_at),
+            _to_micros(container.updated_at),
+        )
