@@ -1,0 +1,598 @@
+"""Running a shim binary: ``start``, ``delete`` and ``-info`` (containerd's ``binary.go``).
+
+A :class:`ShimBinary` is one shim binary bound to one bundle. :meth:`ShimBinary.start` runs
+``<shim> ... start`` in the bundle and returns the :class:`~runtime_v2.start_response.ShimEndpoint`
+the shim printed; :meth:`ShimBinary.delete` runs ``<shim> ... delete`` to reap a dead shim's
+container and returns its :class:`~runtime_v2.shim.Exit`. :func:`run_info` runs ``<shim> -info``.
+
+The shim daemon writes its log to the bundle's ``log`` FIFO. :class:`ShimLog` keeps that FIFO
+open and drained from before ``start`` (an unread FIFO blocks the shim) into the
+``taskplane.shim`` logger, and keeps the last lines so that start and delete errors can show
+them. Stop it with :meth:`ShimBinary.close` when the shim is gone (``delete`` also stops it).
+
+Differences from containerd, on purpose:
+
+- A failed ``start`` names the binary and attaches the shim's last log lines.
+- When ``start`` exits 0 but its output is unusable, the binary's ``delete`` is run to reap
+  whatever it started before the error is raised.
+- A pre-2.0 shim asked for ``-info`` gives :class:`errdefs.NotImplemented` naming its version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import importlib.metadata
+import logging
+import os
+import re
+import signal
+import stat
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+
+from runtime_v2 import errdefs
+from runtime_v2.api import bootstrap_pb2, introspection_pb2
+from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.bundle import Bundle
+from runtime_v2.shim import Exit, from_timestamp
+from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
+
+__all__ = [
+    "LOG_TAIL_BYTES",
+    "ShimBinary",
+    "ShimCommandError",
+    "ShimLog",
+    "default_publish_binary",
+    "run_info",
+    "shim_env",
+]
+
+log = logging.getLogger("taskplane.shim")
+
+#: How much of the shim's recent log output is kept for error messages.
+LOG_TAIL_BYTES = 8192
+
+#: Time allowed for reaping a shim whose ``start`` output could not be used.
+_REAP_TIMEOUT = 5.0
+
+_LOGRUS_LEVEL = re.compile(r'(?:^|\s)level=("?)(\w+)\1')
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
+_UNKNOWN_INFO_FLAG = "flag provided but not defined: -info"
+_VERSION_LINE = re.compile(r"^\s*Version:\s*(\S+)", re.MULTILINE)
+
+
+class ShimCommandError(errdefs.Unknown):
+    """A shim command (``start``, ``delete`` or ``-info``) exited non-zero.
+
+    ``str(err)`` is one sentence naming the binary and the command, with the shim's output and
+    (for ``start``) its last log lines. ``exit_status`` is the exit code (negative: killed by that
+    signal), ``output`` the shim's own text, ``log_tail`` its recent log lines ("" if none).
+    """
+
+    def __init__(self, message: str, *, exit_status: int, output: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.output = output
+        self.log_tail = log_tail
+
+
+def default_publish_binary() -> str:
+    """What ``-publish-binary`` names: our own executable (shims since 1.5 ignore it)."""
+    return sys.executable
+
+
+def shim_env(
+    *,
+    grpc_address: str,
+    ttrpc_address: str,
+    namespace: str,
+    extra: Iterable[str] = (),
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a shim command (containerd main's, spec 2.1).
+
+    Our environment plus ``GOMAXPROCS=2``, ``MAX_SHIM_VERSION=2``, ``TTRPC_ADDRESS``,
+    ``GRPC_ADDRESS`` and ``NAMESPACE``, then the ``extra`` ``KEY=VALUE`` entries (the shim
+    manager's ``env`` config), which win.
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(
+        GOMAXPROCS="2",
+        MAX_SHIM_VERSION="2",
+        TTRPC_ADDRESS=ttrpc_address,
+        GRPC_ADDRESS=grpc_address,
+        NAMESPACE=namespace,
+    )
+    for entry in extra:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise errdefs.InvalidArgument(f"shim env entry {entry!r} must have the form KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _exit_text(returncode: int) -> str:
+    """Go's ``*exec.ExitError`` text: ``exit status 1`` or ``signal: killed``."""
+    if returncode < 0:
+        try:
+            description = signal.strsignal(-returncode)
+        except ValueError:
+            description = None
+        return f"signal: {(description or f'signal {-returncode}').lower()}"
+    return f"exit status {returncode}"
+
+
+async def _run(
+    argv: Sequence[str],
+    *,
+    stdin: bytes | None,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    combine_output: bool,
+) -> tuple[int, bytes, bytes]:
+    """Run a command in its own process group; return (returncode, stdout, stderr).
+
+    With ``combine_output`` stderr goes to stdout (and the returned stderr is b""). If the caller
+    is cancelled the process group is killed and reaped before the cancellation propagates.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if combine_output else asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            process_group=0,
+        )
+    except OSError as exc:
+        cls = errdefs.NotFound if exc.errno == errno.ENOENT else errdefs.Unknown
+        where = f" ({exc.filename})" if exc.filename and exc.filename != argv[0] else ""
+        raise cls(f"failed to run {argv[0]}: {exc.strerror}{where}") from exc
+    try:
+        out, err = await proc.communicate(stdin)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(proc.wait())
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out, err or b""
+
+
+class ShimLog:
+    """Drains a shim's ``log`` FIFO into the ``taskplane.shim`` logger, keeping the last lines.
+
+    :meth:`open` creates the FIFO (mode 0700) if needed and opens it O_RDWR|O_NONBLOCK, so the
+    shim daemon's blocking open for writing succeeds at once and our reads never see EOF;
+    lines are read by an event-loop reader callback. Each line is logged at the level its logrus
+    ``level=`` field names (INFO otherwise) with ``extra={"namespace", "task_id"}``.
+    """
+
+    def __init__(self, path: str, *, namespace: str, task_id: str) -> None:
+        self.path = path
+        self.namespace = namespace
+        self.task_id = task_id
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._partial = b""
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_bytes = 0
+
+    @property
+    def closed(self) -> bool:
+        """True when the FIFO is not (or no longer) being read."""
+        return self._fd is None
+
+    def open(self) -> None:
+        """Create and open the FIFO and start draining it on the running event loop."""
+        if self._fd is not None:
+            return
+        try:
+            os.mkfifo(self.path, 0o700)
+        except FileExistsError:
+            if not stat.S_ISFIFO(os.lstat(self.path).st_mode):
+                raise errdefs.AlreadyExists(
+                    f"shim log {self.path} exists and is not a FIFO"
+                ) from None
+        else:
+            os.chmod(self.path, 0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_reader(fd, self._on_readable)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._loop = fd, loop
+
+    def _on_readable(self) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning(
+                    "shim %s/%s: reading %s failed: %s",
+                    self.namespace,
+                    self.task_id,
+                    self.path,
+                    exc,
+                )
+                self._close_fd()
+                return
+            if not chunk:
+                return
+            data = self._partial + chunk
+            *lines, self._partial = data.split(b"\n")
+            for line in lines:
+                self._emit(line)
+            if len(self._partial) > LOG_TAIL_BYTES:  # a very long line without newline
+                self._emit(self._partial)
+                self._partial = b""
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if not line:
+            return
+        self._tail.append(line)
+        self._tail_bytes += len(line) + 1
+        while self._tail_bytes > LOG_TAIL_BYTES and len(self._tail) > 1:
+            self._tail_bytes -= len(self._tail.popleft()) + 1
+        match = _LOGRUS_LEVEL.search(line)
+        level = _LEVELS.get(match.group(2).lower(), logging.INFO) if match else logging.INFO
+        log.log(
+            level,
+            "shim %s/%s: %s",
+            self.namespace,
+            self.task_id,
+            line,
+            extra={"namespace": self.namespace, "task_id": self.task_id},
+        )
+
+    def tail(self) -> str:
+        """The last lines the shim logged (at most about :data:`LOG_TAIL_BYTES`), newest last."""
+        self._drain()
+        lines = list(self._tail)
+        if self._partial:
+            lines.append(self._partial.decode("utf-8", errors="replace"))
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Stop draining and close the FIFO (what is buffered is read and logged first)."""
+        if self._fd is None:
+            return
+        self._drain()
+        if self._partial:
+            self._emit(self._partial)
+            self._partial = b""
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+        os.close(fd)
+
+
+class ShimBinary:
+    """A shim binary bound to one bundle (containerd's ``binary``).
+
+    ``runtime_path`` is the resolved absolute path of the shim binary; ``grpc_address`` and
+    ``ttrpc_address`` name our daemon (the shim hashes the grpc address into its socket path and
+    sends events to the ttrpc one); ``socket_dir`` goes into BootstrapParams; ``env`` holds extra
+    ``KEY=VALUE`` entries; ``debug`` adds ``-debug``.
+    """
+
+    def __init__(
+        self,
+        runtime_path: str,
+        *,
+        bundle: Bundle,
+        grpc_address: str,
+        ttrpc_address: str,
+        socket_dir: str = "",
+        env: Sequence[str] = (),
+        debug: bool = False,
+        publish_binary: str | None = None,
+    ) -> None:
+        self.runtime_path = runtime_path
+        self.bundle = bundle
+        self.namespace = bundle.namespace
+        self.grpc_address = grpc_address
+        self.ttrpc_address = ttrpc_address
+        self.socket_dir = socket_dir
+        self.env = list(env)
+        self.debug = debug
+        self.publish_binary = publish_binary or default_publish_binary()
+        self.log = ShimLog(
+            os.path.join(bundle.path, "log"), namespace=bundle.namespace, task_id=bundle.id
+        )
+
+    def __repr__(self) -> str:
+        return f"ShimBinary({self.runtime_path!r}, bundle={self.bundle.path!r})"
+
+    @property
+    def name(self) -> str:
+        """The binary's base name, e.g. ``containerd-shim-runc-v2``."""
+        return os.path.basename(self.runtime_path)
+
+    def _common_args(self) -> list[str]:
+        return [
+            self.runtime_path,
+            "-namespace", self.namespace,
+            "-address", self.grpc_address,
+            "-publish-binary", self.publish_binary,
+            "-id", self.bundle.id,
+        ]  # fmt: skip
+
+    def start_args(self) -> list[str]:
+        """argv of ``start``: ``<shim> -namespace N -address A -publish-binary B -id I [-debug]
+        start``."""
+        return [*self._common_args(), *(["-debug"] if self.debug else []), "start"]
+
+    def delete_args(self) -> list[str]:
+        """argv of ``delete``: ``... -id I -bundle <bundle> [-debug] delete``."""
+        return [
+            *self._common_args(),
+            "-bundle", self.bundle.path,
+            *(["-debug"] if self.debug else []),
+            "delete",
+        ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
+        """The environment both commands run with (see :func:`shim_env`)."""
+        return shim_env(
+            grpc_address=self.grpc_address,
+            ttrpc_address=self.ttrpc_address,
+            namespace=self.namespace,
+            extra=self.env,
+        )
+
+    def bootstrap_params(self, options: any_pb2.Any | None) -> bootstrap_pb2.BootstrapParams:
+        """The ``BootstrapParams`` a 2.3+ shim reads on stdin (spec 2.2)."""
+        params = bootstrap_pb2.BootstrapParams(
+            instance_id=self.bundle.id,
+            namespace=self.namespace,
+            log_level=bootstrap_pb2.DEBUG if self.debug else bootstrap_pb2.INFO,
+            containerd_version=_our_version(),
+            containerd_ttrpc_address=self.ttrpc_address,
+            containerd_grpc_address=self.grpc_address,
+            containerd_binary=self.publish_binary,
+            socket_dir=self.socket_dir,
+        )
+        if options is not None:
+            params.extensions.add().value.CopyFrom(options)
+        return params
+
+    async def start(
+        self, options: any_pb2.Any | None = None, *, bootstrap: bool = False
+    ) -> ShimEndpoint:
+        """Run the shim's ``start`` command in the bundle and return where its daemon listens.
+
+        stdin is ``options`` (the task's effective runtime options Any) serialized, or nothing;
+        with ``bootstrap=True`` (a runtime that speaks the 2.3+ protocol) it is
+        :meth:`bootstrap_params` instead. The ``log`` FIFO is opened and drained first. On
+        success ``shim-binary-path`` (0600) and ``bootstrap.json`` are written in the bundle.
+
+        Raises :class:`ShimCommandError` when the command exits non-zero (the message names the
+        binary and carries its output and last log lines), :class:`errdefs.NotImplemented` for a
+        shim protocol version above 3. Cancellation kills the ``start`` process.
+        """
+        if bootstrap:
+            stdin: bytes | None = self.bootstrap_params(options).SerializeToString()
+        else:
+            stdin = options.SerializeToString() if options is not None else None
+        self.log.open()
+        try:
+            returncode, out, _ = await _run(
+                self.start_args(),
+                stdin=stdin,
+                cwd=self.bundle.path,
+                env=self.environment(),
+                combine_output=True,
+            )
+        except asyncio.CancelledError:
+            self.log.close()
+            raise
+        except BaseException as exc:
+            tail = self.log.tail()
+            self.log.close()
+            if isinstance(exc, errdefs.ContainerdError) and tail:
+                raise type(exc)(f"{exc}; last shim log lines:\n{tail}") from exc
+            raise
+        if returncode != 0:
+            output = out.decode("utf-8", errors="replace").strip()
+            tail = self.log.tail()
+            self.log.close()
+            message = f"{self.runtime_path} start failed: {output}: {_exit_text(returncode)}"
+            if tail:
+                message += f"; last shim log lines:\n{tail}"
+            raise ShimCommandError(message, exit_status=returncode, output=output, log_tail=tail)
+        try:
+            _write_private_file(
+                os.path.join(self.bundle.path, "shim-binary-path"), self.runtime_path.encode()
+            )
+            endpoint = parse_start_response(out)
+            write_bootstrap_json(self.bundle.path, endpoint)
+        except BaseException:
+            await self._reap_after_failed_start()
+            raise
+        return endpoint
+
+    async def _reap_after_failed_start(self) -> None:
+        """Best effort: the shim started something we cannot use; let its ``delete`` reap it."""
+        try:
+            async with asyncio.timeout(_REAP_TIMEOUT):
+                await self.delete(remove_bundle=False)
+        except Exception as exc:
+            log.debug(
+                "shim %s/%s: delete after a failed start: %s", self.namespace, self.bundle.id, exc
+            )
+        finally:
+            self.log.close()
+
+    async def delete(self, *, remove_bundle: bool = True) -> Exit:
+        """Run the shim's ``delete`` command (reaps a dead shim's container) and return its Exit.
+
+        stdin is /dev/null; stdout must be a task ``DeleteResponse``; stderr of a successful run
+        is logged as a warning. The shim log is closed, then the bundle is deleted (unless
+        ``remove_bundle`` is False).
+
+        Raises :class:`ShimCommandError` (with the shim's stderr) when the command exits
+        non-zero, :class:`errdefs.NotFound` when the bundle directory is gone, and
+        :class:`errdefs.Unknown` when stdout is not a ``DeleteResponse``.
+        """
+        if not os.path.isdir(self.bundle.path):
+            self.log.close()
+            raise errdefs.NotFound(
+                f"cannot run {self.name} delete for task {self.bundle.id}: "
+                f"bundle {self.bundle.path} does not exist"
+            )
+        try:
+            returncode, out, err = await _run(
+                self.delete_args(),
+                stdin=None,
+                cwd=self.bundle.path,
+                env=self.environment(),
+                combine_output=False,
+            )
+        finally:
+            self.log.close()
+        errors = err.decode("utf-8", errors="replace").strip()
+        if returncode != 0:
+            raise ShimCommandError(
+                f"{self.runtime_path} delete failed: {errors}: {_exit_text(returncode)}",
+                exit_status=returncode,
+                output=errors,
+            )
+        if errors:
+            log.warning(
+                "shim %s/%s: warnings while cleaning up dead shim: %s",
+                self.namespace,
+                self.bundle.id,
+                errors,
+                extra={"namespace": self.namespace, "task_id": self.bundle.id},
+            )
+        response = task_pb2.DeleteResponse()
+        try:
+            response.ParseFromString(out)
+        except DecodeError as exc:
+            raise errdefs.Unknown(
+                f"{self.runtime_path} delete printed something that is not a DeleteResponse "
+                f"({len(out)} bytes): {exc}"
+            ) from None
+        if remove_bundle:
+            await asyncio.to_thread(self.bundle.delete)
+        return Exit(
+            pid=response.pid,
+            status=response.exit_status,
+            timestamp=from_timestamp(response.exited_at)
+            if response.HasField("exited_at")
+            else None,
+        )
+
+    def close(self) -> None:
+        """Stop draining the shim's log FIFO (call once the shim is gone); idempotent."""
+        self.log.close()
+
+
+async def run_info(
+    runtime_path: str, options: any_pb2.Any | None = None
+) -> introspection_pb2.RuntimeInfo:
+    """Run ``<runtime_path> -info`` and decode the ``RuntimeInfo`` it prints (spec 1.5).
+
+    stdin is ``options`` serialized (or empty); our own cwd and environment are used.
+
+    Raises :class:`errdefs.NotImplemented` for a shim that has no ``-info`` flag (containerd
+    1.x shims; the message gives the shim's version when it can), :class:`ShimCommandError`
+    for another non-zero exit ("failed to run [...]: exit status N (stderr: ...)"), and
+    :class:`errdefs.Unknown` when stdout is not a ``RuntimeInfo``.
+    """
+    argv = [runtime_path, "-info"]
+    returncode, out, err = await _run(
+        argv,
+        stdin=options.SerializeToString() if options is not None else b"",
+        cwd=None,
+        env=None,
+        combine_output=False,
+    )
+    errors = err.decode("utf-8", errors="replace")
+    if returncode != 0:
+        if _UNKNOWN_INFO_FLAG in errors:
+            version = await _shim_version(runtime_path)
+            who = f"{os.path.basename(runtime_path)} ({version})" if version else runtime_path
+            raise errdefs.NotImplemented(
+                f"{who} does not support -info: shims before containerd 2.0 have no runtime "
+                "info; use a newer shim to get runtime features"
+            )
+        raise ShimCommandError(
+            f"failed to run [{' '.join(argv)}]: {_exit_text(returncode)} (stderr: {errors!r})",
+            exit_status=returncode,
+            output=errors,
+        )
+    info = introspection_pb2.RuntimeInfo()
+    try:
+        info.ParseFromString(out)
+    except DecodeError as exc:
+        raise errdefs.Unknown(
+            f"failed to unmarshal stdout from [{' '.join(argv)}] into *types.RuntimeInfo: {exc}"
+        ) from None
+    return info
+
+
+async def _shim_version(runtime_path: str) -> str:
+    """The ``Version:`` a shim's ``-v`` prints, or "" (never raises)."""
+    try:
+        async with asyncio.timeout(_REAP_TIMEOUT):
+            returncode, out, _ = await _run(
+                [runtime_path, "-v"], stdin=None, cwd=None, env=None, combine_output=True
+            )
+    except Exception:
+        return ""
+    match = _VERSION_LINE.search(out.decode("utf-8", errors="replace"))
+    return match.group(1) if returncode == 0 and match else ""
+
+
+def _our_version() -> str:
+    try:
+        return "taskplane " + importlib.metadata.version("taskplane")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        return "taskplane"
+
+
+def _write_private_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600 (replacing any old content)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

@@ -1,0 +1,193 @@
+"""Runtime name to shim binary path (containerd's TestResolveRuntimePath and BinaryName)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from runtime_v2 import errdefs
+from runtime_v2.runtime_path import (
+    RuntimePathResolver,
+    binary_name,
+    default_executable_dirs,
+    resolve_runtime_path,
+)
+
+SHIM = "containerd-shim-runc-v2"
+
+
+def _fake_shim(directory: Path, name: str = SHIM) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@attrs.frozen
+class Env:
+    """A fake shim first in PATH, an empty cwd and an empty executable dir."""
+
+    fake: str
+    path_env: str
+    cwd: str
+    exe_dir: str
+
+    def resolve(self, runtime: str, cache: dict[str, str] | None = None) -> str:
+        return resolve_runtime_path(
+            runtime,
+            cache=cache,
+            path_env=self.path_env,
+            cwd=self.cwd,
+            executable_dirs=[self.exe_dir],
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    bin_dir = tmp_path / "bin"
+    fake = _fake_shim(bin_dir)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "exe").mkdir()
+    return Env(
+        fake=fake,
+        path_env=f"{bin_dir}{os.pathsep}/usr/bin",
+        cwd=str(tmp_path / "cwd"),
+        exe_dir=str(tmp_path / "exe"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("runtime", "name"),
+    [
+        ("io.containerd.runc.v2", "containerd-shim-runc-v2"),
+        ("io.containerd.runhcs.v1", "containerd-shim-runhcs-v1"),
+        ("io.foo.bar.runc2.v2.baz", "containerd-shim-v2-baz"),
+        ("runc.v2", "containerd-shim-runc-v2"),
+        ("io", ""),
+        ("", ""),
+        (".io.containerd.runc.v2", ""),
+    ],
+)
+def test_binary_name(runtime: str, name: str) -> None:
+    assert binary_name(runtime) == name
+
+
+def test_absolute_path_is_returned_as_is(env: Env) -> None:
+    cache: dict[str, str] = {}
+    assert env.resolve(env.fake, cache) == env.fake
+    assert cache == {}  # absolute paths are not cached
+
+
+def test_runtime_name_finds_the_path_hit(env: Env) -> None:
+    cache: dict[str, str] = {}
+    assert env.resolve("io.containerd.runc.v2", cache) == env.fake
+    assert cache == {SHIM: env.fake}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "error", "message"),
+    [
+        ("/fake/abs/path", errdefs.NotFound, "invalid custom binary path: /fake/abs/path"),
+        ("", errdefs.InvalidArgument, "no runtime name"),
+        ("./containerd-shim-runc-v2", errdefs.InvalidArgument, "invalid runtime name"),
+        ("fake/containerd-shim-runc-v2", errdefs.InvalidArgument, "invalid runtime name"),
+        ("./fake/containerd-shim-runc-v2", errdefs.InvalidArgument, "invalid runtime name"),
+        (".io.containerd.runc.v2", errdefs.InvalidArgument, "invalid runtime name"),
+        ("runc", errdefs.InvalidArgument, "format like `io.containerd.runc.v2`"),
+    ],
+)
+def test_bad_runtimes_are_rejected(
+    env: Env, runtime: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        env.resolve(runtime, {})
+
+
+def test_missing_binary_error_names_every_place_it_looked(env: Env) -> None:
+    with pytest.raises(errdefs.NotFound) as info:
+        env.resolve("io.containerd.nope.v1", {})
+    assert str(info.value) == (
+        'runtime "io.containerd.nope.v1" binary not installed "containerd-shim-nope-v1": '
+        f"looked in {env.cwd}, PATH ({env.path_env.replace(os.pathsep, ', ')}), {env.exe_dir}"
+    )
+
+
+def test_cwd_wins_over_path(env: Env) -> None:
+    in_cwd = _fake_shim(Path(env.cwd))
+    assert env.resolve("io.containerd.runc.v2") == in_cwd
+
+
+def test_executable_dir_is_the_last_resort(env: Env) -> None:
+    next_to_us = _fake_shim(Path(env.exe_dir))
+    env = attrs.evolve(env, path_env="/nonexistent")
+    assert env.resolve("io.containerd.runc.v2") == next_to_us
+
+
+def test_path_skips_non_executable_files_and_directories(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / SHIM).write_text("not executable")
+    as_dir = tmp_path / "dir"
+    (as_dir / SHIM).mkdir(parents=True)
+    good = _fake_shim(tmp_path / "good")
+    path_env = os.pathsep.join([str(plain), str(as_dir), str(tmp_path / "good")])
+    assert (
+        resolve_runtime_path(
+            "io.containerd.runc.v2", path_env=path_env, cwd=str(tmp_path), executable_dirs=[]
+        )
+        == good
+    )
+
+
+def test_empty_path_entry_means_the_current_directory(tmp_path: Path) -> None:
+    shim = _fake_shim(tmp_path / "sub")
+    found = resolve_runtime_path(
+        "io.containerd.runc.v2",
+        path_env=os.pathsep + "/nonexistent",
+        cwd=str(tmp_path / "sub"),
+        executable_dirs=[],
+    )
+    assert found == shim
+
+
+def test_cache_hit_is_returned_without_looking(env: Env) -> None:
+    cache = {SHIM: "/cached/containerd-shim-runc-v2"}
+    assert env.resolve("io.containerd.runc.v2", cache) == "/cached/containerd-shim-runc-v2"
+
+
+def test_first_writer_wins_in_the_cache(env: Env) -> None:
+    class Racing(dict[str, str]):
+        """A cache that another resolver fills between our lookup and our store."""
+
+        def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+            self[key] = "/first/writer"
+            return None
+
+    assert env.resolve("io.containerd.runc.v2", Racing()) == "/first/writer"
+
+
+def test_resolver_object_caches(env: Env) -> None:
+    resolver = RuntimePathResolver(
+        path_env=env.path_env, cwd=env.cwd, executable_dirs=[env.exe_dir]
+    )
+    assert resolver.resolve("io.containerd.runc.v2") == env.fake
+    assert resolver.cache == {SHIM: env.fake}
+
+
+def test_default_executable_dirs_include_the_venv_bin() -> None:
+    assert os.path.join(sys.prefix, "bin") in default_executable_dirs()
+
+
+def test_the_installed_runc_shim_is_found_on_the_default_path() -> None:
+    if not os.path.exists("/usr/bin/containerd-shim-runc-v2"):
+        pytest.skip("containerd-shim-runc-v2 is not installed")
+    path = resolve_runtime_path(
+        "io.containerd.runc.v2", cache={}, path_env="/usr/local/bin:/usr/bin", cwd="/"
+    )
+    assert path == "/usr/bin/containerd-shim-runc-v2"
