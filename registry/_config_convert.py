@@ -1,0 +1,426 @@
+"""Strict cattrs structuring of plugin config tables, with TOML paths in every error.
+
+Private helper of :mod:`registry.config`. The converter never coerces ("7" is not 7, 1 is not
+True, a string is not a list), rejects unknown keys, and its errors are turned into
+``(path, message)`` pairs by :func:`structure_issues`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Union, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn
+
+PathPart = str | int
+Path = tuple[PathPart, ...]
+Issue = tuple[Path, str]
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class WrongType(Exception):
+    """A value of the wrong TOML type; *expected* describes what was wanted."""
+
+    def __init__(self, expected: str, value: object) -> None:
+        super().__init__(f"expected {expected}, got {describe_value(value)}")
+        self.expected = expected
+        self.value = value
+
+
+def quote(s: str) -> str:
+    """Quote *s* as a TOML basic string."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+def render_path(path: Iterable[PathPart]) -> str:
+    """Render a key path TOML-style: ``plugins."io.containerd.x".env[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.match(part) else quote(part)
+        out = f"{out}.{key}" if out else key
+    return out
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate *name* was probably meant to be, or None.
+
+    Spelling variants (``BinaryName`` / ``binary_name``) and a bare plugin id for its full
+    URI (``task`` -> ``io.containerd.runtime.v2.task``) are found as well as close typos.
+    """
+    cands = [c for c in candidates if c != name]
+    squash = name.replace("_", "").replace("-", "").lower()
+    for c in cands:
+        if c.replace("_", "").replace("-", "").lower() == squash:
+            return c
+    if "." not in name:
+        tails = [c for c in cands if c.endswith("." + name)]
+        if len(tails) == 1:
+            return tails[0]
+    close = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_key_message(key: str, valid: Sequence[str]) -> str:
+    """``unknown key (did you mean "x"?)``, or the valid keys when nothing is close."""
+    hint = suggest(key, valid)
+    if hint is not None:
+        return f"unknown key (did you mean {quote(hint)}?)"
+    if not valid:
+        return "unknown key (this table takes no keys)"
+    if len(valid) <= 12:
+        return f"unknown key (valid keys: {', '.join(quote(v) for v in sorted(valid))})"
+    return "unknown key"
+
+
+def describe_value(value: object) -> str:
+    """Name a value's TOML type, with the value if it is short: ``str "A=1"``, ``int 7``."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"bool {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"str {quote(shown)}"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def _is_optional(t: Any) -> bool:
+    return _is_union(t) and type(None) in get_args(t)
+
+
+def _is_union(t: Any) -> bool:
+    origin = get_origin(t)
+    return origin is Union or origin is types.UnionType
+
+
+_SEQUENCE_ORIGINS = (list, tuple, set, frozenset, Sequence, typing.Sequence)
+_MAPPING_ORIGINS = (dict, Mapping, typing.Mapping)
+
+
+def describe_type(t: Any) -> str:
+    """Name a Python type as a TOML value: ``a list of strings``, ``a table``."""
+    if t is str:
+        return "a string"
+    if t is bool:
+        return "a boolean"
+    if t is int:
+        return "an integer"
+    if t is float:
+        return "a number"
+    if t is Any or t is object:
+        return "any value"
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return "one of " + ", ".join(_literal(m.value) for m in t)
+    if attrs.has(t):
+        return "a table"
+    origin = get_origin(t)
+    args = get_args(t)
+    if origin is Literal:
+        if len(args) == 1:
+            return _literal(args[0])
+        return "one of " + ", ".join(_literal(a) for a in args)
+    if _is_union(t):
+        return " or ".join(describe_type(a) for a in args if a is not type(None))
+    if origin in _SEQUENCE_ORIGINS or t in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"an array of {len(args)} items"
+        return f"a list of {_plural(args[0]) if args else 'values'}"
+    if origin in _MAPPING_ORIGINS or t is dict:
+        if len(args) == 2 and args[1] is not Any:
+            return f"a table of {_plural(args[1])}"
+        return "a table"
+    return f"a {getattr(t, '__name__', str(t))}"
+
+
+def _plural(t: Any) -> str:
+    names = {str: "strings", bool: "booleans", int: "integers", float: "numbers"}
+    if t in names:
+        return names[t]
+    if attrs.has(t) or get_origin(t) in _MAPPING_ORIGINS:
+        return "tables"
+    if get_origin(t) in _SEQUENCE_ORIGINS:
+        return "lists"
+    return f"values ({describe_type(t)})"
+
+
+def _literal(v: object) -> str:
+    if isinstance(v, str):
+        return quote(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+# -- hooks -------------------------------------------------------------------------------------
+
+
+def _structure_str(v: object, _: Any) -> str:
+    if not isinstance(v, str):
+        raise WrongType("a string", v)
+    return v
+
+
+def _structure_bool(v: object, _: Any) -> bool:
+    if not isinstance(v, bool):
+        raise WrongType("a boolean", v)
+    return v
+
+
+def _structure_int(v: object, _: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise WrongType("an integer", v)
+    return v
+
+
+def _structure_float(v: object, _: Any) -> float:
+    # An integer is a number: `timeout = 5` for a float field is not a coercion.
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise WrongType("a number", v)
+    return float(v)
+
+
+Hook = Callable[[Any, Any], Any]
+
+
+def _note_and_raise(t: Any, errors: list[Exception]) -> None:
+    if errors:
+        raise IterableValidationError(f"While structuring {t!r}", errors, t)
+
+
+def _sequence_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    origin = get_origin(t) or t
+    args = get_args(t)
+    fixed = origin is tuple and bool(args) and args[-1] is not Ellipsis
+    elem_types: list[Any] = list(args) if fixed else [args[0] if args else Any]
+    hooks = [conv.get_structure_hook(e) for e in elem_types]
+    expected = describe_type(t)
+
+    def structure(v: object, _: Any) -> Any:
+        if not isinstance(v, list | tuple):
+            raise WrongType(expected, v)
+        if fixed and len(v) != len(elem_types):
+            raise WrongType(expected, v)
+        out: list[Any] = []
+        errors: list[Exception] = []
+        for i, item in enumerate(v):
+            et, hook = (elem_types[i], hooks[i]) if fixed else (elem_types[0], hooks[0])
+            try:
+                out.append(hook(item, et))
+            except Exception as e:
+                e.add_note(IterableValidationNote(f"Structuring {t!r} @ index {i}", i, et))
+                errors.append(e)
+        _note_and_raise(t, errors)
+        if origin in (set, frozenset):
+            return origin(out)
+        return out if origin is list else tuple(out)
+
+    return structure
+
+
+def _mapping_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    args = get_args(t)
+    key_t, val_t = (args[0], args[1]) if len(args) == 2 else (str, Any)
+    key_hook = conv.get_structure_hook(key_t)
+    val_hook = conv.get_structure_hook(val_t)
+    expected = describe_type(t)
+
+    def structure(v: object, _: Any) -> dict[Any, Any]:
+        if not isinstance(v, Mapping):
+            raise WrongType(expected, v)
+        out: dict[Any, Any] = {}
+        errors: list[Exception] = []
+        for k, item in v.items():
+            try:
+                out[key_hook(k, key_t)] = val_hook(item, val_t)
+            except Exception as e:
+                e.add_note(IterableValidationNote(f"Structuring {t!r} @ key {k!r}", k, val_t))
+                errors.append(e)
+        _note_and_raise(t, errors)
+        return out
+
+    return structure
+
+
+def _union_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    members = [a for a in get_args(t) if a is not type(None)]
+    optional = _is_optional(t)
+    hooks = [(m, conv.get_structure_hook(m)) for m in members]
+    expected = describe_type(t)
+
+    def structure(v: object, _: Any) -> Any:
+        if v is None and optional:
+            return None
+        if len(hooks) == 1:
+            m, hook = hooks[0]
+            return hook(v, m)
+        for m, hook in hooks:
+            try:
+                return hook(v, m)
+            except WrongType:
+                continue
+        raise WrongType(expected, v)
+
+    return structure
+
+
+def _literal_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    allowed = get_args(t)
+    expected = describe_type(t)
+
+    def structure(v: object, _: Any) -> Any:
+        for a in allowed:
+            if type(a) is type(v) and a == v:
+                return a
+        raise WrongType(expected, v)
+
+    return structure
+
+
+def _enum_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    expected = describe_type(t)
+
+    def structure(v: object, _: Any) -> Any:
+        for member in t:
+            if type(member.value) is type(v) and member.value == v:
+                return member
+        raise WrongType(expected, v)
+
+    return structure
+
+
+def _attrs_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    inner = make_dict_structure_fn(t, conv, _cattrs_forbid_extra_keys=True)
+
+    def structure(v: object, _: Any) -> Any:
+        if not isinstance(v, Mapping):
+            raise WrongType("a table", v)
+        return inner(v, t)
+
+    return structure
+
+
+def _is_sequence_type(t: Any) -> bool:
+    return get_origin(t) in _SEQUENCE_ORIGINS or t in (list, tuple)
+
+
+def _is_mapping_type(t: Any) -> bool:
+    return get_origin(t) in _MAPPING_ORIGINS or t is dict
+
+
+def _is_literal_type(t: Any) -> bool:
+    return get_origin(t) is Literal
+
+
+def _is_enum_type(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, enum.Enum)
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter with strict primitives, strict containers and no extra keys."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    # cattrs' stubs cannot express "factory taking the converter"; the call is checked at runtime.
+    register: Any = conv.register_structure_hook_factory
+    register(_is_sequence_type, _sequence_factory)
+    register(_is_mapping_type, _mapping_factory)
+    register(_is_union, _union_factory)
+    register(_is_literal_type, _literal_factory)
+    register(_is_enum_type, _enum_factory)
+    register(attrs.has, _attrs_factory)
+    return conv
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def structure_issues(exc: BaseException, path: Path = ()) -> list[Issue]:
+    """Flatten a cattrs error tree into ``(path, message)`` pairs, one per problem."""
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        out: list[Issue] = []
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    sub_path = (*path, note.name)
+                elif isinstance(note, IterableValidationNote):
+                    sub_path = (*path, note.index)
+            out += structure_issues(sub, sub_path)
+        return out
+    if isinstance(exc, ForbiddenExtraKeysError):
+        cl: Any = exc.cl
+        valid = [a.name for a in attrs.fields(cl)]
+        return [((*path, k), unknown_key_message(k, valid)) for k in sorted(exc.extra_fields)]
+    if isinstance(exc, WrongType):
+        return [(path, str(exc))]
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        return [((*path, exc.args[0]), "missing required key")]
+    return [(path, _exception_message(exc))]
+
+
+def _exception_message(exc: BaseException) -> str:
+    if exc.args and isinstance(exc.args[0], str) and exc.args[0]:
+        return exc.args[0]
+    return str(exc) or type(exc).__name__
+
+
+def validator_issues(obj: object, path: Path = ()) -> list[Issue]:
+    """Run every attrs field validator in *obj*'s tree, reporting each failure at its path."""
+    out: list[Issue] = []
+    cls: Any = type(obj)
+    if attrs.has(cls):
+        for a in attrs.fields(cls):
+            value = getattr(obj, a.name)
+            if a.validator is not None:
+                try:
+                    a.validator(obj, a, value)
+                except (ValueError, TypeError) as e:
+                    out.append(((*path, a.name), _exception_message(e)))
+            out += validator_issues(value, (*path, a.name))
+    elif isinstance(obj, list | tuple | set | frozenset):
+        for i, item in enumerate(obj):
+            out += validator_issues(item, (*path, i))
+    elif isinstance(obj, Mapping):
+        for k, item in obj.items():
+            out += validator_issues(item, (*path, str(k)))
+    return out
+
+
+def to_toml_value(value: Any) -> Any:
+    """Make unstructured data TOML-able: drop None, tuples and sets become lists."""
+    if isinstance(value, Mapping):
+        return {str(k): to_toml_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [to_toml_value(v) for v in value if v is not None]
+    if isinstance(value, set | frozenset):
+        return sorted(to_toml_value(v) for v in value)
+    if isinstance(value, enum.Enum):
+        return to_toml_value(value.value)
+    return value

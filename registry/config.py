@@ -1,0 +1,629 @@
+"""taskplane's TOML configuration: containerd's ``config.toml``, validated strictly.
+
+Loading follows containerd 2 (``LoadConfig``): the file's ``imports`` (globs allowed, relative
+to the importing file) are loaded breadth-first after it, each file at most once; later files
+override earlier ones, lists are unioned, and ``plugins`` tables are merged key by key (a
+table in a later file changes only the keys it sets). A drop-in file may not have a higher
+``version`` than the root file; without ``version`` it takes the root file's.
+
+Unlike containerd, nothing unknown is ignored: unknown keys, wrong types, tables for plugins
+nobody registered and unknown ids in ``disabled_plugins`` / ``required_plugins`` are errors
+naming the file, the TOML path and a likely fix, and all of them are reported at once in one
+:class:`ConfigError`::
+
+    config = load_config("/etc/taskplane/config.toml")
+    decoded = decode_plugin_configs(config, registry.registrations())  # uri -> attrs config
+
+Version 2 files are migrated to version 3 by :func:`migrate`, which calls each registration's
+``config_migration`` (pure) on each file's ``plugins`` table before the files are merged.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import glob
+import os
+import tomllib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import tomli_w
+
+from registry import _config_convert as _cv
+
+__all__ = [
+    "CONFIG_VERSION",
+    "DEFAULT_ROOT",
+    "DEFAULT_STATE",
+    "SUPPORTED_VERSIONS",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "ConfigLayer",
+    "ConfigurablePlugin",
+    "coerce_config",
+    "decode_plugin_configs",
+    "default_config",
+    "effective_config_dict",
+    "load_config",
+    "migrate",
+    "to_toml",
+]
+
+CONFIG_VERSION = 3
+SUPPORTED_VERSIONS = (2, 3)
+DEFAULT_ROOT = "/var/lib/taskplane"
+DEFAULT_STATE = "/run/taskplane"
+
+_TOP_LEVEL_KEYS = (
+    "version",
+    "root",
+    "state",
+    "disabled_plugins",
+    "required_plugins",
+    "imports",
+    "plugins",
+)
+# containerd top-level keys taskplane has no use for: say so instead of guessing a typo.
+_CONTAINERD_ONLY_KEYS = frozenset(
+    {
+        "temp", "debug", "oom_score", "cgroup", "proxy_plugins", "timeouts",
+        "stream_processors", "grpc", "ttrpc", "metrics",
+    }
+)  # fmt: skip
+
+
+class ConfigurablePlugin(Protocol):
+    """What config handling needs from a plugin registration (``registry.Registration``)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def config(self) -> builtins.type[Any] | None: ...
+    @property
+    def config_migration(self) -> Callable[[Mapping[str, Any], int], dict[str, Any]] | None: ...
+
+
+@attrs.frozen
+class ConfigIssue:
+    """One problem in a config file: the file, the TOML path ("" for the whole file), what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.file}: {self.path}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration; ``str()`` is one line per issue."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues: list[ConfigIssue] = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+@attrs.frozen
+class ConfigLayer:
+    """One loaded file's own ``plugins`` table and version, kept so migration is per file."""
+
+    file: str
+    version: int
+    plugins: Mapping[str, Mapping[str, Any]]
+
+
+@attrs.frozen
+class Config:
+    """A loaded configuration: the root file merged with its imports.
+
+    ``plugins`` holds the raw tables (uri -> table); :func:`decode_plugin_configs` turns them
+    into each plugin's attrs config. ``files`` lists the files in load order (root first);
+    ``source`` maps TOML paths to the file that set them (see :meth:`file_for`).
+    """
+
+    version: int = CONFIG_VERSION
+    root: str = DEFAULT_ROOT
+    state: str = DEFAULT_STATE
+    disabled_plugins: tuple[str, ...] = ()
+    required_plugins: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
+    plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    files: tuple[str, ...] = ()
+    source: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
+    layers: tuple[ConfigLayer, ...] = attrs.field(default=(), eq=False, repr=False)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], file: str = "<dict>") -> Config:
+        """Validate a config given as a mapping (as parsed TOML); *file* names it in errors.
+
+        ``imports`` are followed relative to *file*'s directory, or the current directory
+        when *file* is not a path (``<dict>``). Raises :class:`ConfigError`.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                [ConfigIssue(file, "", f"expected a table, got {_cv.describe_value(data)}")]
+            )
+        return _Loader().load(file, copy.deepcopy(dict(data)))
+
+    def file_for(self, path: str | Sequence[str | int]) -> str:
+        """The file that set TOML *path* (or its nearest parent); the root file otherwise.
+
+        *path* is rendered (``plugins."io.containerd.x"``) or a sequence of keys.
+        """
+        if isinstance(path, str):
+            candidates = [path]
+        else:
+            parts = tuple(path)
+            candidates = [_cv.render_path(parts[:n]) for n in range(len(parts), 0, -1)]
+        for candidate in candidates:
+            if candidate in self.source:
+                return self.source[candidate]
+        return self.files[0] if self.files else "<config>"
+
+
+def coerce_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None) -> Config:
+    """A :class:`Config` from a file path, a mapping shaped like the file, a Config (returned
+    as is) or None (the defaults)."""
+    if source is None:
+        return Config()
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, str | os.PathLike):
+        return load_config(source)
+    return Config.from_mapping(source)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load a config file and its imports; raises :class:`ConfigError` listing every problem.
+
+    A missing or unreadable file and invalid TOML are issues naming the file (and the line).
+    """
+    return _Loader().load(os.fspath(path), None)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+@attrs.define
+class _FileValues:
+    version: int | None = None
+    root: str | None = None
+    state: str | None = None
+    disabled_plugins: list[str] = attrs.Factory(list)
+    required_plugins: list[str] = attrs.Factory(list)
+    imports: list[str] = attrs.Factory(list)
+    plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.issues: list[ConfigIssue] = []
+        self.files: list[str] = []
+        self.layers: list[ConfigLayer] = []
+        self.source: dict[str, str] = {}
+        self.root: str = DEFAULT_ROOT
+        self.state: str = DEFAULT_STATE
+        self.lists: dict[str, list[str]] = {
+            "disabled_plugins": [],
+            "required_plugins": [],
+            "imports": [],
+        }
+        self.root_version: int | None = None
+
+    def issue(self, file: str, path: Sequence[str | int] | str, message: str) -> None:
+        rendered = path if isinstance(path, str) else _cv.render_path(path)
+        self.issues.append(ConfigIssue(file, rendered, message))
+
+    def load(self, first: str, data: dict[str, Any] | None) -> Config:
+        pending: deque[tuple[str, str | None, dict[str, Any] | None]] = deque([(first, None, data)])
+        seen: set[str] = set()
+        while pending:
+            file, importer, given = pending.popleft()
+            key = file if file.startswith("<") else os.path.abspath(file)
+            if key in seen:  # import cycles and repeated imports load a file once
+                continue
+            seen.add(key)
+            content = given if given is not None else self._read(file, importer)
+            if content is None:
+                continue
+            self.files.append(file)
+            values = self._validate(file, content)
+            self._merge(file, values, content)
+            base = os.getcwd() if file.startswith("<") else os.path.dirname(file)
+            for pattern in values.imports:
+                for resolved in _resolve_import(base, pattern):
+                    pending.append((resolved, file, None))
+        if self.root == self.state and self.files:
+            self.issue(
+                self.source.get("state", self.files[0]),
+                "state",
+                f"must differ from root (both are {self.root})",
+            )
+        if self.issues:
+            raise ConfigError(self.issues)
+        return Config(
+            version=self.root_version if self.root_version is not None else CONFIG_VERSION,
+            root=self.root,
+            state=self.state,
+            disabled_plugins=tuple(self.lists["disabled_plugins"]),
+            required_plugins=tuple(self.lists["required_plugins"]),
+            imports=tuple(self.lists["imports"]),
+            plugins=_merge_layers(self.layers),
+            files=tuple(self.files),
+            source=self.source,
+            layers=tuple(self.layers),
+        )
+
+    def _read(self, file: str, importer: str | None) -> dict[str, Any] | None:
+        by = f" (imported by {importer})" if importer else ""
+        try:
+            with open(file, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            self.issue(file, "", f"cannot read config file: {e.strerror or e}{by}")
+            return None
+        try:
+            return tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            self.issue(file, "", f"invalid TOML: not UTF-8 ({e.reason} at byte {e.start}){by}")
+        except tomllib.TOMLDecodeError as e:
+            self.issue(file, "", f"invalid TOML: {e}{by}")
+        return None
+
+    def _validate(self, file: str, data: Mapping[str, Any]) -> _FileValues:
+        values = _FileValues()
+        for key in data:
+            if key in _TOP_LEVEL_KEYS:
+                continue
+            if key in _CONTAINERD_ONLY_KEYS:
+                self.issue(file, [key], "unknown key (a containerd setting taskplane does not use)")
+            else:
+                self.issue(file, [key], _cv.unknown_key_message(key, _TOP_LEVEL_KEYS))
+
+        if "version" in data:
+            v = data["version"]
+            if isinstance(v, bool) or not isinstance(v, int):
+                self.issue(file, "version", f"expected an integer, got {_cv.describe_value(v)}")
+            elif v not in SUPPORTED_VERSIONS:
+                supported = ", ".join(str(s) for s in SUPPORTED_VERSIONS)
+                self.issue(
+                    file,
+                    "version",
+                    f"unsupported config version {v} (supported: {supported})",
+                )
+            else:
+                values.version = v
+
+        for name in ("root", "state"):
+            if name not in data:
+                continue
+            v = data[name]
+            if not isinstance(v, str):
+                self.issue(file, name, f"expected a string, got {_cv.describe_value(v)}")
+            elif not v:
+                self.issue(file, name, "must not be empty")
+            elif not os.path.isabs(v):
+                self.issue(file, name, f"must be an absolute path, got {_cv.quote(v)}")
+            else:
+                setattr(values, name, os.path.normpath(v))
+
+        for name in ("disabled_plugins", "required_plugins", "imports"):
+            if name not in data:
+                continue
+            v = data[name]
+            if not isinstance(v, list | tuple):
+                self.issue(file, name, f"expected a list of strings, got {_cv.describe_value(v)}")
+                continue
+            items: list[str] = getattr(values, name)
+            for i, item in enumerate(v):
+                if isinstance(item, str) and item:
+                    items.append(item)
+                elif isinstance(item, str):
+                    self.issue(file, [name, i], "must not be empty")
+                else:
+                    self.issue(
+                        file, [name, i], f"expected a string, got {_cv.describe_value(item)}"
+                    )
+
+        if "plugins" in data:
+            plugins = data["plugins"]
+            if not isinstance(plugins, Mapping):
+                self.issue(file, "plugins", f"expected a table, got {_cv.describe_value(plugins)}")
+            else:
+                for uri, table in plugins.items():
+                    if isinstance(table, Mapping):
+                        values.plugins[uri] = dict(table)
+                    else:
+                        self.issue(
+                            file,
+                            ["plugins", uri],
+                            f"expected a table, got {_cv.describe_value(table)}",
+                        )
+
+        return values
+
+    def _merge(self, file: str, values: _FileValues, raw: Mapping[str, Any]) -> None:
+        if self.root_version is None:
+            self.root_version = values.version if values.version is not None else CONFIG_VERSION
+            version = self.root_version
+        else:
+            version = values.version if values.version is not None else self.root_version
+            if version > self.root_version:
+                self.issue(
+                    file,
+                    "version",
+                    f"drop-in config version {version} is higher than the root config "
+                    f"version {self.root_version} ({self.files[0]})",
+                )
+        for name in ("version", "root", "state"):
+            if name in raw:
+                self.source[name] = file
+        if values.root is not None:
+            self.root = values.root
+        if values.state is not None:
+            self.state = values.state
+        for name, merged in self.lists.items():
+            if name in raw:
+                self.source.setdefault(name, file)
+            for item in getattr(values, name):
+                if item not in merged:
+                    self.source[_cv.render_path([name, len(merged)])] = file
+                    merged.append(item)
+        if values.plugins:
+            self.source["plugins"] = file
+            _record_sources(self.source, ("plugins",), values.plugins, file)
+        self.layers.append(ConfigLayer(file, version, values.plugins))
+
+
+def _record_sources(
+    source: dict[str, str], prefix: tuple[str, ...], table: Mapping[str, Any], file: str
+) -> None:
+    for key, value in table.items():
+        path = (*prefix, str(key))
+        source[_cv.render_path(path)] = file
+        if isinstance(value, Mapping):
+            _record_sources(source, path, value, file)
+
+
+def _resolve_import(base: str, pattern: str) -> list[str]:
+    path = os.path.normpath(pattern)
+    if not os.path.isabs(path):
+        path = os.path.join(base, path)
+    if glob.has_magic(path):
+        return sorted(glob.glob(path))
+    return [path]
+
+
+def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        current = into.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            _deep_merge(current, value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _merge_layers(layers: Iterable[ConfigLayer]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _deep_merge(merged, layer.plugins)
+    return merged
+
+
+# -- migration ---------------------------------------------------------------------------------
+
+
+def migrate(config: Config, registrations: Iterable[ConfigurablePlugin]) -> Config:
+    """Bring every file of *config* to version 3; pure (neither argument is changed).
+
+    Each file's ``plugins`` table is passed through every registration's
+    ``config_migration(plugins, from_version)``, in registration order, one version step at
+    a time; then the files are merged again. Version 2 keys stay as they are unless a
+    migration changes them. A failing migration is a :class:`ConfigError` naming the plugin.
+    """
+    layers = config.layers or (
+        ConfigLayer(
+            config.files[0] if config.files else "<config>", config.version, config.plugins
+        ),
+    )
+    if config.version >= CONFIG_VERSION and all(x.version >= CONFIG_VERSION for x in layers):
+        return config
+    regs = list(registrations)
+    issues: list[ConfigIssue] = []
+    migrated: list[ConfigLayer] = []
+    for layer in layers:
+        plugins: dict[str, Any] = copy.deepcopy(dict(layer.plugins))
+        for from_version in range(layer.version, CONFIG_VERSION):
+            for reg in regs:
+                migration = reg.config_migration
+                if migration is None:
+                    continue
+                what = (
+                    f"config migration of plugin {_cv.quote(reg.uri)} from version {from_version}"
+                )
+                try:
+                    result = migration(copy.deepcopy(plugins), from_version)
+                except Exception as e:
+                    issues.append(ConfigIssue(layer.file, "plugins", f"{what} failed: {e}"))
+                    continue
+                if not isinstance(result, Mapping):
+                    issues.append(
+                        ConfigIssue(
+                            layer.file,
+                            "plugins",
+                            f"{what} returned {_cv.describe_value(result)}, not a table",
+                        )
+                    )
+                    continue
+                plugins = dict(result)
+        migrated.append(ConfigLayer(layer.file, CONFIG_VERSION, plugins))
+    if issues:
+        raise ConfigError(issues)
+    return attrs.evolve(
+        config,
+        version=CONFIG_VERSION,
+        plugins=_merge_layers(migrated),
+        layers=tuple(migrated),
+    )
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+_converter = _cv.make_converter()
+
+
+def decode_plugin_configs(
+    config: Config, registrations: Iterable[ConfigurablePlugin]
+) -> dict[str, object]:
+    """Decode every registered plugin's table into its attrs config class, strictly.
+
+    Returns uri -> config instance in registration order: the default instance
+    (``config()``) when the file has no table for the plugin, None for plugins without a
+    config class. Migrates *config* first when it is older than version 3. Raises
+    :class:`ConfigError` with every problem: unknown keys, wrong types, failing attrs
+    validators, tables for unregistered plugins, unknown ids in ``disabled_plugins`` /
+    ``required_plugins``.
+    """
+    regs = list(registrations)
+    config = migrate(config, regs)
+    by_uri = {r.uri: r for r in regs}
+    issues: list[ConfigIssue] = []
+
+    def add(path: Sequence[str | int], message: str, file: str | None = None) -> None:
+        issues.append(ConfigIssue(file or config.file_for(path), _cv.render_path(path), message))
+
+    for uri, table in config.plugins.items():
+        if uri not in by_uri:
+            add(["plugins", uri], _not_registered(uri, by_uri, table))
+    for name in ("disabled_plugins", "required_plugins"):
+        for i, uri in enumerate(getattr(config, name)):
+            if uri not in by_uri:
+                add([name], _not_registered(uri, by_uri), config.file_for([name, i]))
+    for i, uri in enumerate(config.required_plugins):
+        if uri in config.disabled_plugins:
+            add(
+                ["required_plugins"],
+                f"plugin {_cv.quote(uri)} is both required and disabled",
+                config.file_for(["required_plugins", i]),
+            )
+
+    decoded: dict[str, object] = {}
+    for reg in regs:
+        uri = reg.uri
+        prefix = ("plugins", uri)
+        raw = config.plugins.get(uri)
+        cls = reg.config
+        if cls is None:
+            decoded[uri] = None
+            if raw:
+                add(prefix, f"plugin {_cv.quote(uri)} takes no configuration")
+            continue
+        if raw is None:
+            decoded[uri] = cls()
+            continue
+        found: list[_cv.Issue] = []
+        instance: object = None
+        try:
+            # Validators run afterwards, field by field, so each failure gets its own path.
+            with attrs.validators.disabled():
+                instance = _converter.structure(raw, cls)
+        except Exception as e:
+            found = _cv.structure_issues(e)
+        else:
+            found = _cv.validator_issues(instance)
+        for path, message in found:
+            add((*prefix, *path), message)
+        if not found:
+            decoded[uri] = instance
+    if issues:
+        raise ConfigError(issues)
+    return decoded
+
+
+def _not_registered(uri: str, by_uri: Mapping[str, object], table: object = None) -> str:
+    message = f"no plugin {_cv.quote(uri)} is registered"
+    # [plugins.io.containerd.x.y] without quotes nests a table per dot: name the fix.
+    for known in by_uri:
+        first, *rest = known.split(".")
+        node: object = table
+        if first != uri or not rest:
+            continue
+        for part in rest:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            return f'{message} (quote the plugin URI: [plugins."{known}"])'
+    hint = _cv.suggest(uri, by_uri)
+    return f"{message} (did you mean {_cv.quote(hint)}?)" if hint else message
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _unstructure(instance: object) -> dict[str, Any]:
+    value = _cv.to_toml_value(_converter.unstructure(instance))
+    assert isinstance(value, dict)
+    return value
+
+
+def default_config(
+    registrations: Iterable[ConfigurablePlugin],
+    *,
+    root: str = DEFAULT_ROOT,
+    state: str = DEFAULT_STATE,
+) -> dict[str, Any]:
+    """The default configuration as a TOML-able dict: every plugin's default config.
+
+    >>> print(to_toml(default_config([])))  # doctest: +NORMALIZE_WHITESPACE
+    version = 3
+    root = "/var/lib/taskplane"
+    state = "/run/taskplane"
+    disabled_plugins = []
+    required_plugins = []
+    <BLANKLINE>
+    [plugins]
+    """
+    plugins: dict[str, Any] = {}
+    for reg in registrations:
+        cls = reg.config
+        if cls is not None:
+            plugins[reg.uri] = _unstructure(cls())
+    return {
+        "version": CONFIG_VERSION,
+        "root": root,
+        "state": state,
+        "disabled_plugins": [],
+        "required_plugins": [],
+        "plugins": plugins,
+    }
+
+
+def effective_config_dict(config: Config, decoded: Mapping[str, object]) -> dict[str, Any]:
+    """The configuration in effect (for ``config dump``): after imports and migrations,
+    every plugin's decoded config with defaults filled in. *decoded* is the result of
+    :func:`decode_plugin_configs`. ``imports`` are omitted: their content is merged in.
+    """
+    return {
+        "version": CONFIG_VERSION,
+        "root": config.root,
+        "state": config.state,
+        "disabled_plugins": list(config.disabled_plugins),
+        "required_plugins": list(config.required_plugins),
+        "plugins": {uri: _unstructure(inst) for uri, inst in decoded.items() if inst is not None},
+    }
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Serialize a config dict to TOML (None values dropped, tuples written as arrays)."""
+    value = _cv.to_toml_value(data)
+    assert isinstance(value, dict)
+    return tomli_w.dumps(value)

@@ -1,0 +1,785 @@
+"""registry.config: loading, imports, strict validation, migration and defaults."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import textwrap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import pytest
+
+from registry import config as cfg
+from registry.config import Config, ConfigError, ConfigIssue
+
+# -- stand-in registrations (duck-typed like registry.Registration) ----------------------------
+
+
+@attrs.frozen
+class Reg:
+    type: str
+    id: str
+    config: builtins.type | None = None
+    config_migration: Callable[[Mapping[str, Any], int], dict[str, Any]] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"{self.type}.{self.id}"
+
+
+@attrs.frozen
+class RuncOptions:
+    binary_name: str = ""
+    systemd_cgroup: bool = False
+
+
+@attrs.frozen
+class Runtime:
+    runtime_type: str = "io.containerd.runc.v2"
+    options: RuncOptions = attrs.Factory(RuncOptions)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+
+
+@attrs.frozen
+class TaskConfig:
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    sched_core: bool = False
+    concurrency: int = attrs.field(default=4, validator=_non_negative)
+    timeout: float = 2.5
+    mode: Literal["fast", "safe"] = "safe"
+    max_shims: int | None = None
+    runtimes: dict[str, Runtime] = attrs.Factory(dict)
+    default: Runtime = attrs.Factory(Runtime)
+
+
+@attrs.frozen
+class ShimConfig:
+    env: list[str] = attrs.Factory(list)
+    labels: dict[str, str] = attrs.Factory(dict)
+    log_level: str = attrs.field(default="info", validator=attrs.validators.in_(["info", "debug"]))
+
+    def __attrs_post_init__(self) -> None:
+        if "FORBIDDEN=1" in self.env:
+            raise ValueError("env FORBIDDEN=1 is not allowed")
+
+
+TASK = Reg("io.containerd.runtime.v2", "task", TaskConfig)
+SHIM = Reg("io.containerd.shim.v1", "manager", ShimConfig)
+EVENTS = Reg("io.containerd.event.v1", "exchange")
+REGS = (TASK, SHIM, EVENTS)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def issues_of(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return str(exc.value).splitlines()
+
+
+def decode_errors(data: Mapping[str, Any], regs: Any = REGS) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        cfg.decode_plugin_configs(Config.from_mapping(data, file="config.toml"), regs)
+    return issues_of(info)
+
+
+# -- loading and top-level validation ----------------------------------------------------------
+
+
+def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", "")
+    config = cfg.load_config(path)
+    assert config.version == 3
+    assert config.root == "/var/lib/taskplane"
+    assert config.state == "/run/taskplane"
+    assert config.plugins == {}
+    assert config.files == (str(path),)
+    assert Config.from_mapping({}) == Config(files=("<dict>",))
+
+
+def test_top_level_values_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        """
+        version = 2
+        root = "/srv/tp/root"
+        state = "/srv/tp/state"
+        disabled_plugins = ["io.containerd.event.v1.exchange"]
+        required_plugins = ["io.containerd.runtime.v2.task"]
+        [plugins."io.containerd.runtime.v2.task"]
+        sched_core = true
+        """,
+    )
+    config = cfg.load_config(path)
+    assert (config.version, config.root, config.state) == (2, "/srv/tp/root", "/srv/tp/state")
+    assert config.disabled_plugins == ("io.containerd.event.v1.exchange",)
+    assert config.required_plugins == ("io.containerd.runtime.v2.task",)
+    assert config.plugins == {"io.containerd.runtime.v2.task": {"sched_core": True}}
+
+
+def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(missing)
+    assert info.value.issues == [
+        ConfigIssue(str(missing), "", "cannot read config file: No such file or directory")
+    ]
+    assert str(info.value) == f"{missing}: cannot read config file: No such file or directory"
+
+
+def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", 'version = 3\nroot = "/a"\nstate = \n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(path)
+    [issue] = info.value.issues
+    assert issue.file == str(path)
+    assert issue.message.startswith("invalid TOML: ")
+    assert "line 3" in issue.message
+
+
+def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'root = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        cfg.load_config(path)
+
+
+def test_unknown_top_level_key_suggests_the_known_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"disabled_plugin": [], "rooot": "/x"}, file="config.toml")
+    assert issues_of(info) == [
+        'config.toml: disabled_plugin: unknown key (did you mean "disabled_plugins"?)',
+        'config.toml: rooot: unknown key (did you mean "root"?)',
+    ]
+
+
+def test_unknown_key_without_a_close_match_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError, match='zzz: unknown key \\(valid keys: "disabled_plugins"'):
+        Config.from_mapping({"zzz": 1}, file="config.toml")
+
+
+def test_containerd_only_key_says_taskplane_does_not_use_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"grpc": {"address": "/x"}}, file="config.toml")
+    assert issues_of(info) == [
+        "config.toml: grpc: unknown key (a containerd setting taskplane does not use)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (1, "version: unsupported config version 1 (supported: 2, 3)"),
+        (4, "version: unsupported config version 4 (supported: 2, 3)"),
+        ("3", 'version: expected an integer, got str "3"'),
+        (True, "version: expected an integer, got bool true"),
+        (3.0, "version: expected an integer, got float 3.0"),
+    ],
+)
+def test_version_must_be_a_supported_integer(version: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"version": version}, file="config.toml")
+    assert issues_of(info) == [f"config.toml: {message}"]
+
+
+def test_version_4_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", "version = 4\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(path)
+    assert issues_of(info) == [f"{path}: version: unsupported config version 4 (supported: 2, 3)"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"root": 5}, "root: expected a string, got int 5"),
+        ({"root": ""}, "root: must not be empty"),
+        ({"state": "run/tp"}, 'state: must be an absolute path, got "run/tp"'),
+        ({"root": "/same", "state": "/same"}, "state: must differ from root (both are /same)"),
+        (
+            {"disabled_plugins": "a.b"},
+            'disabled_plugins: expected a list of strings, got str "a.b"',
+        ),
+        ({"required_plugins": [1]}, "required_plugins[0]: expected a string, got int 1"),
+        ({"imports": [""]}, "imports[0]: must not be empty"),
+        ({"plugins": []}, "plugins: expected a table, got an array"),
+        ({"plugins": {"a.b": 3}}, 'plugins."a.b": expected a table, got int 3'),
+    ],
+)
+def test_top_level_types_are_strict(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping(data, file="config.toml")
+    assert issues_of(info) == [f"config.toml: {message}"]
+
+
+def test_from_mapping_rejects_a_non_mapping() -> None:
+    with pytest.raises(ConfigError, match=r"config.toml: expected a table, got an array"):
+        Config.from_mapping([], file="config.toml")  # type: ignore[arg-type]
+
+
+def test_from_mapping_copies_its_input() -> None:
+    data: dict[str, Any] = {"plugins": {"a.b": {"x": [1]}}}
+    config = Config.from_mapping(data)
+    data["plugins"]["a.b"]["x"].append(2)
+    assert config.plugins == {"a.b": {"x": [1]}}
+
+
+def test_coerce_config_accepts_path_mapping_config_and_none(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", 'root = "/r"\n')
+    assert cfg.coerce_config(path).root == "/r"
+    assert cfg.coerce_config(str(path)).root == "/r"
+    assert cfg.coerce_config({"root": "/m"}).root == "/m"
+    config = Config(root="/c")
+    assert cfg.coerce_config(config) is config
+    assert cfg.coerce_config(None) == Config()
+
+
+# -- imports -----------------------------------------------------------------------------------
+
+
+def test_imports_merge_in_order_later_files_win(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        """
+        version = 3
+        root = "/main/root"
+        state = "/main/state"
+        imports = ["conf.d/*.toml", "extra.toml"]
+        disabled_plugins = ["a.one"]
+        [plugins."io.containerd.runtime.v2.task"]
+        sched_core = true
+        concurrency = 1
+        [plugins."io.containerd.runtime.v2.task".runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        """,
+    )
+    write(
+        tmp_path / "conf.d" / "10-a.toml",
+        """
+        state = "/a/state"
+        disabled_plugins = ["a.two", "a.one"]
+        [plugins."io.containerd.runtime.v2.task"]
+        concurrency = 2
+        [plugins."io.containerd.runtime.v2.task".runtimes.runc.options]
+        binary_name = "/usr/bin/runc"
+        """,
+    )
+    write(
+        tmp_path / "conf.d" / "20-b.toml",
+        """
+        [plugins."io.containerd.runtime.v2.task"]
+        concurrency = 3
+        platforms = ["linux/arm64"]
+        """,
+    )
+    write(tmp_path / "extra.toml", 'root = "/extra/root"\n')
+    write(tmp_path / "conf.d" / "ignored.txt", "not toml [")
+
+    config = cfg.load_config(main)
+    assert config.files == (
+        str(main),
+        str(tmp_path / "conf.d" / "10-a.toml"),
+        str(tmp_path / "conf.d" / "20-b.toml"),
+        str(tmp_path / "extra.toml"),
+    )
+    assert (config.root, config.state) == ("/extra/root", "/a/state")
+    assert config.disabled_plugins == ("a.one", "a.two")
+    assert config.plugins == {
+        "io.containerd.runtime.v2.task": {
+            "sched_core": True,
+            "concurrency": 3,
+            "platforms": ["linux/arm64"],
+            "runtimes": {
+                "runc": {
+                    "runtime_type": "io.containerd.runc.v2",
+                    "options": {"binary_name": "/usr/bin/runc"},
+                }
+            },
+        }
+    }
+    assert config.imports == ("conf.d/*.toml", "extra.toml")
+    # Each key remembers the file that set it last.
+    task = ["plugins", "io.containerd.runtime.v2.task"]
+    assert config.file_for([*task, "concurrency"]) == str(tmp_path / "conf.d" / "20-b.toml")
+    assert config.file_for([*task, "sched_core"]) == str(main)
+    assert config.file_for('plugins."io.containerd.runtime.v2.task".runtimes.runc.options') == str(
+        tmp_path / "conf.d" / "10-a.toml"
+    )
+    assert config.file_for([*task, "not", "there"]) == str(tmp_path / "conf.d" / "20-b.toml")
+    assert config.file_for("nothing") == str(main)
+
+
+def test_imports_are_relative_to_the_importing_file(tmp_path: Path) -> None:
+    main = write(tmp_path / "etc" / "config.toml", 'imports = ["sub/a.toml"]\n')
+    write(tmp_path / "etc" / "sub" / "a.toml", 'imports = ["b.toml"]\n')
+    write(tmp_path / "etc" / "sub" / "b.toml", 'root = "/from/b"\n')
+    config = cfg.load_config(main)
+    assert config.root == "/from/b"
+    assert config.files[-1] == str(tmp_path / "etc" / "sub" / "b.toml")
+
+
+def test_absolute_imports_are_used_as_is(tmp_path: Path) -> None:
+    other = write(tmp_path / "elsewhere" / "x.toml", 'state = "/abs/state"\n')
+    main = write(tmp_path / "etc" / "config.toml", f'imports = ["{other}"]\n')
+    assert cfg.load_config(main).state == "/abs/state"
+
+
+def test_import_cycles_load_each_file_once(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.toml", 'imports = ["b.toml"]\ndisabled_plugins = ["x.a"]\n')
+    write(tmp_path / "b.toml", 'imports = ["a.toml", "./b.toml"]\ndisabled_plugins = ["x.b"]\n')
+    config = cfg.load_config(a)
+    assert config.files == (str(a), str(tmp_path / "b.toml"))
+    assert config.disabled_plugins == ("x.a", "x.b")
+
+
+def test_glob_matching_nothing_is_not_an_error(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'imports = ["conf.d/*.toml"]\n')
+    assert cfg.load_config(main).files == (str(main),)
+
+
+def test_missing_import_names_the_importer(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'imports = ["missing.toml"]\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [
+        f"{tmp_path / 'missing.toml'}: cannot read config file: No such file or directory "
+        f"(imported by {main})"
+    ]
+
+
+def test_mapping_imports_are_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "drop.toml", 'root = "/dropped"\n')
+    monkeypatch.chdir(tmp_path)
+    config = Config.from_mapping({"imports": ["drop.toml"]})
+    assert config.root == "/dropped"
+    assert config.files == ("<dict>", os.path.join(str(tmp_path), "drop.toml"))
+
+
+def test_drop_in_version_may_not_exceed_the_root_version(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = 2\nimports = ["d.toml"]\n')
+    drop = write(tmp_path / "d.toml", "version = 3\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [
+        f"{drop}: version: drop-in config version 3 is higher than the root config version 2 "
+        f"({main})"
+    ]
+
+
+def test_drop_in_without_version_takes_the_root_version(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = 2\nimports = ["d.toml"]\n')
+    write(tmp_path / "d.toml", '[plugins."a.b"]\nx = 1\n')
+    config = cfg.load_config(main)
+    assert [(layer.version, layer.plugins) for layer in config.layers] == [
+        (2, {}),
+        (2, {"a.b": {"x": 1}}),
+    ]
+
+
+def test_errors_of_every_file_are_reported_together(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        'imports = ["a.toml", "b.toml", "gone.toml"]\nrooot = "/x"\n',
+    )
+    a = write(tmp_path / "a.toml", "version = 5\nrequired_plugins = [3]\n")
+    b = write(tmp_path / "b.toml", "this is not toml\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    files = [issue.file for issue in info.value.issues]
+    assert files == [str(main), str(a), str(a), str(b), str(tmp_path / "gone.toml")]
+    assert len(issues_of(info)) == 5
+
+
+# -- decoding plugin configs -------------------------------------------------------------------
+
+
+def test_absent_tables_decode_to_defaults_and_configless_plugins_to_none() -> None:
+    decoded = cfg.decode_plugin_configs(Config(), REGS)
+    assert decoded == {TASK.uri: TaskConfig(), SHIM.uri: ShimConfig(), EVENTS.uri: None}
+    assert list(decoded) == [TASK.uri, SHIM.uri, EVENTS.uri]
+
+
+def test_tables_decode_into_nested_attrs_classes() -> None:
+    data = {
+        "plugins": {
+            TASK.uri: {
+                "platforms": ["linux/amd64", "linux/arm64"],
+                "concurrency": 8,
+                "timeout": 3,
+                "mode": "fast",
+                "max_shims": 10,
+                "runtimes": {"runc": {"options": {"binary_name": "/bin/runc"}}},
+                "default": {"runtime_type": "io.containerd.kata.v2"},
+            },
+            SHIM.uri: {"env": ["A=1"], "labels": {"k": "v"}, "log_level": "debug"},
+        }
+    }
+    decoded = cfg.decode_plugin_configs(Config.from_mapping(data), REGS)
+    assert decoded[TASK.uri] == TaskConfig(
+        platforms=("linux/amd64", "linux/arm64"),
+        concurrency=8,
+        timeout=3.0,
+        mode="fast",
+        max_shims=10,
+        runtimes={"runc": Runtime(options=RuncOptions(binary_name="/bin/runc"))},
+        default=Runtime(runtime_type="io.containerd.kata.v2"),
+    )
+    assert decoded[SHIM.uri] == ShimConfig(env=["A=1"], labels={"k": "v"}, log_level="debug")
+
+
+def test_unknown_key_suggests_the_field() -> None:
+    assert decode_errors({"plugins": {TASK.uri: {"platfroms": []}}}) == [
+        'config.toml: plugins."io.containerd.runtime.v2.task".platfroms: '
+        'unknown key (did you mean "platforms"?)'
+    ]
+
+
+def test_go_style_key_suggests_the_snake_case_field() -> None:
+    data = {"plugins": {TASK.uri: {"runtimes": {"runc": {"options": {"BinaryName": "x"}}}}}}
+    assert decode_errors(data) == [
+        'config.toml: plugins."io.containerd.runtime.v2.task".runtimes.runc.options.BinaryName: '
+        'unknown key (did you mean "binary_name"?)'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "path", "message"),
+    [
+        ({"env": "A=1"}, "env", 'expected a list of strings, got str "A=1"'),
+        ({"env": ["A=1", 2]}, "env[1]", "expected a string, got int 2"),
+        ({"env": {"A": "1"}}, "env", "expected a list of strings, got a table"),
+        ({"labels": ["k=v"]}, "labels", "expected a table of strings, got an array"),
+        ({"labels": {"k": True}}, "labels.k", "expected a string, got bool true"),
+        ({"log_level": 1}, "log_level", "expected a string, got int 1"),
+        ({"log_level": ["info"]}, "log_level", "expected a string, got an array"),
+    ],
+)
+def test_wrong_types_in_shim_config(table: dict[str, Any], path: str, message: str) -> None:
+    assert decode_errors({"plugins": {SHIM.uri: table}}) == [
+        f'config.toml: plugins."io.containerd.shim.v1.manager".{path}: {message}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "path", "message"),
+    [
+        ({"concurrency": "7"}, "concurrency", 'expected an integer, got str "7"'),
+        ({"concurrency": True}, "concurrency", "expected an integer, got bool true"),
+        ({"concurrency": 7.5}, "concurrency", "expected an integer, got float 7.5"),
+        ({"sched_core": 1}, "sched_core", "expected a boolean, got int 1"),
+        ({"sched_core": "true"}, "sched_core", 'expected a boolean, got str "true"'),
+        ({"timeout": "2s"}, "timeout", 'expected a number, got str "2s"'),
+        ({"timeout": False}, "timeout", "expected a number, got bool false"),
+        ({"mode": "slow"}, "mode", 'expected one of "fast", "safe", got str "slow"'),
+        ({"max_shims": "10"}, "max_shims", 'expected an integer, got str "10"'),
+        ({"platforms": "linux"}, "platforms", 'expected a list of strings, got str "linux"'),
+        ({"runtimes": {"runc": "x"}}, "runtimes.runc", 'expected a table, got str "x"'),
+        ({"runtimes": {"runc": {"options": []}}}, "runtimes.runc.options",
+         "expected a table, got an array"),
+        ({"default": {"runtime_type": 2}}, "default.runtime_type", "expected a string, got int 2"),
+    ],
+)  # fmt: skip
+def test_wrong_types_in_task_config(table: dict[str, Any], path: str, message: str) -> None:
+    assert decode_errors({"plugins": {TASK.uri: table}}) == [
+        f'config.toml: plugins."io.containerd.runtime.v2.task".{path}: {message}'
+    ]
+
+
+def test_attrs_validators_become_issues_at_their_path() -> None:
+    data = {"plugins": {TASK.uri: {"concurrency": -1}, SHIM.uri: {"log_level": "trace"}}}
+    errors = decode_errors(data)
+    assert errors[0] == (
+        'config.toml: plugins."io.containerd.runtime.v2.task".concurrency: must be >= 0, got -1'
+    )
+    assert errors[1].startswith(
+        "config.toml: plugins.\"io.containerd.shim.v1.manager\".log_level: 'log_level' must be in"
+    )
+    assert len(errors) == 2
+
+
+def test_post_init_errors_become_issues_at_the_table() -> None:
+    assert decode_errors({"plugins": {SHIM.uri: {"env": ["FORBIDDEN=1"]}}}) == [
+        'config.toml: plugins."io.containerd.shim.v1.manager": env FORBIDDEN=1 is not allowed'
+    ]
+
+
+def test_table_for_an_unregistered_plugin_suggests_the_registered_one() -> None:
+    assert decode_errors({"plugins": {"io.containerd.runtime.v2.tsak": {}}}) == [
+        'config.toml: plugins."io.containerd.runtime.v2.tsak": no plugin '
+        '"io.containerd.runtime.v2.tsak" is registered '
+        '(did you mean "io.containerd.runtime.v2.task"?)'
+    ]
+
+
+def test_short_plugin_id_suggests_the_full_uri() -> None:
+    assert decode_errors({"disabled_plugins": ["exchange"]}) == [
+        'config.toml: disabled_plugins: no plugin "exchange" is registered '
+        '(did you mean "io.containerd.event.v1.exchange"?)'
+    ]
+
+
+def test_unknown_required_plugin_is_an_error() -> None:
+    assert decode_errors({"required_plugins": ["io.containerd.runtime.v2.task", "x.nothing"]}) == [
+        'config.toml: required_plugins: no plugin "x.nothing" is registered'
+    ]
+
+
+def test_a_plugin_both_required_and_disabled_is_an_error() -> None:
+    uri = EVENTS.uri
+    assert decode_errors({"required_plugins": [uri], "disabled_plugins": [uri]}) == [
+        f'config.toml: required_plugins: plugin "{uri}" is both required and disabled'
+    ]
+
+
+def test_table_for_a_plugin_without_config_is_an_error() -> None:
+    assert decode_errors({"plugins": {EVENTS.uri: {"x": 1}}}) == [
+        'config.toml: plugins."io.containerd.event.v1.exchange": '
+        'plugin "io.containerd.event.v1.exchange" takes no configuration'
+    ]
+    empty = Config.from_mapping({"plugins": {EVENTS.uri: {}}})
+    assert cfg.decode_plugin_configs(empty, REGS)[EVENTS.uri] is None
+
+
+def test_all_decode_errors_are_reported_together() -> None:
+    data = {
+        "disabled_plugins": ["io.containerd.shim.v1.manger"],
+        "plugins": {
+            "io.containerd.runtime.v2.tsak": {},
+            TASK.uri: {"platfroms": [], "concurrency": "7"},
+            SHIM.uri: {"env": "A=1"},
+        },
+    }
+    errors = decode_errors(data)
+    assert errors == [
+        'config.toml: plugins."io.containerd.runtime.v2.tsak": no plugin '
+        '"io.containerd.runtime.v2.tsak" is registered '
+        '(did you mean "io.containerd.runtime.v2.task"?)',
+        'config.toml: disabled_plugins: no plugin "io.containerd.shim.v1.manger" is registered '
+        '(did you mean "io.containerd.shim.v1.manager"?)',
+        'config.toml: plugins."io.containerd.runtime.v2.task".concurrency: '
+        'expected an integer, got str "7"',
+        'config.toml: plugins."io.containerd.runtime.v2.task".platfroms: '
+        'unknown key (did you mean "platforms"?)',
+        'config.toml: plugins."io.containerd.shim.v1.manager".env: '
+        'expected a list of strings, got str "A=1"',
+    ]
+
+
+def test_decode_errors_name_the_file_that_set_the_key(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'imports = ["conf.d/*.toml"]\n')
+    drop = write(
+        tmp_path / "conf.d" / "shim.toml",
+        """
+        disabled_plugins = ["nope.nope"]
+        [plugins."io.containerd.shim.v1.manager"]
+        env = "A=1"
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        cfg.decode_plugin_configs(cfg.load_config(main), REGS)
+    assert [issue.file for issue in info.value.issues] == [str(drop), str(drop)]
+
+
+def test_config_error_lists_one_line_per_issue() -> None:
+    error = ConfigError([ConfigIssue("a.toml", "root", "bad"), ConfigIssue("b.toml", "", "worse")])
+    assert str(error) == "a.toml: root: bad\nb.toml: worse"
+    assert error.issues[1].path == ""
+    assert not isinstance(error, ValueError)
+
+
+# -- migration ---------------------------------------------------------------------------------
+
+
+def rename_task_timeout(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """v2 -> v3: the task plugin's `shim_timeout` became `timeout`."""
+    out = dict(plugins)
+    table = dict(out.get(TASK.uri, {}))
+    if version == 2 and "shim_timeout" in table:
+        table["timeout"] = table.pop("shim_timeout")
+        out[TASK.uri] = table
+    return out
+
+
+def move_old_uri(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """v2 -> v3: the shim manager's table moved from its old uri."""
+    out = dict(plugins)
+    if version == 2 and "io.containerd.shim.v1.old" in out:
+        out[SHIM.uri] = out.pop("io.containerd.shim.v1.old")
+    return out
+
+
+MIGRATING = (
+    Reg(TASK.type, TASK.id, TaskConfig, rename_task_timeout),
+    Reg(SHIM.type, SHIM.id, ShimConfig, move_old_uri),
+)
+
+
+def test_rename_task_timeout_is_pure() -> None:
+    plugins = {TASK.uri: {"shim_timeout": 3.0}}
+    assert rename_task_timeout(plugins, 2) == {TASK.uri: {"timeout": 3.0}}
+    assert plugins == {TASK.uri: {"shim_timeout": 3.0}}
+    assert rename_task_timeout(plugins, 3) == plugins
+
+
+def test_migrate_v2_to_v3_runs_every_migration() -> None:
+    config = Config.from_mapping(
+        {
+            "version": 2,
+            "plugins": {
+                TASK.uri: {"shim_timeout": 9.0},
+                "io.containerd.shim.v1.old": {"env": ["A=1"]},
+            },
+        }
+    )
+    migrated = cfg.migrate(config, MIGRATING)
+    assert migrated.version == 3
+    assert migrated.plugins == {TASK.uri: {"timeout": 9.0}, SHIM.uri: {"env": ["A=1"]}}
+    # pure: the input is untouched
+    assert config.version == 2
+    assert config.plugins[TASK.uri] == {"shim_timeout": 9.0}
+
+
+def test_migrations_run_in_registration_order_with_the_from_version() -> None:
+    calls: list[tuple[str, int, dict[str, Any]]] = []
+
+    def recorder(name: str) -> Callable[[Mapping[str, Any], int], dict[str, Any]]:
+        def migration(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+            calls.append((name, version, dict(plugins)))
+            return {**plugins, name: {}}
+
+        return migration
+
+    regs = [
+        Reg("t", "first", None, recorder("t.first")),
+        Reg("t", "second", None, recorder("t.second")),
+    ]
+    cfg.migrate(Config.from_mapping({"version": 2}), regs)
+    assert calls == [("t.first", 2, {}), ("t.second", 2, {"t.first": {}})]
+
+
+def test_migration_cannot_change_the_config_it_was_given() -> None:
+    def vandal(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+        plugins[TASK.uri]["concurrency"] = 99
+        return dict(plugins)
+
+    config = Config.from_mapping({"version": 2, "plugins": {TASK.uri: {"concurrency": 1}}})
+    migrated = cfg.migrate(config, [Reg(TASK.type, TASK.id, TaskConfig, vandal)])
+    assert config.plugins[TASK.uri] == {"concurrency": 1}
+    assert migrated.plugins[TASK.uri] == {"concurrency": 99}
+
+
+def test_version_3_config_is_not_migrated() -> None:
+    config = Config.from_mapping({"plugins": {TASK.uri: {"shim_timeout": 1.0}}})
+    assert cfg.migrate(config, MIGRATING) is config
+
+
+def test_only_version_2_files_are_migrated(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        f'version = 3\nimports = ["old.toml"]\n[plugins."{TASK.uri}"]\nshim_timeout = 1.0\n',
+    )
+    write(tmp_path / "old.toml", f'version = 2\n[plugins."{TASK.uri}"]\nshim_timeout = 5.0\n')
+    migrated = cfg.migrate(cfg.load_config(main), MIGRATING)
+    # The v3 root keeps its (now unknown) key; the v2 drop-in's key was renamed.
+    assert migrated.plugins == {TASK.uri: {"shim_timeout": 1.0, "timeout": 5.0}}
+
+
+def test_failing_migration_is_an_error_naming_the_plugin() -> None:
+    def broken(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    def wrong(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+        return ["not", "a", "table"]  # type: ignore[return-value]
+
+    regs = [Reg("a", "broken", None, broken), Reg("a", "wrong", None, wrong)]
+    with pytest.raises(ConfigError) as info:
+        cfg.migrate(Config.from_mapping({"version": 2}, file="config.toml"), regs)
+    assert issues_of(info) == [
+        'config.toml: plugins: config migration of plugin "a.broken" from version 2 failed: boom',
+        'config.toml: plugins: config migration of plugin "a.wrong" from version 2 returned '
+        "an array, not a table",
+    ]
+
+
+def test_decode_migrates_old_configs_first() -> None:
+    config = Config.from_mapping({"version": 2, "plugins": {TASK.uri: {"shim_timeout": 9.0}}})
+    decoded = cfg.decode_plugin_configs(config, MIGRATING)
+    assert decoded[TASK.uri] == TaskConfig(timeout=9.0)
+
+
+# -- defaults, dump and TOML -------------------------------------------------------------------
+
+
+def test_default_config_round_trips_through_load_and_decode(tmp_path: Path) -> None:
+    defaults = cfg.default_config(REGS, root="/tp/root", state="/tp/state")
+    assert defaults["version"] == 3
+    assert set(defaults["plugins"]) == {TASK.uri, SHIM.uri}
+    assert "max_shims" not in defaults["plugins"][TASK.uri]  # None is omitted
+    path = tmp_path / "config.toml"
+    path.write_text(cfg.to_toml(defaults))
+    config = cfg.load_config(path)
+    assert (config.root, config.state) == ("/tp/root", "/tp/state")
+    decoded = cfg.decode_plugin_configs(config, REGS)
+    assert decoded == {TASK.uri: TaskConfig(), SHIM.uri: ShimConfig(), EVENTS.uri: None}
+
+
+def test_default_config_uses_the_default_paths() -> None:
+    text = cfg.to_toml(cfg.default_config([]))
+    assert text.startswith('version = 3\nroot = "/var/lib/taskplane"\nstate = "/run/taskplane"\n')
+
+
+def test_effective_config_shows_imports_migrations_and_defaults(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        'version = 2\nroot = "/r"\nimports = ["more.toml"]\n'
+        f'[plugins."{TASK.uri}"]\nshim_timeout = 7.0\n',
+    )
+    write(tmp_path / "more.toml", f'[plugins."{TASK.uri}"]\nconcurrency = 2\n')
+    config = cfg.migrate(cfg.load_config(main), MIGRATING)
+    decoded = cfg.decode_plugin_configs(config, MIGRATING)
+    effective = cfg.effective_config_dict(config, decoded)
+    assert effective["version"] == 3
+    assert effective["root"] == "/r"
+    assert "imports" not in effective
+    task = effective["plugins"][TASK.uri]
+    assert (task["timeout"], task["concurrency"], task["mode"]) == (7.0, 2, "safe")
+    assert effective["plugins"][SHIM.uri] == {"env": [], "labels": {}, "log_level": "info"}
+    # the dump is itself a valid config that decodes to the same values
+    dumped = write(tmp_path / "dump.toml", cfg.to_toml(effective))
+    assert cfg.decode_plugin_configs(cfg.load_config(dumped), MIGRATING) == decoded
+
+
+def test_to_toml_drops_none_and_writes_tuples_as_arrays() -> None:
+    text = cfg.to_toml({"a": None, "b": (1, 2), "c": {"d": None, "e": "x"}})
+    assert text == 'b = [\n    1,\n    2,\n]\n\n[c]\ne = "x"\n'
+
+
+def test_root_and_state_must_differ_across_files(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'root = "/same"\nimports = ["d.toml"]\n')
+    drop = write(tmp_path / "d.toml", 'state = "/same/"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [f"{drop}: state: must differ from root (both are /same)"]
+
+
+def test_unquoted_plugin_uri_says_to_quote_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml", "[plugins.io.containerd.runtime.v2.task]\nsched_core = true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        cfg.decode_plugin_configs(cfg.load_config(path), REGS)
+    assert issues_of(info) == [
+        f'{path}: plugins.io: no plugin "io" is registered '
+        '(quote the plugin URI: [plugins."io.containerd.runtime.v2.task"])'
+    ]
