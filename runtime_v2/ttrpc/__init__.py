@@ -1,0 +1,75 @@
+"""ttrpc, containerd's lightweight RPC over unix sockets, on asyncio (spec section 3).
+
+Public face of the package; the work lives in small private modules:
+
+- ``_codec``: frame encoding/decoding and stream-id rules, pure (bytes in, events out);
+- ``_client`` / ``_server``: the asyncio layers;
+- ``_errors``: the exception tree and the one place that maps OS errors onto errdefs;
+- ``_metadata``: request metadata (:class:`MD`);
+- ``_address``: shim address forms.
+
+Client example::
+
+    from runtime_v2 import ttrpc
+    async with await ttrpc.Client.connect("unix:///run/containerd/s/abc") as client:
+        with ttrpc.deadline(5):
+            resp = await client.call("containerd.task.v2.Task", "Connect", req, ConnectResponse,
+                                     namespace="default")
+
+Server example::
+
+    server = ttrpc.Server()
+    server.register(task_v2_pb2.DESCRIPTOR.services_by_name["Task"], {"Connect": connect})
+    await server.serve("/run/taskplane/s/abc")
+"""
+
+from runtime_v2.ttrpc._address import socket_name
+from runtime_v2.ttrpc._client import Client, current_deadline, deadline
+from runtime_v2.ttrpc._codec import (
+    HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    Flag,
+    Frame,
+    FrameDecoder,
+    MessageType,
+    OversizeFrame,
+    ServerStreams,
+    encode_frame,
+)
+from runtime_v2.ttrpc._errors import (
+    Closed,
+    ConnectionRefused,
+    OversizedMessage,
+    RemoteProtocolError,
+    SocketNotFound,
+)
+from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
+from runtime_v2.ttrpc._server import CallContext, Handler, PeerCredentials, Server, same_user
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "MD",
+    "NAMESPACE_KEY",
+    "CallContext",
+    "Client",
+    "Closed",
+    "ConnectionRefused",
+    "Flag",
+    "Frame",
+    "FrameDecoder",
+    "Handler",
+    "MessageType",
+    "OversizeFrame",
+    "OversizedMessage",
+    "PeerCredentials",
+    "RemoteProtocolError",
+    "Server",
+    "ServerStreams",
+    "SocketNotFound",
+    "current_deadline",
+    "deadline",
+    "encode_frame",
+    "same_user",
+    "socket_name",
+]
