@@ -1,0 +1,1 @@
+"""An example third-party taskplane runtime plugin (see plugin.py)."""

@@ -1,0 +1,90 @@
+"""taskplane's plugin registry: containerd's plugin model with explicit objects.
+
+Declare plugins as :class:`Registration` values, collect them in a :class:`Registry` (or let
+:func:`boot` discover them through pluggy: built-in modules, then ``taskplane.plugins`` entry
+points), and boot::
+
+    from registry import Registration, Registry, boot
+
+    registry = Registry()
+    registry.register(Registration("io.example.v1", "hello", init=lambda ic: "hi"))
+    with boot(registry=registry) as host:
+        assert host.get("io.example.v1", "hello") == "hi"
+        for status in host.statuses:
+            print(status.uri, status.status, status.reason)
+
+Every plugin ends a boot in one :class:`PluginStatus`: loaded, skipped, failed, disabled or
+blocked (naming the missing or failed dependency).
+"""
+
+from registry import platforms
+from registry._boot import Host, boot, boot_async
+from registry._context import (
+    PROPERTY_GRPC_ADDRESS,
+    PROPERTY_ROOT,
+    PROPERTY_STATE,
+    PROPERTY_TTRPC_ADDRESS,
+    InitContext,
+    Meta,
+    Plugin,
+    Set,
+)
+from registry._errors import (
+    BootError,
+    DiscoveryError,
+    IDRegistered,
+    InvalidRequires,
+    NoPluginID,
+    NoType,
+    PluginCircularDependency,
+    PluginError,
+    PluginInitialized,
+    PluginMultipleInstances,
+    PluginNotFound,
+    SkipPlugin,
+)
+from registry._graph import Blocked
+from registry._registration import WILDCARD, Registration, Registry
+from registry._status import PluginStatus
+from registry.config import ConfigError, ConfigIssue
+from registry.discovery import LoadFailure, discover
+from registry.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PROPERTY_GRPC_ADDRESS",
+    "PROPERTY_ROOT",
+    "PROPERTY_STATE",
+    "PROPERTY_TTRPC_ADDRESS",
+    "WILDCARD",
+    "Blocked",
+    "BootError",
+    "ConfigError",
+    "ConfigIssue",
+    "DiscoveryError",
+    "Host",
+    "IDRegistered",
+    "InitContext",
+    "InvalidRequires",
+    "LoadFailure",
+    "Meta",
+    "NoPluginID",
+    "NoType",
+    "Plugin",
+    "PluginCircularDependency",
+    "PluginError",
+    "PluginInitialized",
+    "PluginMultipleInstances",
+    "PluginNotFound",
+    "PluginStatus",
+    "Registration",
+    "Registry",
+    "Set",
+    "SkipPlugin",
+    "boot",
+    "boot_async",
+    "discover",
+    "hookimpl",
+    "hookspec",
+    "platforms",
+]

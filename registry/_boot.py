@@ -1,0 +1,504 @@
+"""Boot: discover, configure, order and initialise plugins; Host owns the result."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from registry import config as _config
+from registry import platforms as _platforms
+from registry._context import (
+    PROPERTY_GRPC_ADDRESS,
+    PROPERTY_ROOT,
+    PROPERTY_STATE,
+    PROPERTY_TTRPC_ADDRESS,
+    InitContext,
+    Plugin,
+    Set,
+)
+from registry._errors import BootError, PluginNotFound, SkipPlugin
+from registry._graph import RequirementTracker, check_requirements
+from registry._registration import Registration, Registry
+from registry._status import PluginStatus, Status
+from registry.discovery import LoadFailure, discover
+
+__all__ = ["ConfigSource", "Host", "boot", "boot_async"]
+
+log = logging.getLogger("registry")
+
+T = TypeVar("T")
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | _config.Config | None
+
+#: The daemon's (never served) address, relative to the state directory; shims hash it
+#: into their socket path, so it names the daemon's identity.
+GRPC_SOCKET_NAME = "taskplane.sock"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+class _Readiness:
+    """Counts registered readiness; ``event`` is set once every one has been signalled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._pending = 0
+        self.event = asyncio.Event()
+        self.event.set()
+
+    def register(self) -> Callable[[], None]:
+        self._pending += 1
+        self.event.clear()
+        done = False
+
+        def mark() -> None:
+            self._pending -= 1
+            if self._pending == 0:
+                self.event.set()
+
+        def ready() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            if threading.get_ident() == self._thread:
+                mark()
+            else:
+                self._loop.call_soon_threadsafe(mark)
+
+        return ready
+
+
+class Host:
+    """A booted registry: the initialised plugins, a status for every registered plugin, and
+    the effective config. Close it (``await host.aclose()``, ``host.close()`` or a ``with``
+    block) to close the loaded instances in reverse initialisation order.
+
+    >>> with boot({"version": 3}, builtins=[my_plugins]) as host:
+    ...     tasks = host.get("io.containerd.runtime.v2", "task")
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        config: _config.Config,
+        load_failures: Iterable[LoadFailure] = (),
+        root: str,
+        state: str,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.load_failures: list[LoadFailure] = list(load_failures)
+        self.root = root
+        self.state = state
+        self.plugins = Set()
+        self.statuses: list[PluginStatus] = []
+        self.boot_time = 0.0
+        self._readiness = _Readiness(loop)
+        self._loop: asyncio.AbstractEventLoop | None = None  # set for sync hosts only
+        self._closed = False
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def get(self, type: str, id: str) -> Any:
+        """The loaded instance of ``<type>.<id>``; :class:`PluginNotFound` (naming its status)
+        if that plugin is not loaded."""
+        plugin = self.plugins.get(type, id)
+        if plugin is not None and plugin.loaded:
+            return plugin.instance
+        uri = f"{type}.{id}"
+        status = self.status(uri)
+        if status is None:
+            raise PluginNotFound(f"plugin {uri} is not registered")
+        detail = f": {status.reason}" if status.reason else ""
+        raise PluginNotFound(
+            f"plugin {uri} is not loaded ({status.status}{detail})",
+            registration=self.registry.get(uri),
+        ) from status.error
+
+    def status(self, uri: str) -> PluginStatus | None:
+        """The status of the plugin with this URI, or None if it is not registered."""
+        for status in self.statuses:
+            if status.uri == uri:
+                return status
+        return None
+
+    # -- readiness ---------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once every plugin that registered readiness has signalled it."""
+        return self._readiness.event.is_set()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until :attr:`ready`; raises TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._readiness.event.wait()
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close loaded instances in reverse initialisation order: ``await inst.aclose()``,
+        else ``inst.close()`` (awaited if it returns an awaitable). One failing does not stop
+        the others; every failure is logged and, at the end, raised together as an
+        ExceptionGroup (each error noted with its plugin). Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[Exception] = []
+        for plugin in reversed(list(self.plugins)):
+            if not plugin.loaded:
+                continue
+            instance = plugin.instance
+            uri = plugin.registration.uri
+            try:
+                closer = getattr(instance, "aclose", None)
+                if callable(closer):
+                    await closer()
+                    continue
+                closer = getattr(instance, "close", None)
+                if callable(closer):
+                    result = closer()
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception as exc:
+                log.warning("closing plugin %s failed: %s", uri, _describe(exc), exc_info=exc)
+                exc.add_note(f"while closing plugin {uri}")
+                errors.append(exc)
+        if errors:
+            raise ExceptionGroup(f"closing {len(errors)} plugin(s) failed", errors)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- sync hosts --------------------------------------------------------------------
+
+    def _sync_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError(
+                "this host was booted with boot_async() and has no event loop of its own; "
+                "use await host.aclose() / async with"
+            )
+        return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on the host's event loop (hosts from :func:`boot`)."""
+        loop = self._sync_loop()
+        if loop.is_closed():
+            coro.close()
+            raise RuntimeError("the host is closed")
+        return loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        """Close the plugins (as :meth:`aclose`), cancel what is left on the host's loop and
+        close the loop. Safe to call twice."""
+        loop = self._sync_loop()
+        if loop.is_closed():
+            return
+        try:
+            loop.run_until_complete(self.aclose())
+        finally:
+            _close_loop(loop)
+
+    def __enter__(self) -> Self:
+        self._sync_loop()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks plugins left on ``loop``, finish its generators and executor, close it
+    (what ``asyncio.run`` does on the way out)."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+def _status(
+    reg: Registration,
+    status: Status,
+    *,
+    reason: str | None = None,
+    error: BaseException | None = None,
+    init_time: float = 0.0,
+    plugin: Plugin | None = None,
+    dependency: str | None = None,
+) -> PluginStatus:
+    return PluginStatus(
+        type=reg.type,
+        id=reg.id,
+        uri=reg.uri,
+        status=status,
+        reason=reason,
+        error=error,
+        init_time=init_time,
+        platforms=tuple(_platforms.format(p) for p in plugin.meta.platforms) if plugin else (),
+        exports=dict(plugin.meta.exports) if plugin else {},
+        requires=reg.requires,
+        dependency=dependency,
+    )
+
+
+class _Boot:
+    """One boot's bookkeeping: the order, each plugin's status, and the abort rules."""
+
+    def __init__(
+        self,
+        host: Host,
+        registrations: tuple[Registration, ...],
+        decoded: Mapping[str, object],
+    ) -> None:
+        cfg = host.config
+        self.host = host
+        self.registrations = registrations
+        self.decoded = decoded
+        self.disabled = frozenset(cfg.disabled_plugins)
+        self.required = frozenset(cfg.required_plugins)
+        self.order, self.pre_blocked = check_requirements(registrations, self.disabled)
+        self.tracker = RequirementTracker(
+            self.order, [r for r in registrations if r.uri in self.disabled]
+        )
+        self.statuses: dict[str, PluginStatus] = {}
+        for reg in registrations:
+            if reg.uri in self.disabled:
+                self.statuses[reg.uri] = _status(reg, "disabled", reason="disabled by config")
+        grpc_address = os.path.join(host.state, GRPC_SOCKET_NAME)
+        self.shared_properties = {
+            PROPERTY_GRPC_ADDRESS: grpc_address,
+            PROPERTY_TTRPC_ADDRESS: grpc_address + ".ttrpc",
+        }
+
+    def ordered_statuses(self) -> list[PluginStatus]:
+        """Initialisation order, then the plugins that never entered it (disabled)."""
+        placed = [self.statuses[r.uri] for r in self.order if r.uri in self.statuses]
+        return placed + [self.statuses[r.uri] for r in self.registrations if r.uri in self.disabled]
+
+    def check_required_before_init(self) -> None:
+        """Abort before any init when a required plugin cannot possibly load."""
+        registry = self.host.registry
+        for uri in self.host.config.required_plugins:
+            reg = registry.get(uri)
+            if reg is None:
+                problem = "is not registered"
+            elif uri in self.disabled:
+                problem = "is disabled by config"
+            elif uri in self.pre_blocked:
+                problem = f"cannot load: blocked: {self.pre_blocked[uri].reason}"
+            else:
+                continue
+            raise BootError(
+                f"required plugin {uri} {problem}",
+                registration=reg,
+                statuses=self.ordered_statuses(),
+            )
+
+    async def abort(
+        self, message: str, reg: Registration, cause: BaseException | None
+    ) -> BootError:
+        """Close what loaded so far and build the BootError to raise."""
+        error = BootError(message, registration=reg, statuses=self.ordered_statuses())
+        try:
+            await self.host.aclose()
+        except Exception as exc:  # each failure was logged by aclose
+            error.add_note(f"closing the plugins loaded so far also failed: {exc}")
+        error.__cause__ = cause
+        return error
+
+    async def run(self) -> None:
+        """Initialise every plugin in order; on any exception close what loaded."""
+        try:
+            for reg in self.order:
+                await self.init_one(reg)
+        except BaseException:
+            if not self.host._closed:
+                try:
+                    await self.host.aclose()
+                except Exception:  # already logged; the original error matters more
+                    pass
+            raise
+        self.host.statuses = self.ordered_statuses()
+
+    async def init_one(self, reg: Registration) -> None:
+        """Decide one plugin's status: blocked, or run its init (loaded/skipped/failed)."""
+        uri = reg.uri
+        found = self.tracker.blocked(reg)
+        if found is not None:
+            self.tracker.record(reg, "blocked", found.reason)
+            self.statuses[uri] = _status(
+                reg, "blocked", reason=found.reason, dependency=found.dependency
+            )
+            log.info("plugin %s blocked: %s", uri, found.reason)
+            if uri in self.required:
+                raise await self.abort(
+                    f"required plugin {uri} cannot load: blocked: {found.reason}", reg, None
+                )
+            return
+
+        properties = dict(self.shared_properties)
+        properties[PROPERTY_ROOT] = os.path.join(self.host.root, uri)
+        properties[PROPERTY_STATE] = os.path.join(self.host.state, uri)
+        plugin_config = self.decoded.get(uri)
+        ic = InitContext(
+            reg,
+            properties=properties,
+            config=plugin_config,
+            plugins=self.host.plugins,
+            readiness=self.host._readiness.register,
+        )
+        began = time.perf_counter()
+        error: Exception | None = None
+        instance: object = None
+        try:
+            result = reg.init(ic)
+            # Only coroutines are awaited: an init may return a Task or Future as its instance.
+            instance = await result if inspect.iscoroutine(result) else result
+        except Exception as exc:
+            error = exc
+        elapsed = time.perf_counter() - began
+
+        if isinstance(error, SkipPlugin):
+            reason = _describe(error)
+            self.tracker.record(reg, "skipped", reason)
+            self.statuses[uri] = _status(
+                reg, "skipped", reason=reason, error=error, init_time=elapsed
+            )
+            log.info("plugin %s skipped: %s", uri, reason)
+            ic.release_readiness()  # a skipped plugin will never signal; don't wait on it
+        else:
+            plugin = Plugin(reg, plugin_config, ic.meta, instance, error)
+            self.host.plugins.add(plugin)
+            if error is None:
+                self.statuses[uri] = _status(reg, "loaded", init_time=elapsed, plugin=plugin)
+                return
+            reason = _describe(error)
+            self.tracker.record(reg, "failed", reason)
+            self.statuses[uri] = _status(
+                reg, "failed", reason=reason, error=error, init_time=elapsed, plugin=plugin
+            )
+            log.warning("plugin %s failed to load: %s", uri, reason, exc_info=error)
+            if ic.registered_readiness:
+                raise await self.abort(
+                    f"plugin {uri} registered readiness and then failed: {reason}", reg, error
+                )
+        if uri in self.required:
+            status = self.statuses[uri]
+            raise await self.abort(
+                f"required plugin {uri} did not load: {status.status}: {status.reason}",
+                reg,
+                error,
+            )
+
+
+async def boot_async(
+    config: ConfigSource = None,
+    *,
+    builtins: Iterable[object] = (),
+    autoload: bool | None = None,
+    registry: Registry | None = None,
+    root: str | None = None,
+    state: str | None = None,
+) -> Host:
+    """Boot plugins on the running event loop and return the :class:`Host`.
+
+    ``config`` is a TOML file path, a mapping shaped like the file, a ``Config``, or None for
+    the defaults. Plugins come from ``registry`` if given, else from :func:`discover`
+    (``builtins``, then entry points unless ``autoload`` is False or
+    TASKPLANE_DISABLE_PLUGIN_AUTOLOAD=1). ``root``/``state`` override the config's.
+
+    Steps: load the config, migrate it to version 3, decode every plugin's config (ConfigError
+    lists every problem), order the plugins (PluginCircularDependency), check required
+    plugins, then initialise each plugin in order. Raises BootError when a required plugin
+    does not load or a plugin that registered readiness fails (what loaded is closed first).
+    Every other outcome is a status on the host.
+    """
+    started = time.perf_counter()
+    failures: list[LoadFailure] = []
+    if registry is None:
+        registry, failures = discover(builtins, autoload)
+    registrations = registry.registrations()
+    cfg = _config.migrate(_config.coerce_config(config), registrations)
+    decoded = _config.decode_plugin_configs(cfg, registrations)
+    host = Host(
+        registry=registry,
+        config=cfg,
+        load_failures=failures,
+        root=root if root is not None else cfg.root,
+        state=state if state is not None else cfg.state,
+        loop=asyncio.get_running_loop(),
+    )
+    run = _Boot(host, registrations, decoded)
+    run.check_required_before_init()
+    await run.run()
+    host.boot_time = time.perf_counter() - started
+    return host
+
+
+def boot(
+    config: ConfigSource = None,
+    *,
+    builtins: Iterable[object] = (),
+    autoload: bool | None = None,
+    registry: Registry | None = None,
+    root: str | None = None,
+    state: str | None = None,
+) -> Host:
+    """Synchronous :func:`boot_async`: the returned Host owns a new event loop on which the
+    plugins were initialised; use ``host.run(coro)`` to drive it and ``host.close()`` (or
+    ``with``) to shut down. Must not be called from a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("boot() cannot run inside an event loop; use await boot_async()")
+    loop = asyncio.new_event_loop()
+    try:
+        host = loop.run_until_complete(
+            boot_async(
+                config,
+                builtins=builtins,
+                autoload=autoload,
+                registry=registry,
+                root=root,
+                state=state,
+            )
+        )
+    except BaseException:
+        _close_loop(loop)
+        raise
+    host._loop = loop
+    return host

@@ -1,0 +1,205 @@
+"""What a plugin's init sees: InitContext, and the Set of plugins initialised before it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from registry._errors import PluginInitialized, PluginMultipleInstances, PluginNotFound
+from registry._registration import Registration
+
+if TYPE_CHECKING:
+    from registry.platforms import Platform
+
+__all__ = [
+    "PROPERTY_GRPC_ADDRESS",
+    "PROPERTY_ROOT",
+    "PROPERTY_STATE",
+    "PROPERTY_TTRPC_ADDRESS",
+    "InitContext",
+    "Meta",
+    "Plugin",
+    "Set",
+]
+
+PROPERTY_ROOT = "io.containerd.plugin.root"
+PROPERTY_STATE = "io.containerd.plugin.state"
+PROPERTY_GRPC_ADDRESS = "io.containerd.plugin.grpc.address"
+PROPERTY_TTRPC_ADDRESS = "io.containerd.plugin.ttrpc.address"
+
+
+@attrs.define
+class Meta:
+    """What a plugin declares about itself during init (filled in through ``ic.meta``)."""
+
+    platforms: list[Platform] = attrs.field(factory=list)
+    exports: dict[str, str] = attrs.field(factory=dict)
+    capabilities: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class Plugin:
+    """The result of one plugin's init: its instance, or the error its init raised.
+
+    Reading ``instance`` of a plugin whose init failed raises that error; ``error`` is None
+    for a loaded plugin.
+    """
+
+    registration: Registration
+    config: Any
+    meta: Meta
+    _instance: Any = None
+    error: BaseException | None = None
+
+    @property
+    def instance(self) -> Any:
+        """The instance init returned; raises the init error if init failed."""
+        if self.error is not None:
+            raise self.error
+        return self._instance
+
+    @property
+    def loaded(self) -> bool:
+        """True when init succeeded."""
+        return self.error is None
+
+
+class Set:
+    """Initialised plugins (loaded or failed), in initialisation order, unique by (type, id).
+
+    Skipped and blocked plugins are never added.
+    """
+
+    def __init__(self) -> None:
+        self._ordered: list[Plugin] = []
+        self._by_type: dict[str, dict[str, Plugin]] = {}
+
+    def add(self, plugin: Plugin) -> None:
+        """Append ``plugin``; raises :class:`PluginInitialized` if its (type, id) is present."""
+        reg = plugin.registration
+        by_id = self._by_type.setdefault(reg.type, {})
+        if reg.id in by_id:
+            raise PluginInitialized(f"plugin {reg.uri} is already initialised", registration=reg)
+        by_id[reg.id] = plugin
+        self._ordered.append(plugin)
+
+    def get(self, type: str, id: str) -> Plugin | None:
+        """The plugin with this type and id, or None."""
+        return self._by_type.get(type, {}).get(id)
+
+    def by_type(self, type: str) -> dict[str, Plugin]:
+        """Plugins of ``type`` by id, in initialisation order (a copy)."""
+        return dict(self._by_type.get(type, {}))
+
+    def __iter__(self) -> Iterator[Plugin]:
+        return iter(tuple(self._ordered))
+
+    def __len__(self) -> int:
+        return len(self._ordered)
+
+    def __repr__(self) -> str:
+        return f"Set({[p.registration.uri for p in self._ordered]})"
+
+
+class InitContext:
+    """Passed to a plugin's ``init``: its properties, decoded config, metadata, and access to
+    the plugins initialised before it.
+
+    >>> def init(ic: InitContext) -> object:
+    ...     exchange = ic.get_by_id("io.containerd.event.v1", "exchange")
+    ...     ic.meta.exports["root"] = ic.root
+    ...     return MyService(exchange, ic.config)
+    """
+
+    def __init__(
+        self,
+        registration: Registration,
+        *,
+        properties: dict[str, str] | None = None,
+        config: Any = None,
+        plugins: Set | None = None,
+        readiness: Callable[[], Callable[[], None]] | None = None,
+    ) -> None:
+        self.registration = registration
+        self.properties: dict[str, str] = properties if properties is not None else {}
+        self.config: Any = config
+        self.meta = Meta()
+        self.plugins: Set = plugins if plugins is not None else Set()
+        self._readiness = readiness
+        self._ready_callbacks: list[Callable[[], None]] | None = None
+
+    @property
+    def root(self) -> str:
+        """This plugin's persistent directory, ``<root>/<uri>`` (not created by boot)."""
+        return self.properties[PROPERTY_ROOT]
+
+    @property
+    def state(self) -> str:
+        """This plugin's runtime directory, ``<state>/<uri>`` (not created by boot)."""
+        return self.properties[PROPERTY_STATE]
+
+    def register_readiness(self) -> Callable[[], None]:
+        """Tell the host this plugin becomes ready later; call the returned function once it
+        is. The host is ready when every registered readiness has been signalled."""
+        ready = self._readiness() if self._readiness is not None else (lambda: None)
+        if self._ready_callbacks is None:
+            self._ready_callbacks = []
+        self._ready_callbacks.append(ready)
+        return ready
+
+    @property
+    def registered_readiness(self) -> bool:
+        """True if init called :meth:`register_readiness`."""
+        return bool(self._ready_callbacks)
+
+    def release_readiness(self) -> None:
+        """Signal every readiness this plugin registered (used for skipped plugins)."""
+        for ready in self._ready_callbacks or ():
+            ready()
+
+    def get_single(self, type: str) -> Any:
+        """The instance of the one loaded plugin of ``type``.
+
+        Raises :class:`PluginNotFound` if there is none, :class:`PluginMultipleInstances` if
+        several loaded, and the init error if the only plugins of that type failed.
+        """
+        of_type = self.plugins.by_type(type)
+        loaded = [p for p in of_type.values() if p.loaded]
+        if len(loaded) == 1:
+            return loaded[0].instance
+        if len(loaded) > 1:
+            uris = ", ".join(p.registration.uri for p in loaded)
+            raise PluginMultipleInstances(
+                f"plugin {self.registration.uri} asked for a single {type} plugin, "
+                f"but several are loaded: {uris}",
+                registration=self.registration,
+            )
+        for failed in of_type.values():
+            return failed.instance  # raises its init error
+        raise PluginNotFound(f"no plugins registered for {type}", registration=self.registration)
+
+    def get_by_id(self, type: str, id: str) -> Any:
+        """The instance of plugin ``<type>.<id>``; raises its init error if it failed and
+        :class:`PluginNotFound` if it is not initialised."""
+        plugin = self.plugins.get(type, id)
+        if plugin is None:
+            raise PluginNotFound(
+                f"no plugins registered for {type}.{id}", registration=self.registration
+            )
+        return plugin.instance
+
+    def get_by_type(self, type: str) -> dict[str, Plugin]:
+        """Every initialised plugin of ``type`` by id (check ``.error`` or read
+        ``.instance``); raises :class:`PluginNotFound` if there is none."""
+        found = self.plugins.by_type(type)
+        if not found:
+            raise PluginNotFound(
+                f"no plugins registered for {type}", registration=self.registration
+            )
+        return found
+
+    def get_all(self) -> list[Plugin]:
+        """Every plugin initialised so far, in initialisation order."""
+        return list(self.plugins)

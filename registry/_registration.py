@@ -1,0 +1,147 @@
+"""Registration (what a plugin declares) and Registry (an explicit, ordered list of them)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from registry._errors import IDRegistered, InvalidRequires, NoPluginID, NoType
+
+if TYPE_CHECKING:
+    from registry._context import InitContext
+    from registry._graph import Blocked
+
+__all__ = ["WILDCARD", "DisabledFilter", "Registration", "Registry"]
+
+#: ``requires=("*",)`` means "every other plugin is initialised before me".
+WILDCARD = "*"
+
+InitFn = Callable[["InitContext"], "object | Awaitable[object]"]
+ConfigMigration = Callable[[Mapping[str, Any], int], dict[str, Any]]
+#: ``graph(disabled=...)`` accepts a predicate or a collection of URIs.
+DisabledFilter = Callable[["Registration"], bool] | Collection[str]
+
+
+def _requires_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError(f"requires must be a sequence of plugin types, not the string {value!r}")
+    return tuple(value)
+
+
+@attrs.frozen
+class Registration:
+    """A plugin's declaration: what it is, what it needs, and how to build it.
+
+    >>> reg = Registration("io.containerd.event.v1", "exchange", init=lambda ic: object())
+    >>> reg.uri
+    'io.containerd.event.v1.exchange'
+
+    ``init`` receives an :class:`InitContext` and returns the plugin instance, directly or
+    as an awaitable. ``requires`` lists plugin *types* (every registration of each type is
+    initialised first) or is the single wildcard ``("*",)``. ``config`` is an attrs class whose
+    default instance is the default configuration. ``config_migration(plugins, from_version)``
+    is a pure function from the whole ``plugins`` table of an older config file to the new one.
+    """
+
+    type: str
+    id: str
+    init: InitFn = attrs.field(repr=False)
+    requires: tuple[str, ...] = attrs.field(default=(), converter=_requires_tuple)
+    config: builtins.type | None = None
+    config_migration: ConfigMigration | None = attrs.field(default=None, repr=False)
+
+    #: ``"<type>.<id>"``, the name used in config files and statuses (computed once).
+    uri: str = attrs.field(init=False, eq=False, repr=False)
+
+    @uri.default
+    def _uri(self) -> str:
+        return f"{self.type}.{self.id}"
+
+
+def _check(reg: Registration) -> None:
+    if not reg.type:
+        raise NoType(f"plugin registration with id {reg.id!r} has no type", registration=reg)
+    if not reg.id:
+        raise NoPluginID(f"plugin registration of type {reg.type!r} has no id", registration=reg)
+    if WILDCARD in reg.requires and len(reg.requires) != 1:
+        raise InvalidRequires(
+            f"plugin {reg.uri} mixes the wildcard requirement '*' with other types "
+            f"{list(reg.requires)}; use ('*',) alone",
+            registration=reg,
+        )
+    if reg.type in reg.requires:
+        raise InvalidRequires(
+            f"plugin {reg.uri} requires its own type {reg.type}", registration=reg
+        )
+    for required in reg.requires:
+        if not required:
+            raise InvalidRequires(
+                f"plugin {reg.uri} requires an empty plugin type", registration=reg
+            )
+
+
+class Registry:
+    """An ordered collection of registrations; no global state, build one and fill it.
+
+    >>> registry = Registry()
+    >>> registry.register(Registration("io.example.v1", "a", init=lambda ic: None))
+    >>> [r.uri for r in registry.graph()]
+    ['io.example.v1.a']
+    """
+
+    def __init__(self, registrations: Iterable[Registration] = ()) -> None:
+        self._registrations: list[Registration] = []
+        self._uris: set[str] = set()
+        self.register(*registrations)
+
+    def register(self, *regs: Registration) -> None:
+        """Add registrations, all or none; raises a :class:`PluginError` subclass naming the
+        first bad one (NoType, NoPluginID, IDRegistered, InvalidRequires)."""
+        batch: set[str] = set()
+        for reg in regs:
+            if not isinstance(reg, Registration):
+                raise TypeError(f"expected a Registration, got {type(reg).__name__}: {reg!r}")
+            _check(reg)
+            if reg.uri in self._uris or reg.uri in batch:
+                raise IDRegistered(f"plugin {reg.uri} is already registered", registration=reg)
+            batch.add(reg.uri)
+        self._registrations.extend(regs)
+        self._uris.update(batch)
+
+    def registrations(self) -> tuple[Registration, ...]:
+        """Every registration, in registration order."""
+        return tuple(self._registrations)
+
+    def get(self, uri: str) -> Registration | None:
+        """The registration with this URI, or None."""
+        for reg in self._registrations:
+            if reg.uri == uri:
+                return reg
+        return None
+
+    def __contains__(self, uri: object) -> bool:
+        return uri in self._uris
+
+    def __iter__(self) -> Iterator[Registration]:
+        return iter(tuple(self._registrations))
+
+    def __len__(self) -> int:
+        return len(self._registrations)
+
+    def graph(self, disabled: DisabledFilter = ()) -> list[Registration]:
+        """Initialisation order, as containerd's ``Registry.Graph``: disabled plugins are left
+        out; each plugin comes after every registration of the types it requires.
+        Raises :class:`PluginCircularDependency` naming the whole cycle."""
+        from registry._graph import graph
+
+        return graph(self._registrations, disabled)
+
+    def blocked(self, disabled: DisabledFilter = ()) -> dict[str, Blocked]:
+        """Plugins that cannot load whatever happens at init, by URI: a required type that no
+        enabled plugin provides, or every provider of it is itself blocked."""
+        from registry._graph import check_requirements
+
+        return check_requirements(self._registrations, disabled)[1]

@@ -1,0 +1,160 @@
+"""Finding registrations: built-in modules first, then ``taskplane.plugins`` entry points.
+
+Order is deterministic: built-ins in the order given, then entry points sorted by
+(distribution name, entry point name); each module's registrations in the order it returns
+them. A third-party entry point that fails (import error, misspelt hook, bad registration)
+is reported as a :class:`LoadFailure` and left out; it never takes the host down. A broken
+built-in is a bug and raises :class:`DiscoveryError`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+from collections.abc import Iterable
+from typing import cast
+
+import attrs
+import pluggy
+
+from registry import hookspecs
+from registry._errors import DiscoveryError
+from registry._registration import Registration, Registry
+
+__all__ = ["AUTOLOAD_ENV", "LoadFailure", "autoload_enabled", "discover", "entry_points"]
+
+log = logging.getLogger(__name__)
+
+#: Set to "1" to skip entry point discovery (built-ins only).
+AUTOLOAD_ENV = "TASKPLANE_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@attrs.frozen
+class LoadFailure:
+    """A third-party entry point that could not be used, and why."""
+
+    distribution: str
+    entry_point: str
+    error: BaseException = attrs.field(eq=False)
+
+    @property
+    def message(self) -> str:
+        """One sentence naming the entry point and the error."""
+        return (
+            f"plugin entry point {self.entry_point!r} of {self.distribution} "
+            f"could not be loaded: {type(self.error).__name__}: {self.error}"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def autoload_enabled(autoload: bool | None = None) -> bool:
+    """``autoload`` if given, else True unless TASKPLANE_DISABLE_PLUGIN_AUTOLOAD is set."""
+    if autoload is not None:
+        return autoload
+    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("1", "true", "yes")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The ``taskplane.plugins`` entry points, deduplicated, sorted by (distribution, name)."""
+    seen: set[tuple[str, str]] = set()
+    found: list[tuple[str, str, importlib.metadata.EntryPoint]] = []
+    for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        dist = _canonical(ep.dist.name) if ep.dist is not None else ""
+        # The same distribution on sys.path twice yields the same entry point twice;
+        # the first one (sys.path order) wins, as with imports.
+        if (dist, ep.name) in seen:
+            continue
+        seen.add((dist, ep.name))
+        found.append((dist, ep.name, ep))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [ep for _, _, ep in found]
+
+
+def _registrations_of(pm: pluggy.PluginManager, plugin: object) -> list[Registration]:
+    regs: list[Registration] = []
+    for impl in pm.hook.taskplane_registrations.get_hookimpls():
+        if impl.plugin is not plugin or impl.hookwrapper or impl.wrapper:
+            continue
+        result = impl.function()
+        if result is None:
+            continue
+        if isinstance(result, Registration) or not isinstance(result, Iterable):
+            raise TypeError(
+                f"taskplane_registrations() must return an iterable of Registration, "
+                f"not {type(result).__name__}"
+            )
+        for reg in cast(Iterable[object], result):
+            if not isinstance(reg, Registration):
+                raise TypeError(
+                    f"taskplane_registrations() returned {type(reg).__name__} {reg!r}, "
+                    "not a Registration"
+                )
+            regs.append(reg)
+    return regs
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register ``plugin`` and verify it implements known hooks (catches misspellings)."""
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+        if not pm.get_hookcallers(plugin):
+            raise pluggy.PluginValidationError(
+                plugin,
+                f"{name} has no @hookimpl-marked taskplane_registrations() "
+                "(is the function missing the @registry.hookimpl decorator?)",
+            )
+    except pluggy.PluginValidationError:
+        pm.unregister(plugin)
+        raise
+
+
+def discover(
+    builtins: Iterable[object] = (), autoload: bool | None = None
+) -> tuple[Registry, list[LoadFailure]]:
+    """Build a :class:`Registry` from built-in plugin modules and, unless autoload is off,
+    the ``taskplane.plugins`` entry points. Returns the registry and the entry points that
+    could not be used."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    failures: list[LoadFailure] = []
+
+    for index, module in enumerate(builtins):
+        name = getattr(module, "__name__", None) or f"builtin-{index}"
+        if pm.is_registered(module):
+            continue
+        try:
+            _register_checked(pm, module, name)
+        except pluggy.PluginValidationError as exc:
+            raise DiscoveryError(f"built-in plugin module {name} is invalid: {exc}") from exc
+        registry.register(*_registrations_of(pm, module))
+
+    if not autoload_enabled(autoload):
+        return registry, failures
+
+    for ep in entry_points():
+        dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+        try:
+            module = ep.load()
+            if pm.is_registered(module):
+                continue  # e.g. a built-in module also published as an entry point
+            _register_checked(pm, module, f"{dist}:{ep.name}")
+            try:
+                registry.register(*_registrations_of(pm, module))
+            except BaseException:
+                pm.unregister(module)
+                raise
+        except Exception as exc:
+            failure = LoadFailure(dist, ep.name, exc)
+            log.warning("%s", failure.message)
+            failures.append(failure)
+    return registry, failures
