@@ -418,7 +418,10 @@ class Exchange:
             )
         # A copy (the caller's message stays the caller's), and always the default pool's Any
         # class, whichever pool the envelope's class came from.
-        copy = any_pb2.Any(type_url=event.type_url, value=event.value)
+        copy = any_pb2.Any(
+            type_url=getattr(event, "type_url"),  # noqa: B009 - Message has no typed fields
+            value=getattr(event, "value"),  # noqa: B009
+        )
         self._dispatch(EventEnvelope(timestamp, namespace, topic, copy))
 
     def subscribe(
