@@ -1,0 +1,277 @@
+"""Task lifecycle benchmark: taskplane's TaskManager against Debian's containerd + ctr.
+
+Run as root (``make bench`` or ``.venv/bin/python bench/lifecycle.py``). One run prints:
+
+1. the median create -> start -> wait -> delete time of one ``/bin/true`` task with the real
+   runc shim, in-process through taskplane's TaskManager, next to ``ctr run --rm`` of the same
+   container against a private containerd daemon (ratio; target <= 0.9);
+2. the wall time of 20 concurrent lifecycles next to 20 concurrent ``ctr run --rm``
+   (ratio; target <= 1.0);
+3. the restart recovery time with 50 live shims: booting a new TaskManager over them
+   (target < 1 s).
+
+Both sides run the same busybox rootfs, the same shim (containerd-shim-runc-v2) and runc, and
+read the task's stdout and stderr through FIFOs the containerd way. The containerd daemon runs
+on a private --root/--state/--address in a temporary directory with CRI and other unneeded
+plugins disabled, logging to a file there; it is stopped and everything is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import plugins.builtin  # noqa: E402
+import runtime_v2.builtin  # noqa: E402
+from registry import boot_async  # noqa: E402
+from runtime_v2 import CreateOpts  # noqa: E402
+from taskplane.oci import default_spec, spec_bytes  # noqa: E402
+from taskplane.rootfs import build_busybox_rootfs  # noqa: E402
+from taskplane.stdio import FifoPair  # noqa: E402
+
+CONTAINERD = "/usr/bin/containerd"
+CTR = "/usr/bin/ctr"
+TASKS = ("io.containerd.runtime.v2", "task")
+DISABLED_PLUGINS = [
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+]
+
+
+class Containerd:
+    """A private containerd daemon for the reference numbers."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.address = str(base / "c.sock")
+        self.log_path = base / "containerd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = self.base / "config.toml"
+        disabled = ", ".join(f'"{p}"' for p in DISABLED_PLUGINS)
+        config.write_text(
+            "version = 2\n"
+            f"disabled_plugins = [{disabled}]\n"
+            "[debug]\n  level = \"warn\"\n"
+        )
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [CONTAINERD, "--config", str(config), "--root", str(self.base / "root"),
+             "--state", str(self.base / "state"), "--address", self.address],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited; see {self.log_path}")
+            if os.path.exists(self.address):
+                ok = subprocess.run([CTR, "-a", self.address, "version"],
+                                    capture_output=True, check=False)
+                if ok.returncode == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("containerd did not come up within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def ctr_run(containerd: Containerd, namespace: str, rootfs: Path, task_id: str) -> float:
+    """One ``ctr run --rm`` of ``/bin/true``; returns its wall time."""
+    began = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        CTR, "-a", containerd.address, "-n", namespace, "run", "--rm", "--rootfs", str(rootfs),
+        task_id, "/bin/true",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    elapsed = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"ctr run {task_id} failed ({proc.returncode}): {err.decode()}")
+    return elapsed
+
+
+async def taskplane_run(tasks: Any, namespace: str, rootfs: Path, io_dir: Path,
+                        task_id: str) -> float:
+    """One create -> start -> wait -> delete of ``/bin/true``, stdio through FIFOs."""
+    began = time.perf_counter()
+    spec = spec_bytes(default_spec(task_id, rootfs=str(rootfs), args=["/bin/true"],
+                                   namespace=namespace))
+    with FifoPair(io_dir, prefix=f"{task_id}-") as fifos:
+        task = await tasks.create(
+            task_id, CreateOpts(spec=spec, stdout=fifos.stdout, stderr=fifos.stderr),
+            namespace=namespace,
+        )
+        fifos.release()
+        copying = asyncio.ensure_future(fifos.copy_to(lambda b: None, lambda b: None))
+        await task.start()
+        exit = await task.wait()
+        await tasks.delete(task_id, namespace=namespace)
+        await copying
+    if exit.status != 0:
+        raise RuntimeError(f"task {task_id} exited {exit.status}")
+    return time.perf_counter() - began
+
+
+async def sequential(runs: int, first: Any, second: Any) -> tuple[float, float]:
+    """Median time of ``runs`` lifecycles of each side, interleaved so load drifts hit both."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        for side, one in enumerate((first, second)):
+            times[side].append(await one(f"seq-{i}-{uuid.uuid4().hex[:6]}"))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+async def concurrent(count: int, one: Any) -> float:
+    began = time.perf_counter()
+    await asyncio.gather(*(one(f"par-{i}-{uuid.uuid4().hex[:6]}") for i in range(count)))
+    return time.perf_counter() - began
+
+
+async def recovery(base: Path, rootfs: Path, shims: int) -> tuple[float, float, int]:
+    """Boot a TaskManager over ``shims`` live shims; return (load time, boot time, reattached)."""
+    root, state = str(base / "rr"), str(base / "rs")
+    namespace = "bench-restart"
+    first = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
+                             autoload=False, root=root, state=state)
+    tasks = first.get(*TASKS)
+    try:
+        async def start_one(i: int) -> None:
+            task_id = f"live-{i}"
+            spec = spec_bytes(default_spec(task_id, rootfs=str(rootfs),
+                                           args=["/bin/sleep", "600"], namespace=namespace))
+            task = await tasks.create(task_id, CreateOpts(spec=spec), namespace=namespace)
+            await task.start()
+
+        sem = asyncio.Semaphore(10)
+
+        async def bounded(i: int) -> None:
+            async with sem:
+                await start_one(i)
+
+        await asyncio.gather(*(bounded(i) for i in range(shims)))
+    finally:
+        await first.aclose()  # shims keep running
+
+    began = time.perf_counter()
+    second = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
+                              autoload=False, root=root, state=state)
+    boot_time = time.perf_counter() - began
+    tasks = second.get(*TASKS)
+    load_time = next(s.init_time for s in second.statuses
+                     if s.uri == "io.containerd.runtime.v2.task")
+    reattached = sum(1 for o in tasks.load_outcomes if o.outcome == "reattached")
+    try:
+        async def stop(task: Any) -> None:
+            await task.kill(signal.SIGKILL)
+            await task.wait()
+            await tasks.delete(task.id, namespace=namespace)
+
+        await asyncio.gather(*(stop(t) for t in await tasks.tasks(namespace=namespace)))
+    finally:
+        await second.aclose()
+    shutil.rmtree(f"/run/containerd/runc/{namespace}", ignore_errors=True)
+    return load_time, boot_time, reattached
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="sequential lifecycles per side")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--shims", type=int, default=50, help="live shims for recovery")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/lifecycle.py needs root (runc)", file=sys.stderr)
+        return 2
+    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
+        if not binary or not os.path.exists(binary):
+            print(f"missing prerequisite: {binary}", file=sys.stderr)
+            return 2
+
+    base = Path(tempfile.mkdtemp(prefix="tpb", dir="/tmp"))
+    containerd = Containerd(base / "ctd")
+    (base / "ctd").mkdir()
+    namespace_ctr = f"bench-ctr-{uuid.uuid4().hex[:6]}"
+    namespace_tp = f"bench-tp-{uuid.uuid4().hex[:6]}"
+    host = None
+    try:
+        rootfs = build_busybox_rootfs(base / "rootfs")
+        io_dir = base / "io"
+        io_dir.mkdir()
+        containerd.start()
+        host = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
+                                autoload=False, root=str(base / "r"), state=str(base / "s"))
+        tasks = host.get(*TASKS)
+
+        def ctr_one(task_id: str) -> Any:
+            return ctr_run(containerd, namespace_ctr, rootfs, task_id)
+
+        def tp_one(task_id: str) -> Any:
+            return taskplane_run(tasks, namespace_tp, rootfs, io_dir, task_id)
+
+        # Warm both sides (page cache, first shim exec, containerd's lazy init).
+        for _ in range(2):
+            await ctr_one(f"warm-{uuid.uuid4().hex[:6]}")
+            await tp_one(f"warm-{uuid.uuid4().hex[:6]}")
+
+        tp_median, ctr_median = await sequential(args.runs, tp_one, ctr_one)
+        tp_par = await concurrent(args.concurrency, tp_one)
+        ctr_par = await concurrent(args.concurrency, ctr_one)
+        await host.aclose()
+        host = None
+        load_time, boot_time, reattached = await recovery(base, rootfs, args.shims)
+
+        print(f"{'measure':<44}{'taskplane':>12}{'containerd':>12}{'ratio':>8}  target")
+        print(f"{'median create->start->wait->delete (s)':<44}"
+              f"{tp_median:>12.4f}{ctr_median:>12.4f}{tp_median / ctr_median:>8.2f}  <= 0.9")
+        print(f"{f'{args.concurrency} concurrent lifecycles, wall (s)':<44}"
+              f"{tp_par:>12.4f}{ctr_par:>12.4f}{tp_par / ctr_par:>8.2f}  <= 1.0")
+        print(f"{f'restart recovery of {args.shims} live shims (s)':<44}"
+              f"{load_time:>12.4f}{'':>12}{'':>8}  < 1 s "
+              f"(whole boot {boot_time:.4f} s; {reattached}/{args.shims} reattached)")
+        ok = (tp_median / ctr_median <= 0.9 and tp_par / ctr_par <= 1.0 and load_time < 1.0
+              and reattached == args.shims)
+        print("targets met" if ok else "TARGETS MISSED")
+        return 0 if ok else 1
+    finally:
+        if host is not None:
+            with contextlib.suppress(Exception):
+                await host.aclose()
+        containerd.stop()
+        for ns in (namespace_ctr, namespace_tp):
+            shutil.rmtree(f"/run/containerd/runc/{ns}", ignore_errors=True)
+        subprocess.run(["umount", "-R", str(base)], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,641 @@
+"""A connected shim and the task it runs (containerd's ``shim.go`` and ``bridge.go``).
+
+:class:`Shim` is one shim process we hold a ttrpc connection to (containerd's ``ShimInstance``);
+:class:`ShimTask` is the task API over it (containerd's ``shimTask``) and :class:`Process` an exec
+inside the task. The task service comes in two versions, ``containerd.task.v3.Task`` (shims of
+containerd 2.x) and ``containerd.task.v2.Task`` (1.6/1.7 shims, such as Debian's). Their messages
+are wire-identical, so this module always builds the v3 message classes and only the service name
+changes with :attr:`Shim.version` (that is all containerd's ``ttrpcV2Bridge`` does).
+
+Every call carries the task's namespace in the ttrpc metadata. Errors arrive as
+:mod:`runtime_v2.errdefs` classes from the ttrpc client; a dropped connection
+(:class:`runtime_v2.ttrpc.Closed`) becomes :class:`errdefs.NotFound` for ``state`` as in
+containerd. Go's zero time (``-62135596800`` s) in a timestamp becomes ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import enum
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from plugins import errdefs
+from runtime_v2 import identifiers, typeurl
+from runtime_v2 import ttrpc as _ttrpc
+from runtime_v2.api import mount_pb2, task_types_pb2
+from runtime_v2.api import task_v3_pb2 as task_pb2
+
+if TYPE_CHECKING:
+    from runtime_v2.binary import ShimBinary
+    from runtime_v2.bundle import Bundle
+
+__all__ = [
+    "CURRENT_SHIM_VERSION",
+    "DELETING_MARKER",
+    "SHUTDOWN_TIMEOUT",
+    "TASK_SERVICE_V2",
+    "TASK_SERVICE_V3",
+    "Exit",
+    "Process",
+    "ProcessInfo",
+    "Shim",
+    "ShimTask",
+    "State",
+    "Status",
+    "from_timestamp",
+    "is_being_deleted",
+]
+
+log = logging.getLogger("taskplane.runtime_v2.shim")
+
+M = TypeVar("M", bound=Message)
+
+TASK_SERVICE_V2 = "containerd.task.v2.Task"
+TASK_SERVICE_V3 = "containerd.task.v3.Task"
+#: The newest task service version this port speaks (containerd's ``CurrentShimVersion``).
+CURRENT_SHIM_VERSION = 3
+#: containerd's ``io.containerd.timeout.shim.shutdown``.
+SHUTDOWN_TIMEOUT = 3.0
+
+#: Go's zero ``time.Time`` as a protobuf Timestamp (0001-01-01T00:00:00Z).
+_GO_ZERO_SECONDS = -62135596800
+
+
+def from_timestamp(ts: timestamp_pb2.Timestamp | None) -> _dt.datetime | None:
+    """Convert a protobuf Timestamp to an aware UTC datetime; Go's zero time and unset give None."""
+    if ts is None or ts.seconds == _GO_ZERO_SECONDS:
+        return None
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+    return epoch + _dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+class Status(enum.Enum):
+    """A process status (containerd's ``runtime.Status``); UNKNOWN is the zero value."""
+
+    UNKNOWN = "unknown"
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    PAUSING = "pausing"
+
+
+_STATUS_FROM_PROTO = {
+    task_types_pb2.CREATED: Status.CREATED,
+    task_types_pb2.RUNNING: Status.RUNNING,
+    task_types_pb2.STOPPED: Status.STOPPED,
+    task_types_pb2.PAUSED: Status.PAUSED,
+    task_types_pb2.PAUSING: Status.PAUSING,
+}
+
+
+@attrs.frozen
+class Exit:
+    """How a process ended: its pid, exit status and time (None when the shim did not say)."""
+
+    pid: int
+    status: int
+    timestamp: _dt.datetime | None
+
+
+@attrs.frozen
+class State:
+    """A process's state as the shim reports it (containerd's ``runtime.State``)."""
+
+    id: str
+    exec_id: str
+    bundle: str
+    pid: int
+    status: Status
+    stdin: str
+    stdout: str
+    stderr: str
+    terminal: bool
+    exit_status: int
+    exited_at: _dt.datetime | None
+
+
+@attrs.frozen
+class ProcessInfo:
+    """One process of a task (``Pids``): its host pid and the runtime's extra info, if any."""
+
+    pid: int
+    info: any_pb2.Any | None = None
+
+
+class Shim:
+    """One running shim we are connected to (containerd's ``shim`` / ``ShimInstance``).
+
+    ``address`` is the shim's ttrpc address as it printed it (``unix:///run/containerd/s/<hex>``),
+    ``protocol`` its protocol ("ttrpc") and ``version`` the task API version spoken on it (3 or 2;
+    :meth:`downgrade` lowers it). Built by the shim manager; embedders receive :class:`ShimTask`.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        client: _ttrpc.Client,
+        *,
+        address: str,
+        protocol: str = "ttrpc",
+        version: int = 2,
+    ) -> None:
+        self.bundle = bundle
+        self.client = client
+        self.address = address
+        self.protocol = protocol
+        self.version = version
+        #: Pid of the shim daemon, learnt from Connect (0 until then).
+        self.shim_pid = 0
+        #: True once the task was deleted and the shim asked to shut down: the connection
+        #: closing afterwards is expected and needs no dead-shim cleanup.
+        self.orderly_shutdown = False
+        #: Pid of the task's init process (from Create, Start or Connect; 0 when unknown).
+        self.task_pid = 0
+        #: The shim binary that started this shim (runs its ``delete``), when known.
+        self.binary: ShimBinary | None = None
+
+    @property
+    def id(self) -> str:
+        """The task id."""
+        return self.bundle.id
+
+    @property
+    def namespace(self) -> str:
+        """The task's namespace."""
+        return self.bundle.namespace
+
+    @property
+    def endpoint(self) -> str:
+        """``<protocol>+<address>``, as containerd's ``Endpoint()`` reports it."""
+        return f"{self.protocol}+{self.address}"
+
+    @property
+    def service(self) -> str:
+        """The ttrpc task service name for :attr:`version`."""
+        return TASK_SERVICE_V3 if self.version >= 3 else TASK_SERVICE_V2
+
+    def downgrade(self) -> None:
+        """Speak the previous task API version (3 -> 2); raise NotImplemented below 3."""
+        if self.version < CURRENT_SHIM_VERSION:
+            raise errdefs.NotImplemented(
+                f"shim of task {self.id} speaks task API v{self.version}; "
+                "no older version to fall back to"
+            )
+        self.version -= 1
+
+    async def call(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[M],
+        *,
+        timeout: float | None = None,
+    ) -> M:
+        """Call ``method`` of the task service with the task's namespace in the metadata."""
+        return await self.client.call(
+            self.service, method, request, response_type, namespace=self.namespace, timeout=timeout
+        )
+
+    async def negotiate(
+        self, *, version: int = CURRENT_SHIM_VERSION, timeout: float | None = None
+    ) -> task_pb2.ConnectResponse:
+        """Find the task API version the shim serves: try ``version`` (v3) first, then v2.
+
+        Sends ``Connect{id}`` (which doubles as a liveness check) and records the shim pid.
+        A shim that answers v3 with NotImplemented ("service containerd.task.v3.Task") is
+        spoken to over v2 from then on, as containerd does after its downgrade.
+        """
+        self.version = version
+        request = task_pb2.ConnectRequest(id=self.id)
+        while True:
+            try:
+                response = await self.call(
+                    "Connect", request, task_pb2.ConnectResponse, timeout=timeout
+                )
+            except errdefs.NotImplemented as exc:
+                if self.version <= 2:
+                    raise errdefs.NotImplemented(
+                        f"shim of task {self.id} at {self.address} serves neither "
+                        f"{TASK_SERVICE_V3} nor {TASK_SERVICE_V2} ({exc}); it is not a "
+                        "containerd runtime v2 shim, or one too new for taskplane"
+                    ) from exc
+                self.downgrade()
+                continue
+            self.shim_pid = response.shim_pid
+            self.task_pid = response.task_pid
+            return response
+
+    async def close(self) -> None:
+        """Close the connection (the shim keeps running)."""
+        await self.client.close()
+
+    async def delete(self) -> None:
+        """Close the connection, wait for its on-close callbacks, then delete the bundle."""
+        await self.client.close()
+        await self.client.wait_closed()
+        await asyncio.to_thread(self.bundle.delete)
+
+
+#: Written into a bundle once its task is deleted, before the shim is shut down, so that other
+#: processes sharing the state dir see the connection drop as a delete, not as a dead shim.
+DELETING_MARKER = ".deleting"
+
+
+def _mark_deleting(bundle: Bundle) -> None:
+    try:
+        fd = os.open(os.path.join(bundle.path, DELETING_MARKER),
+                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    os.close(fd)
+
+
+def is_being_deleted(bundle: Bundle) -> bool:
+    """Whether ``bundle``'s task was deleted (the bundle is gone or marked for removal)."""
+    return not os.path.isdir(bundle.path) or os.path.exists(
+        os.path.join(bundle.path, DELETING_MARKER)
+    )
+
+
+def _exit_from(pid: int, status: int, ts: timestamp_pb2.Timestamp) -> Exit:
+    return Exit(pid=pid, status=status, timestamp=from_timestamp(ts))
+
+
+def _state_from(response: task_pb2.StateResponse) -> State:
+    return State(
+        id=response.id,
+        exec_id=response.exec_id,
+        bundle=response.bundle,
+        pid=response.pid,
+        status=_STATUS_FROM_PROTO.get(response.status, Status.UNKNOWN),
+        stdin=response.stdin,
+        stdout=response.stdout,
+        stderr=response.stderr,
+        terminal=response.terminal,
+        exit_status=response.exit_status,
+        exited_at=from_timestamp(response.exited_at),
+    )
+
+
+def _process_spec_any(spec: Mapping[str, Any] | any_pb2.Any | bytes) -> any_pb2.Any:
+    if isinstance(spec, any_pb2.Any):
+        return spec
+    return typeurl.pack_json("Process", spec)
+
+
+def _resources_any(resources: Mapping[str, Any] | any_pb2.Any | Message | None) -> any_pb2.Any:
+    if resources is None:
+        return any_pb2.Any()
+    if isinstance(resources, Message):
+        return typeurl.pack(resources)
+    return typeurl.pack_json("LinuxResources", resources)
+
+
+class ShimTask:
+    """A task running in a shim (containerd's ``shimTask``): the object embedders use.
+
+    Get one from :meth:`runtime_v2.TaskManager.create` or ``get``. Example::
+
+        task = await tasks.create("web", opts, namespace="default")
+        await task.start()
+        exit = await task.wait()
+        await tasks.delete("web", namespace="default")
+    """
+
+    def __init__(self, shim: Shim) -> None:
+        self.shim = shim
+
+    def __repr__(self) -> str:
+        return f"<ShimTask {self.namespace}/{self.id} v{self.shim.version} {self.shim.address}>"
+
+    @property
+    def id(self) -> str:
+        """The task (container) id."""
+        return self.shim.id
+
+    @property
+    def namespace(self) -> str:
+        """The namespace the task lives in."""
+        return self.shim.namespace
+
+    @property
+    def bundle(self) -> str:
+        """The bundle path, ``STATE/<namespace>/<id>``."""
+        return self.shim.bundle.path
+
+    async def create(
+        self,
+        *,
+        rootfs: tuple[mount_pb2.Mount, ...] = (),
+        stdin: str = "",
+        stdout: str = "",
+        stderr: str = "",
+        terminal: bool = False,
+        checkpoint: str = "",
+        options: any_pb2.Any | None = None,
+    ) -> int:
+        """Send the Create RPC (used by the task manager); return the init pid.
+
+        When a v3 shim answers NotImplemented, downgrade to v2 and retry once (containerd).
+        """
+        request = task_pb2.CreateTaskRequest(
+            id=self.id,
+            bundle=self.bundle,
+            rootfs=list(rootfs),
+            terminal=terminal,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            checkpoint=checkpoint,
+        )
+        if options is not None and options.type_url:
+            request.options.CopyFrom(options)
+        try:
+            response = await self.shim.call("Create", request, task_pb2.CreateTaskResponse)
+        except errdefs.NotImplemented:
+            if self.shim.version < CURRENT_SHIM_VERSION:
+                raise
+            log.warning("task %s/%s: shim rejected task API v3, retrying with v2",
+                        self.namespace, self.id)
+            self.shim.downgrade()
+            response = await self.shim.call("Create", request, task_pb2.CreateTaskResponse)
+        self.shim.task_pid = response.pid
+        return response.pid
+
+    async def start(self) -> int:
+        """Start the task's init process; return its pid."""
+        response = await self.shim.call(
+            "Start", task_pb2.StartRequest(id=self.id), task_pb2.StartResponse
+        )
+        self.shim.task_pid = response.pid
+        return response.pid
+
+    async def kill(self, signal: int, all: bool = False) -> None:
+        """Send ``signal`` to the init process (``all``: to every process of the task)."""
+        await self.shim.call(
+            "Kill", task_pb2.KillRequest(id=self.id, signal=signal, all=all), empty_pb2.Empty
+        )
+
+    async def pid(self) -> int:
+        """The init process's pid (Connect)."""
+        response = await self.shim.call(
+            "Connect", task_pb2.ConnectRequest(id=self.id), task_pb2.ConnectResponse
+        )
+        self.shim.task_pid = response.task_pid
+        return response.task_pid
+
+    async def wait(self) -> Exit:
+        """Wait for the init process to exit and return how it ended."""
+        pid = self.shim.task_pid or await self.pid()
+        response = await self.shim.call(
+            "Wait", task_pb2.WaitRequest(id=self.id), task_pb2.WaitResponse
+        )
+        return _exit_from(pid, response.exit_status, response.exited_at)
+
+    async def state(self) -> State:
+        """The init process's state; a shim whose connection is gone gives NotFound."""
+        try:
+            response = await self.shim.call(
+                "State", task_pb2.StateRequest(id=self.id), task_pb2.StateResponse
+            )
+        except _ttrpc.Closed:
+            raise errdefs.NotFound(
+                f'task "{self.id}" in namespace "{self.namespace}": shim connection closed'
+            ) from None
+        return _state_from(response)
+
+    async def pids(self) -> list[ProcessInfo]:
+        """Every process of the task."""
+        response = await self.shim.call(
+            "Pids", task_pb2.PidsRequest(id=self.id), task_pb2.PidsResponse
+        )
+        return [
+            ProcessInfo(pid=p.pid, info=p.info if p.HasField("info") else None)
+            for p in response.processes
+        ]
+
+    async def exec(
+        self,
+        exec_id: str,
+        process_spec: Mapping[str, Any] | any_pb2.Any | bytes,
+        *,
+        stdin: str = "",
+        stdout: str = "",
+        stderr: str = "",
+        terminal: bool = False,
+    ) -> Process:
+        """Add an exec process (an OCI ``process`` object); start it with :meth:`Process.start`."""
+        identifiers.validate_exec_id(exec_id)
+        request = task_pb2.ExecProcessRequest(
+            id=self.id,
+            exec_id=exec_id,
+            terminal=terminal,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            spec=_process_spec_any(process_spec),
+        )
+        await self.shim.call("Exec", request, empty_pb2.Empty)
+        return Process(self, exec_id)
+
+    def process(self, exec_id: str) -> Process:
+        """A handle on an existing exec process (no RPC)."""
+        identifiers.validate_exec_id(exec_id)
+        return Process(self, exec_id)
+
+    async def resize_pty(self, width: int, height: int) -> None:
+        """Resize the init process's terminal."""
+        await self.shim.call(
+            "ResizePty",
+            task_pb2.ResizePtyRequest(id=self.id, width=width, height=height),
+            empty_pb2.Empty,
+        )
+
+    async def close_io(self) -> None:
+        """Close the init process's stdin."""
+        await self.shim.call(
+            "CloseIO", task_pb2.CloseIORequest(id=self.id, stdin=True), empty_pb2.Empty
+        )
+
+    async def update(
+        self,
+        resources: Mapping[str, Any] | any_pb2.Any | Message | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Update the task's resources (an OCI ``LinuxResources`` object) and annotations."""
+        request = task_pb2.UpdateTaskRequest(id=self.id, annotations=dict(annotations or {}))
+        packed = _resources_any(resources)
+        if packed.type_url:
+            request.resources.CopyFrom(packed)
+        await self.shim.call("Update", request, empty_pb2.Empty)
+
+    async def stats(self) -> any_pb2.Any:
+        """The runtime's statistics for the task (an Any, e.g. cgroup metrics)."""
+        response = await self.shim.call(
+            "Stats", task_pb2.StatsRequest(id=self.id), task_pb2.StatsResponse
+        )
+        return response.stats
+
+    async def pause(self) -> None:
+        """Freeze every process of the task."""
+        await self.shim.call("Pause", task_pb2.PauseRequest(id=self.id), empty_pb2.Empty)
+
+    async def resume(self) -> None:
+        """Thaw a paused task."""
+        await self.shim.call("Resume", task_pb2.ResumeRequest(id=self.id), empty_pb2.Empty)
+
+    async def checkpoint(self, path: str, options: Message | any_pb2.Any | None = None) -> None:
+        """Checkpoint the task into ``path`` (NotImplemented when the runtime cannot)."""
+        request = task_pb2.CheckpointTaskRequest(id=self.id, path=path)
+        if options is not None:
+            request.options.CopyFrom(typeurl.pack(options))
+        await self.shim.call("Checkpoint", request, empty_pb2.Empty)
+
+    async def shutdown(self) -> None:
+        """Ask the shim to exit (it refuses while it still has tasks); a closed shim is fine."""
+        try:
+            await self.shim.call(
+                "Shutdown", task_pb2.ShutdownRequest(id=self.id), empty_pb2.Empty,
+                timeout=SHUTDOWN_TIMEOUT,
+            )
+        except _ttrpc.Closed:
+            pass
+
+    async def delete(self, remove_task: Callable[[], object] = lambda: None) -> Exit:
+        """Delete the task in the shim, shut the shim down and remove the bundle.
+
+        containerd's ``shimTask.delete``: a Delete RPC error other than NotFound (or a closed
+        connection) is returned without touching the shim, so the delete can be retried. After
+        a successful Delete ``remove_task`` runs, so the connection closing is not mistaken for
+        a dead shim. Cancelling the caller does not interrupt the teardown once it has begun.
+        """
+        rpc_error: BaseException | None = None
+        response: task_pb2.DeleteResponse | None = None
+        try:
+            response = await self.shim.call(
+                "Delete", task_pb2.DeleteRequest(id=self.id), task_pb2.DeleteResponse
+            )
+        except _ttrpc.Closed as exc:
+            rpc_error = exc
+        except errdefs.NotFound as exc:
+            # Already deleted in the shim (an earlier, interrupted delete): finish the teardown.
+            rpc_error = exc
+            remove_task()
+        if response is not None:
+            self.shim.orderly_shutdown = True
+            remove_task()
+            _mark_deleting(self.shim.bundle)
+        # From here on the shim is going away: finish even if the caller is cancelled.
+        await asyncio.shield(self._teardown(remove_task))
+        if rpc_error is not None:
+            raise rpc_error
+        assert response is not None
+        return _exit_from(response.pid, response.exit_status, response.exited_at)
+
+    async def _teardown(self, remove_task: Callable[[], object]) -> None:
+        # Stopping the shim and removing the bundle are independent: do both at once.
+        async def stop_shim() -> None:
+            try:
+                await self.shutdown()
+            except errdefs.ContainerdError as exc:
+                log.warning("task %s/%s: failed to shut the shim down: %s",
+                            self.namespace, self.id, exc)
+            await self.shim.close()
+
+        try:
+            results = await asyncio.gather(
+                stop_shim(), asyncio.to_thread(self.shim.bundle.delete), return_exceptions=True
+            )
+        finally:
+            remove_task()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+class Process:
+    """An exec process inside a task (containerd's ``process``); every call names the exec id."""
+
+    def __init__(self, task: ShimTask, exec_id: str) -> None:
+        self.task = task
+        self.id = exec_id
+        #: The pid from :meth:`start` (0 until started).
+        self.pid = 0
+
+    def __repr__(self) -> str:
+        return f"<Process {self.task.namespace}/{self.task.id}/{self.id}>"
+
+    async def start(self) -> int:
+        """Start the exec process; return its pid."""
+        response = await self.task.shim.call(
+            "Start", task_pb2.StartRequest(id=self.task.id, exec_id=self.id), task_pb2.StartResponse
+        )
+        self.pid = response.pid
+        return response.pid
+
+    async def kill(self, signal: int, all: bool = False) -> None:
+        """Signal the exec process (``all`` is ignored for execs, as in containerd)."""
+        del all
+        await self.task.shim.call(
+            "Kill",
+            task_pb2.KillRequest(id=self.task.id, exec_id=self.id, signal=signal),
+            empty_pb2.Empty,
+        )
+
+    async def wait(self) -> Exit:
+        """Wait for the exec process to exit."""
+        response = await self.task.shim.call(
+            "Wait", task_pb2.WaitRequest(id=self.task.id, exec_id=self.id), task_pb2.WaitResponse
+        )
+        return _exit_from(self.pid, response.exit_status, response.exited_at)
+
+    async def state(self) -> State:
+        """The exec process's state; a closed shim connection gives NotFound."""
+        try:
+            response = await self.task.shim.call(
+                "State",
+                task_pb2.StateRequest(id=self.task.id, exec_id=self.id),
+                task_pb2.StateResponse,
+            )
+        except _ttrpc.Closed:
+            raise errdefs.NotFound(
+                f'exec "{self.id}" of task "{self.task.id}": shim connection closed'
+            ) from None
+        return _state_from(response)
+
+    async def resize_pty(self, width: int, height: int) -> None:
+        """Resize the exec process's terminal."""
+        await self.task.shim.call(
+            "ResizePty",
+            task_pb2.ResizePtyRequest(id=self.task.id, exec_id=self.id, width=width, height=height),
+            empty_pb2.Empty,
+        )
+
+    async def close_io(self) -> None:
+        """Close the exec process's stdin."""
+        await self.task.shim.call(
+            "CloseIO",
+            task_pb2.CloseIORequest(id=self.task.id, exec_id=self.id, stdin=True),
+            empty_pb2.Empty,
+        )
+
+    async def delete(self) -> Exit:
+        """Delete the exited exec process and return how it ended."""
+        response = await self.task.shim.call(
+            "Delete",
+            task_pb2.DeleteRequest(id=self.task.id, exec_id=self.id),
+            task_pb2.DeleteResponse,
+        )
+        return _exit_from(response.pid, response.exit_status, response.exited_at)
+

@@ -1,0 +1,343 @@
+"""Restart recovery: reattach to the shims a previous process left (containerd's ``shim_load.go``).
+
+For every namespace directory in STATE and every bundle in it, :func:`load_existing_shims`
+decides one :class:`LoadOutcome`:
+
+- ``reattached``: the shim answered ``Connect`` and still has the task; it is back in the map.
+- ``reaped``: the shim is dead (its socket refuses connections or is gone) or has no task; the
+  shim's ``delete`` command ran (which kills and deletes the container), the bundle and the
+  stale socket were removed. A live shim without a task is shut down first.
+- ``removed``: the bundle had no shim to speak of (empty, no address, unknown runtime, no
+  ``shim-binary-path`` and no container record); it was unmounted and removed.
+- ``skipped``: the shim did not answer within the deadline. It is left in place, untouched
+  (a wedged or overloaded shim is not a dead one -- containerd#13784), and its work dir is kept.
+
+Differences from containerd: bundles load in parallel with a bound (:data:`PARALLELISM`) and each
+has a deadline (:data:`LOAD_TIMEOUT`), so one wedged shim cannot hang boot (containerd#5597);
+every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
+task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
+After the bundles, work dirs in ``ROOT/<ns>`` that belong to no loaded task are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from plugins import errdefs
+from runtime_v2 import identifiers
+from runtime_v2 import ttrpc as _ttrpc
+from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.bundle import Bundle, load_bundle, unmount_recursive
+from runtime_v2.shim import Shim
+from runtime_v2.start_response import restore_bootstrap_params
+
+if TYPE_CHECKING:
+    from runtime_v2.shim_manager import ShimManager
+
+__all__ = [
+    "LOAD_TIMEOUT",
+    "PARALLELISM",
+    "LoadOutcome",
+    "creating",
+    "load_existing_shims",
+]
+
+log = logging.getLogger("taskplane.runtime_v2.shim_load")
+
+#: containerd's ``io.containerd.timeout.shim.load``: the deadline for one bundle.
+LOAD_TIMEOUT = 5.0
+#: How many bundles load at once.
+PARALLELISM = 8
+
+Outcome = Literal["reattached", "reaped", "removed", "skipped"]
+
+_SHIM_BINARY_PATH = "shim-binary-path"
+
+
+@attrs.frozen
+class LoadOutcome:
+    """What restart recovery did with one bundle, and why."""
+
+    namespace: str
+    id: str
+    outcome: Outcome
+    reason: str
+
+
+def _creating_path(state: str, namespace: str, task_id: str) -> str:
+    return os.path.join(state, namespace, f".{task_id}.creating")
+
+
+@contextlib.contextmanager
+def creating(state: str, namespace: str, task_id: str) -> Iterator[None]:
+    """Mark task ``task_id`` as being created by this process (an flock'ed marker file).
+
+    Several taskplane processes may share a state directory; one that boots while another is
+    half-way through a create must not take the new bundle for an orphan. The marker
+    ``STATE/<ns>/.<id>.creating`` is locked for the duration and removed afterwards; a marker
+    nobody holds (its creator crashed) is ignored and removed by restart recovery.
+    """
+    ns_dir = os.path.join(state, namespace)
+    os.makedirs(ns_dir, 0o711, exist_ok=True)
+    path = _creating_path(state, namespace, task_id)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _being_created(state: str, namespace: str, task_id: str) -> bool:
+    """Whether another live process holds the creating marker of the task."""
+    path = _creating_path(state, namespace, task_id)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a creator that died
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Done(Exception):
+    """Ends one bundle's processing with an outcome."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+async def load_existing_shims(
+    manager: ShimManager,
+    *,
+    state: str,
+    root: str,
+    parallelism: int = PARALLELISM,
+    timeout: float = LOAD_TIMEOUT,
+) -> list[LoadOutcome]:
+    """Reattach to live shims under ``state`` and clean up the rest; return one outcome per bundle.
+
+    Namespace directories that are hidden or not identifiers are left alone, as are hidden
+    entries and plain files inside them.
+    """
+    try:
+        namespaces = sorted(os.listdir(state))
+    except FileNotFoundError:
+        return []
+    semaphore = asyncio.Semaphore(parallelism)
+    outcomes: list[LoadOutcome] = []
+    for namespace in namespaces:
+        ns_dir = os.path.join(state, namespace)
+        if namespace.startswith(".") or not os.path.isdir(ns_dir):
+            continue
+        try:
+            identifiers.validate_namespace(namespace)
+        except errdefs.InvalidArgument:
+            log.warning("ignoring %s in the task state dir: not a namespace name", ns_dir)
+            continue
+        try:
+            entries = sorted(os.listdir(ns_dir))
+        except OSError as exc:
+            log.error("failed to list namespace dir %s: %s", ns_dir, exc)
+            continue
+        ids = [
+            e for e in entries
+            if not e.startswith(".") and os.path.isdir(os.path.join(ns_dir, e))
+            and not os.path.islink(os.path.join(ns_dir, e))
+        ]
+
+        async def one(task_id: str, namespace: str = namespace) -> LoadOutcome:
+            async with semaphore:
+                return await _load_bundle(manager, state, namespace, task_id, timeout)
+
+        ns_outcomes = await asyncio.gather(*(one(i) for i in ids))
+        outcomes.extend(ns_outcomes)
+        keep = {o.id for o in ns_outcomes if o.outcome == "skipped"}
+        _cleanup_work_dirs(manager, root, namespace, keep)
+    return outcomes
+
+
+async def _load_bundle(
+    manager: ShimManager, state: str, namespace: str, task_id: str, timeout: float
+) -> LoadOutcome:
+    bundle = load_bundle(state, namespace, task_id)
+    try:
+        try:
+            identifiers.validate_task_id(task_id)
+        except errdefs.InvalidArgument:
+            raise _Done("skipped", "the directory name is not a task id; left alone") from None
+        if _being_created(state, namespace, task_id):
+            raise _Done("skipped", "being created by another process; left alone")
+        if not os.listdir(bundle.path):
+            await _remove(bundle)
+            raise _Done("removed", "empty bundle")
+        await _load_shim(manager, bundle, timeout)
+    except _Done as done:
+        outcome = LoadOutcome(namespace, task_id, done.outcome, done.reason)
+    except Exception as exc:  # unexpected: keep going with the other bundles
+        log.exception("task %s/%s: restart recovery failed", namespace, task_id)
+        outcome = LoadOutcome(namespace, task_id, "skipped", f"unexpected error: {exc}")
+    level = logging.WARNING if outcome.outcome == "skipped" else logging.INFO
+    log.log(level, "restart recovery: task %s/%s %s: %s",
+            namespace, task_id, outcome.outcome, outcome.reason)
+    return outcome
+
+
+def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
+    try:
+        with open(os.path.join(bundle.path, _SHIM_BINARY_PATH), encoding="utf-8") as f:
+            runtime = f.read().strip()
+    except FileNotFoundError:
+        runtime = ""
+    if runtime:
+        return runtime
+    if manager.containers is None:
+        return None
+    try:
+        record = manager.containers.get(bundle.namespace, bundle.id)
+    except errdefs.NotFound:
+        return None
+    return str(record.runtime_name) or None
+
+
+async def _remove(bundle: Bundle) -> None:
+    await asyncio.to_thread(bundle.delete)
+
+
+async def _load_shim(manager: ShimManager, bundle: Bundle, timeout: float) -> None:
+    runtime = _runtime_of(manager, bundle)
+    if runtime is None:
+        await asyncio.to_thread(unmount_recursive, bundle.rootfs)
+        await _remove(bundle)
+        raise _Done("removed", "no shim-binary-path and no container record to name the runtime")
+    try:
+        runtime_path = manager.resolve_runtime_path(runtime)
+    except errdefs.ContainerdError as exc:
+        await _remove(bundle)
+        raise _Done("removed", f"runtime {runtime} cannot be resolved: {exc}") from None
+    binary = manager.binary(runtime_path, bundle)
+    try:
+        endpoint = restore_bootstrap_params(bundle.path)
+    except (errdefs.ContainerdError, OSError) as exc:
+        # The shim's start never finished: shut down whatever it left, then drop the bundle.
+        await manager.reap_unconnected(binary)
+        await _remove(bundle)
+        raise _Done("removed", f"no shim address: {exc}") from None
+
+    client: _ttrpc.Client | None = None
+    shim: Shim | None = None
+    has_task = False
+    failure: BaseException | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            client = await _ttrpc.Client.connect(endpoint.address, timeout=timeout)
+            shim = Shim(bundle, client, address=endpoint.address,
+                        protocol=endpoint.protocol, version=endpoint.version)
+            await shim.negotiate(version=max(endpoint.version, 2))
+            has_task = await _has_task(shim)
+    except (TimeoutError, errdefs.DeadlineExceeded):
+        # Slow is not dead: a wedged or overloaded shim keeps its container (#13784).
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        raise _Done(
+            "skipped", f"shim did not answer within {timeout:g} s; left in place"
+        ) from None
+    except (errdefs.ContainerdError, OSError, EOFError) as exc:
+        failure = exc
+    if failure is not None:
+        if client is not None:
+            await client.close()
+        await _reap(manager, binary, bundle, endpoint.address)
+        raise _Done("reaped", f"shim is dead ({failure})")
+    assert shim is not None
+    if not has_task:
+        await manager.abort(shim)
+        await _reap(manager, binary, bundle, endpoint.address)
+        raise _Done("reaped", "shim is alive but has no task (leaked shim); shut it down")
+    shim.binary = binary
+    assert shim is not None
+    try:
+        manager.shims.add(bundle.namespace, bundle.id, shim)
+    except errdefs.AlreadyExists:
+        await shim.close()
+        raise _Done("skipped", "already loaded") from None
+    manager.watch(shim, binary)
+    with contextlib.suppress(Exception):
+        binary.log.open()  # drain the shim's log again, as containerd does after a restart
+    if shim.client.closed:
+        # Died between the check and the watch: its on-close callback never ran.
+        manager.shims.delete(bundle.namespace, bundle.id)
+        await _reap(manager, binary, bundle, endpoint.address)
+        raise _Done("reaped", "shim exited while being reattached")
+    raise _Done("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+
+
+async def _has_task(shim: Shim) -> bool:
+    try:
+        await shim.call("State", task_pb2.StateRequest(id=shim.id), task_pb2.StateResponse)
+    except errdefs.NotFound:
+        return False
+    return True
+
+
+async def _reap(manager: ShimManager, binary: object, bundle: Bundle, address: str | None) -> None:
+    """The shim's ``delete`` command (kills and deletes the container), then the bundle."""
+    from runtime_v2.shim_manager import CLEANUP_TIMEOUT, remove_stale_socket
+
+    delete = getattr(binary, "delete", None)
+    if delete is not None:
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                await delete()
+        except Exception as exc:
+            log.info("task %s/%s: shim delete command failed: %s",
+                     bundle.namespace, bundle.id, exc)
+    try:
+        await _remove(bundle)
+    except OSError as exc:
+        log.warning("task %s/%s: failed to remove the bundle: %s", bundle.namespace, bundle.id, exc)
+    if address:
+        remove_stale_socket(address)
+
+
+def _cleanup_work_dirs(manager: ShimManager, root: str, namespace: str, keep: set[str]) -> None:
+    """Remove ``ROOT/<ns>/<id>`` dirs that belong to no loaded task."""
+    ns_root = os.path.join(root, namespace)
+    try:
+        entries = os.listdir(ns_root)
+    except FileNotFoundError:
+        return
+    loaded = manager.shims.ids(namespace) | keep
+    for entry in entries:
+        if entry in loaded:
+            continue
+        path = os.path.join(ns_root, entry)
+        log.info("restart recovery: removing stray work dir %s", path)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError as exc:
+            log.warning("failed to remove stray work dir %s: %s", path, exc)

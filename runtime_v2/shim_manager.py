@@ -1,0 +1,750 @@
+"""The shim plugin (``io.containerd.shim.v1.manager``): starts shims and owns their connections.
+
+containerd's ``shim_manager.go``. The :class:`ShimManager` resolves a runtime name to a shim
+binary, starts it in a task's bundle, connects to it over ttrpc (task API v3 first, v2 when the
+shim does not serve v3), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
+serves the ttrpc ``Events.Forward`` service at the TTRPC_ADDRESS shims are given, feeding what
+they send into the event exchange.
+
+When a shim's connection drops without an orderly delete, the manager runs containerd's
+dead-shim cleanup: the shim binary's ``delete`` command, the bundle's removal, and -- if the task
+was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit status 255, pid 0 when
+``delete`` fails). Differences from containerd, on purpose:
+
+- The bundle and the shim's stale socket are removed even when the ``delete`` command fails.
+- After an orderly delete (Delete RPC succeeded, shim shut down) the ``delete`` command is not
+  run again: there is nothing left to reap, and it costs a process spawn per task.
+- Closing the manager (``Host.aclose``) closes the connections and leaves shims running; no
+  cleanup runs, so a later process can reattach (restart recovery).
+- A failed or cancelled start leaves no shim behind: a daemon we never connected to is found
+  through the bundle's ``bootstrap.json``/``address`` (or the socket path a runc-style shim
+  uses), asked to shut down and reaped; one that will not exit is killed.
+- Several taskplane processes may use the same state directory. Only one can serve the events
+  address; a process that finds it served by a live peer does not serve it (shims' events then
+  reach that peer) but takes it over when the peer goes away; a stale socket file is replaced.
+  A connection that drops because another process deleted the task (the bundle is gone or
+  marked ``.deleting``) is forgotten quietly.
+- ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
+- ``-info`` results are cached by (binary path, its mtime, options), failures included, for
+  :data:`INFO_CACHE_TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from google.protobuf import any_pb2, empty_pb2
+from google.protobuf.message import DecodeError
+
+import registry
+from plugins import errdefs, types
+from runtime_v2 import ttrpc
+from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
+from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.binary import ShimBinary, run_info
+from runtime_v2.bundle import Bundle
+from runtime_v2.nsmap import NSMap
+from runtime_v2.runtime_path import RuntimePathResolver
+from runtime_v2.shim import Exit, Shim, ShimTask, from_timestamp, is_being_deleted
+from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
+
+__all__ = [
+    "CLEANUP_TIMEOUT",
+    "DEFAULT_SOCKET_DIR",
+    "INFO_CACHE_TTL",
+    "MAX_SOCKET_DIR_LEN",
+    "MAX_SUN_PATH",
+    "OPTIONS_FILE",
+    "ShimConfig",
+    "ShimManager",
+    "registration",
+]
+
+log = logging.getLogger("taskplane.runtime_v2.shim_manager")
+
+#: The sun_path limit on Linux (108 bytes including the terminating NUL).
+MAX_SUN_PATH = 108
+#: containerd's ``maxSocketDirLen`` on Linux: 108 - NUL - "/" - 64 hex characters.
+MAX_SOCKET_DIR_LEN = MAX_SUN_PATH - 1 - 1 - 64
+#: Where shims put their sockets when run as root (containerd's ``defaultSocketDir``).
+DEFAULT_SOCKET_DIR = "/run/containerd/s"
+#: containerd's ``io.containerd.timeout.shim.cleanup``.
+CLEANUP_TIMEOUT = 5.0
+#: How long a shim may take to exit after Shutdown before it is killed.
+SHIM_EXIT_TIMEOUT = 2.0
+#: How long a ``-info`` result (or failure) is reused.
+INFO_CACHE_TTL = 10.0
+
+_EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
+
+
+@attrs.define
+class ShimConfig:
+    """``[plugins."io.containerd.shim.v1.manager"]``.
+
+    ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
+    ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
+    empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
+    """
+
+    env: list[str] = attrs.field(factory=list)
+    socket_dir: str = ""
+
+
+def _check_env(env: Sequence[str]) -> list[str]:
+    for entry in env:
+        if not isinstance(entry, str) or "=" not in entry or entry.startswith("="):
+            raise errdefs.InvalidArgument(
+                f"shim env entry {entry!r} must have the form KEY=VALUE"
+            )
+    return list(env)
+
+
+def check_socket_dir(socket_dir: str) -> str:
+    """Validate a configured ``socket_dir`` and return it cleaned.
+
+    It must be absolute and at most :data:`MAX_SOCKET_DIR_LEN` bytes, so that
+    ``<socket_dir>/<64 hex>`` fits sun_path; the error gives the exact length.
+    """
+    if not os.path.isabs(socket_dir):
+        raise errdefs.InvalidArgument(f"socket_dir must be an absolute path: {socket_dir!r}")
+    cleaned = os.path.normpath(socket_dir)
+    length = len(os.fsencode(cleaned))
+    if length > MAX_SOCKET_DIR_LEN:
+        raise errdefs.InvalidArgument(
+            f"socket_dir {cleaned!r} is {length} characters long; it must be no longer than "
+            f"{MAX_SOCKET_DIR_LEN} characters (a shim socket path must fit in {MAX_SUN_PATH} bytes)"
+        )
+    return cleaned
+
+
+def default_socket_dir() -> str:
+    """containerd's default socket dir: ``/run/containerd/s`` for root, else the first usable
+    candidate among ``$XDG_RUNTIME_DIR/containerd/s``, ``/run/<uid>/containerd/s`` and
+    ``/tmp/containerd-s-<uid>``."""
+    uid = os.geteuid()
+    if uid == 0:
+        return DEFAULT_SOCKET_DIR
+    candidates = [DEFAULT_SOCKET_DIR]
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        candidates.append(os.path.join(xdg, "containerd", "s"))
+    candidates += [f"/run/{uid}/containerd/s", f"/tmp/containerd-s-{uid}"]
+    for candidate in candidates:
+        if len(os.fsencode(candidate)) > MAX_SOCKET_DIR_LEN:
+            continue
+        try:
+            os.makedirs(candidate, 0o700, exist_ok=True)
+            st = os.lstat(candidate)
+            if not os.path.isdir(candidate) or os.path.islink(candidate) or st.st_uid != uid:
+                continue
+            os.chmod(candidate, 0o700)
+        except OSError:
+            continue
+        return candidate
+    raise errdefs.FailedPrecondition(
+        "failed to find a suitable socket directory for shim, please configure one"
+    )
+
+
+def check_sun_path(path: str, what: str) -> None:
+    """Raise InvalidArgument when ``path`` does not fit a unix socket address (108 bytes)."""
+    length = len(os.fsencode(path))
+    if length >= MAX_SUN_PATH:
+        raise errdefs.InvalidArgument(
+            f"{what} {path!r} is {length} bytes long; a unix socket path must be shorter than "
+            f"{MAX_SUN_PATH} bytes (use a shorter state directory)"
+        )
+
+
+def socket_path_of(address: str) -> str | None:
+    """The filesystem path of a ``unix://`` shim address (None for abstract or other kinds)."""
+    if address.startswith("unix://"):
+        return address[len("unix://") :]
+    return None
+
+
+def remove_stale_socket(address: str) -> bool:
+    """Remove the socket file of ``address`` if nothing listens on it; True when removed."""
+    path = socket_path_of(address)
+    if not path or not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass
+    except OSError:
+        return False
+    else:
+        return False  # live: someone serves it (a grouped shim)
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+        return True
+    return False
+
+
+class TaskShimBinary(ShimBinary):
+    """A :class:`~runtime_v2.binary.ShimBinary` that also hands ``delete`` the task's options.
+
+    containerd runs ``delete`` with no stdin; taskplane gives it the same effective runtime
+    options as ``start``, ``-info`` and Create (users-ask: one value on every path). Shims that
+    do not read stdin on ``delete`` (all of containerd's) are unaffected.
+    """
+
+    def __init__(self, runtime_path: str, *, options: any_pb2.Any | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(runtime_path, **kwargs)
+        self.options = options
+
+    async def delete(self, *, remove_bundle: bool = True) -> Exit:
+        """Run ``delete`` with the options on stdin (see :meth:`ShimBinary.delete`)."""
+        if self.options is None:
+            return await super().delete(remove_bundle=remove_bundle)
+        if not os.path.isdir(self.bundle.path):
+            self.close()
+            raise errdefs.NotFound(
+                f"cannot run {self.name} delete for task {self.bundle.id}: "
+                f"bundle {self.bundle.path} does not exist"
+            )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.delete_args(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.bundle.path,
+                env=self.environment(),
+                process_group=0,
+            )
+            try:
+                out, err = await proc.communicate(self.options.SerializeToString())
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                raise
+        finally:
+            self.close()
+        errors = err.decode("utf-8", errors="replace").strip()
+        if proc.returncode != 0:
+            raise errdefs.Unknown(
+                f"{self.runtime_path} delete failed: {errors}: exit status {proc.returncode}"
+            )
+        if errors:
+            log.warning("shim %s/%s: warnings while cleaning up dead shim: %s",
+                        self.namespace, self.bundle.id, errors)
+        try:
+            response = task_pb2.DeleteResponse.FromString(out)
+        except DecodeError as exc:
+            raise errdefs.Unknown(
+                f"{self.runtime_path} delete printed something that is not a DeleteResponse: {exc}"
+            ) from None
+        if remove_bundle:
+            await asyncio.to_thread(self.bundle.delete)
+        return Exit(pid=response.pid, status=response.exit_status,
+                    timestamp=from_timestamp(response.exited_at))
+
+
+#: The task's effective runtime options in its bundle, so a later process runs ``delete`` with
+#: the same options (a serialized ``google.protobuf.Any``, mode 0600).
+OPTIONS_FILE = "taskplane-options.pb"
+
+
+def write_options(bundle: Bundle, options: any_pb2.Any) -> None:
+    """Record the task's effective runtime options in its bundle."""
+    fd = os.open(os.path.join(bundle.path, OPTIONS_FILE),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(options.SerializeToString())
+
+
+def read_options(bundle: Bundle) -> any_pb2.Any | None:
+    """The options :func:`write_options` recorded, or None."""
+    try:
+        with open(os.path.join(bundle.path, OPTIONS_FILE), "rb") as f:
+            return any_pb2.Any.FromString(f.read())
+    except (OSError, DecodeError):
+        return None
+
+
+def _peer_pid(client: ttrpc.Client) -> int:
+    """The pid at the other end of a ttrpc connection (SO_PEERCRED), or 0."""
+    transport = getattr(client, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return 0
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid
+
+
+@attrs.define
+class _InfoEntry:
+    expires: float
+    info: introspection_pb2.RuntimeInfo | None
+    error: BaseException | None
+
+
+class ShimManager:
+    """Starts shims, keeps their connections, and cleans up after dead ones.
+
+    Built by the plugin's init from :class:`ShimConfig`; tests may construct it directly.
+    ``exchange`` is the event exchange, ``containers`` the metadata container store (or None),
+    ``grpc_address`` the daemon identity shims hash into their socket path and ``ttrpc_address``
+    where the events service listens (shims get it as ``TTRPC_ADDRESS``).
+    """
+
+    def __init__(
+        self,
+        *,
+        exchange: Any,
+        containers: Any = None,
+        grpc_address: str,
+        ttrpc_address: str,
+        socket_dir: str = "",
+        env: Sequence[str] = (),
+    ) -> None:
+        self.exchange = exchange
+        self.containers = containers
+        self.grpc_address = grpc_address
+        self.ttrpc_address = ttrpc_address
+        self.socket_dir = socket_dir or default_socket_dir()
+        self.env = list(env)
+        self.shims: NSMap[Shim] = NSMap()
+        self._resolver = RuntimePathResolver()
+        self._info_cache: dict[tuple[str, float, bytes], _InfoEntry] = {}
+        self._server: ttrpc.Server | None = None
+        self._owner: ttrpc.Client | None = None
+        self._takeover: asyncio.Future[None] | None = None
+        self._takeover_attempts = 0
+        #: Set while this process serves the events address.
+        self.events_served = asyncio.Event()
+        self._closing = False
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """``io.containerd.shim.v1.manager``."""
+        return f"{types.SHIM_PLUGIN}.manager"
+
+    @property
+    def serves_events(self) -> bool:
+        """Whether this process serves the events address (False when a live peer does)."""
+        return self._server is not None
+
+    # -- events service -------------------------------------------------------------------------
+
+    async def start_events_server(self) -> None:
+        """Serve ``Events.Forward`` at :attr:`ttrpc_address` unless a live peer already does.
+
+        When a peer serves it, a connection to the peer is held open; when the peer goes away
+        (closed or killed) this manager takes the address over, so shims' events always have
+        a taskplane process to reach while any runs.
+        """
+        path = self.ttrpc_address
+        check_sun_path(path, "ttrpc address")
+        os.makedirs(os.path.dirname(path) or ".", 0o711, exist_ok=True)
+        # Serialise the live-or-stale check and the bind among processes on this state dir.
+        lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+            if self._closing:
+                return
+            server = ttrpc.Server()
+            server.register(_EVENTS_SERVICE, {"Forward": self._forward})
+            try:
+                # serve() replaces a stale socket file and refuses a live one.
+                await server.serve(path)
+            except errdefs.AlreadyExists:
+                log.debug("events address %s is served by another taskplane process", path)
+                await self._watch_events_owner()
+                return
+            self._server = server
+            self.events_served.set()
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+
+    async def _watch_events_owner(self) -> None:
+        try:
+            client = await ttrpc.Client.connect(self.ttrpc_address, timeout=CLEANUP_TIMEOUT)
+        except (errdefs.ContainerdError, OSError):
+            client = None  # the owner just went away: try again right now
+        if client is not None:
+            # One round trip: the owner has accepted us (and is a live ttrpc server).
+            try:
+                await client.call("taskplane.Liveness", "Probe", empty_pb2.Empty(),
+                                  empty_pb2.Empty, timeout=CLEANUP_TIMEOUT)
+            except errdefs.NotImplemented:
+                pass  # the expected answer of a live server
+            except errdefs.ContainerdError as exc:
+                log.warning("the process serving %s does not answer (%s); not watching it",
+                            self.ttrpc_address, exc)
+                await client.close()
+                return
+        if client is None:
+            self._takeover_attempts += 1
+            if self._takeover_attempts <= 3:
+                self._takeover = asyncio.ensure_future(self.start_events_server())
+            return
+        self._takeover_attempts = 0
+        self._owner = client
+
+        def owner_gone() -> None:
+            if not self._closing:
+                log.debug("the process serving %s went away; taking over", self.ttrpc_address)
+                self._takeover = asyncio.ensure_future(self.start_events_server())
+
+        client.on_close(owner_gone)
+
+    async def _forward(
+        self, request: events_service_pb2.ForwardRequest, ctx: Any
+    ) -> empty_pb2.Empty:
+        await self.exchange.forward(request.envelope)
+        return empty_pb2.Empty()
+
+    # -- runtime resolution and -info -----------------------------------------------------------
+
+    def resolve_runtime_path(self, runtime: str) -> str:
+        """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary."""
+        return self._resolver.resolve(runtime)
+
+    def binary(
+        self, runtime_path: str, bundle: Bundle, options: any_pb2.Any | None = None
+    ) -> TaskShimBinary:
+        """The shim binary ``runtime_path`` bound to ``bundle`` and the task's effective options.
+
+        Without ``options`` the ones recorded in the bundle at start are used (restarts).
+        """
+        if options is None:
+            options = read_options(bundle)
+        return TaskShimBinary(
+            runtime_path,
+            bundle=bundle,
+            grpc_address=self.grpc_address,
+            ttrpc_address=self.ttrpc_address,
+            socket_dir=self.socket_dir,
+            env=self.env,
+            options=options,
+        )
+
+    async def runtime_info(
+        self, runtime: str, options: any_pb2.Any | None
+    ) -> introspection_pb2.RuntimeInfo:
+        """Run ``<shim> -info`` with ``options`` on stdin (cached, failures included)."""
+        path = self.resolve_runtime_path(runtime)
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError as exc:
+            raise errdefs.NotFound(f"runtime binary {path}: {exc.strerror}") from None
+        key = (path, mtime, options.SerializeToString() if options is not None else b"")
+        now = time.monotonic()
+        entry = self._info_cache.get(key)
+        if entry is None or entry.expires <= now:
+            try:
+                info = await run_info(path, options)
+                entry = _InfoEntry(now + INFO_CACHE_TTL, info, None)
+            except Exception as exc:
+                entry = _InfoEntry(now + INFO_CACHE_TTL, None, exc)
+            for stale in [k for k, e in self._info_cache.items() if e.expires <= now]:
+                del self._info_cache[stale]
+            self._info_cache[key] = entry
+        if entry.error is not None:
+            raise entry.error
+        assert entry.info is not None
+        result = introspection_pb2.RuntimeInfo()
+        result.CopyFrom(entry.info)
+        return result
+
+    # -- starting shims -------------------------------------------------------------------------
+
+    async def start(
+        self, bundle: Bundle, *, runtime: str, options: any_pb2.Any | None
+    ) -> ShimTask:
+        """Start the shim of ``bundle``'s task with the effective ``options`` and connect to it.
+
+        On failure -- or cancellation -- nothing of the shim remains: a shim daemon that was
+        started is shut down (or killed) and its socket removed. The bundle stays for the caller
+        to delete.
+        """
+        runtime_path = self.resolve_runtime_path(runtime)
+        binary = self.binary(runtime_path, bundle, options)
+        shim: Shim | None = None
+        try:
+            if options is not None:
+                write_options(bundle, options)
+            endpoint = await binary.start(options)
+            if endpoint.protocol.lower() != "ttrpc":
+                raise errdefs.NotImplemented(
+                    f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
+                    "only ttrpc is supported"
+                )
+            client = await ttrpc.Client.connect(endpoint.address)
+            shim = Shim(bundle, client, address=endpoint.address, protocol=endpoint.protocol,
+                        version=endpoint.version)
+            shim.binary = binary
+            self.watch(shim, binary)
+            await shim.negotiate()
+            if shim.version != endpoint.version:
+                write_bootstrap_json(bundle.path, attrs.evolve(endpoint, version=shim.version))
+            self.shims.add(bundle.namespace, bundle.id, shim)
+        except BaseException:
+            if shim is not None:
+                await asyncio.shield(self.abort(shim))
+            else:
+                await asyncio.shield(self.reap_unconnected(binary))
+            raise
+        return ShimTask(shim)
+
+    async def reap_unconnected(self, binary: ShimBinary) -> None:
+        """A shim whose ``start`` ran (maybe only partly) but that we never connected to.
+
+        Where the daemon listens comes from the bundle (``bootstrap.json`` or ``address``); a
+        ``start`` cut off before writing either may still have bound its socket, so the paths a
+        runc-style shim would use are tried too. A daemon answering there is asked to shut down;
+        then the binary's ``delete`` reaps whatever it created and stale sockets are removed.
+        """
+        bundle = binary.bundle
+        addresses: list[str] = []
+        with contextlib.suppress(Exception):
+            addresses.append(restore_bootstrap_params(bundle.path).address)
+        for candidate in self.expected_addresses(bundle):
+            if candidate not in addresses:
+                addresses.append(candidate)
+        # A daemon cut off mid-start blocks opening its log FIFO until someone reads it.
+        with contextlib.suppress(Exception):
+            binary.log.open()
+        for address in addresses:
+            path = socket_path_of(address)
+            if path is not None and not os.path.exists(path):
+                continue
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLEANUP_TIMEOUT):
+                    client = await ttrpc.Client.connect(address, timeout=CLEANUP_TIMEOUT)
+                    shim = Shim(bundle, client, address=address)
+                    shim.orderly_shutdown = True
+                    await self.abort(shim)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                await binary.delete(remove_bundle=False)
+        binary.close()
+        for address in addresses:
+            remove_stale_socket(address)
+
+    @staticmethod
+    def _group_of(bundle: Bundle) -> str:
+        """The runc shim's grouping key: tasks with the same key share one shim."""
+        with contextlib.suppress(Exception), open(os.path.join(bundle.path, "config.json")) as f:
+            annotations = json.load(f).get("annotations") or {}
+            return str(annotations.get("io.containerd.runc.v2.group")
+                       or annotations.get("io.kubernetes.cri.sandbox-id") or bundle.id)
+        return bundle.id
+
+    def expected_addresses(self, bundle: Bundle) -> list[str]:
+        """Where a runc-style shim of ``bundle`` puts its socket: ``<dir>/<sha256 hex>`` of
+        ``<grpc address>/<namespace>/<group>``, in the configured socket dir and in
+        ``/run/containerd/s`` (1.6 shims ignore the setting)."""
+        group = self._group_of(bundle)
+        key = os.path.normpath(os.path.join(self.grpc_address, bundle.namespace, group))
+        name = hashlib.sha256(key.encode()).hexdigest()
+        dirs = dict.fromkeys([self.socket_dir, DEFAULT_SOCKET_DIR])
+        return [f"unix://{os.path.join(d, name)}" for d in dirs]
+
+    def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
+        """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing)."""
+
+        async def on_close() -> None:
+            if binary is not None:
+                binary.close()
+            if self._closing:
+                return
+            await self._cleanup_after_dead_shim(shim, binary)
+
+        shim.client.on_close(on_close)
+
+    async def abort(self, shim: Shim) -> None:
+        """Tear down a shim whose task failed to be created (or that has no task).
+
+        Delete the task in the shim, ask the shim to shut down and wait for it to go. A shim
+        that stays (it still has a task) gets its binary's ``delete`` and is killed. The shim is
+        removed from the map first, so no events are published for it; its bundle is left to
+        the caller.
+        """
+        if self.shims.is_current(shim.namespace, shim.id, shim):
+            self.shims.delete(shim.namespace, shim.id)
+        shim.orderly_shutdown = True
+        task = ShimTask(shim)
+        if not shim.shim_pid:  # the version negotiation did not finish
+            with contextlib.suppress(Exception):
+                await shim.negotiate(timeout=CLEANUP_TIMEOUT)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                with contextlib.suppress(errdefs.ContainerdError):
+                    await shim.call(
+                        "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
+                    )
+                await task.shutdown()
+        exited = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHIM_EXIT_TIMEOUT):
+                await shim.client.wait_closed()
+                exited = True
+        if not exited:
+            log.warning("task %s/%s: shim did not exit after Shutdown; killing it",
+                        shim.namespace, shim.id)
+            binary = shim.binary
+            if binary is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLEANUP_TIMEOUT):
+                        await binary.delete(remove_bundle=False)
+            pid = shim.shim_pid or _peer_pid(shim.client)
+            if pid and self._group_of(shim.bundle) != shim.id:
+                log.warning("task %s/%s: the shim is shared with other tasks; not killing it",
+                            shim.namespace, shim.id)
+            elif pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        await shim.close()
+        remove_stale_socket(shim.address)
+
+    async def _cleanup_after_dead_shim(
+        self, shim: Shim, binary: ShimBinary | None
+    ) -> None:
+        """containerd's ``cleanupAfterDeadShim`` (see the module docstring for the changes)."""
+        namespace, task_id = shim.namespace, shim.id
+        if shim.orderly_shutdown:
+            log.debug("shim of %s/%s exited after an orderly delete", namespace, task_id)
+            if self.shims.is_current(namespace, task_id, shim):
+                self.shims.delete(namespace, task_id)
+            return
+        if is_being_deleted(shim.bundle):
+            # Another taskplane process sharing the state dir deleted the task.
+            log.debug("shim of %s/%s disconnected; its bundle is gone (deleted elsewhere)",
+                      namespace, task_id)
+            if self.shims.is_current(namespace, task_id, shim):
+                self.shims.delete(namespace, task_id)
+            return
+        log.info("shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id)
+        exit: Exit | None = None
+        if binary is not None:
+            try:
+                async with asyncio.timeout(CLEANUP_TIMEOUT):
+                    exit = await binary.delete()
+            except Exception as exc:
+                log.warning("task %s/%s: shim delete command failed: %s", namespace, task_id, exc)
+        try:
+            await asyncio.to_thread(shim.bundle.delete)
+        except OSError as exc:
+            log.warning("task %s/%s: failed to remove the bundle: %s", namespace, task_id, exc)
+        remove_stale_socket(shim.address)
+        if not self.shims.is_current(namespace, task_id, shim):
+            return
+        if exit is None:
+            exit = Exit(pid=0, status=255, timestamp=_dt.datetime.now(_dt.UTC))
+        exited_at = exit.timestamp or _dt.datetime.now(_dt.UTC)
+        try:
+            await self.exchange.publish(
+                "/tasks/exit",
+                events_pb2.TaskExit(
+                    container_id=task_id,
+                    id=task_id,
+                    pid=exit.pid,
+                    exit_status=exit.status,
+                    exited_at=exited_at,
+                ),
+                namespace=namespace,
+            )
+            await self.exchange.publish(
+                "/tasks/delete",
+                events_pb2.TaskDelete(
+                    container_id=task_id,
+                    pid=exit.pid,
+                    exit_status=exit.status,
+                    exited_at=exited_at,
+                ),
+                namespace=namespace,
+            )
+        except errdefs.ContainerdError as exc:
+            log.warning("task %s/%s: failed to publish exit events: %s", namespace, task_id, exc)
+        finally:
+            self.shims.delete(namespace, task_id)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop serving events and close every shim connection; shims keep running."""
+        self._closing = True
+        if self._takeover is not None:
+            self._takeover.cancel()
+            with contextlib.suppress(BaseException):
+                await self._takeover
+        if self._owner is not None:
+            with contextlib.suppress(Exception):
+                await self._owner.close()
+        for namespace, task_id, shim in list(self.shims):
+            self.shims.delete(namespace, task_id)
+            with contextlib.suppress(Exception):
+                await shim.close()
+        if self._server is not None:
+            server, self._server = self._server, None
+            self.events_served.clear()
+            with contextlib.suppress(Exception):
+                await server.close()
+
+
+async def _init(ic: registry.InitContext) -> ShimManager:
+    config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
+    env = _check_env(config.env)
+    socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
+    exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")
+    try:
+        containers = ic.get_single(types.METADATA_PLUGIN)
+    except registry.PluginError:
+        containers = None
+    grpc_address = ic.properties[registry.PROPERTY_GRPC_ADDRESS]
+    ttrpc_address = ic.properties[registry.PROPERTY_TTRPC_ADDRESS]
+    check_sun_path(ttrpc_address, "ttrpc address")
+    manager = ShimManager(
+        exchange=exchange,
+        containers=containers,
+        grpc_address=grpc_address,
+        ttrpc_address=ttrpc_address,
+        socket_dir=socket_dir,
+        env=env,
+    )
+    await manager.start_events_server()
+    return manager
+
+
+def registration() -> registry.Registration:
+    """The shim plugin's registration: ``io.containerd.shim.v1.manager``."""
+    return registry.Registration(
+        type=types.SHIM_PLUGIN,
+        id="manager",
+        init=_init,
+        requires=(types.EVENT_PLUGIN, types.METADATA_PLUGIN),
+        config=ShimConfig,
+    )
+
+

@@ -1,0 +1,418 @@
+"""The task plugin (``io.containerd.runtime.v2.task``): creates, finds and deletes tasks.
+
+containerd's ``task_manager.go`` -- the seed file of this project. The :class:`TaskManager` makes
+a task's bundle, has the shim manager start a shim in it, validates the runtime's features and
+sends the Create RPC; it deletes tasks and reloads the shims of a previous process at init.
+
+What taskplane does differently from containerd, on purpose:
+
+- **One effective runtime options value per task** (:mod:`runtime_v2.options`): the runtime
+  options overlaid by the fields the task options set. The same value goes to the shim's
+  ``start``, to ``-info`` (feature validation and PluginInfo), to the Create RPC and to the
+  shim's ``delete``. containerd picks one of the two blobs at each call site, so task options
+  carrying only ``io_uid``/``io_gid`` lost ``binary_name`` (containerd#10249 and friends).
+- **A failed create leaves nothing**: whatever step fails (bad id, bundle, runtime not found,
+  shim start, feature validation, the Create RPC), the started shim is deleted and shut down and
+  the bundle and work dir removed. Ids are validated before anything touches the disk. Cleanup
+  also runs when the caller is cancelled (an in-flight Create RPC is allowed to finish first, so
+  the teardown deletes what the shim made). Create errors carry the shim's warning/error log
+  lines. While a create runs, an flock'ed ``.<id>.creating`` marker tells other taskplane
+  processes on the same state dir not to take the young bundle for an orphan.
+- **Delete is idempotent and retriable**: an unknown task gives NotFound; a Delete the shim
+  rejects (e.g. the task still runs) changes nothing and can be retried; a task the shim already
+  deleted is torn down the rest of the way. The container record in the metadata store is not
+  required (containerd main requires it, which turns a missing record into a leaked shim).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+import registry
+from plugins import errdefs, types
+from runtime_v2 import identifiers, typeurl
+from runtime_v2 import options as _options
+from runtime_v2.api import introspection_pb2, mount_pb2
+from runtime_v2.bundle import Bundle, new_bundle
+from runtime_v2.shim import Exit, ShimTask
+from runtime_v2.shim_load import LoadOutcome, creating, load_existing_shims
+from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimManager
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "LOG_URI_SCHEMES",
+    "CreateOpts",
+    "TaskConfig",
+    "TaskManager",
+    "registration",
+    "uses_idmap_mounts",
+    "validate_runtime_features",
+]
+
+log = logging.getLogger("taskplane.runtime_v2.task_manager")
+
+#: The runtime used when :class:`CreateOpts` names none.
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
+#: ``Meta.exports["log-uri-schemes"]`` on Linux.
+LOG_URI_SCHEMES = "fifo,binary,binary-v2,file"
+
+_FEATURES_KIND = "features/Features"
+
+
+def _default_platforms() -> list[str]:
+    return [registry.platforms.default_string()]
+
+
+@attrs.define
+class TaskConfig:
+    """``[plugins."io.containerd.runtime.v2.task"]``: ``platforms`` this runtime can run
+    (default: this host's, e.g. ``["linux/amd64"]``)."""
+
+    platforms: list[str] = attrs.field(factory=_default_platforms)
+
+
+def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
+    if isinstance(m, mount_pb2.Mount):
+        return m
+    return mount_pb2.Mount(
+        type=m.get("type", ""),
+        source=m.get("source", ""),
+        target=m.get("target", ""),
+        options=list(m.get("options", ())),
+    )
+
+
+def _mounts(value: Iterable[mount_pb2.Mount | Mapping[str, Any]]) -> tuple[mount_pb2.Mount, ...]:
+    return tuple(_to_mount(m) for m in value)
+
+
+def _spec_bytes(value: bytes | str | Mapping[str, Any] | any_pb2.Any | None) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, any_pb2.Any):
+        return bytes(value.value)
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@attrs.frozen
+class CreateOpts:
+    """What :meth:`TaskManager.create` needs (containerd's ``runtime.CreateOpts``).
+
+    ``spec`` is the OCI runtime spec (JSON bytes; a dict or an Any holding it are converted).
+    ``rootfs`` are mounts for the shim to mount at ``<bundle>/rootfs`` (empty when the spec's
+    ``root.path`` points at a ready directory). ``stdin``/``stdout``/``stderr`` are what the shim
+    connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
+    ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
+    ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
+    into one effective value.
+    """
+
+    spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
+    rootfs: tuple[mount_pb2.Mount, ...] = attrs.field(default=(), converter=_mounts)
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    runtime: str = DEFAULT_RUNTIME
+    runtime_options: Any | None = None
+    task_options: Any | None = None
+    checkpoint: str = ""
+
+
+def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
+    """Whether any mount of the OCI ``spec`` is an idmapped mount (containerd's rule)."""
+    for mount in spec.get("mounts") or ():
+        if not isinstance(mount, Mapping):
+            continue
+        if mount.get("uidMappings") is not None or mount.get("gidMappings") is not None:
+            return True
+        options = mount.get("options") or ()
+        if "idmap" in options or "ridmap" in options:
+            return True
+    return False
+
+
+def _idmap_enabled(features: Any) -> None:
+    linux = features.get("linux") if isinstance(features, Mapping) else None
+    extensions = linux.get("mountExtensions") if isinstance(linux, Mapping) else None
+    idmap = extensions.get("idmap") if isinstance(extensions, Mapping) else None
+    if not isinstance(idmap, Mapping):
+        raise errdefs.FailedPrecondition(
+            "missing `mountExtensions.idmap` entry in `features` command"
+        )
+    if idmap.get("enabled") is not True:
+        raise errdefs.FailedPrecondition(
+            "entry `mountExtensions.idmap.Enabled` in `features` command not present or disabled"
+        )
+
+
+async def validate_runtime_features(
+    shims: ShimManager, runtime: str, spec: bytes | None, options: any_pb2.Any | None
+) -> None:
+    """containerd's ``validateRuntimeFeatures``: idmap mounts need a runtime that supports them.
+
+    ``options`` is the task's effective runtime options (what the shim itself runs with).
+    Raises FailedPrecondition with containerd's texts, prefixed
+    ``failed to validate OCI runtime features:``.
+    """
+    if not spec:
+        return
+    try:
+        decoded = json.loads(spec)
+    except ValueError as exc:
+        raise errdefs.InvalidArgument(f"unmarshal spec: {exc}") from None
+    if not isinstance(decoded, Mapping) or not uses_idmap_mounts(decoded):
+        return
+    prefix = "failed to validate OCI runtime features"
+    try:
+        info = await shims.runtime_info(runtime, options)
+    except errdefs.ContainerdError as exc:
+        raise _wrap(exc, prefix) from exc
+    try:
+        features = typeurl.unpack(info.features)
+    except errdefs.ContainerdError as exc:
+        raise errdefs.FailedPrecondition(f"{prefix}: unmarshal runtime features: {exc}") from None
+    if not isinstance(features, typeurl.JSONValue) or features.kind != _FEATURES_KIND:
+        return  # not a runc-compatible runtime: nothing to check
+    try:
+        _idmap_enabled(features.value)
+    except errdefs.FailedPrecondition as exc:
+        raise errdefs.FailedPrecondition(f"{prefix}: idmap mounts not supported: {exc}") from None
+
+
+_QUIET_LEVELS = ("level=info", "level=debug", "level=trace")
+
+
+def _problems(log_tail: str) -> str:
+    """The warning and error lines of a shim's log tail (logrus info/debug lines dropped)."""
+    return "\n".join(
+        line for line in log_tail.splitlines()
+        if line.strip() and not any(level in line for level in _QUIET_LEVELS)
+    )
+
+
+def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
+    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
+            cls, errdefs.ContainerdError
+        ):
+            return cls
+    return errdefs.Unknown
+
+
+def _wrap(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
+    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown)."""
+    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+class TaskManager:
+    """Creates, finds and deletes tasks; each task runs in its own shim.
+
+    ``root`` and ``state`` are the plugin's ROOT and STATE dirs (bundles live in
+    ``state/<namespace>/<id>``, work dirs in ``root/<namespace>/<id>``). Every call names the
+    namespace explicitly. Example::
+
+        task = await tasks.create("hello", CreateOpts(spec=spec, stdout="file:///tmp/out"),
+                                  namespace="default")
+        await task.start()
+        print((await task.wait()).status)
+        await tasks.delete("hello", namespace="default")
+    """
+
+    def __init__(self, *, root: str, state: str, shims: ShimManager) -> None:
+        self.root = root
+        self.state = state
+        self.shims = shims
+        #: What restart recovery did with each bundle found at init.
+        self.load_outcomes: list[LoadOutcome] = []
+
+    @property
+    def id(self) -> str:
+        """``io.containerd.runtime.v2.task``."""
+        return f"{types.RUNTIME_PLUGIN_V2}.task"
+
+    async def load_existing_shims(self) -> list[LoadOutcome]:
+        """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
+        self.load_outcomes = await load_existing_shims(
+            self.shims, state=self.state, root=self.root
+        )
+        return self.load_outcomes
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, task_id: str, opts: CreateOpts, *, namespace: str) -> ShimTask:
+        """Create task ``task_id`` in ``namespace`` (created, not started) and return it.
+
+        Raises InvalidArgument for a bad id, AlreadyExists when the id is taken, NotFound when
+        the runtime is not installed, FailedPrecondition when the runtime lacks a feature the
+        spec needs, or the shim's error for the Create RPC. After a failure nothing is left.
+        """
+        identifiers.validate_namespace(namespace)
+        identifiers.validate_task_id(task_id)
+        if self.shims.shims.contains(namespace, task_id):
+            raise errdefs.AlreadyExists(
+                f'task "{task_id}" in namespace "{namespace}": already exists'
+            )
+        effective = _options.effective_runtime_options(opts.runtime_options, opts.task_options)
+        options_any = effective.any
+        with creating(self.state, namespace, task_id):
+            bundle = new_bundle(self.root, self.state, namespace, task_id, opts.spec)
+            return await self._create(bundle, opts, options_any)
+
+    async def _create(
+        self, bundle: Bundle, opts: CreateOpts, options_any: any_pb2.Any | None
+    ) -> ShimTask:
+        task: ShimTask | None = None
+        try:
+            try:
+                task = await self.shims.start(bundle, runtime=opts.runtime, options=options_any)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    raise _wrap(exc, "failed to start shim") from exc
+                raise
+            await validate_runtime_features(self.shims, opts.runtime, opts.spec, options_any)
+            create_call = asyncio.ensure_future(
+                task.create(
+                    rootfs=opts.rootfs,
+                    stdin=opts.stdin,
+                    stdout=opts.stdout,
+                    stderr=opts.stderr,
+                    terminal=opts.terminal,
+                    checkpoint=opts.checkpoint,
+                    options=options_any,
+                )
+            )
+            try:
+                await asyncio.shield(create_call)
+            except asyncio.CancelledError:
+                # The shim goes on creating the container: let the RPC finish (bounded), so
+                # the teardown below deletes what exists instead of racing with it.
+                with contextlib.suppress(BaseException):
+                    async with asyncio.timeout(CLEANUP_TIMEOUT):
+                        await create_call
+                raise
+            except Exception as exc:
+                wrapped = _wrap(exc, "failed to create shim task")
+                binary = task.shim.binary
+                tail = _problems(binary.log.tail()) if binary is not None else ""
+                if tail:  # the shim's own account of what went wrong
+                    wrapped = type(wrapped)(f"{wrapped}; shim log:\n{tail}")
+                raise wrapped from exc
+        except BaseException:
+            await asyncio.shield(self._undo_create(bundle, task))
+            raise
+        return task
+
+    async def _undo_create(self, bundle: Bundle, task: ShimTask | None) -> None:
+        if task is not None:
+            try:
+                await self.shims.abort(task.shim)
+            except Exception as exc:
+                log.warning("task %s/%s: failed to shut the shim down after a failed create: %s",
+                            bundle.namespace, bundle.id, exc)
+        try:
+            await asyncio.to_thread(bundle.delete)
+        except OSError as exc:
+            log.warning("task %s/%s: failed to remove the bundle after a failed create: %s",
+                        bundle.namespace, bundle.id, exc)
+
+    # -- get / tasks ----------------------------------------------------------------------------
+
+    async def get(self, task_id: str, *, namespace: str) -> ShimTask:
+        """The task ``task_id`` of ``namespace``; NotFound when there is none."""
+        return ShimTask(self.shims.shims.get(namespace, task_id))
+
+    async def tasks(self, *, namespace: str | None = None, all: bool = False) -> list[ShimTask]:
+        """Tasks of ``namespace``, or of every namespace with ``all=True``."""
+        return [ShimTask(shim) for shim in self.shims.shims.get_all(namespace, all=all)]
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    async def delete(self, task_id: str, *, namespace: str) -> Exit:
+        """Delete a stopped task: the shim deletes it, shuts down, and the bundle is removed.
+
+        NotFound for an unknown task; the shim's error (e.g. FailedPrecondition for a running
+        task) leaves the task as it was, so the call can be retried.
+        """
+        shim = self.shims.shims.get(namespace, task_id)
+        task = ShimTask(shim)
+
+        def remove_task() -> None:
+            if self.shims.shims.is_current(namespace, task_id, shim):
+                self.shims.shims.delete(namespace, task_id)
+
+        try:
+            return await task.delete(remove_task)
+        except errdefs.ContainerdError as exc:
+            raise _wrap(exc, "failed to delete task") from exc
+
+    # -- introspection --------------------------------------------------------------------------
+
+    async def plugin_info(
+        self, request: introspection_pb2.RuntimeRequest | Message
+    ) -> introspection_pb2.RuntimeInfo:
+        """Run the runtime's ``-info`` for ``request`` (a ``containerd.types.RuntimeRequest``).
+
+        ``request.runtime_path`` is a runtime name or absolute path; ``request.options`` go to
+        the shim on stdin.
+        """
+        if not isinstance(request, introspection_pb2.RuntimeRequest):
+            raise errdefs.NotImplemented(
+                f"unknown request type {type(request).__name__}: not implemented"
+            )
+        options = request.options if request.HasField("options") else None
+        return await self.shims.runtime_info(request.runtime_path, options)
+
+    async def aclose(self) -> None:
+        """Nothing to do: the shim manager closes the connections and leaves shims running."""
+
+
+async def _init(ic: registry.InitContext) -> TaskManager:
+    config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
+    parsed = []
+    for spec in config.platforms:
+        try:
+            parsed.append(registry.platforms.normalize(registry.platforms.parse(spec)))
+        except ValueError as exc:
+            raise errdefs.InvalidArgument(
+                f'invalid platform "{spec}" in plugins."io.containerd.runtime.v2.task".platforms:'
+                f" {exc}"
+            ) from None
+    ic.meta.platforms = parsed
+    ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
+    shims: ShimManager = ic.get_single(types.SHIM_PLUGIN)
+    for path in (ic.root, ic.state):
+        os.makedirs(path, 0o711, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o711)
+    manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
+    await manager.load_existing_shims()
+    return manager
+
+
+def registration() -> registry.Registration:
+    """The task plugin's registration: ``io.containerd.runtime.v2.task``."""
+    return registry.Registration(
+        type=types.RUNTIME_PLUGIN_V2,
+        id="task",
+        init=_init,
+        requires=(types.SHIM_PLUGIN,),
+        config=TaskConfig,
+    )

@@ -1,0 +1,283 @@
+"""A failed create leaves nothing: no bundle, no work dir, no shim process, no socket.
+
+Every failure point of TaskManager.create is provoked with the real shim where it can be and
+with a wrapper runtime (a script in front of the real shim) where it cannot. The autouse leak
+checker proves that no shim, socket, runc state or mount is left; the tests check the bundle and
+work dirs themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins import errdefs
+from runtime_v2 import CreateOpts, typeurl
+from runtime_v2.api import introspection_pb2, runc_options_pb2
+
+from .conftest import TIMEOUT, Dirs, boot_host, spec_for, wait_pid_gone
+
+
+def assert_nothing_left(dirs: Dirs, task_id: str) -> None:
+    assert not (dirs.bundles / task_id).exists()
+    assert not (dirs.work_dirs / task_id).exists()
+    hidden = [p.name for p in dirs.bundles.glob(".*")] if dirs.bundles.exists() else []
+    assert hidden == []
+
+
+def wrapper_runtime(dirs: Dirs, info: introspection_pb2.RuntimeInfo | None = None,
+                    start_fails: str | None = None) -> tuple[str, Path]:
+    """A shim wrapper that records each command's stdin and answers ``-info`` itself.
+
+    Returns (absolute runtime path, the directory with the recordings).
+    """
+    record = dirs.base / "record"
+    record.mkdir(exist_ok=True)
+    if info is not None:
+        (record / "info.out").write_bytes(info.SerializeToString())
+    real = shutil.which("containerd-shim-runc-v2")
+    script = dirs.base / "containerd-shim-wrap-v2"
+    fail = (
+        f'if [ "$action" = start ]; then printf %s {json.dumps(start_fails)}; exit 1; fi\n'
+        if start_fails else ""
+    )
+    script.write_text(
+        "#!/bin/bash\n"
+        f"rec={record}\n"
+        'action="${@: -1}"\n'
+        'if [ "$1" = "-info" ]; then cat > "$rec/info.stdin"; '
+        'if [ -f "$rec/info.out" ]; then cat "$rec/info.out"; exit 0; fi; '
+        'echo "flag provided but not defined: -info" >&2; exit 2; fi\n'
+        'cat > "$rec/$action.stdin"\n'
+        f"{fail}"
+        f'exec {real} "$@" < "$rec/$action.stdin"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script), record
+
+
+def idmap_spec(dirs: Dirs, rootfs: Path, task_id: str) -> bytes:
+    spec = json.loads(spec_for(rootfs, ["/bin/true"], task_id=task_id, namespace=dirs.namespace))
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": "/tmp",
+                           "options": ["rbind", "idmap"]})
+    return json.dumps(spec).encode()
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "a/b", "x" * 77, "", "tâche", ".hidden"])
+async def test_bad_task_id_is_rejected_before_touching_the_disk(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, bad_id: str
+) -> None:
+    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace))
+    with pytest.raises(errdefs.InvalidArgument, match="invalid task id"):
+        await task_manager.create(bad_id, opts, namespace=dirs.namespace)
+    assert not dirs.bundles.exists()
+    assert not dirs.work_dirs.exists()
+
+
+async def test_bad_namespace_is_rejected_before_touching_the_disk(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"]))
+    with pytest.raises(errdefs.InvalidArgument, match="namespace"):
+        await task_manager.create("ok", opts, namespace="../etc")
+    assert list((dirs.state / "io.containerd.runtime.v2.task").iterdir()) == []
+
+
+async def test_bundle_error_leaves_nothing(dirs: Dirs, task_manager: Any) -> None:
+    bad_spec = b'{"linux": {"gidMappings": "not a list"}}'
+    with pytest.raises(errdefs.InvalidArgument):
+        await task_manager.create("badspec", CreateOpts(spec=bad_spec), namespace=dirs.namespace)
+    assert_nothing_left(dirs, "badspec")
+
+
+async def test_unknown_runtime_leaves_nothing(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
+                      runtime="io.containerd.nosuch.v9")
+    with pytest.raises(errdefs.NotFound, match="containerd-shim-nosuch-v9"):
+        await task_manager.create("noruntime", opts, namespace=dirs.namespace)
+    assert_nothing_left(dirs, "noruntime")
+
+
+async def test_failing_shim_start_leaves_nothing_and_reports_its_output(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    runtime, _ = wrapper_runtime(dirs, start_fails="wrapper: refusing to start")
+    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
+                      runtime=runtime)
+    with pytest.raises(errdefs.ContainerdError, match=r"failed to start shim.*refusing to start"):
+        await task_manager.create("nostart", opts, namespace=dirs.namespace)
+    assert_nothing_left(dirs, "nostart")
+
+
+async def test_rejected_runtime_features_shut_the_started_shim_down(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    # Debian's 1.6 shim has no -info at all: idmap mounts cannot be validated, so they fail.
+    opts = CreateOpts(spec=idmap_spec(dirs, busybox_rootfs, "idmap"))
+    with pytest.raises(errdefs.ContainerdError, match="failed to validate OCI runtime features"):
+        await task_manager.create("idmap", opts, namespace=dirs.namespace)
+    assert_nothing_left(dirs, "idmap")
+
+
+async def test_features_without_idmap_give_containerds_error(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    info = introspection_pb2.RuntimeInfo(
+        name="io.containerd.runc.v2",
+        features=typeurl.pack_json("features/Features", {"ociVersionMin": "1.0.0",
+                                                          "linux": {}}),
+    )
+    runtime, _ = wrapper_runtime(dirs, info)
+    opts = CreateOpts(spec=idmap_spec(dirs, busybox_rootfs, "noidmap"), runtime=runtime)
+    with pytest.raises(errdefs.FailedPrecondition) as caught:
+        await task_manager.create("noidmap", opts, namespace=dirs.namespace)
+    assert str(caught.value) == (
+        "failed to validate OCI runtime features: idmap mounts not supported: "
+        "missing `mountExtensions.idmap` entry in `features` command"
+    )
+    assert_nothing_left(dirs, "noidmap")
+
+
+async def test_failing_create_rpc_leaves_nothing(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    spec = json.loads(spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace))
+    spec["root"]["path"] = str(dirs.base / "no-such-rootfs")
+    with pytest.raises(errdefs.ContainerdError, match="failed to create shim task"):
+        async with asyncio.timeout(TIMEOUT):
+            await task_manager.create("norootfs", CreateOpts(spec=json.dumps(spec).encode()),
+                                      namespace=dirs.namespace)
+    assert_nothing_left(dirs, "norootfs")
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ["log", "address", "bootstrap.json", "init.pid"],
+    ids=["shim-starting", "daemon-started", "shim-started", "container-creating"],
+)
+async def test_cancelled_create_leaves_nothing(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, marker: str
+) -> None:
+    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace))
+    creating = asyncio.create_task(task_manager.create("cancel", opts, namespace=dirs.namespace))
+    # Cancel as soon as the bundle shows the create got that far.
+    path = dirs.bundles / "cancel" / marker
+    async with asyncio.timeout(TIMEOUT):
+        while not path.exists() and not creating.done():
+            await asyncio.sleep(0.0005)
+    creating.cancel()
+    try:
+        await creating
+    except asyncio.CancelledError:
+        pass
+    else:  # finished before the cancellation landed: an ordinary task
+        await task_manager.delete("cancel", namespace=dirs.namespace)
+    assert_nothing_left(dirs, "cancel")
+    assert await task_manager.tasks(namespace=dirs.namespace) == []
+
+
+async def test_effective_options_reach_start_info_create_and_delete(
+    dirs: Dirs, busybox_rootfs: Path, host: Any
+) -> None:
+    """The seed bug: task options setting only io_uid/io_gid must not lose binary_name."""
+    tasks = host.get("io.containerd.runtime.v2", "task")
+    runc = shutil.which("runc")
+    assert runc is not None
+    info = introspection_pb2.RuntimeInfo(
+        name="io.containerd.runc.v2",
+        features=typeurl.pack_json(
+            "features/Features",
+            {"linux": {"mountExtensions": {"idmap": {"enabled": False}}}},
+        ),
+    )
+    runtime, record = wrapper_runtime(dirs, info)
+    runtime_options = runc_options_pb2.Options(binary_name=runc)
+    task_options = runc_options_pb2.Options(io_uid=1000, io_gid=1000)
+    expected = runc_options_pb2.Options(binary_name=runc, io_uid=1000, io_gid=1000)
+
+    def recorded(name: str) -> runc_options_pb2.Options:
+        any_ = typeurl.any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
+        return typeurl.unpack_as(any_, runc_options_pb2.Options)
+
+    # -info (feature validation of an idmap spec; the wrapper says idmap is disabled).
+    with pytest.raises(errdefs.FailedPrecondition, match="not present or disabled"):
+        await tasks.create(
+            "info", CreateOpts(spec=idmap_spec(dirs, busybox_rootfs, "info"), runtime=runtime,
+                               runtime_options=runtime_options, task_options=task_options),
+            namespace=dirs.namespace,
+        )
+    assert recorded("info") == expected
+    # PluginInfo goes through the same cache and runs -info with the options it is given.
+    request = introspection_pb2.RuntimeRequest(runtime_path=runtime)
+    request.options.CopyFrom(typeurl.pack(expected))
+    assert (await tasks.plugin_info(request)).name == "io.containerd.runc.v2"
+
+    # start and Create (the 1.6 shim writes binary_name into <bundle>/runtime at Create).
+    spec = spec_for(busybox_rootfs, ["/bin/sleep", "600"], task_id="opts",
+                    namespace=dirs.namespace)
+    async with asyncio.timeout(TIMEOUT):
+        task = await tasks.create(
+            "opts", CreateOpts(spec=spec, runtime=runtime, runtime_options=runtime_options,
+                               task_options=task_options),
+            namespace=dirs.namespace,
+        )
+        assert recorded("start") == expected
+        assert (Path(task.bundle) / "runtime").read_text() == runc
+        await task.start()
+        # delete: the shim binary's delete command runs when the shim dies.
+        exchange = host.get("io.containerd.event.v1", "exchange")
+        async with exchange.subscribe("/tasks/delete", namespace=dirs.namespace) as events:
+            os.kill(task.shim.shim_pid, signal.SIGKILL)
+            await events.get()
+    assert recorded("delete") == expected
+    assert_nothing_left(dirs, "opts")
+
+
+async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    runc = shutil.which("runc")
+    assert runc is not None
+    runtime, record = wrapper_runtime(dirs)
+    expected = runc_options_pb2.Options(binary_name=runc, io_uid=1000, io_gid=1000)
+    first = await boot_host(dirs)
+    try:
+        tasks = first.get("io.containerd.runtime.v2", "task")
+        spec = spec_for(busybox_rootfs, ["/bin/sleep", "600"], task_id="later",
+                        namespace=dirs.namespace)
+        async with asyncio.timeout(TIMEOUT):
+            task = await tasks.create(
+                "later", CreateOpts(spec=spec, runtime=runtime,
+                                    runtime_options=runc_options_pb2.Options(binary_name=runc),
+                                    task_options=runc_options_pb2.Options(io_uid=1000,
+                                                                          io_gid=1000)),
+                namespace=dirs.namespace,
+            )
+            await task.start()
+        shim_pid = task.shim.shim_pid
+    finally:
+        await first.aclose()
+    os.kill(shim_pid, signal.SIGKILL)
+    await wait_pid_gone(shim_pid)
+    second = await boot_host(dirs)
+    try:
+        outcomes = {o.id: o.outcome for o in second.get(
+            "io.containerd.runtime.v2", "task").load_outcomes}
+        assert outcomes == {"later": "reaped"}
+    finally:
+        await second.aclose()
+    recorded = typeurl.unpack_as(
+        typeurl.any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
+        runc_options_pb2.Options)
+    assert recorded == expected
+    assert_nothing_left(dirs, "later")

@@ -1,0 +1,255 @@
+"""Real containers through the TaskManager: create, start, wait, kill, exec, pids, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins import errdefs
+from runtime_v2 import CreateOpts, Status
+
+from .conftest import TIMEOUT, Dirs, spec_for
+
+
+def _opts(dirs: Dirs, rootfs: Path, args: list[str], task_id: str, **kw: Any) -> CreateOpts:
+    return CreateOpts(
+        spec=spec_for(rootfs, args, task_id=task_id, namespace=dirs.namespace), **kw
+    )
+
+
+def _file_uri(dirs: Dirs, name: str) -> str:
+    dirs.io.mkdir(exist_ok=True)
+    return "file://" + str(dirs.io / name)
+
+
+async def test_task_runs_to_completion_with_output_and_exit_status(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    out = _file_uri(dirs, "hello.out")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "echo hello; exit 3"], "hello",
+                 stdout=out, stderr=out)
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("hello", opts, namespace=dirs.namespace)
+        assert (await task.state()).status is Status.CREATED
+        pid = await task.start()
+        exit = await task.wait()
+        assert exit.status == 3
+        assert exit.pid == pid
+        assert exit.timestamp is not None
+        state = await task.state()
+        assert state.status is Status.STOPPED
+        assert state.exit_status == 3
+        deleted = await task_manager.delete("hello", namespace=dirs.namespace)
+    assert deleted.status == 3
+    assert deleted.pid == pid
+    assert (dirs.io / "hello.out").read_text() == "hello\n"
+    assert await task_manager.tasks(namespace=dirs.namespace) == []
+    with pytest.raises(errdefs.NotFound):
+        await task_manager.get("hello", namespace=dirs.namespace)
+
+
+async def test_output_through_fifos_the_containerd_way(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    dirs.io.mkdir()
+    fds: list[int] = []
+    readers = {}
+    for name in ("stdout", "stderr"):
+        fifo = dirs.io / name
+        os.mkfifo(fifo, 0o600)
+        readers[name] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        fds.append(readers[name])
+        fds.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # no EOF before the shim opens
+    try:
+        opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "echo out; echo err >&2"], "fifo",
+                     stdout=str(dirs.io / "stdout"), stderr=str(dirs.io / "stderr"))
+        async with asyncio.timeout(TIMEOUT):
+            task = await task_manager.create("fifo", opts, namespace=dirs.namespace)
+            for fd in fds[1::2]:
+                os.close(fd)
+            fds = fds[0::2]
+            await task.start()
+            assert (await task.wait()).status == 0
+            await task_manager.delete("fifo", namespace=dirs.namespace)
+        output = {}
+        for name, fd in readers.items():
+            data = b""
+            while chunk := os.read(fd, 4096):
+                data += chunk
+            output[name] = data
+        assert output == {"stdout": b"out\n", "stderr": b"err\n"}
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+async def test_kill_stops_a_sleeping_task(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "sleeper")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("sleeper", opts, namespace=dirs.namespace)
+        await task.start()
+        assert (await task.state()).status is Status.RUNNING
+        with pytest.raises(errdefs.ContainerdError):
+            await task_manager.delete("sleeper", namespace=dirs.namespace)  # still running
+        assert [t.id for t in await task_manager.tasks(namespace=dirs.namespace)] == ["sleeper"]
+        await task.kill(signal.SIGKILL)
+        exit = await task.wait()
+        assert exit.status == 128 + signal.SIGKILL
+        await task_manager.delete("sleeper", namespace=dirs.namespace)
+
+
+async def test_exec_runs_a_second_process_in_a_running_task(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    out = _file_uri(dirs, "exec.out")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "host")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("host", opts, namespace=dirs.namespace)
+        init_pid = await task.start()
+        process = await task.exec(
+            "probe",
+            {"args": ["/bin/sh", "-c", "echo from exec; exit 7"], "cwd": "/",
+             "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}},
+            stdout=out,
+            stderr=out,
+        )
+        assert (await process.state()).status is Status.CREATED
+        exec_pid = await process.start()
+        assert exec_pid not in (0, init_pid)
+        exit = await process.wait()
+        assert exit.status == 7
+        assert (await process.delete()).status == 7
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        await task_manager.delete("host", namespace=dirs.namespace)
+    assert (dirs.io / "exec.out").read_text() == "from exec\n"
+
+
+async def test_pids_lists_the_processes_of_a_task(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "sleep 600 & exec sleep 601"], "pids")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("pids", opts, namespace=dirs.namespace)
+        init_pid = await task.start()
+        # The shell forks the background sleep right after start: ask until it shows up.
+        while len(pids := await task.pids()) < 2:
+            await asyncio.sleep(0.02)
+        assert len(pids) == 2
+        assert init_pid in {p.pid for p in pids}
+        await task.kill(signal.SIGKILL, all=True)
+        await task.wait()
+        await task_manager.delete("pids", namespace=dirs.namespace)
+
+
+async def test_twenty_tasks_at_once(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    async def lifecycle(i: int) -> int:
+        task_id = f"many-{i}"
+        opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", f"exit {i}"], task_id)
+        task = await task_manager.create(task_id, opts, namespace=dirs.namespace)
+        await task.start()
+        status = (await task.wait()).status
+        await task_manager.delete(task_id, namespace=dirs.namespace)
+        return status
+
+    async with asyncio.timeout(TIMEOUT * 2):
+        statuses = await asyncio.gather(*(lifecycle(i) for i in range(20)))
+    assert statuses == list(range(20))
+
+
+async def test_same_id_in_two_namespaces_does_not_collide(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    other = dirs.namespace + "-b"
+    async with asyncio.timeout(TIMEOUT):
+        a = await task_manager.create(
+            "same", _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "exit 1"], "same"),
+            namespace=dirs.namespace,
+        )
+        b = await task_manager.create(
+            "same",
+            CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/sh", "-c", "exit 2"],
+                                     task_id="same", namespace=other)),
+            namespace=other,
+        )
+        try:
+            assert a.bundle != b.bundle
+            await a.start()
+            await b.start()
+            assert (await a.wait()).status == 1
+            assert (await b.wait()).status == 2
+            all_tasks = await task_manager.tasks(all=True)
+            assert sorted((t.namespace, t.id) for t in all_tasks) == sorted(
+                [(dirs.namespace, "same"), (other, "same")]
+            )
+        finally:
+            await task_manager.delete("same", namespace=other)
+            shutil.rmtree(f"/run/containerd/runc/{other}", ignore_errors=True)
+        await task_manager.delete("same", namespace=dirs.namespace)
+
+
+async def test_creating_an_existing_task_fails_and_keeps_the_first(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "dup")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("dup", opts, namespace=dirs.namespace)
+        with pytest.raises(errdefs.AlreadyExists):
+            await task_manager.create("dup", opts, namespace=dirs.namespace)
+        assert (dirs.bundles / "dup" / "config.json").exists()
+        await task.start()
+        await task.wait()
+        await task_manager.delete("dup", namespace=dirs.namespace)
+
+
+async def test_delete_of_an_unknown_task_is_not_found(dirs: Dirs, task_manager: Any) -> None:
+    with pytest.raises(errdefs.NotFound):
+        await task_manager.delete("nothing", namespace=dirs.namespace)
+
+
+async def test_task_api_falls_back_to_v2_for_the_debian_shim(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "v2")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("v2", opts, namespace=dirs.namespace)
+        assert task.shim.version == 2  # the 1.6 shim answers v3 with NotImplemented
+        bootstrap = (dirs.bundles / "v2" / "bootstrap.json").read_text()
+        assert '"version":2' in bootstrap and '"protocol":"ttrpc"' in bootstrap
+        assert (dirs.bundles / "v2" / "shim-binary-path").read_text().endswith(
+            "containerd-shim-runc-v2"
+        )
+        await task.start()
+        await task.wait()
+        await task_manager.delete("v2", namespace=dirs.namespace)
+
+
+async def test_pause_and_resume_a_running_task(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "pause")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("pause", opts, namespace=dirs.namespace)
+        await task.start()
+        try:
+            await task.pause()
+        except errdefs.ContainerdError as exc:  # no freezer cgroup available here
+            pytest.skip(f"the runtime cannot pause here: {exc}")
+        try:
+            assert (await task.state()).status is Status.PAUSED
+            await task.resume()
+            assert (await task.state()).status is Status.RUNNING
+        finally:
+            await task.kill(signal.SIGKILL)
+            await task.wait()
+            await task_manager.delete("pause", namespace=dirs.namespace)

@@ -1,0 +1,218 @@
+"""Shims outlive the process that started them; dead shims are reaped, now or at the next boot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins import errdefs
+from runtime_v2 import CreateOpts, Status
+from runtime_v2.api import events_pb2
+
+from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for, wait_pid_gone
+
+TASKS = ("io.containerd.runtime.v2", "task")
+
+
+def alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def start_sleeper(tasks: Any, dirs: Dirs, rootfs: Path, task_id: str) -> Any:
+    spec = spec_for(rootfs, ["/bin/sleep", "600"], task_id=task_id, namespace=dirs.namespace)
+    task = await tasks.create(task_id, CreateOpts(spec=spec), namespace=dirs.namespace)
+    await task.start()
+    return task
+
+
+async def test_a_second_process_lists_kills_and_deletes_tasks_of_the_first(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    first = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            tasks = first.get(*TASKS)
+            for task_id in ("one", "two"):
+                await start_sleeper(tasks, dirs, busybox_rootfs, task_id)
+            spec = spec_for(busybox_rootfs, ["/bin/sh", "-c", "exit 5"], task_id="done",
+                            namespace=dirs.namespace)
+            done = await tasks.create("done", CreateOpts(spec=spec), namespace=dirs.namespace)
+            await done.start()
+            assert (await done.wait()).status == 5
+            shim_pids = {t.id: t.shim.shim_pid for t in await tasks.tasks(namespace=dirs.namespace)}
+    finally:
+        await first.aclose()  # closes connections only: the shims keep running
+    assert all(alive(pid) for pid in shim_pids.values())
+
+    second = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            tasks = second.get(*TASKS)
+            outcomes = {(o.id, o.outcome) for o in tasks.load_outcomes}
+            assert outcomes == {("one", "reattached"), ("two", "reattached"),
+                                ("done", "reattached")}
+            listed = await tasks.tasks(namespace=dirs.namespace)
+            assert sorted(t.id for t in listed) == ["done", "one", "two"]
+            for task_id in ("one", "two"):
+                task = await tasks.get(task_id, namespace=dirs.namespace)
+                assert (await task.state()).status is Status.RUNNING
+                await task.kill(signal.SIGKILL)
+                assert (await task.wait()).status == 137
+                await tasks.delete(task_id, namespace=dirs.namespace)
+            done = await tasks.get("done", namespace=dirs.namespace)
+            assert (await done.wait()).status == 5
+            assert (await tasks.delete("done", namespace=dirs.namespace)).status == 5
+            assert await tasks.tasks(namespace=dirs.namespace) == []
+    finally:
+        await cleanup_tasks(second.get(*TASKS), dirs.namespace)
+        await second.aclose()
+    for pid in shim_pids.values():
+        await wait_pid_gone(pid)
+
+
+async def test_a_shim_killed_while_no_manager_runs_is_reaped_at_the_next_boot(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    first = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            tasks = first.get(*TASKS)
+            task = await start_sleeper(tasks, dirs, busybox_rootfs, "victim")
+            survivor = await start_sleeper(tasks, dirs, busybox_rootfs, "survivor")
+            shim_pid = task.shim.shim_pid
+            container_pid = await task.pid()
+            del survivor
+    finally:
+        await first.aclose()
+    os.kill(shim_pid, signal.SIGKILL)
+    await wait_pid_gone(shim_pid)
+    assert alive(container_pid)  # the container outlives its shim...
+
+    second = await boot_host(dirs)
+    try:
+        tasks = second.get(*TASKS)
+        outcomes = {o.id: o for o in tasks.load_outcomes}
+        assert outcomes["victim"].outcome == "reaped", outcomes["victim"]
+        assert outcomes["survivor"].outcome == "reattached"
+        assert not (dirs.bundles / "victim").exists()
+        assert not (dirs.work_dirs / "victim").exists()
+        await wait_pid_gone(container_pid)  # ...until the shim's delete command kills it
+        assert [t.id for t in await tasks.tasks(namespace=dirs.namespace)] == ["survivor"]
+    finally:
+        await cleanup_tasks(second.get(*TASKS), dirs.namespace)
+        await second.aclose()
+
+
+async def test_a_shim_killed_while_the_manager_runs_publishes_exit_and_delete(
+    dirs: Dirs, busybox_rootfs: Path, host: Any
+) -> None:
+    tasks = host.get(*TASKS)
+    exchange = host.get("io.containerd.event.v1", "exchange")
+    async with asyncio.timeout(TIMEOUT):
+        async with exchange.subscribe("/tasks/*", namespace=dirs.namespace) as events:
+            task = await start_sleeper(tasks, dirs, busybox_rootfs, "doomed")
+            container_pid = await task.pid()
+            os.kill(task.shim.shim_pid, signal.SIGKILL)
+            exit_event = await events.wait_for(lambda e: e.topic == "/tasks/exit")
+            delete_event = await events.wait_for(lambda e: e.topic == "/tasks/delete")
+        exit = exit_event.unpack(events_pb2.TaskExit)
+        assert (exit.container_id, exit.id) == ("doomed", "doomed")
+        assert exit.pid == container_pid
+        assert exit.exit_status == 137
+        deleted = delete_event.unpack(events_pb2.TaskDelete)
+        assert deleted.container_id == "doomed"
+        assert await tasks.tasks(namespace=dirs.namespace) == []
+        with pytest.raises(errdefs.NotFound):
+            await tasks.get("doomed", namespace=dirs.namespace)
+        await wait_pid_gone(container_pid)
+    assert not (dirs.bundles / "doomed").exists()
+    assert not (dirs.work_dirs / "doomed").exists()
+
+
+async def test_events_from_the_shim_reach_subscribers_in_order(
+    dirs: Dirs, busybox_rootfs: Path, host: Any
+) -> None:
+    tasks = host.get(*TASKS)
+    exchange = host.get("io.containerd.event.v1", "exchange")
+    spec = spec_for(busybox_rootfs, ["/bin/true"], task_id="evt", namespace=dirs.namespace)
+    async with asyncio.timeout(TIMEOUT):
+        async with exchange.subscribe("/tasks/*", namespace=dirs.namespace) as events:
+            task = await tasks.create("evt", CreateOpts(spec=spec), namespace=dirs.namespace)
+            await task.start()
+            await task.wait()
+            await tasks.delete("evt", namespace=dirs.namespace)
+            topics = []
+            while len(topics) < 4:
+                topics.append((await events.get()).topic)
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+
+
+async def test_restart_removes_empty_and_orphaned_bundles_and_stray_work_dirs(
+    dirs: Dirs, leak_check: None
+) -> None:
+    empty = dirs.bundles / "empty"
+    orphan = dirs.bundles / "orphan"
+    hidden = dirs.bundles / ".hidden"
+    for d in (empty, orphan, hidden):
+        d.mkdir(parents=True)
+    (orphan / "config.json").write_text("{}")
+    (dirs.bundles / "plain-file").write_text("x")
+    stray = dirs.work_dirs / "stray"
+    stray.mkdir(parents=True)
+    host = await boot_host(dirs)
+    try:
+        outcomes = {o.id: (o.outcome, o.reason) for o in host.get(*TASKS).load_outcomes}
+    finally:
+        await host.aclose()
+    assert outcomes["empty"] == ("removed", "empty bundle")
+    assert outcomes["orphan"][0] == "removed"
+    assert "no shim-binary-path" in outcomes["orphan"][1]
+    assert set(outcomes) == {"empty", "orphan"}
+    assert not empty.exists() and not orphan.exists() and not stray.exists()
+    assert hidden.exists() and (dirs.bundles / "plain-file").exists()
+    hidden.rmdir()
+    (dirs.bundles / "plain-file").unlink()
+
+
+async def test_two_processes_on_one_state_dir_share_tasks_without_stepping_on_each_other(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    first = await boot_host(dirs)
+    second = None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            tasks_a = first.get(*TASKS)
+            await start_sleeper(tasks_a, dirs, busybox_rootfs, "shared")
+            second = await boot_host(dirs)
+            assert first.get("io.containerd.shim.v1", "manager").serves_events
+            assert not second.get("io.containerd.shim.v1", "manager").serves_events
+            tasks_b = second.get(*TASKS)
+            assert [(o.id, o.outcome) for o in tasks_b.load_outcomes] == [
+                ("shared", "reattached")]
+            exchange_b = second.get("io.containerd.event.v1", "exchange")
+            shim_b = (await tasks_b.get("shared", namespace=dirs.namespace)).shim
+            async with exchange_b.subscribe("/tasks/*", namespace=dirs.namespace) as events:
+                task = await tasks_a.get("shared", namespace=dirs.namespace)
+                await task.kill(signal.SIGKILL)
+                await task.wait()
+                await tasks_a.delete("shared", namespace=dirs.namespace)
+                # The second process sees the connection drop and forgets the task quietly.
+                await shim_b.client.wait_closed()
+                assert await tasks_b.tasks(namespace=dirs.namespace) == []
+                with pytest.raises(TimeoutError):
+                    await events.get(timeout=0.3)
+    finally:
+        if second is not None:
+            await second.aclose()
+        await cleanup_tasks(first.get(*TASKS), dirs.namespace)
+        await first.aclose()

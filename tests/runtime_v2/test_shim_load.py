@@ -1,0 +1,231 @@
+"""Restart recovery against fake shims: one outcome per bundle, bounded and with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from _fake_shim import FakeShim, FakeTask
+
+from plugins.events import Exchange
+from runtime_v2.bundle import new_bundle
+from runtime_v2.shim_load import creating, load_existing_shims
+from runtime_v2.shim_manager import ShimManager
+
+NS = "loadns"
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tpl", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def manager(base: Path) -> AsyncIterator[ShimManager]:
+    m = ShimManager(exchange=Exchange(), grpc_address=str(base / "tp.sock"),
+                    ttrpc_address=str(base / "tp.sock.ttrpc"))
+    yield m
+    await m.aclose()
+
+
+@pytest.fixture
+def fake_runtime(base: Path) -> Path:
+    """A shim binary whose ``delete`` records its argv and prints a DeleteResponse."""
+    script = base / "containerd-shim-fake-v2"
+    script.write_text(
+        "#!/bin/bash\n"
+        f'echo "$*" >> "{base}/deletes"\n'
+        "printf '\\x08\\x07\\x10\\x89\\x01'\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def make_bundle(base: Path, task_id: str, runtime: Path | None, *, address: str | None = None,
+                address_file: bool = False) -> Path:
+    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, task_id, b"{}")
+    path = Path(bundle.path)
+    if runtime is not None:
+        (path / "shim-binary-path").write_text(str(runtime))
+    if address is not None:
+        if address_file:
+            (path / "address").write_text(address)
+        else:
+            (path / "bootstrap.json").write_text(
+                json.dumps({"version": 2, "address": address, "protocol": "ttrpc"}))
+    return path
+
+
+def deletes(base: Path) -> list[str]:
+    try:
+        return (base / "deletes").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+async def load(manager: ShimManager, base: Path, **kw: float) -> dict[str, tuple[str, str]]:
+    outcomes = await load_existing_shims(manager, state=str(base / "state"),
+                                         root=str(base / "root"), **kw)  # type: ignore[arg-type]
+    return {o.id: (o.outcome, o.reason) for o in outcomes}
+
+
+async def test_a_live_shim_with_its_task_is_reattached(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    fake = await FakeShim(str(base / "live.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "live/")] = FakeTask(4242)
+    make_bundle(base, "live", fake_runtime, address=fake.address)
+    try:
+        outcomes = await load(manager, base)
+        assert outcomes["live"][0] == "reattached"
+        shim = manager.shims.get(NS, "live")
+        assert shim.version == 2 and shim.task_pid == 4242
+        assert deletes(base) == []
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_1_6_address_file_is_migrated_to_bootstrap_json(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    fake = await FakeShim(str(base / "old.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "old/")] = FakeTask(1)
+    path = make_bundle(base, "old", fake_runtime, address=fake.address, address_file=True)
+    try:
+        assert (await load(manager, base))["old"][0] == "reattached"
+        assert json.loads((path / "bootstrap.json").read_text())["address"] == fake.address
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_dead_shim_is_reaped_with_its_delete_command(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    path = make_bundle(base, "dead", fake_runtime, address="unix://" + str(base / "gone.sock"))
+    outcomes = await load(manager, base)
+    assert outcomes["dead"][0] == "reaped"
+    assert "shim is dead" in outcomes["dead"][1]
+    assert len(deletes(base)) == 1 and deletes(base)[0].endswith(f"-bundle {path} delete")
+    assert not path.exists()
+    assert not (base / "root" / NS / "dead").exists()
+
+
+async def test_a_live_shim_without_its_task_is_shut_down_and_reaped(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    fake = await FakeShim(str(base / "leak.sock"), versions=(2,)).start()
+    path = make_bundle(base, "leak", fake_runtime, address=fake.address)
+    try:
+        outcomes = await load(manager, base)
+        assert outcomes["leak"] == (
+            "reaped", "shim is alive but has no task (leaked shim); shut it down")
+        assert fake.shutdown_requested.is_set()
+        assert not path.exists()
+        assert not manager.shims.contains(NS, "leak")
+    finally:
+        await fake.stop()
+
+
+async def test_a_wedged_shim_is_skipped_within_the_deadline_and_left_in_place(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    fake = await FakeShim(str(base / "wedged.sock"), versions=(2, 3)).start()
+    fake.hang.add("Connect")
+    path = make_bundle(base, "wedged", fake_runtime, address=fake.address)
+    try:
+        began = time.monotonic()
+        outcomes = await load(manager, base, timeout=0.3)
+        assert time.monotonic() - began < 2
+        assert outcomes["wedged"][0] == "skipped"
+        assert path.exists() and (base / "root" / NS / "wedged").exists()
+        assert deletes(base) == []
+    finally:
+        await fake.stop()
+
+
+async def test_bundles_load_in_parallel_but_bounded(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    fake = await FakeShim(str(base / "many.sock"), versions=(2, 3)).start()
+    fake.hang.add("Connect")
+    for i in range(20):
+        make_bundle(base, f"b{i}", fake_runtime, address=fake.address)
+    try:
+        began = time.monotonic()
+        outcomes = await load(manager, base, timeout=0.2, parallelism=8)
+        elapsed = time.monotonic() - began
+        assert {o for o, _ in outcomes.values()} == {"skipped"}
+        # 20 bundles, 8 at a time, 0.2 s each: three rounds, not twenty and not one.
+        assert 0.5 < elapsed < 3
+        assert len([m for m in fake.methods() if m == "Connect"]) == 20
+    finally:
+        await fake.stop()
+
+
+async def test_empty_and_runtime_less_bundles_are_removed_and_others_left_alone(
+    manager: ShimManager, base: Path
+) -> None:
+    ns_dir = base / "state" / NS
+    (ns_dir / "empty").mkdir(parents=True)
+    orphan = make_bundle(base, "orphan", None)
+    (ns_dir / ".hidden").mkdir()
+    (ns_dir / "file").write_text("x")
+    (base / "state" / ".hiddenns").mkdir()
+    stray = base / "root" / NS / "stray"
+    stray.mkdir(parents=True)
+    outcomes = await load(manager, base)
+    assert outcomes["empty"] == ("removed", "empty bundle")
+    assert outcomes["orphan"][0] == "removed"
+    assert set(outcomes) == {"empty", "orphan"}
+    assert not orphan.exists() and not (ns_dir / "empty").exists() and not stray.exists()
+    assert (ns_dir / ".hidden").exists() and (ns_dir / "file").exists()
+
+
+async def test_a_bundle_without_an_address_is_removed(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    path = make_bundle(base, "noaddr", fake_runtime)
+    outcomes = await load(manager, base)
+    assert outcomes["noaddr"][0] == "removed"
+    assert "no shim address" in outcomes["noaddr"][1]
+    assert not path.exists()
+
+
+async def test_no_state_dir_means_nothing_to_load(manager: ShimManager, base: Path) -> None:
+    assert await load_existing_shims(manager, state=str(base / "nothing"),
+                                     root=str(base / "r")) == []
+    assert not os.path.exists(base / "nothing")
+
+
+async def test_a_bundle_another_process_is_creating_is_left_alone(
+    manager: ShimManager, base: Path
+) -> None:
+    state = str(base / "state")
+    with creating(state, NS, "young"):
+        path = make_bundle(base, "young", None)  # no shim yet: looks like an orphan
+        outcomes = await load(manager, base)
+    assert outcomes["young"] == ("skipped", "being created by another process; left alone")
+    assert path.exists()
+    assert not (base / "state" / NS / ".young.creating").exists()
+
+
+async def test_a_creating_marker_left_by_a_dead_creator_is_ignored(
+    manager: ShimManager, base: Path
+) -> None:
+    path = make_bundle(base, "crashed", None)
+    (base / "state" / NS / ".crashed.creating").write_text("")
+    outcomes = await load(manager, base)
+    assert outcomes["crashed"][0] == "removed"
+    assert not path.exists()
+    assert not (base / "state" / NS / ".crashed.creating").exists()
