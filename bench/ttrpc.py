@@ -1,14 +1,20 @@
 """ttrpc round-trip benchmark: our client against our server (another process) and the Go shim.
 
-Measures small unary calls (``containerd.task.v2.Task/Connect``, which both peers answer with a
-ConnectResponse) one at a time and with 64 concurrent calls on one connection, against:
+Measures small unary calls one at a time and with 64 concurrent calls on one connection, against:
 
 1. a Python :class:`runtime_v2.ttrpc.Server` in a separate process (``--serve`` mode of this
-   script) serving Connect (and State, answering NotFound like a shim);
+   script) serving Connect, and State answering NotFound "container not created" as the shim does;
 2. the real ``containerd-shim-runc-v2`` (1.6.20), started the way containerd does (spec 5.1)
    with a bundle that never gets a container; Shutdown ends it afterwards.
 
-Prints calls/s, p50 and p99 latency for each, and the ratio Python server / Go shim.
+Two methods, each a row per peer and concurrency:
+
+- ``State`` on the shim's own id (the figure the issue asks for). No container is ever created,
+  so the shim answers NotFound "container not created": a complete request/response round trip
+  (status instead of payload), counted as a successful call; any other outcome fails the bench.
+- ``Connect``: a normal success answer (ConnectResponse), as a second reference.
+
+Prints calls/s, p50 and p99 latency for every row, and the Python server / Go shim ratios.
 
     .venv/bin/python bench/ttrpc.py [--calls 20000] [--concurrency 64] [--no-shim]
 """
@@ -181,19 +187,56 @@ def _is_zombie(pid: int) -> bool:
 # --- measuring --------------------------------------------------------------------------------
 
 
-async def measure(address: str, calls: int, concurrency: int) -> dict[str, float]:
-    """Run ``calls`` Connect round trips with ``concurrency`` callers on one connection."""
-    payload = task_v2_pb2.ConnectRequest(id="bench").SerializeToString()
+def methods(task_id: str) -> dict[str, tuple[bytes, type[errdefs.ContainerdError] | None]]:
+    """The measured calls, State first; ``task_id`` is the shim's own id."""
+    return {
+        "State": (task_v2_pb2.StateRequest(id=task_id).SerializeToString(), errdefs.NotFound),
+        "Connect": (task_v2_pb2.ConnectRequest(id=task_id).SerializeToString(), None),
+    }
+
+
+async def _one(
+    client: ttrpc.Client, method: str, payload: bytes, expect: type[errdefs.ContainerdError] | None
+) -> None:
+    if expect is None:
+        await client.call_raw(TASK, method, payload, namespace="bench")
+        return
+    try:
+        await client.call_raw(TASK, method, payload, namespace="bench")
+    except expect:
+        return  # the expected answer: a full round trip
+    raise RuntimeError(f"{method} succeeded; expected {expect.__name__}")
+
+
+async def describe(address: str, method: str, payload: bytes) -> str:
+    """What the peer answers to one call (for the output)."""
+    async with await ttrpc.Client.connect(address, timeout=10) as client:
+        try:
+            await client.call_raw(TASK, method, payload, namespace="bench", timeout=10)
+        except errdefs.ContainerdError as exc:
+            return f"{type(exc).__name__} {str(exc)!r}"
+    return "ok"
+
+
+async def measure(
+    address: str,
+    method: str,
+    payload: bytes,
+    expect: type[errdefs.ContainerdError] | None,
+    calls: int,
+    concurrency: int,
+) -> dict[str, float]:
+    """Run ``calls`` round trips of ``method`` with ``concurrency`` callers on one connection."""
     latencies: list[float] = []
     async with await ttrpc.Client.connect(address, timeout=10) as client:
         for _ in range(200):  # warm up
-            await client.call_raw(TASK, "Connect", payload, namespace="bench")
+            await _one(client, method, payload, expect)
 
         async def worker(n: int) -> None:
             perf = time.perf_counter
             for _ in range(n):
                 t = perf()
-                await client.call_raw(TASK, "Connect", payload, namespace="bench")
+                await _one(client, method, payload, expect)
                 latencies.append(perf() - t)
 
         per_worker = calls // concurrency
@@ -211,33 +254,56 @@ async def measure(address: str, calls: int, concurrency: int) -> dict[str, float
 
 def report(name: str, result: dict[str, float]) -> None:
     print(
-        f"{name:<34} {result['calls_per_s']:>10,.0f} calls/s"
+        f"{name:<40} {result['calls_per_s']:>10,.0f} calls/s"
         f"   p50 {result['p50_us']:>8.1f} us   p99 {result['p99_us']:>8.1f} us",
         flush=True,
     )
 
 
+async def bench_peer(
+    peer: str, address: str, task_id: str, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    for method, (payload, expect) in methods(task_id).items():
+        answer = await describe(address, method, payload)
+        print(f"{peer}: {method}(id={task_id!r}) answers {answer}", flush=True)
+        for conc in (1, args.concurrency):
+            calls = args.calls if conc > 1 else args.calls // 4
+            key = f"{peer}, {method}, {conc} concurrent"
+            results[key] = await measure(address, method, payload, expect, calls, conc)
+            report(key, results[key])
+    return results
+
+
 async def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ttrpc-bench-", dir="/tmp"))
     results: dict[str, dict[str, float]] = {}
+    print(
+        f"ttrpc unary round trips, one connection per row; {args.calls // 4} calls at 1 "
+        f"concurrent, {args.calls} at {args.concurrency} concurrent; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    print(
+        'State: no container exists, so both peers answer NotFound "container not created";'
+        " each such answer is counted as a completed round trip.",
+        flush=True,
+    )
     try:
         with python_server(workdir) as address:
-            for conc in (1, args.concurrency):
-                calls = args.calls if conc > 1 else args.calls // 4
-                key = f"python server, {conc} concurrent"
-                results[key] = await measure(address, calls, conc)
-                report(key, results[key])
+            results |= await bench_peer("python server", address, "bench", args)
         if not args.no_shim:
-            async with go_shim(workdir) as (address, _task_id):
+            async with go_shim(workdir) as (address, task_id):
+                results |= await bench_peer("go shim", address, task_id, args)
+            print("ratios python server / go shim (calls/s; p50; p99):")
+            for method in methods("").keys():
                 for conc in (1, args.concurrency):
-                    calls = args.calls if conc > 1 else args.calls // 4
-                    key = f"go shim, {conc} concurrent"
-                    results[key] = await measure(address, calls, conc)
-                    report(key, results[key])
-            for conc in (1, args.concurrency):
-                py = results[f"python server, {conc} concurrent"]["calls_per_s"]
-                go = results[f"go shim, {conc} concurrent"]["calls_per_s"]
-                print(f"ratio python/go, {conc} concurrent: {py / go:.2f}")
+                    py = results[f"python server, {method}, {conc} concurrent"]
+                    go = results[f"go shim, {method}, {conc} concurrent"]
+                    print(
+                        f"  {method:<8} {conc:>3} concurrent: "
+                        f"{py['calls_per_s'] / go['calls_per_s']:.2f}; "
+                        f"{py['p50_us'] / go['p50_us']:.2f}; {py['p99_us'] / go['p99_us']:.2f}"
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -12,9 +12,12 @@ Client example::
 
     from runtime_v2 import ttrpc
     async with await ttrpc.Client.connect("unix:///run/containerd/s/abc") as client:
-        with ttrpc.deadline(5):
+        async with ttrpc.timeout(5):  # asyncio.timeout(5) that the server also sees
             resp = await client.call("containerd.task.v2.Task", "Connect", req, ConnectResponse,
                                      namespace="default")
+
+Use :func:`timeout` (or ``timeout=``) to bound calls: a plain ``asyncio.timeout()`` cancels the
+call locally but its deadline is not sent as ``timeout_nano`` (Python 3.11 cannot read it).
 
 Server example::
 
@@ -24,7 +27,7 @@ Server example::
 """
 
 from runtime_v2.ttrpc._address import socket_name
-from runtime_v2.ttrpc._client import Client, current_deadline, deadline
+from runtime_v2.ttrpc._client import Client, current_deadline, deadline, timeout
 from runtime_v2.ttrpc._codec import (
     HEADER_SIZE,
     MAX_MESSAGE_SIZE,
@@ -72,4 +75,5 @@ __all__ = [
     "encode_frame",
     "same_user",
     "socket_name",
+    "timeout",
 ]

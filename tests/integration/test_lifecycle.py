@@ -18,9 +18,7 @@ from .conftest import TIMEOUT, Dirs, spec_for
 
 
 def _opts(dirs: Dirs, rootfs: Path, args: list[str], task_id: str, **kw: Any) -> CreateOpts:
-    return CreateOpts(
-        spec=spec_for(rootfs, args, task_id=task_id, namespace=dirs.namespace), **kw
-    )
+    return CreateOpts(spec=spec_for(rootfs, args, task_id=task_id, namespace=dirs.namespace), **kw)
 
 
 def _file_uri(dirs: Dirs, name: str) -> str:
@@ -32,8 +30,14 @@ async def test_task_runs_to_completion_with_output_and_exit_status(
     dirs: Dirs, busybox_rootfs: Path, task_manager: Any
 ) -> None:
     out = _file_uri(dirs, "hello.out")
-    opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "echo hello; exit 3"], "hello",
-                 stdout=out, stderr=out)
+    opts = _opts(
+        dirs,
+        busybox_rootfs,
+        ["/bin/sh", "-c", "echo hello; exit 3"],
+        "hello",
+        stdout=out,
+        stderr=out,
+    )
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("hello", opts, namespace=dirs.namespace)
         assert (await task.state()).status is Status.CREATED
@@ -67,8 +71,14 @@ async def test_output_through_fifos_the_containerd_way(
         fds.append(readers[name])
         fds.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # no EOF before the shim opens
     try:
-        opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "echo out; echo err >&2"], "fifo",
-                     stdout=str(dirs.io / "stdout"), stderr=str(dirs.io / "stderr"))
+        opts = _opts(
+            dirs,
+            busybox_rootfs,
+            ["/bin/sh", "-c", "echo out; echo err >&2"],
+            "fifo",
+            stdout=str(dirs.io / "stdout"),
+            stderr=str(dirs.io / "stderr"),
+        )
         async with asyncio.timeout(TIMEOUT):
             task = await task_manager.create("fifo", opts, namespace=dirs.namespace)
             for fd in fds[1::2]:
@@ -116,8 +126,12 @@ async def test_exec_runs_a_second_process_in_a_running_task(
         init_pid = await task.start()
         process = await task.exec(
             "probe",
-            {"args": ["/bin/sh", "-c", "echo from exec; exit 7"], "cwd": "/",
-             "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}},
+            {
+                "args": ["/bin/sh", "-c", "echo from exec; exit 7"],
+                "cwd": "/",
+                "env": ["PATH=/bin"],
+                "user": {"uid": 0, "gid": 0},
+            },
             stdout=out,
             stderr=out,
         )
@@ -150,9 +164,7 @@ async def test_pids_lists_the_processes_of_a_task(
         await task_manager.delete("pids", namespace=dirs.namespace)
 
 
-async def test_twenty_tasks_at_once(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
-) -> None:
+async def test_twenty_tasks_at_once(dirs: Dirs, busybox_rootfs: Path, task_manager: Any) -> None:
     async def lifecycle(i: int) -> int:
         task_id = f"many-{i}"
         opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", f"exit {i}"], task_id)
@@ -173,13 +185,17 @@ async def test_same_id_in_two_namespaces_does_not_collide(
     other = dirs.namespace + "-b"
     async with asyncio.timeout(TIMEOUT):
         a = await task_manager.create(
-            "same", _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "exit 1"], "same"),
+            "same",
+            _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "exit 1"], "same"),
             namespace=dirs.namespace,
         )
         b = await task_manager.create(
             "same",
-            CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/sh", "-c", "exit 2"],
-                                     task_id="same", namespace=other)),
+            CreateOpts(
+                spec=spec_for(
+                    busybox_rootfs, ["/bin/sh", "-c", "exit 2"], task_id="same", namespace=other
+                )
+            ),
             namespace=other,
         )
         try:
@@ -226,12 +242,48 @@ async def test_task_api_falls_back_to_v2_for_the_debian_shim(
         assert task.shim.version == 2  # the 1.6 shim answers v3 with NotImplemented
         bootstrap = (dirs.bundles / "v2" / "bootstrap.json").read_text()
         assert '"version":2' in bootstrap and '"protocol":"ttrpc"' in bootstrap
-        assert (dirs.bundles / "v2" / "shim-binary-path").read_text().endswith(
-            "containerd-shim-runc-v2"
+        assert (
+            (dirs.bundles / "v2" / "shim-binary-path")
+            .read_text()
+            .endswith("containerd-shim-runc-v2")
         )
         await task.start()
         await task.wait()
         await task_manager.delete("v2", namespace=dirs.namespace)
+
+
+def _cgroup_layout() -> str:
+    """How this host could freeze a container (for the reason of a pause failure)."""
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():
+        return "cgroup v2: freezing needs cgroup.freeze (Linux >= 5.2) in a delegated subtree"
+    if (root / "freezer").is_dir():
+        return "cgroup v1 with the freezer controller at /sys/fs/cgroup/freezer"
+    return "cgroup v1 without a freezer controller (no /sys/fs/cgroup/freezer)"
+
+
+def _cannot_pause(exc: BaseException) -> None:
+    """Skip the pause test where the runtime cannot pause, or fail when integration is required.
+
+    The only expected reason is a host without a usable freezer cgroup; in CI
+    (TASKPLANE_REQUIRE_INTEGRATION=1) a pause failure is a failure.
+    """
+    reason = f"the runtime cannot pause here ({_cgroup_layout()}): {type(exc).__name__}: {exc}"
+    if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(reason + " (TASKPLANE_REQUIRE_INTEGRATION=1)")
+    pytest.skip(reason)
+
+
+def test_pause_failure_fails_when_integration_is_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exc = errdefs.Unknown("runc did not terminate successfully: exit status 1: freezer")
+    monkeypatch.setenv("TASKPLANE_REQUIRE_INTEGRATION", "1")
+    with pytest.raises(pytest.fail.Exception, match=r"cannot pause here .*freezer"):
+        _cannot_pause(exc)
+    monkeypatch.delenv("TASKPLANE_REQUIRE_INTEGRATION")
+    with pytest.raises(pytest.skip.Exception, match=r"cannot pause here \(cgroup"):
+        _cannot_pause(exc)
 
 
 async def test_pause_and_resume_a_running_task(
@@ -242,10 +294,10 @@ async def test_pause_and_resume_a_running_task(
         task = await task_manager.create("pause", opts, namespace=dirs.namespace)
         await task.start()
         try:
-            await task.pause()
-        except errdefs.ContainerdError as exc:  # no freezer cgroup available here
-            pytest.skip(f"the runtime cannot pause here: {exc}")
-        try:
+            try:
+                await task.pause()
+            except errdefs.ContainerdError as exc:  # e.g. no usable freezer cgroup
+                _cannot_pause(exc)
             assert (await task.state()).status is Status.PAUSED
             await task.resume()
             assert (await task.state()).status is Status.RUNNING

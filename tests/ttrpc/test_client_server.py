@@ -283,6 +283,74 @@ async def test_handler_sees_deadline_and_nested_calls_inherit_it(socket_path: st
     assert inner_seen[0] is not None and before + 3 < inner_seen[0] <= before + 4.01
 
 
+async def test_ttrpc_timeout_is_sent_as_timeout_nano(client: ttrpc.Client) -> None:
+    async with ttrpc.timeout(2) as when:
+        assert when is not None and ttrpc.current_deadline() == when
+        resp = await echo(client)
+    assert 0 < resp.remaining <= 2
+    assert resp.remaining > 1.5
+    assert ttrpc.current_deadline() is None
+
+
+async def test_ttrpc_timeout_slow_handler_raises_deadline_exceeded_at_the_deadline(
+    client: ttrpc.Client, echo_service: EchoService
+) -> None:
+    start = time.monotonic()
+    with pytest.raises(errdefs.DeadlineExceeded):
+        async with ttrpc.timeout(0.3):
+            await client.call(SERVICE, "Slow", Req(), Resp)
+    elapsed = time.monotonic() - start
+    assert 0.29 < elapsed < 1.0
+    # The server got the deadline too: its handler was cut off at about the same moment.
+    async with asyncio.timeout(2):
+        await echo_service.slow_cancelled.wait()
+    assert 0 < echo_service.contexts[0].deadline - start <= 0.31  # type: ignore[operator]
+    # The task is not left cancelled: the connection and the task keep working.
+    assert (await echo(client, "after")).text == "after"
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.02, 0.05])
+async def test_ttrpc_timeout_raises_deadline_exceeded_whichever_timer_fires_first(
+    client: ttrpc.Client, seconds: float
+) -> None:
+    # The call's own timer and the asyncio timeout are due at the same moment; many calls make
+    # both orders happen. The block must raise DeadlineExceeded, never TimeoutError/Cancelled.
+    for _ in range(10):
+        with pytest.raises(errdefs.DeadlineExceeded):
+            async with ttrpc.timeout(seconds):
+                await asyncio.gather(*(client.call(SERVICE, "Slow", Req(), Resp) for _ in range(8)))
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_ttrpc_timeout_cancels_local_work_with_deadline_exceeded() -> None:
+    start = time.monotonic()
+    with pytest.raises(errdefs.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired"):
+        async with ttrpc.timeout(0.1):
+            await asyncio.sleep(10)
+    assert 0.09 < time.monotonic() - start < 1.0
+
+
+async def test_ttrpc_timeout_nests_like_go_contexts(client: ttrpc.Client) -> None:
+    with ttrpc.deadline(1):
+        async with ttrpc.timeout(10):
+            assert (await echo(client)).remaining <= 1.0
+        async with ttrpc.timeout(None) as when:
+            assert when == ttrpc.current_deadline()
+    async with ttrpc.timeout(None) as when:
+        assert when is None and ttrpc.current_deadline() is None
+    # An inner asyncio.timeout's TimeoutError is not ours to convert.
+    with pytest.raises(TimeoutError):
+        async with ttrpc.timeout(10), asyncio.timeout(0.01):
+            await asyncio.sleep(1)
+
+
+async def test_plain_asyncio_timeout_is_not_sent(client: ttrpc.Client) -> None:
+    # Documented limitation (Client.call): Python 3.11 cannot read an asyncio.timeout's
+    # deadline, so only ttrpc.timeout() / timeout= / ttrpc.deadline() reach the server.
+    async with asyncio.timeout(5):
+        assert (await echo(client)).remaining == -1.0
+
+
 async def test_expired_deadline_fails_before_sending(client: ttrpc.Client) -> None:
     with pytest.raises(errdefs.DeadlineExceeded, match="before it was sent"):
         await echo(client, timeout=0)
