@@ -25,7 +25,6 @@ from cattrs.errors import (
     IterableValidationError,
     IterableValidationNote,
 )
-from cattrs.gen import make_dict_structure_fn
 
 PathPart = str | int
 Path = tuple[PathPart, ...]
@@ -313,13 +312,59 @@ def _enum_factory(t: Any, conv: cattrs.Converter) -> Hook:
     return structure
 
 
-def _attrs_factory(t: Any, conv: cattrs.Converter) -> Hook:
-    inner = make_dict_structure_fn(t, conv, _cattrs_forbid_extra_keys=True)
+class FieldValues:
+    """An attrs class's ``__init__`` arguments, structured but not yet validated or built.
 
-    def structure(v: object, _: Any) -> Any:
+    The converter turns every table for an attrs class into one of these (nested ones too), so
+    that :func:`build` can run each field's validator itself -- each failure gets its own
+    path -- before the instance is built the ordinary way, validators on. Nothing global
+    (like ``attrs.validators.disabled()``) is touched.
+    """
+
+    __slots__ = ("cls", "values")
+
+    def __init__(self, cls: type[Any], values: dict[str, Any]) -> None:
+        self.cls = cls
+        #: init argument name (the attribute's alias) -> structured value
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"FieldValues({self.cls.__qualname__}, {self.values!r})"
+
+
+def _attrs_factory(t: Any, conv: cattrs.Converter) -> Hook:
+    if any(isinstance(a.type, str) for a in attrs.fields(t)):
+        attrs.resolve_types(t)
+    fields = [a for a in attrs.fields(t) if a.init]
+    hooks = [(a, conv.get_structure_hook(a.type if a.type is not None else Any)) for a in fields]
+    known = {a.name for a in fields}
+    name = getattr(t, "__qualname__", repr(t))
+
+    def structure(v: object, _: Any) -> FieldValues:
         if not isinstance(v, Mapping):
             raise WrongType("a table", v)
-        return inner(v, t)
+        values: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for a, hook in hooks:
+            if a.name not in v:
+                if a.default is attrs.NOTHING:
+                    errors.append(KeyError(a.name))  # structure_issues adds the key to the path
+                continue
+            try:
+                values[a.alias] = hook(v[a.name], a.type)
+            except Exception as e:
+                e.add_note(
+                    AttributeValidationNote(
+                        f"Structuring class {name} @ attribute {a.name}", a.name, a.type
+                    )
+                )
+                errors.append(e)
+        unknown = set(v) - known
+        if unknown:
+            errors.append(ForbiddenExtraKeysError("", t, unknown))
+        if errors:
+            raise ClassValidationError(f"While structuring {name}", errors, t)
+        return FieldValues(t, values)
 
     return structure
 
@@ -341,7 +386,11 @@ def _is_enum_type(t: Any) -> bool:
 
 
 def make_converter() -> cattrs.Converter:
-    """A cattrs converter with strict primitives, strict containers and no extra keys."""
+    """A cattrs converter with strict primitives, strict containers and no extra keys.
+
+    attrs classes come out as :class:`FieldValues`; :func:`structure_config` (or
+    :func:`build`) turns those into instances.
+    """
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(bool, _structure_bool)
@@ -391,26 +440,111 @@ def _exception_message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def validator_issues(obj: object, path: Path = ()) -> list[Issue]:
-    """Run every attrs field validator in *obj*'s tree, reporting each failure at its path."""
-    out: list[Issue] = []
-    cls: Any = type(obj)
-    if attrs.has(cls):
-        for a in attrs.fields(cls):
-            value = getattr(obj, a.name)
-            if a.validator is not None:
-                try:
-                    a.validator(obj, a, value)
-                except (ValueError, TypeError) as e:
-                    out.append(((*path, a.name), _exception_message(e)))
-            out += validator_issues(value, (*path, a.name))
-    elif isinstance(obj, list | tuple | set | frozenset):
-        for i, item in enumerate(obj):
-            out += validator_issues(item, (*path, i))
-    elif isinstance(obj, Mapping):
-        for k, item in obj.items():
-            out += validator_issues(item, (*path, str(k)))
-    return out
+def structure_config(
+    conv: cattrs.Converter, raw: object, cls: type[Any]
+) -> tuple[Any, list[Issue]]:
+    """Decode *raw* into an instance of the attrs class *cls*: ``(instance, [])``, or
+    ``(None, issues)`` with every structuring and validator problem at its path."""
+    try:
+        values = conv.structure(raw, cls)
+    except Exception as e:
+        return None, structure_issues(e)
+    return build(values)
+
+
+def build(value: Any, path: Path = ()) -> tuple[Any, list[Issue]]:
+    """Turn the :class:`FieldValues` in a structured tree into instances, innermost first.
+
+    Each field's validator runs (on the field values, before the instance exists) and every
+    failure is reported at its path; only a class whose fields all pass is built -- by calling
+    it, so attrs runs its converters, validators and ``__attrs_post_init__`` as usual. An error
+    the constructor raises is reported at the table's path. Returns ``(value, issues)``; the
+    value is None when there are issues.
+    """
+    if isinstance(value, FieldValues):
+        return _build_instance(value, path)
+    issues: list[Issue] = []
+    if isinstance(value, list | tuple | set | frozenset):
+        items = []
+        for i, item in enumerate(value):
+            built, found = build(item, (*path, i))
+            items.append(built)
+            issues += found
+        out: Any = items if isinstance(value, list) else type(value)(items)
+    elif isinstance(value, dict):
+        out = {}
+        for k, item in value.items():
+            out[k], found = build(item, (*path, str(k)))
+            issues += found
+    else:
+        return value, []
+    return (None, issues) if issues else (out, [])
+
+
+class _Fields:
+    """Stands in for the instance being decoded when its fields' validators and
+    ``takes_self`` factories run: attribute access gives the field values."""
+
+
+def _build_instance(node: FieldValues, path: Path) -> tuple[Any, list[Issue]]:
+    cls: Any = node.cls
+    fields = attrs.fields(cls)
+    kwargs: dict[str, Any] = {}
+    issues: list[Issue] = []
+    for a in fields:
+        if a.init and a.alias in node.values:
+            kwargs[a.alias], found = build(node.values[a.alias], (*path, a.name))
+            issues += found
+    if issues:
+        return None, issues
+    # The values __init__ would validate: given ones converted, defaults for the others.
+    this = _Fields()
+    present = []
+    for a in fields:
+        try:
+            if a.init and a.alias in kwargs:
+                value = _convert(a, kwargs[a.alias], this)
+            elif a.default is attrs.NOTHING:
+                continue
+            elif isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+                factory: Any = a.default
+                value = factory.factory(this) if factory.takes_self else factory.factory()
+                value = _convert(a, value, this)
+            else:
+                value = _convert(a, a.default, this)
+        except (ValueError, TypeError) as e:
+            issues.append(((*path, a.name), _exception_message(e)))
+            continue
+        setattr(this, a.name, value)
+        present.append(a)
+    for a in present:
+        if a.validator is None:
+            continue
+        try:
+            a.validator(this, a, getattr(this, a.name))
+        except (ValueError, TypeError) as e:
+            issues.append(((*path, a.name), _exception_message(e)))
+    if issues:
+        return None, issues
+    try:
+        return cls(**kwargs), []
+    except Exception as e:  # __attrs_post_init__, or a validator looking at the real instance
+        return None, [(path, _exception_message(e))]
+
+
+def _convert(a: attrs.Attribute[Any], value: Any, this: object) -> Any:
+    converter: Any = a.converter
+    if converter is None:
+        return value
+    if isinstance(converter, attrs.Converter):
+        wrapped: Any = converter  # the stubs do not declare its attributes
+        args: list[Any] = [value]
+        if wrapped.takes_self:
+            args.append(this)
+        if wrapped.takes_field:
+            args.append(a)
+        return wrapped.converter(*args)
+    return converter(value)
 
 
 def to_toml_value(value: Any) -> Any:

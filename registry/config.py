@@ -531,16 +531,9 @@ def decode_plugin_configs(
         if raw is None:
             decoded[uri] = cls()
             continue
-        found: list[_cv.Issue] = []
-        instance: object = None
-        try:
-            # Validators run afterwards, field by field, so each failure gets its own path.
-            with attrs.validators.disabled():
-                instance = _converter.structure(raw, cls)
-        except Exception as e:
-            found = _cv.structure_issues(e)
-        else:
-            found = _cv.validator_issues(instance)
+        # Validators run field by field before the instance is built, so each failure gets its
+        # own path; no process-wide switch (attrs.validators.disabled()) is flipped for it.
+        instance, found = _cv.structure_config(_converter, raw, cls)
         for path, message in found:
             add((*prefix, *path), message)
         if not found:

@@ -441,15 +441,15 @@ class ShimBinary:
             endpoint = parse_start_response(out)
             write_bootstrap_json(self.bundle.path, endpoint)
         except BaseException:
-            await self._reap_after_failed_start()
+            await self._reap_after_failed_start(options)
             raise
         return endpoint
 
-    async def _reap_after_failed_start(self) -> None:
+    async def _reap_after_failed_start(self, options: any_pb2.Any | None) -> None:
         """Best effort: the shim started something we cannot use; let its ``delete`` reap it."""
         try:
             async with asyncio.timeout(_REAP_TIMEOUT):
-                await self.delete(remove_bundle=False)
+                await self.delete(options, remove_bundle=False)
         except Exception as exc:
             log.debug(
                 "shim %s/%s: delete after a failed start: %s", self.namespace, self.bundle.id, exc
@@ -457,12 +457,16 @@ class ShimBinary:
         finally:
             self.log.close()
 
-    async def delete(self, *, remove_bundle: bool = True) -> Exit:
+    async def delete(
+        self, options: any_pb2.Any | None = None, *, remove_bundle: bool = True
+    ) -> Exit:
         """Run the shim's ``delete`` command (reaps a dead shim's container) and return its Exit.
 
-        stdin is /dev/null; stdout must be a task ``DeleteResponse``; stderr of a successful run
-        is logged as a warning. The shim log is closed, then the bundle is deleted (unless
-        ``remove_bundle`` is False).
+        stdin is ``options`` (the task's effective runtime options Any, as given to ``start``)
+        serialized, or /dev/null without them -- containerd always sends nothing, and its shims
+        do not read stdin on ``delete``. stdout must be a task ``DeleteResponse``; stderr of a
+        successful run is logged as a warning. The shim log is closed, then the bundle is
+        deleted (unless ``remove_bundle`` is False).
 
         Raises :class:`ShimCommandError` (with the shim's stderr) when the command exits
         non-zero, :class:`errdefs.NotFound` when the bundle directory is gone, and
@@ -477,7 +481,7 @@ class ShimBinary:
         try:
             returncode, out, err = await _run(
                 self.delete_args(),
-                stdin=None,
+                stdin=options.SerializeToString() if options is not None else None,
                 cwd=self.bundle.path,
                 env=self.environment(),
                 combine_output=False,

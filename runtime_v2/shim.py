@@ -254,8 +254,11 @@ DELETING_MARKER = ".deleting"
 
 def _mark_deleting(bundle: Bundle) -> None:
     try:
-        fd = os.open(os.path.join(bundle.path, DELETING_MARKER),
-                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            os.path.join(bundle.path, DELETING_MARKER),
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            0o600,
+        )
     except OSError:
         return
     os.close(fd)
@@ -263,8 +266,10 @@ def _mark_deleting(bundle: Bundle) -> None:
 
 def is_being_deleted(bundle: Bundle) -> bool:
     """Whether ``bundle``'s task was deleted (the bundle is gone or marked for removal)."""
-    return not os.path.isdir(bundle.path) or os.path.exists(
-        os.path.join(bundle.path, DELETING_MARKER)
+    # The marker first: a bundle deleted (renamed away) between the two checks then still
+    # counts as deleted, where checking the directory first would see neither.
+    return os.path.exists(os.path.join(bundle.path, DELETING_MARKER)) or not os.path.isdir(
+        bundle.path
     )
 
 
@@ -366,8 +371,9 @@ class ShimTask:
         except errdefs.NotImplemented:
             if self.shim.version < CURRENT_SHIM_VERSION:
                 raise
-            log.warning("task %s/%s: shim rejected task API v3, retrying with v2",
-                        self.namespace, self.id)
+            log.warning(
+                "task %s/%s: shim rejected task API v3, retrying with v2", self.namespace, self.id
+            )
             self.shim.downgrade()
             response = await self.shim.call("Create", request, task_pb2.CreateTaskResponse)
         self.shim.task_pid = response.pid
@@ -506,7 +512,9 @@ class ShimTask:
         """Ask the shim to exit (it refuses while it still has tasks); a closed shim is fine."""
         try:
             await self.shim.call(
-                "Shutdown", task_pb2.ShutdownRequest(id=self.id), empty_pb2.Empty,
+                "Shutdown",
+                task_pb2.ShutdownRequest(id=self.id),
+                empty_pb2.Empty,
                 timeout=SHUTDOWN_TIMEOUT,
             )
         except _ttrpc.Closed:
@@ -549,8 +557,9 @@ class ShimTask:
             try:
                 await self.shutdown()
             except errdefs.ContainerdError as exc:
-                log.warning("task %s/%s: failed to shut the shim down: %s",
-                            self.namespace, self.id, exc)
+                log.warning(
+                    "task %s/%s: failed to shut the shim down: %s", self.namespace, self.id, exc
+                )
             await self.shim.close()
 
         try:
@@ -638,4 +647,3 @@ class Process:
             task_pb2.DeleteResponse,
         )
         return _exit_from(response.pid, response.exit_status, response.exited_at)
-

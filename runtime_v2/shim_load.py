@@ -17,6 +17,8 @@ has a deadline (:data:`LOAD_TIMEOUT`), so one wedged shim cannot hang boot (cont
 every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
 task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
 After the bundles, work dirs in ``ROOT/<ns>`` that belong to no loaded task are removed.
+As in containerd, a bundle's ``log`` FIFO is opened and drained before its shim is contacted
+(a shim blocked on a full log pipe cannot answer); it stays open only for reattached shims.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from runtime_v2.shim import Shim
 from runtime_v2.start_response import restore_bootstrap_params
 
 if TYPE_CHECKING:
+    from runtime_v2.binary import ShimBinary
     from runtime_v2.shim_manager import ShimManager
 
 __all__ = [
@@ -161,8 +164,10 @@ async def load_existing_shims(
             log.error("failed to list namespace dir %s: %s", ns_dir, exc)
             continue
         ids = [
-            e for e in entries
-            if not e.startswith(".") and os.path.isdir(os.path.join(ns_dir, e))
+            e
+            for e in entries
+            if not e.startswith(".")
+            and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
 
@@ -198,8 +203,14 @@ async def _load_bundle(
         log.exception("task %s/%s: restart recovery failed", namespace, task_id)
         outcome = LoadOutcome(namespace, task_id, "skipped", f"unexpected error: {exc}")
     level = logging.WARNING if outcome.outcome == "skipped" else logging.INFO
-    log.log(level, "restart recovery: task %s/%s %s: %s",
-            namespace, task_id, outcome.outcome, outcome.reason)
+    log.log(
+        level,
+        "restart recovery: task %s/%s %s: %s",
+        namespace,
+        task_id,
+        outcome.outcome,
+        outcome.reason,
+    )
     return outcome
 
 
@@ -244,53 +255,82 @@ async def _load_shim(manager: ShimManager, bundle: Bundle, timeout: float) -> No
         await _remove(bundle)
         raise _Done("removed", f"no shim address: {exc}") from None
 
+    # containerd opens the log first, too: a shim whose log FIFO filled up while no process
+    # read it is blocked writing and would not answer Connect (#4509). Kept open only for a
+    # shim that is reattached; every other outcome closes it.
+    try:
+        binary.log.open()
+    except (errdefs.ContainerdError, OSError) as exc:
+        log.warning(
+            "task %s/%s: cannot open the shim log %s: %s",
+            bundle.namespace,
+            bundle.id,
+            binary.log.path,
+            exc,
+        )
+    shim: Shim | None = None
+    try:
+        shim = await _connect_shim(
+            manager, binary, bundle, endpoint.address, endpoint.protocol, endpoint.version, timeout
+        )
+    finally:
+        if shim is None:
+            binary.close()
+    raise _Done("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+
+
+async def _connect_shim(
+    manager: ShimManager,
+    binary: ShimBinary,
+    bundle: Bundle,
+    address: str,
+    protocol: str,
+    version: int,
+    timeout: float,
+) -> Shim:
+    """Connect to the shim at ``address`` and return it once it is back in the map
+    (reattached); raise :class:`_Done` with any other outcome."""
     client: _ttrpc.Client | None = None
     shim: Shim | None = None
     has_task = False
     failure: BaseException | None = None
     try:
         async with asyncio.timeout(timeout):
-            client = await _ttrpc.Client.connect(endpoint.address, timeout=timeout)
-            shim = Shim(bundle, client, address=endpoint.address,
-                        protocol=endpoint.protocol, version=endpoint.version)
-            await shim.negotiate(version=max(endpoint.version, 2))
+            client = await _ttrpc.Client.connect(address, timeout=timeout)
+            shim = Shim(bundle, client, address=address, protocol=protocol, version=version)
+            await shim.negotiate(version=max(version, 2))
             has_task = await _has_task(shim)
     except (TimeoutError, errdefs.DeadlineExceeded):
         # Slow is not dead: a wedged or overloaded shim keeps its container (#13784).
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-        raise _Done(
-            "skipped", f"shim did not answer within {timeout:g} s; left in place"
-        ) from None
+        raise _Done("skipped", f"shim did not answer within {timeout:g} s; left in place") from None
     except (errdefs.ContainerdError, OSError, EOFError) as exc:
         failure = exc
     if failure is not None:
         if client is not None:
             await client.close()
-        await _reap(manager, binary, bundle, endpoint.address)
+        await _reap(manager, binary, bundle, address)
         raise _Done("reaped", f"shim is dead ({failure})")
     assert shim is not None
     if not has_task:
         await manager.abort(shim)
-        await _reap(manager, binary, bundle, endpoint.address)
+        await _reap(manager, binary, bundle, address)
         raise _Done("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
-    assert shim is not None
     try:
         manager.shims.add(bundle.namespace, bundle.id, shim)
     except errdefs.AlreadyExists:
         await shim.close()
         raise _Done("skipped", "already loaded") from None
     manager.watch(shim, binary)
-    with contextlib.suppress(Exception):
-        binary.log.open()  # drain the shim's log again, as containerd does after a restart
     if shim.client.closed:
         # Died between the check and the watch: its on-close callback never ran.
         manager.shims.delete(bundle.namespace, bundle.id)
-        await _reap(manager, binary, bundle, endpoint.address)
+        await _reap(manager, binary, bundle, address)
         raise _Done("reaped", "shim exited while being reattached")
-    raise _Done("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+    return shim
 
 
 async def _has_task(shim: Shim) -> bool:
@@ -301,18 +341,17 @@ async def _has_task(shim: Shim) -> bool:
     return True
 
 
-async def _reap(manager: ShimManager, binary: object, bundle: Bundle, address: str | None) -> None:
+async def _reap(
+    manager: ShimManager, binary: ShimBinary, bundle: Bundle, address: str | None
+) -> None:
     """The shim's ``delete`` command (kills and deletes the container), then the bundle."""
-    from runtime_v2.shim_manager import CLEANUP_TIMEOUT, remove_stale_socket
+    from runtime_v2.shim_manager import CLEANUP_TIMEOUT, remove_stale_socket, run_delete
 
-    delete = getattr(binary, "delete", None)
-    if delete is not None:
-        try:
-            async with asyncio.timeout(CLEANUP_TIMEOUT):
-                await delete()
-        except Exception as exc:
-            log.info("task %s/%s: shim delete command failed: %s",
-                     bundle.namespace, bundle.id, exc)
+    try:
+        async with asyncio.timeout(CLEANUP_TIMEOUT):
+            await run_delete(binary, bundle)
+    except Exception as exc:
+        log.info("task %s/%s: shim delete command failed: %s", bundle.namespace, bundle.id, exc)
     try:
         await _remove(bundle)
     except OSError as exc:

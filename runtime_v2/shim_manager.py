@@ -59,7 +59,7 @@ from runtime_v2.binary import ShimBinary, run_info
 from runtime_v2.bundle import Bundle
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver
-from runtime_v2.shim import Exit, Shim, ShimTask, from_timestamp, is_being_deleted
+from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "ShimConfig",
     "ShimManager",
     "registration",
+    "run_delete",
 ]
 
 log = logging.getLogger("taskplane.runtime_v2.shim_manager")
@@ -108,9 +109,7 @@ class ShimConfig:
 def _check_env(env: Sequence[str]) -> list[str]:
     for entry in env:
         if not isinstance(entry, str) or "=" not in entry or entry.startswith("="):
-            raise errdefs.InvalidArgument(
-                f"shim env entry {entry!r} must have the form KEY=VALUE"
-            )
+            raise errdefs.InvalidArgument(f"shim env entry {entry!r} must have the form KEY=VALUE")
     return list(env)
 
 
@@ -201,67 +200,6 @@ def remove_stale_socket(address: str) -> bool:
     return False
 
 
-class TaskShimBinary(ShimBinary):
-    """A :class:`~runtime_v2.binary.ShimBinary` that also hands ``delete`` the task's options.
-
-    containerd runs ``delete`` with no stdin; taskplane gives it the same effective runtime
-    options as ``start``, ``-info`` and Create (users-ask: one value on every path). Shims that
-    do not read stdin on ``delete`` (all of containerd's) are unaffected.
-    """
-
-    def __init__(self, runtime_path: str, *, options: any_pb2.Any | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(runtime_path, **kwargs)
-        self.options = options
-
-    async def delete(self, *, remove_bundle: bool = True) -> Exit:
-        """Run ``delete`` with the options on stdin (see :meth:`ShimBinary.delete`)."""
-        if self.options is None:
-            return await super().delete(remove_bundle=remove_bundle)
-        if not os.path.isdir(self.bundle.path):
-            self.close()
-            raise errdefs.NotFound(
-                f"cannot run {self.name} delete for task {self.bundle.id}: "
-                f"bundle {self.bundle.path} does not exist"
-            )
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.delete_args(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.bundle.path,
-                env=self.environment(),
-                process_group=0,
-            )
-            try:
-                out, err = await proc.communicate(self.options.SerializeToString())
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 9)
-                raise
-        finally:
-            self.close()
-        errors = err.decode("utf-8", errors="replace").strip()
-        if proc.returncode != 0:
-            raise errdefs.Unknown(
-                f"{self.runtime_path} delete failed: {errors}: exit status {proc.returncode}"
-            )
-        if errors:
-            log.warning("shim %s/%s: warnings while cleaning up dead shim: %s",
-                        self.namespace, self.bundle.id, errors)
-        try:
-            response = task_pb2.DeleteResponse.FromString(out)
-        except DecodeError as exc:
-            raise errdefs.Unknown(
-                f"{self.runtime_path} delete printed something that is not a DeleteResponse: {exc}"
-            ) from None
-        if remove_bundle:
-            await asyncio.to_thread(self.bundle.delete)
-        return Exit(pid=response.pid, status=response.exit_status,
-                    timestamp=from_timestamp(response.exited_at))
-
-
 #: The task's effective runtime options in its bundle, so a later process runs ``delete`` with
 #: the same options (a serialized ``google.protobuf.Any``, mode 0600).
 OPTIONS_FILE = "taskplane-options.pb"
@@ -269,8 +207,11 @@ OPTIONS_FILE = "taskplane-options.pb"
 
 def write_options(bundle: Bundle, options: any_pb2.Any) -> None:
     """Record the task's effective runtime options in its bundle."""
-    fd = os.open(os.path.join(bundle.path, OPTIONS_FILE),
-                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(
+        os.path.join(bundle.path, OPTIONS_FILE),
+        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+        0o600,
+    )
     with os.fdopen(fd, "wb") as f:
         f.write(options.SerializeToString())
 
@@ -282,6 +223,15 @@ def read_options(bundle: Bundle) -> any_pb2.Any | None:
             return any_pb2.Any.FromString(f.read())
     except (OSError, DecodeError):
         return None
+
+
+async def run_delete(binary: ShimBinary, bundle: Bundle, *, remove_bundle: bool = True) -> Exit:
+    """Run ``binary``'s ``delete`` with the task's effective runtime options on stdin.
+
+    The options are the ones :func:`write_options` recorded in ``bundle`` at start, so a later
+    process (restart recovery) sends the same value; a task without options gets /dev/null.
+    """
+    return await binary.delete(read_options(bundle), remove_bundle=remove_bundle)
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -394,13 +344,21 @@ class ShimManager:
         if client is not None:
             # One round trip: the owner has accepted us (and is a live ttrpc server).
             try:
-                await client.call("taskplane.Liveness", "Probe", empty_pb2.Empty(),
-                                  empty_pb2.Empty, timeout=CLEANUP_TIMEOUT)
+                await client.call(
+                    "taskplane.Liveness",
+                    "Probe",
+                    empty_pb2.Empty(),
+                    empty_pb2.Empty,
+                    timeout=CLEANUP_TIMEOUT,
+                )
             except errdefs.NotImplemented:
                 pass  # the expected answer of a live server
             except errdefs.ContainerdError as exc:
-                log.warning("the process serving %s does not answer (%s); not watching it",
-                            self.ttrpc_address, exc)
+                log.warning(
+                    "the process serving %s does not answer (%s); not watching it",
+                    self.ttrpc_address,
+                    exc,
+                )
                 await client.close()
                 return
         if client is None:
@@ -430,23 +388,17 @@ class ShimManager:
         """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary."""
         return self._resolver.resolve(runtime)
 
-    def binary(
-        self, runtime_path: str, bundle: Bundle, options: any_pb2.Any | None = None
-    ) -> TaskShimBinary:
-        """The shim binary ``runtime_path`` bound to ``bundle`` and the task's effective options.
-
-        Without ``options`` the ones recorded in the bundle at start are used (restarts).
-        """
-        if options is None:
-            options = read_options(bundle)
-        return TaskShimBinary(
+    def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
+        """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
+        socket dir and env). Its ``delete`` is run through :func:`run_delete`, which hands it
+        the task's effective options."""
+        return ShimBinary(
             runtime_path,
             bundle=bundle,
             grpc_address=self.grpc_address,
             ttrpc_address=self.ttrpc_address,
             socket_dir=self.socket_dir,
             env=self.env,
-            options=options,
         )
 
     async def runtime_info(
@@ -479,9 +431,7 @@ class ShimManager:
 
     # -- starting shims -------------------------------------------------------------------------
 
-    async def start(
-        self, bundle: Bundle, *, runtime: str, options: any_pb2.Any | None
-    ) -> ShimTask:
+    async def start(self, bundle: Bundle, *, runtime: str, options: any_pb2.Any | None) -> ShimTask:
         """Start the shim of ``bundle``'s task with the effective ``options`` and connect to it.
 
         On failure -- or cancellation -- nothing of the shim remains: a shim daemon that was
@@ -489,7 +439,7 @@ class ShimManager:
         to delete.
         """
         runtime_path = self.resolve_runtime_path(runtime)
-        binary = self.binary(runtime_path, bundle, options)
+        binary = self.binary(runtime_path, bundle)
         shim: Shim | None = None
         try:
             if options is not None:
@@ -501,8 +451,13 @@ class ShimManager:
                     "only ttrpc is supported"
                 )
             client = await ttrpc.Client.connect(endpoint.address)
-            shim = Shim(bundle, client, address=endpoint.address, protocol=endpoint.protocol,
-                        version=endpoint.version)
+            shim = Shim(
+                bundle,
+                client,
+                address=endpoint.address,
+                protocol=endpoint.protocol,
+                version=endpoint.version,
+            )
             shim.binary = binary
             self.watch(shim, binary)
             await shim.negotiate()
@@ -547,7 +502,7 @@ class ShimManager:
                     await self.abort(shim)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                await binary.delete(remove_bundle=False)
+                await run_delete(binary, bundle, remove_bundle=False)
         binary.close()
         for address in addresses:
             remove_stale_socket(address)
@@ -557,8 +512,11 @@ class ShimManager:
         """The runc shim's grouping key: tasks with the same key share one shim."""
         with contextlib.suppress(Exception), open(os.path.join(bundle.path, "config.json")) as f:
             annotations = json.load(f).get("annotations") or {}
-            return str(annotations.get("io.containerd.runc.v2.group")
-                       or annotations.get("io.kubernetes.cri.sandbox-id") or bundle.id)
+            return str(
+                annotations.get("io.containerd.runc.v2.group")
+                or annotations.get("io.kubernetes.cri.sandbox-id")
+                or bundle.id
+            )
         return bundle.id
 
     def expected_addresses(self, bundle: Bundle) -> list[str]:
@@ -611,26 +569,28 @@ class ShimManager:
                 await shim.client.wait_closed()
                 exited = True
         if not exited:
-            log.warning("task %s/%s: shim did not exit after Shutdown; killing it",
-                        shim.namespace, shim.id)
+            log.warning(
+                "task %s/%s: shim did not exit after Shutdown; killing it", shim.namespace, shim.id
+            )
             binary = shim.binary
             if binary is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(CLEANUP_TIMEOUT):
-                        await binary.delete(remove_bundle=False)
+                        await run_delete(binary, shim.bundle, remove_bundle=False)
             pid = shim.shim_pid or _peer_pid(shim.client)
             if pid and self._group_of(shim.bundle) != shim.id:
-                log.warning("task %s/%s: the shim is shared with other tasks; not killing it",
-                            shim.namespace, shim.id)
+                log.warning(
+                    "task %s/%s: the shim is shared with other tasks; not killing it",
+                    shim.namespace,
+                    shim.id,
+                )
             elif pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         await shim.close()
         remove_stale_socket(shim.address)
 
-    async def _cleanup_after_dead_shim(
-        self, shim: Shim, binary: ShimBinary | None
-    ) -> None:
+    async def _cleanup_after_dead_shim(self, shim: Shim, binary: ShimBinary | None) -> None:
         """containerd's ``cleanupAfterDeadShim`` (see the module docstring for the changes)."""
         namespace, task_id = shim.namespace, shim.id
         if shim.orderly_shutdown:
@@ -640,8 +600,11 @@ class ShimManager:
             return
         if is_being_deleted(shim.bundle):
             # Another taskplane process sharing the state dir deleted the task.
-            log.debug("shim of %s/%s disconnected; its bundle is gone (deleted elsewhere)",
-                      namespace, task_id)
+            log.debug(
+                "shim of %s/%s disconnected; its bundle is gone (deleted elsewhere)",
+                namespace,
+                task_id,
+            )
             if self.shims.is_current(namespace, task_id, shim):
                 self.shims.delete(namespace, task_id)
             return
@@ -650,7 +613,7 @@ class ShimManager:
         if binary is not None:
             try:
                 async with asyncio.timeout(CLEANUP_TIMEOUT):
-                    exit = await binary.delete()
+                    exit = await run_delete(binary, shim.bundle)
             except Exception as exc:
                 log.warning("task %s/%s: shim delete command failed: %s", namespace, task_id, exc)
         try:
@@ -746,5 +709,3 @@ def registration() -> registry.Registration:
         requires=(types.EVENT_PLUGIN, types.METADATA_PLUGIN),
         config=ShimConfig,
     )
-
-

@@ -7,7 +7,8 @@ bundle, a work dir, runc state or a mount. It cleans up what it finds, so one br
 not break the next.
 
 Without the prerequisites (root, runc, the shim, busybox) the tests skip; with
-TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead.
+TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead. ``integration_prerequisites``,
+``busybox_rootfs`` and ``leak_report`` come from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,10 +28,7 @@ from typing import Any
 import attrs
 import pytest
 
-SHIM_BINARY = "containerd-shim-runc-v2"
-RUNC_BINARY = "runc"
 SOCKET_DIR = Path("/run/containerd/s")
-RUNC_ROOT = Path("/run/containerd/runc")
 TASK_PLUGIN_DIR = "io.containerd.runtime.v2.task"
 #: Upper bound for anything a test waits on.
 TIMEOUT = 30.0
@@ -43,44 +40,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.integration)
-
-
-def _missing_prerequisites() -> list[str]:
-    from taskplane.rootfs import RootfsError, find_busybox
-
-    missing = []
-    for binary in (RUNC_BINARY, SHIM_BINARY):
-        if shutil.which(binary) is None:
-            missing.append(f"{binary} is not installed (not on PATH)")
-    try:
-        find_busybox()
-    except RootfsError as exc:
-        missing.append(str(exc))
-    if os.geteuid() != 0:
-        missing.append("real containers need root")
-    return missing
-
-
-@pytest.fixture(scope="session")
-def integration_prerequisites() -> None:
-    """Skip (or fail, with TASKPLANE_REQUIRE_INTEGRATION=1) when a prerequisite is missing."""
-    missing = _missing_prerequisites()
-    if not missing:
-        return
-    reason = "integration prerequisites missing: " + "; ".join(missing)
-    if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(reason + " (TASKPLANE_REQUIRE_INTEGRATION=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(
-    integration_prerequisites: None, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A busybox root filesystem shared by the session's containers (read-only in specs)."""
-    from taskplane.rootfs import build_busybox_rootfs
-
-    return build_busybox_rootfs(tmp_path_factory.mktemp("rootfs") / "busybox")
 
 
 @attrs.frozen
@@ -122,41 +81,6 @@ class Dirs:
         return self.base / "io"
 
 
-def _shim_pids(dirs: Dirs) -> list[int]:
-    """Shim processes whose cwd is in the test's state dir or whose argv names its namespace."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if not argv or SHIM_BINARY.encode() not in os.path.basename(argv[0]):
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            cwd = ""
-        in_dirs = cwd.startswith(str(dirs.base))
-        names_ns = b"-namespace" in argv and dirs.namespace.encode() in argv
-        if in_dirs or names_ns:
-            pids.append(int(entry))
-    return pids
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split(" ")[4]
-            if point == str(path) or point.startswith(prefix):
-                found.append(point)
-    return found
-
-
 def _sockets() -> set[str]:
     try:
         return set(os.listdir(SOCKET_DIR))
@@ -164,47 +88,32 @@ def _sockets() -> set[str]:
         return set()
 
 
-def find_and_clean_leaks(dirs: Dirs, sockets_before: set[str]) -> list[str]:
-    """Everything of the test still around (and remove it)."""
-    leaks: list[str] = []
-    for pid in _shim_pids(dirs):
-        leaks.append(f"shim process {pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for name in sorted((_sockets() - sockets_before) & dirs.socket_names()):
-        path = SOCKET_DIR / name
-        leaks.append(f"shim socket {path}")
-        with contextlib.suppress(OSError):
-            path.unlink()
-    runc_state = RUNC_ROOT / dirs.namespace
-    if runc_state.exists():
-        for entry in sorted(os.listdir(runc_state)):
-            leaks.append(f"runc state {runc_state / entry}")
-            with contextlib.suppress(OSError):
-                subprocess.run([RUNC_BINARY, "--root", str(runc_state), "delete", "--force", entry],
-                               capture_output=True, timeout=10, check=False)
-        shutil.rmtree(runc_state, ignore_errors=True)
-    for point in _mounts_under(dirs.base):
-        leaks.append(f"mount {point}")
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    for kind, path in (("bundle", dirs.bundles), ("work dir", dirs.work_dirs)):
-        if path.exists():
-            for entry in sorted(os.listdir(path)):
-                leaks.append(f"{kind} {path / entry}")
-    return leaks
+def find_and_clean_leaks(leaks: Any, dirs: Dirs, sockets_before: set[str]) -> None:
+    """Record in ``leaks`` (the ``leak_report`` fixture) everything of the test still around,
+    removing it."""
+    leaks.shim_processes(cwd_under=dirs.base, argv_has=[dirs.namespace])
+    new_sockets = (_sockets() - sockets_before) & dirs.socket_names()
+    leaks.files("shim socket", [SOCKET_DIR / name for name in sorted(new_sockets)])
+    leaks.runc_state(dirs.namespace)
+    leaks.mounts(dirs.base)
+    leaks.entries("bundle", dirs.bundles)
+    leaks.entries("work dir", dirs.work_dirs)
 
 
 @pytest.fixture
 def dirs(integration_prerequisites: None) -> Iterator[Dirs]:
     """A short base dir in /tmp (sun_path!) with root/ and state/, and a unique namespace."""
     base = Path(tempfile.mkdtemp(prefix="tp", dir="/tmp"))
-    yield Dirs(base=base, root=base / "r", state=base / "s",
-               namespace=f"it-{uuid.uuid4().hex[:10]}")
+    yield Dirs(
+        base=base, root=base / "r", state=base / "s", namespace=f"it-{uuid.uuid4().hex[:10]}"
+    )
     shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
-def leak_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def leak_check(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, leak_report: Any
+) -> Iterator[None]:
     """Fail the test if a shim, socket, bundle, work dir, runc state or mount outlives it.
 
     Sockets count when they belong to a task this test created (other tests may run shims at
@@ -219,16 +128,14 @@ def leak_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
     real_new_bundle = task_manager_module.new_bundle
 
-    def recording_new_bundle(root: str, state: str, namespace: str, task_id: str,
-                             spec: Any) -> Any:
+    def recording_new_bundle(root: str, state: str, namespace: str, task_id: str, spec: Any) -> Any:
         dirs.created.add((namespace, task_id))
         return real_new_bundle(root, state, namespace, task_id, spec)
 
     monkeypatch.setattr(task_manager_module, "new_bundle", recording_new_bundle)
     yield
-    leaks = find_and_clean_leaks(dirs, before)
-    if leaks:
-        pytest.fail("the test leaked:\n  " + "\n  ".join(leaks))
+    find_and_clean_leaks(leak_report, dirs, before)
+    leak_report.fail_if_any()
 
 
 async def boot_host(dirs: Dirs, config: dict[str, Any] | None = None) -> Any:

@@ -1,61 +1,27 @@
 """Fixtures for proofs against the real Go peers (runc, containerd-shim-runc-v2, busybox).
 
 Without the prerequisites (or without root) these tests skip, saying why; with
-TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead, so CI cannot silently skip them.
+TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead, so CI cannot silently skip them (the
+``integration_prerequisites`` and ``leak_report`` fixtures come from ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import errno
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from taskplane.rootfs import RootfsError, find_busybox
-
-from .shimlib import (
-    RUNC_BINARY,
-    SHIM_BINARY,
-    ShimBundle,
-    find_and_clean_leaks,
-    shim_env,
-    unique_name,
-)
-
-
-def _missing_prerequisites() -> list[str]:
-    missing = []
-    path = shim_env("")["PATH"]
-    for binary in (RUNC_BINARY, SHIM_BINARY):
-        if shutil.which(binary, path=path) is None:
-            missing.append(f"{binary} is not installed")
-    try:
-        find_busybox()
-    except RootfsError as exc:
-        missing.append(str(exc))
-    if os.geteuid() != 0:
-        missing.append("the tests must run as root")
-    return missing
-
-
-@pytest.fixture(scope="session")
-def integration_prerequisites() -> None:
-    """Skip (or, with TASKPLANE_REQUIRE_INTEGRATION=1, fail) when a real peer is unavailable."""
-    missing = _missing_prerequisites()
-    if not missing:
-        return
-    reason = "integration prerequisites missing: " + "; ".join(missing)
-    if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(reason + " (TASKPLANE_REQUIRE_INTEGRATION=1)")
-    pytest.skip(reason)
+from .shimlib import ShimBundle, shim_env, unique_name
 
 
 @pytest.fixture
-def shim_bundle(integration_prerequisites: None) -> Iterator[ShimBundle]:
+def shim_bundle(integration_prerequisites: None, leak_report: Any) -> Iterator[ShimBundle]:
     """A fresh namespace, id and short work dir; afterwards, asserts that nothing leaked.
 
     The leak check looks for a shim process of this id, its socket in /run/containerd/s, runc
@@ -65,9 +31,17 @@ def shim_bundle(integration_prerequisites: None) -> Iterator[ShimBundle]:
     workdir = Path(tempfile.mkdtemp(prefix="tp-", dir="/tmp"))
     bundle = ShimBundle(workdir=workdir, namespace=unique_name("tp"), id=unique_name("task"))
     yield bundle
-    leaks = find_and_clean_leaks(bundle)
-    if leaks:
-        pytest.fail("the test leaked:\n" + "\n".join(leaks))
+    leak_report.shim_processes(cwd_under=bundle.workdir, argv_has=[bundle.id])
+    leak_report.runc_state(bundle.namespace, [bundle.id], env=shim_env(bundle.ttrpc_address))
+    leak_report.files("shim socket", [bundle.expected_socket])
+    leak_report.mounts(bundle.workdir)
+    leak_report.present("bundle", [bundle.bundle])
+    try:
+        shutil.rmtree(bundle.workdir)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            leak_report.leaks.append(f"cannot remove {bundle.workdir}: {exc}")
+    leak_report.fail_if_any()
 
 
 @pytest.fixture

@@ -401,6 +401,27 @@ async def test_delete_runs_the_delete_command_and_removes_the_bundle(
     assert not os.path.exists(tmp_path / "root" / NS / TASK)
 
 
+async def test_delete_sends_the_options_any_on_stdin(fake: FakeShim, bundle: Bundle) -> None:
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun", io_uid=1000))
+    exit = await _binary(fake, bundle).delete(options, remove_bundle=False)
+    assert exit == Exit(pid=0, status=0, timestamp=None)
+    assert fake.record("delete")["stdin"] == options.SerializeToString()
+    await _binary(fake, bundle).delete(remove_bundle=False)
+    assert fake.record("delete")["stdin"] == b""  # /dev/null without options
+
+
+async def test_unusable_start_output_reaps_with_the_start_options(
+    fake: FakeShim, bundle: Bundle
+) -> None:
+    fake.plan({"start": {"stdout": b'{"version":4,"address":"unix:///x","protocol":"ttrpc"}'}})
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    binary = _binary(fake, bundle)
+    with pytest.raises(errdefs.NotImplemented):
+        await binary.start(options)
+    assert fake.record("delete")["stdin"] == options.SerializeToString()
+    assert binary.log.closed
+
+
 async def test_real_1_6_20_delete_output_decodes(fake: FakeShim, bundle: Bundle) -> None:
     observed = bytes.fromhex("08ba93011089011a0b08d4ebabd80610d0b9ea54")
     fake.plan({"delete": {"stdout": observed}})

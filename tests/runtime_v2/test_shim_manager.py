@@ -35,6 +35,7 @@ from runtime_v2.shim_manager import (
     ShimManager,
     check_socket_dir,
     check_sun_path,
+    write_options,
 )
 
 NS = "testns"
@@ -51,8 +52,11 @@ def base() -> Iterator[Path]:
 @pytest.fixture
 async def manager(base: Path) -> AsyncIterator[ShimManager]:
     exchange = Exchange()
-    m = ShimManager(exchange=exchange, grpc_address=str(base / "tp.sock"),
-                    ttrpc_address=str(base / "tp.sock.ttrpc"))
+    m = ShimManager(
+        exchange=exchange,
+        grpc_address=str(base / "tp.sock"),
+        ttrpc_address=str(base / "tp.sock.ttrpc"),
+    )
     await m.start_events_server()
     yield m
     await m.aclose()
@@ -83,10 +87,17 @@ def test_sun_path_check_gives_the_exact_length() -> None:
 async def test_bad_socket_dir_fails_the_plugin_at_boot_and_blocks_the_task_plugin(
     base: Path,
 ) -> None:
-    config = {"version": 3, "plugins": {
-        "io.containerd.shim.v1.manager": {"socket_dir": "/" + "s" * 60}}}
-    host = await boot_async(config, builtins=[plugins.builtin, runtime_v2.builtin],
-                            autoload=False, root=str(base / "r"), state=str(base / "s"))
+    config = {
+        "version": 3,
+        "plugins": {"io.containerd.shim.v1.manager": {"socket_dir": "/" + "s" * 60}},
+    }
+    host = await boot_async(
+        config,
+        builtins=[plugins.builtin, runtime_v2.builtin],
+        autoload=False,
+        root=str(base / "r"),
+        state=str(base / "s"),
+    )
     try:
         statuses = {s.uri: s for s in host.statuses}
         shim = statuses["io.containerd.shim.v1.manager"]
@@ -101,8 +112,13 @@ async def test_state_dir_too_long_for_the_events_socket_fails_with_the_length(
     base: Path,
 ) -> None:
     deep = base / ("x" * 90)
-    host = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
-                            autoload=False, root=str(base / "r"), state=str(deep))
+    host = await boot_async(
+        {},
+        builtins=[plugins.builtin, runtime_v2.builtin],
+        autoload=False,
+        root=str(base / "r"),
+        state=str(deep),
+    )
     try:
         status = next(s for s in host.statuses if s.uri == "io.containerd.shim.v1.manager")
         assert status.status == "failed"
@@ -112,20 +128,28 @@ async def test_state_dir_too_long_for_the_events_socket_fails_with_the_length(
 
 
 async def test_forwarded_shim_events_reach_subscribers(manager: ShimManager) -> None:
-    envelope = event_pb2.Envelope(namespace=NS, topic="/tasks/oom",
-                                  event=typeurl.pack(events_pb2.TaskOOM(container_id="c1")))
+    envelope = event_pb2.Envelope(
+        namespace=NS, topic="/tasks/oom", event=typeurl.pack(events_pb2.TaskOOM(container_id="c1"))
+    )
     envelope.timestamp.FromSeconds(1_700_000_000)
     async with manager.exchange.subscribe("/tasks/*", namespace=NS) as events:
         async with await ttrpc.Client.connect(manager.ttrpc_address) as client:
-            await client.call("containerd.services.events.ttrpc.v1.Events", "Forward",
-                              events_service_pb2.ForwardRequest(envelope=envelope),
-                              empty_pb2.Empty, namespace=NS)
+            await client.call(
+                "containerd.services.events.ttrpc.v1.Events",
+                "Forward",
+                events_service_pb2.ForwardRequest(envelope=envelope),
+                empty_pb2.Empty,
+                namespace=NS,
+            )
             bad = event_pb2.Envelope(namespace=NS, topic="no-slash")
             bad.timestamp.FromSeconds(1)
             with pytest.raises(errdefs.InvalidArgument):
-                await client.call("containerd.services.events.ttrpc.v1.Events", "Forward",
-                                  events_service_pb2.ForwardRequest(envelope=bad),
-                                  empty_pb2.Empty)
+                await client.call(
+                    "containerd.services.events.ttrpc.v1.Events",
+                    "Forward",
+                    events_service_pb2.ForwardRequest(envelope=bad),
+                    empty_pb2.Empty,
+                )
         received = await events.get(timeout=TIMEOUT)
     assert received.topic == "/tasks/oom"
     assert received.unpack(events_pb2.TaskOOM).container_id == "c1"
@@ -135,8 +159,9 @@ async def test_only_one_process_serves_the_events_address_and_another_takes_over
     manager: ShimManager, base: Path
 ) -> None:
     assert manager.serves_events
-    second = ShimManager(exchange=Exchange(), grpc_address=str(base / "tp.sock"),
-                         ttrpc_address=manager.ttrpc_address)
+    second = ShimManager(
+        exchange=Exchange(), grpc_address=str(base / "tp.sock"), ttrpc_address=manager.ttrpc_address
+    )
     await second.start_events_server()
     try:
         assert not second.serves_events
@@ -144,14 +169,20 @@ async def test_only_one_process_serves_the_events_address_and_another_takes_over
         async with asyncio.timeout(TIMEOUT):
             await second.events_served.wait()  # ...and the other process takes over
         assert second.serves_events
-        envelope = event_pb2.Envelope(namespace=NS, topic="/tasks/oom",
-                                      event=typeurl.pack(events_pb2.TaskOOM(container_id="c")))
+        envelope = event_pb2.Envelope(
+            namespace=NS,
+            topic="/tasks/oom",
+            event=typeurl.pack(events_pb2.TaskOOM(container_id="c")),
+        )
         envelope.timestamp.FromSeconds(1_700_000_000)
         async with second.exchange.subscribe(namespace=NS) as events:
             async with await ttrpc.Client.connect(manager.ttrpc_address) as client:
-                await client.call("containerd.services.events.ttrpc.v1.Events", "Forward",
-                                  events_service_pb2.ForwardRequest(envelope=envelope),
-                                  empty_pb2.Empty)
+                await client.call(
+                    "containerd.services.events.ttrpc.v1.Events",
+                    "Forward",
+                    events_service_pb2.ForwardRequest(envelope=envelope),
+                    empty_pb2.Empty,
+                )
             assert (await events.get(timeout=TIMEOUT)).topic == "/tasks/oom"
     finally:
         await second.aclose()
@@ -165,8 +196,7 @@ async def test_a_stale_events_socket_is_replaced(base: Path) -> None:
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens
-    m = ShimManager(exchange=Exchange(), grpc_address=str(base / "stale.sock"),
-                    ttrpc_address=path)
+    m = ShimManager(exchange=Exchange(), grpc_address=str(base / "stale.sock"), ttrpc_address=path)
     await m.start_events_server()
     assert m.serves_events
     await m.aclose()
@@ -179,9 +209,11 @@ class FakeBinary:
         self.exit = exit
         self.deleted = 0
         self.closed = 0
+        self.options: list[Any] = []
 
-    async def delete(self, *, remove_bundle: bool = True) -> Exit:
+    async def delete(self, options: Any = None, *, remove_bundle: bool = True) -> Exit:
         self.deleted += 1
+        self.options.append(options)
         if self.exit is None:
             raise errdefs.Unknown("delete failed")
         return self.exit
@@ -222,6 +254,19 @@ async def test_a_dead_shim_is_cleaned_up_and_reported(
     assert binary.deleted == 1 and binary.closed >= 1
     assert not manager.shims.contains(NS, "dead")
     assert not os.path.exists(shim.bundle.path)
+
+
+async def test_dead_shim_delete_gets_the_options_recorded_at_start(
+    manager: ShimManager, base: Path
+) -> None:
+    binary = FakeBinary(Exit(pid=7, status=0, timestamp=None))
+    shim, fake = await _registered_shim(manager, base, binary)
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    write_options(shim.bundle, options)
+    async with manager.exchange.subscribe("/tasks/*", namespace=NS) as events:
+        await fake.stop()
+        await events.get(timeout=TIMEOUT)
+    assert binary.options == [options]
 
 
 async def test_an_orderly_shutdown_publishes_nothing_and_runs_no_delete(
