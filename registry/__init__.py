@@ -41,7 +41,9 @@ from registry._errors import (
     PluginInitialized,
     PluginMultipleInstances,
     PluginNotFound,
+    RequiresOwnType,
     SkipPlugin,
+    WildcardMixedRequires,
 )
 from registry._graph import Blocked
 from registry._registration import WILDCARD, Registration, Registry
@@ -79,8 +81,10 @@ __all__ = [
     "PluginStatus",
     "Registration",
     "Registry",
+    "RequiresOwnType",
     "Set",
     "SkipPlugin",
+    "WildcardMixedRequires",
     "boot",
     "boot_async",
     "discover",

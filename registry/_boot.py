@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
+from types import CoroutineType, MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar
 
 from registry import config as _config
@@ -24,7 +24,7 @@ from registry._context import (
     Set,
 )
 from registry._errors import BootError, PluginNotFound, SkipPlugin
-from registry._graph import RequirementTracker, check_requirements
+from registry._graph import Blocked, RequirementTracker, find_blocked, plan
 from registry._registration import Registration, Registry
 from registry._status import PluginStatus, Status
 from registry.discovery import LoadFailure, discover
@@ -44,6 +44,16 @@ GRPC_SOCKET_NAME = "taskplane.sock"
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return text if text else type(exc).__name__
+
+
+def _traceback(exc: BaseException) -> BaseException | None:
+    """``exc_info`` for a warning about ``exc``: the traceback only when the registry's logger
+    is enabled for DEBUG (``--debug``); otherwise the one-line message stands alone."""
+    return exc if log.isEnabledFor(logging.DEBUG) else None
+
+
+#: The exports of a status whose plugin exported nothing (shared, read-only).
+_NO_EXPORTS: Mapping[str, str] = MappingProxyType({})
 
 
 class _Readiness:
@@ -158,7 +168,7 @@ class Host:
             return
         self._closed = True
         errors: list[Exception] = []
-        for plugin in reversed(list(self.plugins)):
+        for plugin in reversed(self.plugins):
             if not plugin.loaded:
                 continue
             instance = plugin.instance
@@ -174,7 +184,9 @@ class Host:
                     if inspect.isawaitable(result):
                         await result
             except Exception as exc:
-                log.warning("closing plugin %s failed: %s", uri, _describe(exc), exc_info=exc)
+                log.warning(
+                    "closing plugin %s failed: %s", uri, _describe(exc), exc_info=_traceback(exc)
+                )
                 exc.add_note(f"while closing plugin {uri}")
                 errors.append(exc)
         if errors:
@@ -266,8 +278,12 @@ def _status(
         reason=reason,
         error=error,
         init_time=init_time,
-        platforms=tuple(_platforms.format(p) for p in plugin.meta.platforms) if plugin else (),
-        exports=dict(plugin.meta.exports) if plugin else {},
+        platforms=tuple(map(_platforms.format, plugin.meta.platforms))
+        if plugin is not None and plugin.meta.platforms
+        else (),
+        exports=dict(plugin.meta.exports)
+        if plugin is not None and plugin.meta.exports
+        else _NO_EXPORTS,
         requires=reg.requires,
         dependency=dependency,
     )
@@ -288,38 +304,55 @@ class _Boot:
         self.decoded = decoded
         self.disabled = frozenset(cfg.disabled_plugins)
         self.required = frozenset(cfg.required_plugins)
-        self.order, self.pre_blocked = check_requirements(registrations, self.disabled)
-        self.tracker = RequirementTracker(
-            self.order, [r for r in registrations if r.uri in self.disabled]
-        )
-        self.statuses: dict[str, PluginStatus] = {}
-        for reg in registrations:
-            if reg.uri in self.disabled:
-                self.statuses[reg.uri] = _status(reg, "disabled", reason="disabled by config")
-        grpc_address = os.path.join(host.state, GRPC_SOCKET_NAME)
-        self.shared_properties = {
-            PROPERTY_GRPC_ADDRESS: grpc_address,
-            PROPERTY_TTRPC_ADDRESS: grpc_address + ".ttrpc",
-        }
+        self.order, self.disabled_regs = plan(registrations, self.disabled)
+        self.tracker = RequirementTracker(self.order, self.disabled_regs)
+        #: The statuses decided so far, in initialisation order (disabled ones come last).
+        self.placed: list[PluginStatus] = []
+        #: Disabled plugin URI -> the plugins its absence blocks, in initialisation order.
+        self.blocks: dict[str, list[str]] = {}
+        self.grpc_address = os.path.join(host.state, GRPC_SOCKET_NAME)
+        self.ttrpc_address = self.grpc_address + ".ttrpc"
+        # os.path.join(dir, uri) is dir_prefix + uri for a relative uri; joined once here.
+        self.root_prefix = os.path.join(host.root, "")
+        self.state_prefix = os.path.join(host.state, "")
+        self.plugins = host.plugins
+        self.register_readiness = host._readiness.register
 
     def ordered_statuses(self) -> list[PluginStatus]:
-        """Initialisation order, then the plugins that never entered it (disabled)."""
-        placed = [self.statuses[r.uri] for r in self.order if r.uri in self.statuses]
-        return placed + [self.statuses[r.uri] for r in self.registrations if r.uri in self.disabled]
+        """Initialisation order, then the plugins that never entered it (disabled), each
+        naming the plugins it blocks."""
+        return self.placed + [self.disabled_status(reg) for reg in self.disabled_regs]
+
+    def disabled_status(self, reg: Registration) -> PluginStatus:
+        reason = "disabled by config"
+        blocks = self.blocks.get(reg.uri)
+        if blocks:
+            reason += "; blocks " + ", ".join(blocks)
+        return _status(reg, "disabled", reason=reason)
+
+    def note_blocked(self, uri: str, found: Blocked) -> None:
+        """Credit the blocked plugin ``uri`` to every disabled plugin behind it."""
+        for cause in found.disabled:
+            self.blocks.setdefault(cause, []).append(uri)
 
     def check_required_before_init(self) -> None:
         """Abort before any init when a required plugin cannot possibly load."""
+        if not self.required:
+            return
         registry = self.host.registry
+        pre_blocked = find_blocked(self.order, self.disabled_regs)
         for uri in self.host.config.required_plugins:
             reg = registry.get(uri)
             if reg is None:
                 problem = "is not registered"
             elif uri in self.disabled:
                 problem = "is disabled by config"
-            elif uri in self.pre_blocked:
-                problem = f"cannot load: blocked: {self.pre_blocked[uri].reason}"
+            elif uri in pre_blocked:
+                problem = f"cannot load: blocked: {pre_blocked[uri].reason}"
             else:
                 continue
+            for blocked_uri, found in pre_blocked.items():
+                self.note_blocked(blocked_uri, found)
             raise BootError(
                 f"required plugin {uri} {problem}",
                 registration=reg,
@@ -357,9 +390,10 @@ class _Boot:
         uri = reg.uri
         found = self.tracker.blocked(reg)
         if found is not None:
-            self.tracker.record(reg, "blocked", found.reason)
-            self.statuses[uri] = _status(
-                reg, "blocked", reason=found.reason, dependency=found.dependency
+            self.tracker.record(reg, "blocked", found.reason, found.disabled)
+            self.note_blocked(uri, found)
+            self.placed.append(
+                _status(reg, "blocked", reason=found.reason, dependency=found.dependency)
             )
             log.info("plugin %s blocked: %s", uri, found.reason)
             if uri in self.required:
@@ -368,16 +402,23 @@ class _Boot:
                 )
             return
 
-        properties = dict(self.shared_properties)
-        properties[PROPERTY_ROOT] = os.path.join(self.host.root, uri)
-        properties[PROPERTY_STATE] = os.path.join(self.host.state, uri)
+        if uri.startswith("/"):  # os.path.join keeps an absolute second part as it is
+            root, state = uri, uri
+        else:
+            root, state = self.root_prefix + uri, self.state_prefix + uri
+        properties = {
+            PROPERTY_GRPC_ADDRESS: self.grpc_address,
+            PROPERTY_TTRPC_ADDRESS: self.ttrpc_address,
+            PROPERTY_ROOT: root,
+            PROPERTY_STATE: state,
+        }
         plugin_config = self.decoded.get(uri)
         ic = InitContext(
             reg,
             properties=properties,
             config=plugin_config,
-            plugins=self.host.plugins,
-            readiness=self.host._readiness.register,
+            plugins=self.plugins,
+            readiness=self.register_readiness,
         )
         began = time.perf_counter()
         error: Exception | None = None
@@ -385,7 +426,7 @@ class _Boot:
         try:
             result = reg.init(ic)
             # Only coroutines are awaited: an init may return a Task or Future as its instance.
-            instance = await result if inspect.iscoroutine(result) else result
+            instance = await result if isinstance(result, CoroutineType) else result
         except Exception as exc:
             error = exc
         elapsed = time.perf_counter() - began
@@ -393,29 +434,41 @@ class _Boot:
         if isinstance(error, SkipPlugin):
             reason = _describe(error)
             self.tracker.record(reg, "skipped", reason)
-            self.statuses[uri] = _status(
-                reg, "skipped", reason=reason, error=error, init_time=elapsed
-            )
+            status = _status(reg, "skipped", reason=reason, error=error, init_time=elapsed)
+            self.placed.append(status)
             log.info("plugin %s skipped: %s", uri, reason)
             ic.release_readiness()  # a skipped plugin will never signal; don't wait on it
         else:
             plugin = Plugin(reg, plugin_config, ic.meta, instance, error)
-            self.host.plugins.add(plugin)
+            self.plugins.add(plugin)
             if error is None:
-                self.statuses[uri] = _status(reg, "loaded", init_time=elapsed, plugin=plugin)
+                meta = plugin.meta
+                if meta.platforms or meta.exports:
+                    status = _status(reg, "loaded", init_time=elapsed, plugin=plugin)
+                else:  # the common case, built directly (boot's hottest line)
+                    status = PluginStatus(
+                        type=reg.type,
+                        id=reg.id,
+                        uri=uri,
+                        status="loaded",
+                        init_time=elapsed,
+                        exports=_NO_EXPORTS,
+                        requires=reg.requires,
+                    )
+                self.placed.append(status)
                 return
             reason = _describe(error)
             self.tracker.record(reg, "failed", reason)
-            self.statuses[uri] = _status(
+            status = _status(
                 reg, "failed", reason=reason, error=error, init_time=elapsed, plugin=plugin
             )
-            log.warning("plugin %s failed to load: %s", uri, reason, exc_info=error)
+            self.placed.append(status)
+            log.warning("plugin %s failed to load: %s", uri, reason, exc_info=_traceback(error))
             if ic.registered_readiness:
                 raise await self.abort(
                     f"plugin {uri} registered readiness and then failed: {reason}", reg, error
                 )
         if uri in self.required:
-            status = self.statuses[uri]
             raise await self.abort(
                 f"required plugin {uri} did not load: {status.status}: {status.reason}",
                 reg,

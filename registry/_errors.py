@@ -26,7 +26,9 @@ __all__ = [
     "PluginInitialized",
     "PluginMultipleInstances",
     "PluginNotFound",
+    "RequiresOwnType",
     "SkipPlugin",
+    "WildcardMixedRequires",
 ]
 
 
@@ -55,7 +57,19 @@ class IDRegistered(PluginError):
 
 
 class InvalidRequires(PluginError):
-    """A registration's ``requires`` is malformed (``"*"`` mixed with types, or its own type)."""
+    """A registration's ``requires`` is malformed (containerd's ``ErrInvalidRequires``).
+
+    The specific cases are subclasses (:class:`WildcardMixedRequires`,
+    :class:`RequiresOwnType`); an empty required type raises this class itself.
+    """
+
+
+class WildcardMixedRequires(InvalidRequires):
+    """A registration's ``requires`` mixes the wildcard ``"*"`` with plugin types."""
+
+
+class RequiresOwnType(InvalidRequires):
+    """A registration requires its own plugin type."""
 
 
 class SkipPlugin(PluginError):

@@ -1,6 +1,8 @@
 """Initialisation order (containerd's ``Registry.Graph``) and the pre-init requirement check.
 
 Both walks are iterative: a chain or cycle of any length costs memory, never the Python stack.
+They work on flat lists of indices (no per-plugin containers), so their cost stays linear in
+the number of plugins and requirements, and they add little for the garbage collector to scan.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ import attrs
 from registry._errors import PluginCircularDependency
 from registry._registration import WILDCARD, DisabledFilter, Registration
 
-__all__ = ["Blocked", "RequirementTracker", "check_requirements", "disabled_predicate", "graph"]
+__all__ = [
+    "Blocked",
+    "RequirementTracker",
+    "check_requirements",
+    "disabled_predicate",
+    "find_blocked",
+    "graph",
+    "plan",
+]
+
+_WILDCARD_ONLY = (WILDCARD,)
 
 
 def disabled_predicate(disabled: DisabledFilter) -> Callable[[Registration], bool]:
@@ -23,35 +35,53 @@ def disabled_predicate(disabled: DisabledFilter) -> Callable[[Registration], boo
     return lambda reg: reg.uri in uris
 
 
-def graph(
-    registrations: Sequence[Registration], disabled: DisabledFilter = ()
-) -> list[Registration]:
-    """Order ``registrations`` for initialisation exactly as containerd's Graph does.
+def _disabled_flags(regs: Sequence[Registration], disabled: DisabledFilter) -> list[bool]:
+    """One flag per registration: True when ``disabled`` leaves it out."""
+    if callable(disabled):
+        return [bool(disabled(reg)) for reg in regs]
+    if not disabled:
+        return [False] * len(regs)
+    uris = frozenset(disabled)
+    return [reg.uri in uris for reg in regs]
 
-    Disabled registrations are dropped. Then, in registration order, each registration not yet
-    placed is placed after its requirements: for each required type in ``requires`` order, every
-    registration of that type (``"*"``: every other registration), in registration order,
-    depth first. A requirement met again while it is still being placed is a cycle.
-    """
-    is_disabled = disabled_predicate(disabled)
-    regs = list(registrations)
+
+def _order(regs: Sequence[Registration], handled: list[bool]) -> list[Registration]:
+    """containerd's Graph walk over ``regs``; ``handled`` marks the disabled ones (and is
+    consumed: every placed registration gets marked too)."""
     count = len(regs)
-    # Work on indices: cheaper than hashing URIs, and identical registrations stay distinct.
-    handled = [is_disabled(reg) for reg in regs]
-    by_type: dict[str, list[int]] = {}
-    for i, reg in enumerate(regs):
-        by_type.setdefault(reg.type, []).append(i)
+    # Providers of each type as a chain of indices in registration order: first[type] is the
+    # first provider, after[i] the next provider of regs[i]'s type (-1 at the end).
+    first: dict[str, int] = {}
+    after = [-1] * count
+    for i in range(count - 1, -1, -1):
+        t = regs[i].type
+        after[i] = first.get(t, -1)
+        first[t] = i
 
-    # Each registration's requirements, flattened: every provider of each required type in
-    # requires order ("*": everyone, itself skipped below). cursor[i] is how far i has got.
-    everyone = range(count)
-    needs: list[Sequence[int]] = []
-    for reg in regs:
-        if reg.requires == (WILDCARD,):
-            needs.append(everyone)
-        else:
-            needs.append([j for t in reg.requires for j in by_type.get(t, ())])
+    # Each registration's requirements, flattened into one list: every provider of each
+    # required type, in requires order; regs[i]'s are needs[cursor[i]:end[i]]. A wildcard
+    # registration needs everyone (itself skipped below): its cursor walks 0..count and the
+    # cursor is the index itself.
+    needs: list[int] = []
     cursor = [0] * count
+    end = [0] * count
+    wild = [False] * count
+    for i, reg in enumerate(regs):
+        requires = reg.requires
+        if not requires:
+            cursor[i] = end[i] = len(needs)
+            continue
+        if requires == _WILDCARD_ONLY:
+            wild[i] = True
+            end[i] = count
+            continue
+        cursor[i] = len(needs)
+        for t in requires:
+            j = first.get(t, -1)
+            while j >= 0:
+                needs.append(j)
+                j = after[j]
+        end[i] = len(needs)
     position = [-1] * count  # index in the stack while being placed, else -1
 
     ordered: list[Registration] = []
@@ -63,11 +93,11 @@ def graph(
         position[root] = 0
         while stack:
             i = stack[-1]
-            pending = needs[i]
             c = cursor[i]
-            end = len(pending)
-            while c < end:
-                dep = pending[c]
+            stop = end[i]
+            w = wild[i]
+            while c < stop:
+                dep = c if w else needs[c]
                 c += 1
                 if handled[dep] or dep == i:
                     continue
@@ -86,13 +116,40 @@ def graph(
     return ordered
 
 
+def graph(
+    registrations: Sequence[Registration], disabled: DisabledFilter = ()
+) -> list[Registration]:
+    """Order ``registrations`` for initialisation exactly as containerd's Graph does.
+
+    Disabled registrations are dropped. Then, in registration order, each registration not yet
+    placed is placed after its requirements: for each required type in ``requires`` order, every
+    registration of that type (``"*"``: every other registration), in registration order,
+    depth first. A requirement met again while it is still being placed is a cycle.
+    """
+    return _order(registrations, _disabled_flags(registrations, disabled))
+
+
+def plan(
+    registrations: Sequence[Registration], disabled: DisabledFilter = ()
+) -> tuple[list[Registration], list[Registration]]:
+    """The graph order and the disabled registrations (in registration order), deciding
+    ``disabled`` once per registration."""
+    flags = _disabled_flags(registrations, disabled)
+    off = (
+        [reg for reg, flag in zip(registrations, flags, strict=True) if flag] if any(flags) else []
+    )
+    return _order(registrations, flags), off
+
+
 @attrs.frozen
 class Blocked:
     """Why a plugin cannot be initialised: ``reason`` is a sentence; ``dependency`` is the
-    missing type, or the URI of the dependency that did not load."""
+    missing type, or the URI of the dependency that did not load. ``disabled`` lists the
+    disabled plugins (URIs) whose absence blocks it, directly or through blocked providers."""
 
     reason: str
     dependency: str
+    disabled: tuple[str, ...] = ()
 
 
 _PHRASES = {"blocked": "is blocked", "failed": "failed", "skipped": "was skipped"}
@@ -107,40 +164,86 @@ class RequirementTracker:
     """
 
     def __init__(self, order: Sequence[Registration], disabled: Sequence[Registration]) -> None:
-        self._providers: dict[str, list[Registration]] = {}
+        # type -> its only provider, or the list of its providers when there are several
+        # (most types have one: no list per type).
+        providers: dict[str, Registration | list[Registration]] = {}
         for reg in order:
-            self._providers.setdefault(reg.type, []).append(reg)
+            t = reg.type
+            known = providers.get(t)
+            if known is None:
+                providers[t] = reg
+            elif isinstance(known, list):
+                known.append(reg)
+            else:
+                providers[t] = [known, reg]
+        self._providers = providers
         self._disabled: dict[str, list[Registration]] = {}
         for reg in disabled:
             self._disabled.setdefault(reg.type, []).append(reg)
         self._down: dict[str, int] = {}  # type -> providers that did not load
         self._outcomes: dict[str, tuple[str, str]] = {}
+        self._causes: dict[str, tuple[str, ...]] = {}  # blocked uri -> disabled uris behind it
 
-    def record(self, reg: Registration, status: str, detail: str) -> None:
-        """Note that ``reg`` did not load (status blocked, failed or skipped)."""
+    def record(
+        self, reg: Registration, status: str, detail: str, disabled: tuple[str, ...] = ()
+    ) -> None:
+        """Note that ``reg`` did not load (status blocked, failed or skipped); ``disabled``
+        is :attr:`Blocked.disabled` for a blocked plugin."""
         self._outcomes[reg.uri] = (status, detail)
         self._down[reg.type] = self._down.get(reg.type, 0) + 1
+        if disabled:
+            self._causes[reg.uri] = disabled
 
     def blocked(self, reg: Registration) -> Blocked | None:
-        """The first requirement of ``reg`` that cannot be met, or None."""
+        """The first requirement of ``reg`` that cannot be met, or None. Its ``disabled``
+        covers every unmet requirement, not only the first."""
+        found: tuple[str, str] | None = None
+        causes: list[str] = []
+        down = self._down
         for required in reg.requires:
             if required == WILDCARD:
                 continue
-            present = self._providers.get(required)
-            if not present:
-                reason = f"requires {required}, which no plugin provides"
-                off = self._disabled.get(required)
-                if off:
-                    verb = "is" if len(off) == 1 else "are"
-                    reason += f" ({', '.join(r.uri for r in off)} {verb} disabled)"
-                return Blocked(reason, required)
-            if self._down.get(required, 0) == len(present):
+            known = self._providers.get(required)
+            if known is None:
+                off = self._disabled.get(required, ())
+                causes.extend(r.uri for r in off)
+                if found is None:
+                    reason = f"requires {required}, which no plugin provides"
+                    if off:
+                        verb = "is" if len(off) == 1 else "are"
+                        reason += f" ({', '.join(r.uri for r in off)} {verb} disabled)"
+                    found = (reason, required)
+                continue
+            if not down:
+                continue
+            present = known if isinstance(known, list) else [known]
+            if down.get(required, 0) != len(present):
+                continue
+            for provider in present:
+                causes.extend(self._causes.get(provider.uri, ()))
+            if found is None:
                 details = []
                 for provider in present:
                     status, detail = self._outcomes[provider.uri]
                     details.append(f"{provider.uri} {_PHRASES.get(status, status)}: {detail}")
-                return Blocked(f"requires {required}; " + "; ".join(details), present[0].uri)
-        return None
+                found = ("requires " + required + "; " + "; ".join(details), present[0].uri)
+        if found is None:
+            return None
+        return Blocked(found[0], found[1], tuple(dict.fromkeys(causes)))
+
+
+def find_blocked(
+    order: Sequence[Registration], disabled: Sequence[Registration]
+) -> dict[str, Blocked]:
+    """The plugins of ``order`` blocked before anything is initialised, by URI."""
+    tracker = RequirementTracker(order, disabled)
+    blocked: dict[str, Blocked] = {}
+    for reg in order:
+        found = tracker.blocked(reg)
+        if found is not None:
+            blocked[reg.uri] = found
+            tracker.record(reg, "blocked", found.reason, found.disabled)
+    return blocked
 
 
 def check_requirements(
@@ -148,13 +251,5 @@ def check_requirements(
 ) -> tuple[list[Registration], dict[str, Blocked]]:
     """The graph order, and the plugins blocked before anything is initialised
     (a required type nobody enabled provides, or a provider that is itself blocked)."""
-    order = graph(registrations, disabled)
-    is_disabled = disabled_predicate(disabled)
-    tracker = RequirementTracker(order, [r for r in registrations if is_disabled(r)])
-    blocked: dict[str, Blocked] = {}
-    for reg in order:
-        found = tracker.blocked(reg)
-        if found is not None:
-            blocked[reg.uri] = found
-            tracker.record(reg, "blocked", found.reason)
-    return order, blocked
+    order, off = plan(registrations, disabled)
+    return order, find_blocked(order, off)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from registry._errors import IDRegistered, InvalidRequires, NoPluginID, NoType
+from registry._errors import (
+    IDRegistered,
+    InvalidRequires,
+    NoPluginID,
+    NoType,
+    RequiresOwnType,
+    WildcardMixedRequires,
+)
 
 if TYPE_CHECKING:
     from registry._context import InitContext
@@ -25,10 +33,16 @@ ConfigMigration = Callable[[Mapping[str, Any], int], dict[str, Any]]
 DisabledFilter = Callable[["Registration"], bool] | Collection[str]
 
 
+def _intern(value: str) -> str:
+    """The interned copy of a plain string (anything else unchanged): plugin types are looked
+    up in dicts many times per boot, and equal interned strings compare by identity."""
+    return sys.intern(value) if builtins.type(value) is str else value
+
+
 def _requires_tuple(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         raise TypeError(f"requires must be a sequence of plugin types, not the string {value!r}")
-    return tuple(value)
+    return tuple(map(_intern, value))
 
 
 @attrs.frozen
@@ -46,7 +60,7 @@ class Registration:
     is a pure function from the whole ``plugins`` table of an older config file to the new one.
     """
 
-    type: str
+    type: str = attrs.field(converter=_intern)
     id: str
     init: InitFn = attrs.field(repr=False)
     requires: tuple[str, ...] = attrs.field(default=(), converter=_requires_tuple)
@@ -67,13 +81,13 @@ def _check(reg: Registration) -> None:
     if not reg.id:
         raise NoPluginID(f"plugin registration of type {reg.type!r} has no id", registration=reg)
     if WILDCARD in reg.requires and len(reg.requires) != 1:
-        raise InvalidRequires(
+        raise WildcardMixedRequires(
             f"plugin {reg.uri} mixes the wildcard requirement '*' with other types "
             f"{list(reg.requires)}; use ('*',) alone",
             registration=reg,
         )
     if reg.type in reg.requires:
-        raise InvalidRequires(
+        raise RequiresOwnType(
             f"plugin {reg.uri} requires its own type {reg.type}", registration=reg
         )
     for required in reg.requires:
@@ -94,22 +108,23 @@ class Registry:
 
     def __init__(self, registrations: Iterable[Registration] = ()) -> None:
         self._registrations: list[Registration] = []
-        self._uris: set[str] = set()
+        self._by_uri: dict[str, Registration] = {}
         self.register(*registrations)
 
     def register(self, *regs: Registration) -> None:
         """Add registrations, all or none; raises a :class:`PluginError` subclass naming the
-        first bad one (NoType, NoPluginID, IDRegistered, InvalidRequires)."""
-        batch: set[str] = set()
+        first bad one (NoType, NoPluginID, IDRegistered, or InvalidRequires: its subclasses
+        WildcardMixedRequires and RequiresOwnType, or itself for an empty required type)."""
+        batch: dict[str, Registration] = {}
         for reg in regs:
             if not isinstance(reg, Registration):
                 raise TypeError(f"expected a Registration, got {type(reg).__name__}: {reg!r}")
             _check(reg)
-            if reg.uri in self._uris or reg.uri in batch:
+            if reg.uri in self._by_uri or reg.uri in batch:
                 raise IDRegistered(f"plugin {reg.uri} is already registered", registration=reg)
-            batch.add(reg.uri)
+            batch[reg.uri] = reg
         self._registrations.extend(regs)
-        self._uris.update(batch)
+        self._by_uri.update(batch)
 
     def registrations(self) -> tuple[Registration, ...]:
         """Every registration, in registration order."""
@@ -117,13 +132,10 @@ class Registry:
 
     def get(self, uri: str) -> Registration | None:
         """The registration with this URI, or None."""
-        for reg in self._registrations:
-            if reg.uri == uri:
-                return reg
-        return None
+        return self._by_uri.get(uri)
 
     def __contains__(self, uri: object) -> bool:
-        return uri in self._uris
+        return uri in self._by_uri
 
     def __iter__(self) -> Iterator[Registration]:
         return iter(tuple(self._registrations))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -340,10 +341,94 @@ async def test_disabled_and_blocked_statuses(rec: Recorder, dirs: dict[str, Any]
                 "(io.containerd.shim.v1.manager is disabled)",
             ),
             "io.containerd.event.v1.exchange": ("loaded", None),
-            "io.containerd.shim.v1.manager": ("disabled", "disabled by config"),
+            "io.containerd.shim.v1.manager": (
+                "disabled",
+                "disabled by config; blocks io.containerd.runtime.v2.task, "
+                "io.containerd.grpc.v1.tasks",
+            ),
         }
         blocked = host.status("io.containerd.runtime.v2.task")
         assert blocked is not None and blocked.dependency == "io.containerd.shim.v1"
+
+
+async def test_a_disabled_plugin_lists_what_it_blocks(rec: Recorder, dirs: dict[str, Any]) -> None:
+    registry = Registry(
+        [
+            simple(rec, "io.containerd.runtime.v2.task", "io.containerd.shim.v1", "snap"),
+            simple(rec, "io.containerd.shim.v1.manager"),
+            simple(rec, "snap.native"),
+            simple(rec, "snap.overlay"),
+            simple(rec, "io.containerd.event.v1.exchange"),
+            simple(rec, "unused.x"),
+        ]
+    )
+    config = dict(
+        dirs, disabled_plugins=["io.containerd.shim.v1.manager", "snap.native", "unused.x"]
+    )
+    async with await boot_async(config, registry=registry) as host:
+        got = statuses(host)
+        assert got["io.containerd.shim.v1.manager"] == (
+            "disabled",
+            "disabled by config; blocks io.containerd.runtime.v2.task",
+        )
+        # snap.overlay still provides snap: disabling snap.native blocks nothing.
+        assert got["snap.native"] == ("disabled", "disabled by config")
+        assert got["unused.x"] == ("disabled", "disabled by config")
+        # Disabled plugins come last, in registration order.
+        assert [s.uri for s in host.statuses][-3:] == [
+            "io.containerd.shim.v1.manager",
+            "snap.native",
+            "unused.x",
+        ]
+
+
+async def test_every_disabled_provider_of_a_missing_type_lists_the_blocked_plugin(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    registry = Registry(
+        [
+            simple(rec, "top.t", "user"),
+            simple(rec, "user.u", "snap", "event"),
+            simple(rec, "snap.a"),
+            simple(rec, "snap.b"),
+            simple(rec, "event.e"),
+        ]
+    )
+    config = dict(dirs, disabled_plugins=["snap.a", "snap.b", "event.e"])
+    async with await boot_async(config, registry=registry) as host:
+        got = statuses(host)
+        # transitively: top.t is blocked through user.u
+        for uri in ("snap.a", "snap.b", "event.e"):
+            assert got[uri] == ("disabled", "disabled by config; blocks user.u, top.t"), uri
+        assert got["user.u"][0] == "blocked"
+        assert got["top.t"][0] == "blocked"
+
+
+async def test_a_plugin_blocked_by_a_failure_is_not_credited_to_a_disabled_plugin(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    def fail(ic: InitContext) -> None:
+        raise RuntimeError("broken")
+
+    registry = Registry(
+        [simple(rec, "user.u", "snap"), simple(rec, "snap.a", init=fail), simple(rec, "off.x")]
+    )
+    config = dict(dirs, disabled_plugins=["off.x"])
+    async with await boot_async(config, registry=registry) as host:
+        assert statuses(host)["off.x"] == ("disabled", "disabled by config")
+        assert statuses(host)["user.u"][0] == "blocked"
+
+
+async def test_required_blocked_plugin_abort_lists_what_the_disabled_plugin_blocks(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    registry = Registry([simple(rec, "user.u", "snap"), simple(rec, "snap.a")])
+    config = dict(dirs, disabled_plugins=["snap.a"], required_plugins=["user.u"])
+    with pytest.raises(BootError, match=r"required plugin user\.u cannot load: blocked") as info:
+        await boot_async(config, registry=registry)
+    assert rec.inits == []
+    by_uri = {s.uri: s for s in info.value.statuses}
+    assert by_uri["snap.a"].reason == "disabled by config; blocks user.u"
 
 
 async def test_every_plugin_ends_in_exactly_one_status(rec: Recorder, dirs: dict[str, Any]) -> None:
@@ -621,6 +706,60 @@ async def test_one_failing_close_does_not_stop_the_others(
     assert messages == ["d broke", "b broke"]
     assert info.value.exceptions[0].__notes__ == ["while closing plugin d.bad"]
     assert "closing plugin d.bad failed" in caplog.text
+
+
+def _failing_plugin_records(
+    caplog: pytest.LogCaptureFixture, rec: Recorder, dirs: dict[str, Any]
+) -> list[logging.LogRecord]:
+    def fail(ic: InitContext) -> None:
+        raise RuntimeError("disk on fire")
+
+    registry = Registry([simple(rec, "snap.bad", init=fail)])
+    with boot(dirs, registry=registry) as host:
+        assert statuses(host)["snap.bad"] == ("failed", "disk on fire")
+    return [r for r in caplog.records if r.name == "registry" and "snap.bad" in r.getMessage()]
+
+
+def test_a_failing_plugin_logs_one_line_without_traceback_at_warning(
+    rec: Recorder, dirs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="registry")
+    records = _failing_plugin_records(caplog, rec, dirs)
+    assert len(records) == 1
+    record = records[0]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "plugin snap.bad failed to load: disk on fire"
+    assert record.exc_info is None
+    assert "Traceback" not in caplog.text
+
+
+def test_a_failing_plugin_logs_its_traceback_at_debug(
+    rec: Recorder, dirs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="registry")
+    (record,) = _failing_plugin_records(caplog, rec, dirs)
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+    assert "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize(("level", "traceback"), [(logging.WARNING, False), (logging.DEBUG, True)])
+async def test_a_failing_close_logs_its_traceback_only_at_debug(
+    rec: Recorder,
+    dirs: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    level: int,
+    traceback: bool,
+) -> None:
+    caplog.set_level(level, logger="registry")
+    registry = Registry([simple(rec, "b.bad", init=lambda ic: Exploding("b broke"))])
+    host = await boot_async(dirs, registry=registry)
+    with pytest.raises(ExceptionGroup):
+        await host.aclose()
+    (record,) = [r for r in caplog.records if "closing plugin b.bad" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "closing plugin b.bad failed: b broke"
+    assert (record.exc_info is not None) is traceback
 
 
 def test_sync_close_raises_close_errors_after_closing_the_loop(

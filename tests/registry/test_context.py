@@ -65,6 +65,35 @@ def test_set_rejects_a_second_plugin_with_the_same_type_and_id() -> None:
         plugins.add(plugin("a", "1"))
 
 
+def test_set_lookups_across_one_and_several_plugins_of_a_type() -> None:
+    plugins = Set()
+    first, second, third = plugin("t", "a"), plugin("t", "b"), plugin("t", "c")
+    plugins.add(first)
+    assert plugins.get("t", "a") is first and plugins.get("t", "b") is None
+    assert plugins.by_type("t") == {"a": first}
+    plugins.add(second)
+    plugins.add(third)
+    assert plugins.get("t", "b") is second
+    assert list(plugins.by_type("t")) == ["a", "b", "c"]
+    for dup in ("a", "c"):
+        with pytest.raises(PluginInitialized):
+            plugins.add(plugin("t", dup))
+    assert [p.registration.id for p in plugins] == ["a", "b", "c"]
+    assert [p.registration.id for p in reversed(plugins)] == ["c", "b", "a"]
+    copy = plugins.by_type("t")
+    copy.clear()
+    assert len(plugins.by_type("t")) == 3
+
+
+def test_set_rejects_a_duplicate_of_a_types_only_plugin() -> None:
+    plugins = Set()
+    only = plugin("t", "a")
+    plugins.add(only)
+    with pytest.raises(PluginInitialized):
+        plugins.add(plugin("t", "a"))
+    assert plugins.get("t", "a") is only and len(plugins) == 1
+
+
 def test_plugin_instance_raises_the_init_error() -> None:
     err = OtherError("boom")
     failed = plugin("a", "1", err)

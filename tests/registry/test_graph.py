@@ -226,9 +226,37 @@ def test_dependents_of_a_blocked_plugin_are_blocked_naming_it() -> None:
         "requires shim; shim.manager is blocked: requires event, which no plugin provides "
         "(event.exchange is disabled)",
         "shim.manager",
+        ("event.exchange",),
     )
     assert blocked["grpc.tasks"].dependency == "runtime.task"
     assert blocked["grpc.tasks"].reason.startswith("requires runtime; runtime.task is blocked: ")
+
+
+def test_blocked_names_the_disabled_plugins_behind_it_transitively() -> None:
+    registry = Registry(
+        [
+            reg("grpc.tasks", "runtime"),
+            reg("runtime.task", "shim", "snap"),
+            reg("shim.manager", "event"),
+            reg("event.exchange"),
+            reg("snap.native"),
+            reg("other.x"),
+        ]
+    )
+    blocked = registry.blocked(["event.exchange", "snap.native"])
+    assert blocked["shim.manager"].disabled == ("event.exchange",)
+    # Both unmet requirements count, although the reason names only the first.
+    assert blocked["runtime.task"].disabled == ("event.exchange", "snap.native")
+    assert blocked["runtime.task"].dependency == "shim.manager"
+    assert blocked["grpc.tasks"].disabled == ("event.exchange", "snap.native")
+    assert "other.x" not in blocked
+
+
+def test_blocked_by_a_missing_type_nobody_disabled_names_no_disabled_plugin() -> None:
+    registry = Registry([reg("u.1", "nobody"), reg("v.1", "u")])
+    blocked = registry.blocked()
+    assert blocked["u.1"].disabled == ()
+    assert blocked["v.1"].disabled == ()
 
 
 def test_wildcard_plugin_is_never_blocked() -> None:

@@ -28,6 +28,8 @@ CONTRACT = {
     "NoPluginID",
     "IDRegistered",
     "InvalidRequires",
+    "WildcardMixedRequires",
+    "RequiresOwnType",
     "SkipPlugin",
     "PluginInitialized",
     "PluginNotFound",
@@ -59,6 +61,8 @@ def test_every_registry_error_is_a_plugin_error() -> None:
         "NoPluginID",
         "IDRegistered",
         "InvalidRequires",
+        "WildcardMixedRequires",
+        "RequiresOwnType",
         "SkipPlugin",
         "PluginInitialized",
         "PluginNotFound",
@@ -68,6 +72,13 @@ def test_every_registry_error_is_a_plugin_error() -> None:
         "DiscoveryError",
     ):
         assert issubclass(getattr(registry, name), registry.PluginError), name
+
+
+def test_requires_errors_share_containerds_invalid_requires_parent() -> None:
+    for name in ("WildcardMixedRequires", "RequiresOwnType"):
+        cls = getattr(registry, name)
+        assert issubclass(cls, registry.InvalidRequires), name
+        assert cls is not registry.InvalidRequires
 
 
 def test_public_callables_have_docstrings() -> None:

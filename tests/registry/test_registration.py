@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import attrs
 import pytest
 
@@ -13,6 +15,8 @@ from registry import (
     PluginError,
     Registration,
     Registry,
+    RequiresOwnType,
+    WildcardMixedRequires,
 )
 
 
@@ -97,9 +101,11 @@ def test_register_is_all_or_nothing() -> None:
 
 def test_wildcard_mixed_with_types_is_rejected() -> None:
     bad = reg("io.grpc.v1", "introspection", "*", "io.service.v1")
-    with pytest.raises(InvalidRequires, match=r"io\.grpc\.v1\.introspection mixes") as info:
+    with pytest.raises(WildcardMixedRequires, match=r"io\.grpc\.v1\.introspection mixes") as info:
         Registry().register(bad)
     assert info.value.registration is bad
+    assert type(info.value) is WildcardMixedRequires
+    assert isinstance(info.value, InvalidRequires)  # containerd's ErrInvalidRequires
 
 
 def test_wildcard_alone_is_accepted() -> None:
@@ -108,8 +114,19 @@ def test_wildcard_alone_is_accepted() -> None:
 
 def test_requiring_its_own_type_is_rejected() -> None:
     bad = reg("io.service.v1", "a", "io.service.v1")
-    with pytest.raises(InvalidRequires, match=r"requires its own type io\.service\.v1"):
+    with pytest.raises(RequiresOwnType, match=r"requires its own type io\.service\.v1") as info:
         Registry().register(bad)
+    assert info.value.registration is bad
+    assert type(info.value) is RequiresOwnType
+    assert isinstance(info.value, InvalidRequires)
+
+
+def test_the_two_requires_errors_are_distinct_classes() -> None:
+    assert not issubclass(WildcardMixedRequires, RequiresOwnType)
+    assert not issubclass(RequiresOwnType, WildcardMixedRequires)
+    with pytest.raises(InvalidRequires) as info:
+        Registry().register(reg("t", "a", "*", "t"))  # both wrong: the wildcard rule wins
+    assert type(info.value) is WildcardMixedRequires
 
 
 def test_requiring_an_empty_type_is_rejected() -> None:
@@ -120,3 +137,20 @@ def test_requiring_an_empty_type_is_rejected() -> None:
 def test_registering_something_else_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="expected a Registration"):
         Registry().register("io.example.v1.a")  # type: ignore[arg-type]
+
+
+def test_registration_interns_its_types_so_lookups_compare_by_identity() -> None:
+    kind = "".join(["io.example", ".v1"])  # a fresh, non-interned string
+    r = Registration(kind, "a", init=_init, requires=["".join(["io.other", ".v1"])])
+    assert r.type is sys.intern("io.example.v1")
+    assert r.requires[0] is sys.intern("io.other.v1")
+    assert r == Registration("io.example.v1", "a", init=_init, requires=["io.other.v1"])
+
+
+def test_registry_get_finds_by_uri() -> None:
+    a, b = reg("t", "a"), reg("u", "b")
+    registry = Registry([a, b])
+    assert registry.get("u.b") is b
+    assert registry.get("t.a") is a
+    assert registry.get("t.zz") is None
+    assert "t.a" in registry and "t.zz" not in registry
