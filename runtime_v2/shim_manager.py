@@ -26,7 +26,9 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   marked ``.deleting``) is forgotten quietly.
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
 - ``-info`` results are cached by (binary path, its mtime, options), failures included, for
-  :data:`INFO_CACHE_TTL` seconds.
+  :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
+- ``start`` sends the options Any on stdin, or containerd 2.3's ``BootstrapParams`` for the
+  runtimes listed in ``bootstrap_runtimes`` (opt-in: 1.x shims fail on it).
 """
 
 from __future__ import annotations
@@ -93,19 +95,6 @@ INFO_CACHE_TTL = 10.0
 _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 
 
-@attrs.define
-class ShimConfig:
-    """``[plugins."io.containerd.shim.v1.manager"]``.
-
-    ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
-    ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
-    empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
-    """
-
-    env: list[str] = attrs.field(factory=list)
-    socket_dir: str = ""
-
-
 def _check_env(env: Sequence[str]) -> list[str]:
     for entry in env:
         if not isinstance(entry, str) or "=" not in entry or entry.startswith("="):
@@ -129,6 +118,56 @@ def check_socket_dir(socket_dir: str) -> str:
             f"{MAX_SOCKET_DIR_LEN} characters (a shim socket path must fit in {MAX_SUN_PATH} bytes)"
         )
     return cleaned
+
+
+def _check_bootstrap_runtimes(runtimes: Sequence[str]) -> list[str]:
+    for entry in runtimes:
+        if not isinstance(entry, str) or not entry:
+            raise errdefs.InvalidArgument(
+                f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
+            )
+        if "/" in entry and not os.path.isabs(entry):
+            raise errdefs.InvalidArgument(
+                f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
+            )
+    return list(runtimes)
+
+
+def _as_value_error(check: Any) -> Any:
+    """An attrs validator running ``check(value)``: the config decoder reports the ValueError at
+    the field's TOML path (``taskplane config validate``); the plugin's init runs the same
+    check again, so the two cannot disagree."""
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        try:
+            check(value)
+        except errdefs.InvalidArgument as exc:
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+@attrs.define
+class ShimConfig:
+    """``[plugins."io.containerd.shim.v1.manager"]``.
+
+    ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
+    ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
+    empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
+    ``bootstrap_runtimes``: runtime names or absolute shim paths whose ``start`` takes
+    containerd 2.3's protobuf ``BootstrapParams`` on stdin instead of the options Any (1.x and
+    2.0-2.2 shims must not be listed: 1.x shims fail on it).
+
+    All three are checked when the config is loaded (``taskplane config validate``).
+    """
+
+    env: list[str] = attrs.field(factory=list, validator=_as_value_error(_check_env))
+    socket_dir: str = attrs.field(
+        default="", validator=_as_value_error(lambda d: check_socket_dir(d) if d else d)
+    )
+    bootstrap_runtimes: list[str] = attrs.field(
+        factory=list, validator=_as_value_error(_check_bootstrap_runtimes)
+    )
 
 
 def default_socket_dir() -> str:
@@ -248,11 +287,39 @@ def _peer_pid(client: ttrpc.Client) -> int:
     return pid
 
 
+def _now() -> float:
+    """The clock of the ``-info`` cache (tests replace it)."""
+    return time.monotonic()
+
+
+@attrs.frozen
+class _CachedError:
+    """A cached ``-info`` failure: its class, message and attributes, re-raised fresh each time
+    (never the same instance, so tracebacks and ``__cause__`` chains do not pile up)."""
+
+    cls: type[BaseException]
+    message: str
+    attributes: dict[str, Any]
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _CachedError:
+        return cls(type(exc), str(exc), dict(getattr(exc, "__dict__", {})))
+
+    def fresh(self) -> BaseException:
+        exc = self.cls.__new__(self.cls)
+        exc.args = (self.message,)
+        exc.__dict__.update(self.attributes)
+        return exc
+
+
 @attrs.define
 class _InfoEntry:
     expires: float
     info: introspection_pb2.RuntimeInfo | None
-    error: BaseException | None
+    error: _CachedError | None
+
+
+_InfoKey = tuple[str, int, bytes]
 
 
 class ShimManager:
@@ -273,6 +340,7 @@ class ShimManager:
         ttrpc_address: str,
         socket_dir: str = "",
         env: Sequence[str] = (),
+        bootstrap_runtimes: Sequence[str] = (),
     ) -> None:
         self.exchange = exchange
         self.containers = containers
@@ -280,9 +348,12 @@ class ShimManager:
         self.ttrpc_address = ttrpc_address
         self.socket_dir = socket_dir or default_socket_dir()
         self.env = list(env)
+        #: Runtime names / absolute shim paths started with protobuf BootstrapParams on stdin.
+        self.bootstrap_runtimes = frozenset(bootstrap_runtimes)
         self.shims: NSMap[Shim] = NSMap()
         self._resolver = RuntimePathResolver()
-        self._info_cache: dict[tuple[str, float, bytes], _InfoEntry] = {}
+        self._info_cache: dict[_InfoKey, _InfoEntry] = {}
+        self._info_runs: dict[_InfoKey, asyncio.Task[_InfoEntry]] = {}
         self._server: ttrpc.Server | None = None
         self._owner: ttrpc.Client | None = None
         self._takeover: asyncio.Future[None] | None = None
@@ -404,30 +475,51 @@ class ShimManager:
     async def runtime_info(
         self, runtime: str, options: any_pb2.Any | None
     ) -> introspection_pb2.RuntimeInfo:
-        """Run ``<shim> -info`` with ``options`` on stdin (cached, failures included)."""
+        """Run ``<shim> -info`` with ``options`` on stdin, cached.
+
+        The cache key is (resolved path, the binary's mtime, serialized options); results and
+        failures are kept for :data:`INFO_CACHE_TTL` seconds. Concurrent misses for one key share
+        a single run. A cached failure is raised as a new exception of the same class and
+        message each time.
+        """
         path = self.resolve_runtime_path(runtime)
         try:
-            mtime = os.stat(path).st_mtime
+            mtime = os.stat(path).st_mtime_ns
         except OSError as exc:
             raise errdefs.NotFound(f"runtime binary {path}: {exc.strerror}") from None
-        key = (path, mtime, options.SerializeToString() if options is not None else b"")
-        now = time.monotonic()
+        key: _InfoKey = (path, mtime, options.SerializeToString() if options is not None else b"")
         entry = self._info_cache.get(key)
-        if entry is None or entry.expires <= now:
-            try:
-                info = await run_info(path, options)
-                entry = _InfoEntry(now + INFO_CACHE_TTL, info, None)
-            except Exception as exc:
-                entry = _InfoEntry(now + INFO_CACHE_TTL, None, exc)
-            for stale in [k for k, e in self._info_cache.items() if e.expires <= now]:
-                del self._info_cache[stale]
-            self._info_cache[key] = entry
+        if entry is None or entry.expires <= _now():
+            run = self._info_runs.get(key)
+            if run is None:
+                run = asyncio.ensure_future(self._run_info(key, path, options))
+                self._info_runs[key] = run
+                run.add_done_callback(lambda _: self._info_runs.pop(key, None))
+            # A caller that is cancelled leaves the shared run to the others.
+            entry = await asyncio.shield(run)
         if entry.error is not None:
-            raise entry.error
+            raise entry.error.fresh()
         assert entry.info is not None
         result = introspection_pb2.RuntimeInfo()
         result.CopyFrom(entry.info)
         return result
+
+    async def _run_info(self, key: _InfoKey, path: str, options: any_pb2.Any | None) -> _InfoEntry:
+        try:
+            info = await run_info(path, options)
+        except Exception as exc:
+            entry = _InfoEntry(_now() + INFO_CACHE_TTL, None, _CachedError.of(exc))
+        else:
+            entry = _InfoEntry(_now() + INFO_CACHE_TTL, info, None)
+        now = _now()
+        for stale in [k for k, e in self._info_cache.items() if e.expires <= now]:
+            del self._info_cache[stale]
+        self._info_cache[key] = entry
+        return entry
+
+    def uses_bootstrap(self, runtime: str, runtime_path: str) -> bool:
+        """Whether ``runtime`` (as named, or its resolved path) is in ``bootstrap_runtimes``."""
+        return runtime in self.bootstrap_runtimes or runtime_path in self.bootstrap_runtimes
 
     # -- starting shims -------------------------------------------------------------------------
 
@@ -444,7 +536,9 @@ class ShimManager:
         try:
             if options is not None:
                 write_options(bundle, options)
-            endpoint = await binary.start(options)
+            endpoint = await binary.start(
+                options, bootstrap=self.uses_bootstrap(runtime, runtime_path)
+            )
             if endpoint.protocol.lower() != "ttrpc":
                 raise errdefs.NotImplemented(
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
@@ -658,6 +752,8 @@ class ShimManager:
     async def aclose(self) -> None:
         """Stop serving events and close every shim connection; shims keep running."""
         self._closing = True
+        for run in list(self._info_runs.values()):
+            run.cancel()
         if self._takeover is not None:
             self._takeover.cancel()
             with contextlib.suppress(BaseException):
@@ -678,8 +774,10 @@ class ShimManager:
 
 async def _init(ic: registry.InitContext) -> ShimManager:
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
+    # The config decoder ran the same checks; an instance built in code may not have been.
     env = _check_env(config.env)
     socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
+    bootstrap_runtimes = _check_bootstrap_runtimes(config.bootstrap_runtimes)
     exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")
     try:
         containers = ic.get_single(types.METADATA_PLUGIN)
@@ -695,6 +793,7 @@ async def _init(ic: registry.InitContext) -> ShimManager:
         ttrpc_address=ttrpc_address,
         socket_dir=socket_dir,
         env=env,
+        bootstrap_runtimes=bootstrap_runtimes,
     )
     await manager.start_events_server()
     return manager

@@ -73,12 +73,23 @@ def _default_platforms() -> list[str]:
     return [registry.platforms.default_string()]
 
 
+def parse_platforms(specifiers: Iterable[str]) -> list[registry.platforms.Platform]:
+    """Parse and normalize ``platforms`` entries; :class:`registry.platforms.PlatformError`
+    (a ValueError naming the bad specifier) for the first that does not parse."""
+    return [registry.platforms.normalize(registry.platforms.parse(s)) for s in specifiers]
+
+
+def _validate_platforms(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_platforms(value)
+
+
 @attrs.define
 class TaskConfig:
     """``[plugins."io.containerd.runtime.v2.task"]``: ``platforms`` this runtime can run
-    (default: this host's, e.g. ``["linux/amd64"]``)."""
+    (default: this host's, e.g. ``["linux/amd64"]``). Each entry is parsed when the config is
+    loaded, so ``taskplane config validate`` names a bad one."""
 
-    platforms: list[str] = attrs.field(factory=_default_platforms)
+    platforms: list[str] = attrs.field(factory=_default_platforms, validator=_validate_platforms)
 
 
 def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
@@ -200,7 +211,8 @@ _QUIET_LEVELS = ("level=info", "level=debug", "level=trace")
 def _problems(log_tail: str) -> str:
     """The warning and error lines of a shim's log tail (logrus info/debug lines dropped)."""
     return "\n".join(
-        line for line in log_tail.splitlines()
+        line
+        for line in log_tail.splitlines()
         if line.strip() and not any(level in line for level in _QUIET_LEVELS)
     )
 
@@ -250,9 +262,7 @@ class TaskManager:
 
     async def load_existing_shims(self) -> list[LoadOutcome]:
         """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
-        self.load_outcomes = await load_existing_shims(
-            self.shims, state=self.state, root=self.root
-        )
+        self.load_outcomes = await load_existing_shims(self.shims, state=self.state, root=self.root)
         return self.load_outcomes
 
     # -- create ---------------------------------------------------------------------------------
@@ -325,13 +335,21 @@ class TaskManager:
             try:
                 await self.shims.abort(task.shim)
             except Exception as exc:
-                log.warning("task %s/%s: failed to shut the shim down after a failed create: %s",
-                            bundle.namespace, bundle.id, exc)
+                log.warning(
+                    "task %s/%s: failed to shut the shim down after a failed create: %s",
+                    bundle.namespace,
+                    bundle.id,
+                    exc,
+                )
         try:
             await asyncio.to_thread(bundle.delete)
         except OSError as exc:
-            log.warning("task %s/%s: failed to remove the bundle after a failed create: %s",
-                        bundle.namespace, bundle.id, exc)
+            log.warning(
+                "task %s/%s: failed to remove the bundle after a failed create: %s",
+                bundle.namespace,
+                bundle.id,
+                exc,
+            )
 
     # -- get / tasks ----------------------------------------------------------------------------
 
@@ -386,15 +404,13 @@ class TaskManager:
 
 async def _init(ic: registry.InitContext) -> TaskManager:
     config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
-    parsed = []
-    for spec in config.platforms:
-        try:
-            parsed.append(registry.platforms.normalize(registry.platforms.parse(spec)))
-        except ValueError as exc:
-            raise errdefs.InvalidArgument(
-                f'invalid platform "{spec}" in plugins."io.containerd.runtime.v2.task".platforms:'
-                f" {exc}"
-            ) from None
+    # The config decoder ran the same check; an instance built in code may not have been.
+    try:
+        parsed = parse_platforms(config.platforms)
+    except ValueError as exc:
+        raise errdefs.InvalidArgument(
+            f'plugins."io.containerd.runtime.v2.task".platforms: {exc}'
+        ) from None
     ic.meta.platforms = parsed
     ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
     shims: ShimManager = ic.get_single(types.SHIM_PLUGIN)

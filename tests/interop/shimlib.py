@@ -1,21 +1,19 @@
 """Helpers for the interop tests: an OCI bundle for the real runc shim, started and deleted the way
-containerd 1.6 does it (spec sections 2.1, 2.3, 2.4), and a leak check for what a test leaves.
+containerd 1.6 does it (spec sections 2.1, 2.3, 2.4).
 
 Everything a test creates lives under one short temp dir (sun_path is 108 bytes), plus the
 shim's socket in /run/containerd/s and runc's state in /run/containerd/runc/<ns>/<id>, whose
-names are known in advance so the leak check looks at exactly those.
+names are known in advance. The leak check is the shared ``leak_report`` fixture
+(tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import uuid
@@ -195,77 +193,3 @@ async def wait_process_exit(pid: int, timeout: float = TIMEOUT) -> None:
     finally:
         loop.remove_reader(pidfd)
         os.close(pidfd)
-
-
-def _shim_pids(bundle: ShimBundle) -> list[int]:
-    """Live runc-shim processes whose argv or cwd belongs to this bundle."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if not argv or not argv[0].endswith(SHIM_BINARY.encode()):
-                continue
-            cwd = ""
-            with contextlib.suppress(OSError):
-                cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue  # exited meanwhile
-        mentions = any(bundle.id.encode() in arg for arg in argv[1:])
-        if mentions or cwd.startswith(str(bundle.workdir)):
-            pids.append(int(entry.name))
-    return pids
-
-
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points under ``path`` (deepest first), from /proc/self/mountinfo."""
-    prefix = str(path)
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")  # octal escapes like \040
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    return sorted(points, key=len, reverse=True)
-
-
-def find_and_clean_leaks(bundle: ShimBundle) -> list[str]:
-    """Report everything the test left behind, then remove it so the machine stays clean."""
-    leaks: list[str] = []
-    for pid in _shim_pids(bundle):
-        leaks.append(f"shim process {pid} for {bundle.id} is still running")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    if bundle.runc_state.exists():
-        leaks.append(f"runc state {bundle.runc_state} was left")
-        subprocess.run(
-            [
-                RUNC_BINARY,
-                "--root",
-                str(RUNC_ROOT / bundle.namespace),
-                "delete",
-                "--force",
-                bundle.id,
-            ],
-            capture_output=True,
-            check=False,
-            env=shim_env(bundle.ttrpc_address),
-        )
-        shutil.rmtree(bundle.runc_state, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (RUNC_ROOT / bundle.namespace).rmdir()  # the shim's per-namespace runc root, if empty
-    if bundle.expected_socket.exists() or bundle.expected_socket.is_symlink():
-        leaks.append(f"shim socket {bundle.expected_socket} was left")
-        bundle.expected_socket.unlink()
-    mounts = _mounts_under(bundle.workdir)
-    for point in mounts:
-        leaks.append(f"mount {point} was left")
-        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-    if bundle.bundle.exists():
-        leaks.append(f"bundle {bundle.bundle} was left")
-    try:
-        shutil.rmtree(bundle.workdir)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            leaks.append(f"cannot remove {bundle.workdir}: {exc}")
-    return leaks

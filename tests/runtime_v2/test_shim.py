@@ -147,9 +147,7 @@ async def test_state_of_a_closed_shim_is_not_found(v2_shim: FakeShim, bundle: Bu
         await task.state()
 
 
-async def test_exec_process_lifecycle_names_the_exec_id(
-    v2_shim: FakeShim, bundle: Bundle
-) -> None:
+async def test_exec_process_lifecycle_names_the_exec_id(v2_shim: FakeShim, bundle: Bundle) -> None:
     task = await connect(v2_shim, bundle)
     await task.create()
     await task.start()
@@ -237,3 +235,44 @@ async def test_two_namespaces_with_the_same_id_are_separate_tasks(
     assert (await task_a.state()).status is Status.STOPPED
     assert (await task_b.state()).status is Status.CREATED
     await asyncio.gather(task_a.shim.close(), task_b.shim.close())
+
+
+@pytest.mark.parametrize("version", [2, 3])
+async def test_shutdown_asks_an_idle_shim_to_exit_and_it_goes(
+    base: Path, bundle: Bundle, version: int
+) -> None:
+    fake = await FakeShim(str(base / f"v{version}.sock"), versions=(version,)).start()
+    try:
+        task = await connect(fake, bundle)
+        await task.shutdown()
+        assert fake.shutdown_requested.is_set()
+        service, method, namespace, request = fake.calls[-1]
+        assert method == "Shutdown"
+        assert service == (TASK_SERVICE_V3 if version == 3 else TASK_SERVICE_V2)
+        assert (namespace, request.id) == (NS, "task1")
+        async with asyncio.timeout(5):
+            await task.shim.client.wait_closed()  # the shim went away
+        await task.shutdown()  # a shim that is already gone: fine, no error
+        assert fake.methods().count("Shutdown") == 1
+        assert os.path.exists(bundle.path)  # shutdown alone leaves the bundle
+    finally:
+        await fake.stop()
+
+
+async def test_shutdown_of_a_shim_that_still_has_a_task_leaves_it_running(
+    v2_shim: FakeShim, bundle: Bundle
+) -> None:
+    task = await connect(v2_shim, bundle)
+    await task.create()
+    await task.shutdown()
+    assert v2_shim.shutdown_requested.is_set()
+    assert (await task.state()).status is Status.CREATED  # still connected and serving
+    await task.shim.close()
+
+
+async def test_shutdown_errors_from_the_shim_are_raised(v2_shim: FakeShim, bundle: Bundle) -> None:
+    v2_shim.fail["Shutdown"] = errdefs.FailedPrecondition("shim busy")
+    task = await connect(v2_shim, bundle)
+    with pytest.raises(errdefs.FailedPrecondition, match="shim busy"):
+        await task.shutdown()
+    await task.shim.close()

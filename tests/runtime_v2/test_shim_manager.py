@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import attrs
 import pytest
 from _fake_shim import FakeShim
 from google.protobuf import empty_pb2
@@ -19,19 +22,23 @@ import plugins.builtin
 import runtime_v2.builtin
 from plugins import errdefs
 from plugins.events import Exchange
-from registry import boot_async
-from runtime_v2 import ttrpc, typeurl
+from registry import ConfigError, boot_async
+from registry.config import Config, decode_plugin_configs
+from runtime_v2 import shim_manager, ttrpc, typeurl
 from runtime_v2.api import (
+    bootstrap_pb2,
     event_pb2,
     events_pb2,
     events_service_pb2,
     introspection_pb2,
     runc_options_pb2,
 )
+from runtime_v2.binary import ShimCommandError
 from runtime_v2.bundle import new_bundle
 from runtime_v2.shim import Exit, Shim
 from runtime_v2.shim_manager import (
     MAX_SOCKET_DIR_LEN,
+    ShimConfig,
     ShimManager,
     check_socket_dir,
     check_sun_path,
@@ -84,28 +91,93 @@ def test_sun_path_check_gives_the_exact_length() -> None:
     check_sun_path("/run/taskplane/taskplane.sock.ttrpc", "ttrpc address")
 
 
-async def test_bad_socket_dir_fails_the_plugin_at_boot_and_blocks_the_task_plugin(
-    base: Path,
-) -> None:
-    config = {
-        "version": 3,
-        "plugins": {"io.containerd.shim.v1.manager": {"socket_dir": "/" + "s" * 60}},
-    }
-    host = await boot_async(
-        config,
-        builtins=[plugins.builtin, runtime_v2.builtin],
-        autoload=False,
-        root=str(base / "r"),
-        state=str(base / "s"),
+SHIM_URI = "io.containerd.shim.v1.manager"
+TASK_URI = "io.containerd.runtime.v2.task"
+
+
+def _decode(plugin_tables: dict[str, Any]) -> dict[str, object]:
+    registrations = [
+        *plugins.builtin.taskplane_registrations(),
+        *runtime_v2.builtin.taskplane_registrations(),
+    ]
+    return decode_plugin_configs(
+        Config.from_mapping({"version": 3, "plugins": plugin_tables}), registrations
     )
-    try:
-        statuses = {s.uri: s for s in host.statuses}
-        shim = statuses["io.containerd.shim.v1.manager"]
-        assert shim.status == "failed"
-        assert "61 characters long" in (shim.reason or "")
-        assert statuses["io.containerd.runtime.v2.task"].status in ("blocked", "failed")
-    finally:
-        await host.aclose()
+
+
+def _issues(plugin_tables: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        _decode(plugin_tables)
+    return {issue.path: issue.message for issue in caught.value.issues}
+
+
+def test_config_load_rejects_a_long_socket_dir_with_its_exact_length() -> None:
+    long_dir = "/" + "s" * 60
+    issues = _issues({SHIM_URI: {"socket_dir": long_dir}})
+    message = issues[f'plugins."{SHIM_URI}".socket_dir']
+    assert "is 61 characters long" in message
+    assert f"no longer than {MAX_SOCKET_DIR_LEN} characters" in message
+    # The init-time check (defense in depth) says exactly the same.
+    with pytest.raises(errdefs.InvalidArgument) as at_init:
+        check_socket_dir(long_dir)
+    assert str(at_init.value) == message
+
+
+def test_config_load_rejects_a_relative_socket_dir_and_bad_env_entries() -> None:
+    issues = _issues({SHIM_URI: {"socket_dir": "run/s", "env": ["A=1", "NOEQUALS", "=x"]}})
+    assert "socket_dir must be an absolute path" in issues[f'plugins."{SHIM_URI}".socket_dir']
+    assert "'NOEQUALS' must have the form KEY=VALUE" in issues[f'plugins."{SHIM_URI}".env']
+
+
+def test_config_load_names_a_bad_platform() -> None:
+    issues = _issues({TASK_URI: {"platforms": ["linux/amd64", "linux/*"]}})
+    message = issues[f'plugins."{TASK_URI}".platforms']
+    assert 'invalid platform "linux/*"' in message
+
+
+def test_config_load_accepts_good_values() -> None:
+    decoded = _decode(
+        {
+            SHIM_URI: {
+                "socket_dir": "/run/x/../s/",
+                "env": ["SCHED_CORE=1"],
+                "bootstrap_runtimes": ["io.containerd.runc.v2", "/opt/bin/containerd-shim-x-v1"],
+            },
+            TASK_URI: {"platforms": ["linux/amd64", "linux/arm64/v8"]},
+        }
+    )
+    shim_config = decoded[SHIM_URI]
+    assert isinstance(shim_config, ShimConfig)
+    assert shim_config.bootstrap_runtimes == [
+        "io.containerd.runc.v2",
+        "/opt/bin/containerd-shim-x-v1",
+    ]
+    issues = _issues({SHIM_URI: {"bootstrap_runtimes": ["bin/shim", ""]}})
+    assert "runtime name or an absolute path" in issues[f'plugins."{SHIM_URI}".bootstrap_runtimes']
+
+
+async def test_init_checks_a_config_built_without_validation_the_same_way() -> None:
+    long_dir = "/" + "s" * 60
+    with attrs.validators.disabled():
+        unchecked = ShimConfig(socket_dir=long_dir)
+    with pytest.raises(errdefs.InvalidArgument) as at_init:
+        await shim_manager._init(cast(Any, SimpleNamespace(config=unchecked)))
+    assert (
+        str(at_init.value)
+        == _issues({SHIM_URI: {"socket_dir": long_dir}})[f'plugins."{SHIM_URI}".socket_dir']
+    )
+
+
+async def test_bad_socket_dir_fails_the_boot_at_config_load(base: Path) -> None:
+    config = {"version": 3, "plugins": {SHIM_URI: {"socket_dir": "/" + "s" * 60}}}
+    with pytest.raises(ConfigError, match="61 characters long"):
+        await boot_async(
+            config,
+            builtins=[plugins.builtin, runtime_v2.builtin],
+            autoload=False,
+            root=str(base / "r"),
+            state=str(base / "s"),
+        )
 
 
 async def test_state_dir_too_long_for_the_events_socket_fails_with_the_length(
@@ -322,14 +394,153 @@ async def test_info_results_are_cached_per_options(manager: ShimManager, base: P
     assert _runs(base) == 2
 
 
-async def test_info_failures_are_cached_too(manager: ShimManager, base: Path) -> None:
+async def test_info_failures_are_cached_and_raised_fresh_each_time(
+    manager: ShimManager, base: Path
+) -> None:
     script = str(_info_script(base, fail=True))
+    caught = []
     for _ in range(3):
-        with pytest.raises(errdefs.ContainerdError, match="no info"):
+        with pytest.raises(ShimCommandError, match="no info") as excinfo:
             await manager.runtime_info(script, None)
+        caught.append(excinfo.value)
+    assert _runs(base) == 1
+    first, second, third = caught
+    assert type(first) is type(second) is type(third) is ShimCommandError
+    assert str(first) == str(second) == str(third)
+    assert second.exit_status == third.exit_status == 3
+    assert first is not second and second is not third  # a new exception each time
+
+
+async def test_touching_the_binary_runs_info_again(manager: ShimManager, base: Path) -> None:
+    script = _info_script(base)
+    await manager.runtime_info(str(script), None)
+    await manager.runtime_info(str(script), None)
+    assert _runs(base) == 1
+    st = script.stat()
+    os.utime(script, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    await manager.runtime_info(str(script), None)
+    assert _runs(base) == 2
+    await manager.runtime_info(str(script), None)
+    assert _runs(base) == 2
+
+
+async def test_info_entries_expire_after_the_ttl(
+    manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(shim_manager, "_now", lambda: clock[0])
+    monkeypatch.setattr(shim_manager, "INFO_CACHE_TTL", 5.0)
+    for fail in (False, True):  # results and failures alike
+        (base / "runs").unlink(missing_ok=True)
+        script = str(_info_script(base, fail=fail))
+
+        async def info(script: str = script) -> None:
+            with contextlib.suppress(ShimCommandError):
+                await manager.runtime_info(script, None)
+
+        await info()
+        clock[0] += 4.9
+        await info()
+        assert _runs(base) == 1
+        clock[0] += 0.2
+        await info()
+        assert _runs(base) == 2
+        await info()
+        assert _runs(base) == 2
+        clock[0] += 100  # the next loop's script is new (other mtime or content)
+
+
+async def test_concurrent_info_misses_share_one_run(manager: ShimManager, base: Path) -> None:
+    script = _info_script(base)
+    script.write_text(script.read_text().replace("cat > /dev/null", "cat > /dev/null; sleep 0.2"))
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    results = await asyncio.gather(
+        manager.runtime_info(str(script), options),
+        manager.runtime_info(str(script), options),
+        manager.runtime_info(str(script), options),
+    )
+    assert [r.name for r in results] == ["fake.runtime"] * 3
+    assert _runs(base) == 1
+    results[0].name = "changed"  # every caller has its own copy
+    assert results[1].name == "fake.runtime"
+
+
+async def test_a_cancelled_caller_leaves_the_shared_info_run_to_the_others(
+    manager: ShimManager, base: Path
+) -> None:
+    script = _info_script(base)
+    script.write_text(script.read_text().replace("cat > /dev/null", "cat > /dev/null; sleep 0.3"))
+    first = asyncio.ensure_future(manager.runtime_info(str(script), None))
+    second = asyncio.ensure_future(manager.runtime_info(str(script), None))
+    await asyncio.sleep(0.1)
+    first.cancel()
+    assert (await second).name == "fake.runtime"
+    assert first.cancelled()
     assert _runs(base) == 1
 
 
 async def test_unknown_runtime_for_info_is_not_found(manager: ShimManager) -> None:
     with pytest.raises(errdefs.NotFound):
         await manager.runtime_info("io.containerd.nosuch.v7", None)
+
+
+def _recording_shim(base: Path, name: str, address: str) -> Path:
+    """A shim binary whose ``start`` records its stdin and points at ``address`` (v3 ttrpc)."""
+    result = bootstrap_pb2.BootstrapResult(version=3, address=address, protocol="ttrpc")
+    (base / f"{name}.result").write_bytes(result.SerializeToString())
+    script = base / "bin" / f"containerd-shim-{name}-v1"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(
+        "#!/bin/sh\n"
+        'for last in "$@"; do :; done\n'
+        f'if [ "$last" = start ]; then cat > "{base}/{name}.stdin"; cat "{base}/{name}.result";\n'
+        "else cat > /dev/null; fi\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+async def test_bootstrap_runtimes_get_bootstrap_params_and_others_the_options_any(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boot_fake = await FakeShim(str(base / "boot.sock"), versions=(3,)).start()
+    plain_fake = await FakeShim(str(base / "plain.sock"), versions=(3,)).start()
+    _recording_shim(base, "boot", boot_fake.address)
+    plain = _recording_shim(base, "plain", plain_fake.address)
+    monkeypatch.setenv("PATH", f"{base / 'bin'}:{os.environ['PATH']}")
+    exchange = Exchange()
+    manager = ShimManager(
+        exchange=exchange,
+        grpc_address=str(base / "tp.sock"),
+        ttrpc_address=str(base / "tp.sock.ttrpc"),
+        socket_dir="/run/tp-test/s",
+        bootstrap_runtimes=["io.containerd.boot.v1"],
+    )
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    try:
+        for task_id, runtime in (("booted", "io.containerd.boot.v1"), ("plain", str(plain))):
+            bundle = new_bundle(str(base / "root"), str(base / "state"), NS, task_id, b"{}")
+            task = await manager.start(bundle, runtime=runtime, options=options)
+            await manager.abort(task.shim)
+            bundle.delete()
+    finally:
+        await manager.aclose()
+        exchange.close()
+        await boot_fake.stop()
+        await plain_fake.stop()
+
+    params = bootstrap_pb2.BootstrapParams.FromString((base / "boot.stdin").read_bytes())
+    assert (params.instance_id, params.namespace) == ("booted", NS)
+    assert params.HasField("socket_dir") and params.socket_dir == "/run/tp-test/s"
+    assert [e.value for e in params.extensions] == [options]  # the Any as is
+    assert params.containerd_ttrpc_address == str(base / "tp.sock.ttrpc")
+    assert (base / "plain.stdin").read_bytes() == options.SerializeToString()
+    assert manager.uses_bootstrap(str(plain), str(plain)) is False
+    by_path = ShimManager(
+        exchange=exchange,
+        grpc_address="g",
+        ttrpc_address="t",
+        socket_dir="/s",
+        bootstrap_runtimes=[str(plain)],
+    )
+    assert by_path.uses_bootstrap("io.containerd.plain.v1", str(plain))

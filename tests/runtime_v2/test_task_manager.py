@@ -9,17 +9,19 @@ import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import attrs
 import pytest
 
 import plugins.builtin
 import runtime_v2.builtin
 from plugins import errdefs
-from registry import boot_async
-from runtime_v2 import CreateOpts, TaskManager, typeurl
+from registry import ConfigError, boot_async
+from runtime_v2 import CreateOpts, TaskManager, task_manager, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
-from runtime_v2.task_manager import uses_idmap_mounts, validate_runtime_features
+from runtime_v2.task_manager import TaskConfig, uses_idmap_mounts, validate_runtime_features
 
 TASK_URI = "io.containerd.runtime.v2.task"
 
@@ -32,8 +34,13 @@ def base() -> Iterator[Path]:
 
 
 async def boot(base: Path, config: dict[str, Any] | None = None) -> Any:
-    return await boot_async(config or {}, builtins=[plugins.builtin, runtime_v2.builtin],
-                            autoload=False, root=str(base / "r"), state=str(base / "s"))
+    return await boot_async(
+        config or {},
+        builtins=[plugins.builtin, runtime_v2.builtin],
+        autoload=False,
+        root=str(base / "r"),
+        state=str(base / "s"),
+    )
 
 
 @pytest.fixture
@@ -57,15 +64,20 @@ async def test_init_sets_platforms_exports_and_private_dirs(base: Path) -> None:
         await host.aclose()
 
 
-async def test_an_invalid_platform_fails_init_naming_it(base: Path) -> None:
+async def test_an_invalid_platform_fails_the_config_load_naming_it(base: Path) -> None:
     config = {"version": 3, "plugins": {TASK_URI: {"platforms": ["linux/amd64", "not/a/real/x"]}}}
-    host = await boot(base, config)
-    try:
-        status = next(s for s in host.statuses if s.uri == TASK_URI)
-        assert status.status == "failed"
-        assert '"not/a/real/x"' in (status.reason or "")
-    finally:
-        await host.aclose()
+    with pytest.raises(ConfigError) as caught:
+        await boot(base, config)
+    (issue,) = caught.value.issues
+    assert issue.path == f'plugins."{TASK_URI}".platforms'
+    assert 'invalid platform "not/a/real/x"' in issue.message
+    # Defense in depth: a config built in code without validation fails init the same way.
+    with attrs.validators.disabled():
+        unchecked = TaskConfig(platforms=["not/a/real/x"])
+    ic: Any = SimpleNamespace(config=unchecked, meta=SimpleNamespace(platforms=[], exports={}))
+    with pytest.raises(errdefs.InvalidArgument) as at_init:
+        await task_manager._init(ic)
+    assert issue.message in str(at_init.value)
 
 
 async def test_configured_platforms_are_normalized(base: Path) -> None:
@@ -88,8 +100,9 @@ async def test_bad_ids_are_rejected_before_touching_the_disk(
 
 async def test_unknown_runtime_leaves_no_bundle(tasks: TaskManager) -> None:
     with pytest.raises(errdefs.NotFound, match="failed to start shim"):
-        await tasks.create("t", CreateOpts(spec=b"{}", runtime="io.containerd.nope.v1"),
-                           namespace="ns")
+        await tasks.create(
+            "t", CreateOpts(spec=b"{}", runtime="io.containerd.nope.v1"), namespace="ns"
+        )
     assert os.listdir(os.path.join(tasks.state, "ns")) == []
     assert os.listdir(os.path.join(tasks.root, "ns")) == []
 
@@ -109,8 +122,10 @@ async def test_plugin_info_needs_a_runtime_request(tasks: TaskManager) -> None:
 
 
 def test_create_opts_accept_a_spec_dict_and_mount_mappings() -> None:
-    opts = CreateOpts(spec={"ociVersion": "1.0.2"},
-                      rootfs=[{"type": "bind", "source": "/a", "options": ["rbind"]}])
+    opts = CreateOpts(
+        spec={"ociVersion": "1.0.2"},
+        rootfs=[{"type": "bind", "source": "/a", "options": ["rbind"]}],
+    )
     assert json.loads(opts.spec or b"") == {"ociVersion": "1.0.2"}
     assert opts.rootfs[0].type == "bind" and list(opts.rootfs[0].options) == ["rbind"]
 
@@ -152,8 +167,10 @@ IDMAP_SPEC = json.dumps({"mounts": [{"destination": "/d", "options": ["idmap"]}]
     [
         ({"linux": {}}, "missing `mountExtensions.idmap` entry in `features` command"),
         ({}, "missing `mountExtensions.idmap` entry in `features` command"),
-        ({"linux": {"mountExtensions": {"idmap": {"enabled": False}}}},
-         "entry `mountExtensions.idmap.Enabled` in `features` command not present or disabled"),
+        (
+            {"linux": {"mountExtensions": {"idmap": {"enabled": False}}}},
+            "entry `mountExtensions.idmap.Enabled` in `features` command not present or disabled",
+        ),
     ],
 )
 async def test_features_without_idmap_are_rejected_with_containerds_text(
@@ -168,8 +185,11 @@ async def test_features_without_idmap_are_rejected_with_containerds_text(
 
 
 async def test_features_with_idmap_enabled_pass_and_other_runtimes_are_left_alone() -> None:
-    ok: Any = InfoShims(typeurl.pack_json(
-        "features/Features", {"linux": {"mountExtensions": {"idmap": {"enabled": True}}}}))
+    ok: Any = InfoShims(
+        typeurl.pack_json(
+            "features/Features", {"linux": {"mountExtensions": {"idmap": {"enabled": True}}}}
+        )
+    )
     await validate_runtime_features(ok, "rt", IDMAP_SPEC, None)
     other: Any = InfoShims(typeurl.pack(introspection_pb2.RuntimeVersion(version="1")))
     await validate_runtime_features(other, "rt", IDMAP_SPEC, None)
