@@ -1,0 +1,410 @@
+"""``taskplane run``, ``taskplane tasks ...`` and ``taskplane runtime info``.
+
+Each command boots the registry (the task manager reattaches to the shims of running tasks),
+does its work through :class:`taskplane.containers.Client` and exits. Attached output flows
+through FIFOs in ``<state>/taskplane.io/<ns>/<id>/``; a detached task's shim appends its output
+to ``output.log`` there (a ``file://`` stdio URI), which ``tasks logs`` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from plugins import errdefs
+from taskplane import oci, preflight
+from taskplane.cli import Options
+from taskplane.cli_plugins import format_table
+from taskplane.containers import DRAIN_TIMEOUT, Client, runc_options
+from taskplane.errors import CLIError
+from taskplane.stdio import FifoPair
+
+__all__ = ["exec_", "kill", "logs", "ls", "parse_signal", "rm", "run", "runtime_info", "wait"]
+
+T = TypeVar("T")
+
+#: Signals an attached ``run``/``exec`` forwards to the task instead of dying itself.
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def parse_signal(value: str) -> int:
+    """Parse ``KILL``, ``SIGKILL``, ``sigkill`` or ``9`` into a signal number."""
+    text = value.strip()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+        raise CLIError(f"invalid signal {value}: numbers go from 1 to {signal.NSIG - 1}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise CLIError(f"invalid signal {value}: not a signal name or number") from None
+
+
+def _validate_ids(opts: Options, task_id: str, exec_id: str | None = None) -> None:
+    from runtime_v2 import identifiers
+
+    identifiers.validate_namespace(opts.namespace)
+    identifiers.validate_task_id(task_id)
+    if exec_id is not None:
+        identifiers.validate_exec_id(exec_id)
+
+
+def _with_client(opts: Options, body: Callable[[Client], Awaitable[T]]) -> T:
+    """Boot the registry, run ``body(client)`` and close the host, all on one event loop."""
+
+    async def main() -> T:
+        host = await opts.boot_async()
+        try:
+            return await body(Client(host, opts.namespace))
+        finally:
+            await host.aclose()
+
+    return asyncio.run(main())
+
+
+class _SignalForwarder:
+    """Forwards SIGINT/SIGTERM to a task (or exec) instead of letting them stop taskplane.
+
+    Installed before the task exists; a signal that arrives before :meth:`attach` is held and
+    delivered as soon as the task has started.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._target: Any = None
+        self._held: list[int] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        for sig in FORWARDED_SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, int(sig))
+
+    def attach(self, target: Any) -> None:
+        """Start forwarding to ``target`` (something with ``async kill(signal)``)."""
+        self._target = target
+        held, self._held = self._held, []
+        for sig in held:
+            self._send(sig)
+
+    def send_now(self, sig: int) -> None:
+        """Send ``sig`` to the target now (or as soon as it is attached)."""
+        self._on_signal(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self._target is None:
+            self._held.append(sig)
+        else:
+            self._send(sig)
+
+    def _send(self, sig: int) -> None:
+        async def send() -> None:
+            with contextlib.suppress(errdefs.ContainerdError):
+                await self._target.kill(sig)
+
+        job = self._loop.create_task(send())
+        self._sending.add(job)
+        job.add_done_callback(self._sending.discard)
+
+    def close(self) -> None:
+        """Restore the default signal handling."""
+        for sig in FORWARDED_SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def _about(what: str) -> Iterator[None]:
+    """Prefix a shim's error with what we were doing (``cannot signal task "web": ...``)."""
+    try:
+        yield
+    except errdefs.ContainerdError as exc:
+        # The errdefs class itself (not a subclass such as ttrpc's Closed, whose constructor
+        # may differ), so the error keeps its meaning.
+        cls = next(c for c in type(exc).__mro__ if c.__module__ == errdefs.__name__)
+        raise cls(f"{what}: {exc}") from exc
+
+
+class _Output:
+    """Writes a process's output to our stdout/stderr as it arrives.
+
+    When the reader of our output goes away (``taskplane run ... | head``), later chunks are
+    discarded, so the shim never blocks on a full FIFO, and the process is killed once, as a
+    pipeline's writer dies of SIGPIPE; :attr:`broken` tells the command to exit 141.
+    """
+
+    def __init__(self, forwarder: _SignalForwarder) -> None:
+        self.forwarder = forwarder
+        self.broken = False
+
+    def to(self, stream: Any) -> Callable[[bytes], None]:
+        """A callback writing chunks to the binary ``stream``."""
+
+        def write(chunk: bytes) -> None:
+            if self.broken:
+                return
+            try:
+                stream.write(chunk)
+                stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+                self.forwarder.send_now(signal.SIGKILL)
+
+        return write
+
+
+# --------------------------------------------------------------------------------------- run
+
+
+def run(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane run``: create a container and its task, run it, exit with its status."""
+    _validate_ids(opts, args.id)
+    if args.detach and args.rm:
+        raise CLIError("--rm and --detach cannot be used together")
+    preflight.require_linux("taskplane run")
+    preflight.require_root("taskplane run")
+    if args.spec:
+        if args.cmd or args.rootfs or args.env or args.cwd != "/":
+            raise CLIError(
+                "--spec replaces the default spec; do not combine it with --rootfs, --env, "
+                "--cwd or a command"
+            )
+        spec = oci.load_spec(args.spec)
+        # As in an OCI bundle, a relative root.path is relative to the spec file's directory.
+        root_path = os.path.join(os.path.dirname(os.path.abspath(args.spec)),
+                                 spec["root"]["path"])
+        spec["root"]["path"] = preflight.require_rootfs(root_path)
+    else:
+        if not args.rootfs:
+            raise CLIError("--rootfs DIR is required (or give a complete OCI spec with --spec)")
+        rootfs = preflight.require_rootfs(args.rootfs)
+        if not args.cmd:
+            raise CLIError(f"no command given: taskplane run --rootfs {args.rootfs} "
+                           f"{args.id} -- CMD [ARG...]")
+        spec = oci.default_spec(args.id, rootfs=rootfs, args=args.cmd, env=args.env,
+                                cwd=args.cwd, namespace=opts.namespace)
+    preflight.resolve_runtime(args.runtime)
+    if args.runc_binary or preflight.uses_runc(args.runtime):
+        preflight.find_runc(args.runc_binary)
+    options = runc_options(args.runc_binary) if args.runc_binary else None
+
+    async def body(client: Client) -> int:
+        if args.detach:
+            await client.start_detached(args.id, spec, runtime=args.runtime,
+                                        runtime_options=options)
+            print(args.id)
+            return 0
+        forwarder = _SignalForwarder()
+        output = _Output(forwarder)
+        try:
+            result = await client.run(
+                args.id, spec, runtime=args.runtime, runtime_options=options,
+                on_stdout=output.to(sys.stdout.buffer), on_stderr=output.to(sys.stderr.buffer),
+                remove=args.rm, started=forwarder.attach,
+            )
+        finally:
+            forwarder.close()
+        if output.broken:
+            raise BrokenPipeError
+        return result.exit_status & 0xFF
+
+    return _with_client(opts, body)
+
+
+# ------------------------------------------------------------------------------------- tasks
+
+
+def ls(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks ls``: TASK PID STATUS for every task in the namespace."""
+    from runtime_v2 import identifiers
+
+    identifiers.validate_namespace(opts.namespace)
+
+    async def body(client: Client) -> list[list[str]]:
+        rows = []
+        for task in sorted(await client.tasks(), key=lambda t: t.id):
+            try:
+                state = await task.state()
+                pid, status = str(state.pid), state.status.value.upper()
+            except errdefs.ContainerdError:
+                pid, status = "-", "UNKNOWN"
+            rows.append([task.id, pid, status])
+        return rows
+
+    print(format_table(["TASK", "PID", "STATUS"], _with_client(opts, body)))
+    return 0
+
+
+def kill(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks kill``: send a signal (SIGTERM by default) to a task."""
+    _validate_ids(opts, args.id)
+    number = parse_signal(args.signal)
+
+    async def body(client: Client) -> int:
+        task = await client.task(args.id)
+        with _about(f'cannot signal task "{args.id}"'):
+            await task.kill(number, all=args.all)
+        return 0
+
+    return _with_client(opts, body)
+
+
+def rm(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks rm``: delete a stopped task and its container (--force kills first)."""
+    _validate_ids(opts, args.id)
+
+    async def body(client: Client) -> int:
+        await client.delete(args.id, force=args.force)
+        return 0
+
+    return _with_client(opts, body)
+
+
+def wait(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks wait``: block until the task exits, print its exit status."""
+    _validate_ids(opts, args.id)
+
+    async def body(client: Client) -> int:
+        task = await client.task(args.id)
+        exit_ = await task.wait()
+        return int(exit_.status)
+
+    print(_with_client(opts, body))
+    return 0
+
+
+def logs(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks logs``: print what a detached task wrote so far."""
+    _validate_ids(opts, args.id)
+
+    async def body(client: Client) -> bytes:
+        path = client.log_path(args.id)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        await client.task(args.id)  # NotFound names the id when there is no such task
+        raise CLIError(
+            f'task "{args.id}" has no log file: only detached tasks (run -d) log to '
+            f"{path}"
+        )
+
+    sys.stdout.buffer.write(_with_client(opts, body))
+    sys.stdout.flush()
+    return 0
+
+
+def exec_(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks exec``: run another process in a running task; exit with its status."""
+    _validate_ids(opts, args.id, args.exec_id)
+    if not args.cmd:
+        raise CLIError(f"no command given: taskplane tasks exec --exec-id {args.exec_id} "
+                       f"{args.id} -- CMD [ARG...]")
+
+    async def body(client: Client) -> int:
+        task = await client.task(args.id)
+        record = client.container(args.id)
+        base = json.loads(record.spec or b"{}").get("process", {})
+        # The container's environment, then --env (a later value of the same key wins).
+        process = oci.process_spec(args.cmd, env=[*base.get("env", []), *args.env],
+                                   cwd=args.cwd or base.get("cwd", "/"))
+        for key in ("user", "capabilities", "rlimits", "noNewPrivileges", "apparmorProfile"):
+            if key in base:
+                process[key] = base[key]
+        fifos = FifoPair(client.io_dir(args.id), prefix=f"exec-{args.exec_id}-").open()
+        try:
+            with _about(f'cannot exec in task "{args.id}"'):
+                proc = await task.exec(args.exec_id, process, stdout=fifos.stdout,
+                                       stderr=fifos.stderr)
+            forwarder = _SignalForwarder()
+            output = _Output(forwarder)
+            copy = asyncio.ensure_future(
+                fifos.copy_to(output.to(sys.stdout.buffer), output.to(sys.stderr.buffer))
+            )
+            try:
+                with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
+                    await proc.start()
+                fifos.release()  # an exec's shim side opens its FIFOs in Start, not in Exec
+                forwarder.attach(proc)
+                exit_ = await proc.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(copy), DRAIN_TIMEOUT)
+            finally:
+                forwarder.close()
+                copy.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copy
+                with contextlib.suppress(errdefs.ContainerdError):
+                    await proc.delete()
+        finally:
+            fifos.close()
+        if output.broken:
+            raise BrokenPipeError
+        return int(exit_.status) & 0xFF
+
+    return _with_client(opts, body)
+
+
+# ----------------------------------------------------------------------------------- runtime
+
+
+def runtime_info(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane runtime info``: the runtime's PluginInfo as JSON."""
+    path = preflight.resolve_runtime(args.runtime)
+    if args.runc_binary:
+        preflight.find_runc(args.runc_binary)
+
+    async def body(client: Client) -> dict[str, Any]:
+        from runtime_v2 import typeurl
+        from runtime_v2.api import introspection_pb2
+
+        request = introspection_pb2.RuntimeRequest(runtime_path=args.runtime)
+        if args.runc_binary:
+            request.options.CopyFrom(typeurl.pack(runc_options(args.runc_binary)))
+        try:
+            info = await client.task_manager.plugin_info(request)
+        except errdefs.ContainerdError as exc:
+            if "flag provided but not defined: -info" in str(exc):
+                raise CLIError(
+                    f"runtime {args.runtime} ({path}) cannot describe itself: its shim has no "
+                    "-info flag (shims older than containerd 2.0, such as 1.6 and 1.7, lack it)"
+                ) from exc
+            raise
+        return runtime_info_record(info)
+
+    json.dump(_with_client(opts, body), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def runtime_info_record(info: Any) -> dict[str, Any]:
+    """A ``containerd.types.RuntimeInfo`` as a JSON-able dict (Any values decoded)."""
+    from google.protobuf import json_format
+
+    from runtime_v2 import typeurl
+
+    def decode(any_: Any) -> Any:
+        if not any_.type_url:
+            return None
+        try:
+            value = typeurl.unpack(any_)
+        except errdefs.ContainerdError:
+            return {"type_url": any_.type_url, "value": any_.value.hex()}
+        if isinstance(value, typeurl.JSONValue):
+            return value.value
+        return json_format.MessageToDict(value, preserving_proto_field_name=True)
+
+    return {
+        "name": info.name,
+        "version": {"version": info.version.version, "revision": info.version.revision},
+        "options": decode(info.options) if info.HasField("options") else None,
+        "features": decode(info.features) if info.HasField("features") else None,
+        "annotations": dict(info.annotations),
+    }
