@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 SYSTEM_PACKAGES := runc containerd busybox-static
 PROTOS := $(wildcard runtime_v2/api/*.proto)
 
-.PHONY: test demo lint protos system-packages venv bench clean
+.PHONY: test demo lint protos system-packages venv bench clean docs
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,3 +44,7 @@ bench: venv system-packages
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerates the README blocks that copy example files and the config reference.
+docs: venv
+	$(PY) -m taskplane.gen_docs

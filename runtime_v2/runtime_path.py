@@ -51,7 +51,9 @@ def default_executable_dirs() -> list[str]:
     """Directories "next to our executable": the console script's directory and sys.prefix/bin."""
     dirs: list[str] = []
     argv0 = sys.argv[0] if sys.argv else ""
-    if os.sep in argv0:
+    # The console script's directory; not a module path (``python -m taskplane`` gives
+    # ``.../taskplane/__main__.py``, whose directory holds no binaries).
+    if os.sep in argv0 and not argv0.endswith(".py"):
         dirs.append(os.path.dirname(os.path.abspath(argv0)))
     dirs.append(os.path.join(sys.prefix, "bin"))
     unique: list[str] = []

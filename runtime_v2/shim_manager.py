@@ -395,8 +395,11 @@ class ShimManager:
             server = ttrpc.Server()
             server.register(_EVENTS_SERVICE, {"Forward": self._forward})
             try:
-                # serve() replaces a stale socket file and refuses a live one.
-                await server.serve(path)
+                # serve() replaces a stale socket file and refuses a live one. The file stays
+                # after we exit: shims that publish then get ECONNREFUSED and give up at once,
+                # where a missing file makes the Go publisher retry on ENOENT for 5 s per event
+                # (and delays the shim's exit after Shutdown by as much).
+                await server.serve(path, keep_socket_file=True)
             except errdefs.AlreadyExists:
                 log.debug("events address %s is served by another taskplane process", path)
                 await self._watch_events_owner()

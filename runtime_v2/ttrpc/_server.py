@@ -177,12 +177,14 @@ class Server:
 
     # --- listening ----------------------------------------------------------------------
 
-    async def serve(self, address: str) -> None:
+    async def serve(self, address: str, *, keep_socket_file: bool = False) -> None:
         """Listen on ``address`` (a path, ``unix://`` address or abstract name); return once
         listening.
 
         A filesystem socket gets mode 0600; a stale socket file nobody listens on is replaced,
-        while a live one raises errdefs.AlreadyExists.
+        while a live one raises errdefs.AlreadyExists. The file is removed when the server
+        stops unless ``keep_socket_file`` is set: a stale file makes clients fail at once with
+        ECONNREFUSED, where a missing one makes Go clients retry on ENOENT for seconds.
         """
         name = socket_name(address)
         path = None if name.startswith("\0") else name
@@ -198,7 +200,7 @@ class Server:
         except BaseException:
             sock.close()
             raise
-        if path is not None:
+        if path is not None and not keep_socket_file:
             self._paths.append(path)
         await self.serve_socket(sock)
 

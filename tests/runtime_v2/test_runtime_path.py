@@ -191,3 +191,11 @@ def test_the_installed_runc_shim_is_found_on_the_default_path() -> None:
         "io.containerd.runc.v2", cache={}, path_env="/usr/local/bin:/usr/bin", cwd="/"
     )
     assert path == "/usr/bin/containerd-shim-runc-v2"
+
+
+def test_a_module_path_in_argv0_is_not_a_place_to_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under `python -m taskplane`, argv[0] is .../taskplane/__main__.py: no shims live there.
+    monkeypatch.setattr(sys, "argv", ["/opt/x/site-packages/taskplane/__main__.py"])
+    assert "/opt/x/site-packages/taskplane" not in default_executable_dirs()
+    monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/taskplane"])
+    assert default_executable_dirs()[0] == "/opt/venv/bin"

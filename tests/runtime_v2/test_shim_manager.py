@@ -258,7 +258,18 @@ async def test_only_one_process_serves_the_events_address_and_another_takes_over
             assert (await events.get(timeout=TIMEOUT)).topic == "/tasks/oom"
     finally:
         await second.aclose()
-    assert not os.path.exists(manager.ttrpc_address)
+
+
+async def test_a_closed_events_server_leaves_a_socket_that_refuses_at_once(
+    manager: ShimManager,
+) -> None:
+    # Shims keep publishing after a daemonless taskplane process exits. A stale socket file
+    # refuses them at once (ECONNREFUSED); a missing one makes the Go publisher retry on ENOENT
+    # for seconds per event and delays the shim's exit by as much.
+    await manager.aclose()
+    assert stat.S_ISSOCK(os.stat(manager.ttrpc_address).st_mode)
+    with pytest.raises(ttrpc.ConnectionRefused):
+        await ttrpc.Client.connect(manager.ttrpc_address, timeout=TIMEOUT)
 
 
 async def test_a_stale_events_socket_is_replaced(base: Path) -> None:
