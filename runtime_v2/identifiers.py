@@ -10,8 +10,7 @@ input: it can never be empty, ``.``/``..``, contain ``/`` or start with a separa
 
 from __future__ import annotations
 
-import re
-
+from plugins.identifiers import IDENTIFIER_PATTERN, MAX_LENGTH, is_valid
 from runtime_v2 import errdefs
 
 __all__ = [
@@ -23,14 +22,9 @@ __all__ = [
     "validate_task_id",
 ]
 
-#: containerd's ``maxLength``.
-MAX_LENGTH = 76
-
-#: containerd's identifier regular expression (ASCII only).
-PATTERN = r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
-
-# re.ASCII keeps [A-Za-z0-9] ASCII-only; fullmatch so a trailing "\n" is not accepted ("$" would).
-_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", re.ASCII)
+#: containerd's identifier regular expression (ASCII only). The rule itself lives in
+#: :mod:`plugins.identifiers`; this module words the errors as containerd's task manager does.
+PATTERN = f"^{IDENTIFIER_PATTERN}$"
 
 
 def _problem(s: str) -> str | None:
@@ -39,7 +33,7 @@ def _problem(s: str) -> str | None:
         return "identifier must not be empty"
     if len(s) > MAX_LENGTH:
         return f'identifier "{s}" greater than maximum length ({MAX_LENGTH} characters)'
-    if _IDENTIFIER.fullmatch(s) is None:
+    if not is_valid(s):
         return f'identifier "{s}" must match {PATTERN}'
     return None
 
