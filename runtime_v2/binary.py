@@ -39,7 +39,7 @@ from google.protobuf.message import DecodeError
 from runtime_v2 import errdefs
 from runtime_v2.api import bootstrap_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.bundle import Bundle
+from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.shim import Exit, from_timestamp
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
 
@@ -48,6 +48,7 @@ __all__ = [
     "ShimBinary",
     "ShimCommandError",
     "ShimLog",
+    "check_env",
     "default_publish_binary",
     "run_info",
     "shim_env",
@@ -72,8 +73,15 @@ _LEVELS = {
     "fatal": logging.CRITICAL,
     "panic": logging.CRITICAL,
 }
+
 _UNKNOWN_INFO_FLAG = "flag provided but not defined: -info"
 _VERSION_LINE = re.compile(r"^\s*Version:\s*(\S+)", re.MULTILINE)
+
+
+def _logrus_level(line: str) -> int | None:
+    """The logging level of a logrus line's ``level=`` field; None when it names none we know."""
+    match = _LOGRUS_LEVEL.search(line)
+    return _LEVELS.get(match.group(2).lower()) if match else None
 
 
 class ShimCommandError(errdefs.Unknown):
@@ -94,6 +102,15 @@ class ShimCommandError(errdefs.Unknown):
 def default_publish_binary() -> str:
     """What ``-publish-binary`` names: our own executable (shims since 1.5 ignore it)."""
     return sys.executable
+
+
+def check_env(env: Iterable[str]) -> list[str]:
+    """Return ``env`` as a list; InvalidArgument for an entry that is not ``KEY=VALUE``."""
+    entries = list(env)
+    for entry in entries:
+        if not isinstance(entry, str) or "=" not in entry or entry.startswith("="):
+            raise errdefs.InvalidArgument(f"shim env entry {entry!r} must have the form KEY=VALUE")
+    return entries
 
 
 def shim_env(
@@ -118,10 +135,8 @@ def shim_env(
         GRPC_ADDRESS=grpc_address,
         NAMESPACE=namespace,
     )
-    for entry in extra:
-        key, sep, value = entry.partition("=")
-        if not sep or not key:
-            raise errdefs.InvalidArgument(f"shim env entry {entry!r} must have the form KEY=VALUE")
+    for entry in check_env(extra):
+        key, _, value = entry.partition("=")
         env[key] = value
     return env
 
@@ -216,14 +231,11 @@ class ShimLog:
         fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         loop = asyncio.get_running_loop()
         try:
-            loop.add_reader(fd, self._on_readable)
+            loop.add_reader(fd, self._drain)
         except BaseException:
             os.close(fd)
             raise
         self._fd, self._loop = fd, loop
-
-    def _on_readable(self) -> None:
-        self._drain()
 
     def _drain(self) -> None:
         fd = self._fd
@@ -262,10 +274,9 @@ class ShimLog:
         self._tail_bytes += len(line) + 1
         while self._tail_bytes > LOG_TAIL_BYTES and len(self._tail) > 1:
             self._tail_bytes -= len(self._tail.popleft()) + 1
-        match = _LOGRUS_LEVEL.search(line)
-        level = _LEVELS.get(match.group(2).lower(), logging.INFO) if match else logging.INFO
+        level = _logrus_level(line)
         log.log(
-            level,
+            logging.INFO if level is None else level,
             "shim %s/%s: %s",
             self.namespace,
             self.task_id,
@@ -280,6 +291,15 @@ class ShimLog:
         if self._partial:
             lines.append(self._partial.decode("utf-8", errors="replace"))
         return "\n".join(lines)
+
+    def problems(self) -> str:
+        """The warning and error lines of :meth:`tail` (info, debug and trace lines dropped;
+        lines without a logrus level kept)."""
+        return "\n".join(
+            line
+            for line in self.tail().splitlines()
+            if line.strip() and ((level := _logrus_level(line)) is None or level >= logging.WARNING)
+        )
 
     def close(self) -> None:
         """Stop draining and close the FIFO (what is buffered is read and logged first)."""
@@ -323,7 +343,6 @@ class ShimBinary:
     ) -> None:
         self.runtime_path = runtime_path
         self.bundle = bundle
-        self.namespace = bundle.namespace
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
         self.socket_dir = socket_dir
@@ -336,6 +355,11 @@ class ShimBinary:
 
     def __repr__(self) -> str:
         return f"ShimBinary({self.runtime_path!r}, bundle={self.bundle.path!r})"
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of the bundle's task."""
+        return self.bundle.namespace
 
     @property
     def name(self) -> str:
@@ -435,7 +459,7 @@ class ShimBinary:
                 message += f"; last shim log lines:\n{tail}"
             raise ShimCommandError(message, exit_status=returncode, output=output, log_tail=tail)
         try:
-            _write_private_file(
+            write_file(
                 os.path.join(self.bundle.path, "shim-binary-path"), self.runtime_path.encode()
             )
             endpoint = parse_start_response(out)
@@ -516,9 +540,7 @@ class ShimBinary:
         return Exit(
             pid=response.pid,
             status=response.exit_status,
-            timestamp=from_timestamp(response.exited_at)
-            if response.HasField("exited_at")
-            else None,
+            timestamp=from_timestamp(response.exited_at),
         )
 
     def close(self) -> None:
@@ -588,15 +610,3 @@ def _our_version() -> str:
         return "taskplane " + importlib.metadata.version("taskplane")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
         return "taskplane"
-
-
-def _write_private_file(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 (replacing any old content)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)

@@ -35,7 +35,9 @@ __all__ = [
     "mounts_under",
     "new_bundle",
     "remapped_gid",
+    "remove_all",
     "unmount_recursive",
+    "write_file",
 ]
 
 #: typeurl of a JSON OCI runtime spec (containerd registers ``specs.Spec`` under this URL).
@@ -191,11 +193,11 @@ def new_bundle(
         os.chmod(work_dir, _WORK_MODE)
         os.symlink(work_dir, bundle.work_link)
         if spec_bytes:
-            _write_new_file(os.path.join(path, "config.json"), spec_bytes, _CONFIG_MODE)
+            write_file(os.path.join(path, "config.json"), spec_bytes, _CONFIG_MODE, exclusive=True)
     except BaseException:
-        _remove_quietly(path)
+        remove_all(path)
         if created_work:
-            _remove_quietly(work_dir)
+            remove_all(work_dir)
         raise
     return bundle
 
@@ -322,8 +324,15 @@ def _mkdir_all(path: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _write_new_file(path: str, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+def write_file(path: str, data: bytes, mode: int = 0o600, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` with exactly ``mode`` (whatever the umask or an old file's
+    mode), replacing any old content; ``exclusive``: FileExistsError when ``path`` exists.
+
+    The one way files are written into a bundle (``config.json``, ``shim-binary-path``, the
+    recorded runtime options).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)
@@ -333,7 +342,9 @@ def _write_new_file(path: str, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def _remove_quietly(path: str) -> None:
+def remove_all(path: str) -> None:
+    """Go's ``os.RemoveAll``: remove ``path`` (a directory tree, or a file or symlink, which is
+    not followed); a missing ``path`` is fine, other failures raise :class:`OSError`."""
     try:
         if os.path.islink(path) or not os.path.isdir(path):
             os.unlink(path)
@@ -365,7 +376,7 @@ def _atomic_delete(path: str) -> None:
     except FileNotFoundError:
         if not os.path.lexists(hidden):
             return
-    _remove_quietly(hidden)
+    remove_all(hidden)
 
 
 def _unescape_mountinfo(field: str) -> str:

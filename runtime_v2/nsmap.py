@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from plugins import errdefs
+from runtime_v2 import errdefs
 
 __all__ = ["NSMap"]
 
@@ -62,6 +62,16 @@ class NSMap(Generic[T]):
     def is_current(self, namespace: str, id: str, obj: T) -> bool:
         """Whether ``(namespace, id)`` maps to exactly ``obj`` (identity, not equality)."""
         return self._objects.get(namespace, {}).get(id) is obj
+
+    def delete_if_current(self, namespace: str, id: str, obj: T) -> bool:
+        """Remove ``(namespace, id)`` only while it maps to exactly ``obj``; True when removed.
+
+        How a shim removes itself: a newer shim registered under the same id stays.
+        """
+        if not self.is_current(namespace, id, obj):
+            return False
+        self.delete(namespace, id)
+        return True
 
     def get_all(self, namespace: str | None = None, *, all: bool = False) -> list[T]:
         """Objects of ``namespace`` (or of every namespace when ``all`` is true), in add order."""

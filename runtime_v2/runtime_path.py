@@ -56,11 +56,7 @@ def default_executable_dirs() -> list[str]:
     if os.sep in argv0 and not argv0.endswith(".py"):
         dirs.append(os.path.dirname(os.path.abspath(argv0)))
     dirs.append(os.path.join(sys.prefix, "bin"))
-    unique: list[str] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
+    return list(dict.fromkeys(dirs))
 
 
 def _is_executable_file(path: str) -> bool:

@@ -27,11 +27,11 @@ import attrs
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from plugins import errdefs
-from runtime_v2 import identifiers, typeurl
+from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import mount_pb2, task_types_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.start_response import CURRENT_SHIM_VERSION
 
 if TYPE_CHECKING:
     from runtime_v2.binary import ShimBinary
@@ -60,8 +60,6 @@ M = TypeVar("M", bound=Message)
 
 TASK_SERVICE_V2 = "containerd.task.v2.Task"
 TASK_SERVICE_V3 = "containerd.task.v3.Task"
-#: The newest task service version this port speaks (containerd's ``CurrentShimVersion``).
-CURRENT_SHIM_VERSION = 3
 #: containerd's ``io.containerd.timeout.shim.shutdown``.
 SHUTDOWN_TIMEOUT = 3.0
 
@@ -239,12 +237,6 @@ class Shim:
     async def close(self) -> None:
         """Close the connection (the shim keeps running)."""
         await self.client.close()
-
-    async def delete(self) -> None:
-        """Close the connection, wait for its on-close callbacks, then delete the bundle."""
-        await self.client.close()
-        await self.client.wait_closed()
-        await asyncio.to_thread(self.bundle.delete)
 
 
 #: Written into a bundle once its task is deleted, before the shim is shut down, so that other

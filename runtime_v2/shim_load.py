@@ -28,23 +28,19 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 
-from plugins import errdefs
-from runtime_v2 import identifiers
+from runtime_v2 import errdefs, identifiers
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.bundle import Bundle, load_bundle, unmount_recursive
+from runtime_v2.binary import ShimBinary
+from runtime_v2.bundle import Bundle, load_bundle, remove_all
 from runtime_v2.shim import Shim
+from runtime_v2.shim_manager import ShimManager, reap_dead_shim
 from runtime_v2.start_response import restore_bootstrap_params
-
-if TYPE_CHECKING:
-    from runtime_v2.binary import ShimBinary
-    from runtime_v2.shim_manager import ShimManager
 
 __all__ = [
     "LOAD_TIMEOUT",
@@ -238,8 +234,7 @@ async def _remove(bundle: Bundle) -> None:
 async def _load_shim(manager: ShimManager, bundle: Bundle, timeout: float) -> None:
     runtime = _runtime_of(manager, bundle)
     if runtime is None:
-        await asyncio.to_thread(unmount_recursive, bundle.rootfs)
-        await _remove(bundle)
+        await _remove(bundle)  # Bundle.delete unmounts the rootfs first
         raise _Done("removed", "no shim-binary-path and no container record to name the runtime")
     try:
         runtime_path = manager.resolve_runtime_path(runtime)
@@ -311,12 +306,12 @@ async def _connect_shim(
     if failure is not None:
         if client is not None:
             await client.close()
-        await _reap(manager, binary, bundle, address)
+        await reap_dead_shim(binary, bundle, address)
         raise _Done("reaped", f"shim is dead ({failure})")
     assert shim is not None
     if not has_task:
         await manager.abort(shim)
-        await _reap(manager, binary, bundle, address)
+        await reap_dead_shim(binary, bundle, address)
         raise _Done("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
     try:
@@ -328,7 +323,7 @@ async def _connect_shim(
     if shim.client.closed:
         # Died between the check and the watch: its on-close callback never ran.
         manager.shims.delete(bundle.namespace, bundle.id)
-        await _reap(manager, binary, bundle, address)
+        await reap_dead_shim(binary, bundle, address)
         raise _Done("reaped", "shim exited while being reattached")
     return shim
 
@@ -339,25 +334,6 @@ async def _has_task(shim: Shim) -> bool:
     except errdefs.NotFound:
         return False
     return True
-
-
-async def _reap(
-    manager: ShimManager, binary: ShimBinary, bundle: Bundle, address: str | None
-) -> None:
-    """The shim's ``delete`` command (kills and deletes the container), then the bundle."""
-    from runtime_v2.shim_manager import CLEANUP_TIMEOUT, remove_stale_socket, run_delete
-
-    try:
-        async with asyncio.timeout(CLEANUP_TIMEOUT):
-            await run_delete(binary, bundle)
-    except Exception as exc:
-        log.info("task %s/%s: shim delete command failed: %s", bundle.namespace, bundle.id, exc)
-    try:
-        await _remove(bundle)
-    except OSError as exc:
-        log.warning("task %s/%s: failed to remove the bundle: %s", bundle.namespace, bundle.id, exc)
-    if address:
-        remove_stale_socket(address)
 
 
 def _cleanup_work_dirs(manager: ShimManager, root: str, namespace: str, keep: set[str]) -> None:
@@ -374,9 +350,6 @@ def _cleanup_work_dirs(manager: ShimManager, root: str, namespace: str, keep: se
         path = os.path.join(ns_root, entry)
         log.info("restart recovery: removing stray work dir %s", path)
         try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+            remove_all(path)
         except OSError as exc:
             log.warning("failed to remove stray work dir %s: %s", path, exc)

@@ -53,12 +53,12 @@ from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import DecodeError
 
 import registry
-from plugins import errdefs, types
-from runtime_v2 import ttrpc
+from plugins import types
+from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.binary import ShimBinary, run_info
-from runtime_v2.bundle import Bundle
+from runtime_v2.binary import ShimBinary, check_env, run_info
+from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver
 from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
@@ -73,6 +73,7 @@ __all__ = [
     "OPTIONS_FILE",
     "ShimConfig",
     "ShimManager",
+    "reap_dead_shim",
     "registration",
     "run_delete",
 ]
@@ -95,13 +96,6 @@ INFO_CACHE_TTL = 10.0
 _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 
 
-def _check_env(env: Sequence[str]) -> list[str]:
-    for entry in env:
-        if not isinstance(entry, str) or "=" not in entry or entry.startswith("="):
-            raise errdefs.InvalidArgument(f"shim env entry {entry!r} must have the form KEY=VALUE")
-    return list(env)
-
-
 def check_socket_dir(socket_dir: str) -> str:
     """Validate a configured ``socket_dir`` and return it cleaned.
 
@@ -122,11 +116,7 @@ def check_socket_dir(socket_dir: str) -> str:
 
 def _check_bootstrap_runtimes(runtimes: Sequence[str]) -> list[str]:
     for entry in runtimes:
-        if not isinstance(entry, str) or not entry:
-            raise errdefs.InvalidArgument(
-                f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
-            )
-        if "/" in entry and not os.path.isabs(entry):
+        if not isinstance(entry, str) or not entry or ("/" in entry and not os.path.isabs(entry)):
             raise errdefs.InvalidArgument(
                 f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
             )
@@ -161,7 +151,7 @@ class ShimConfig:
     All three are checked when the config is loaded (``taskplane config validate``).
     """
 
-    env: list[str] = attrs.field(factory=list, validator=_as_value_error(_check_env))
+    env: list[str] = attrs.field(factory=list, validator=_as_value_error(check_env))
     socket_dir: str = attrs.field(
         default="", validator=_as_value_error(lambda d: check_socket_dir(d) if d else d)
     )
@@ -246,13 +236,7 @@ OPTIONS_FILE = "taskplane-options.pb"
 
 def write_options(bundle: Bundle, options: any_pb2.Any) -> None:
     """Record the task's effective runtime options in its bundle."""
-    fd = os.open(
-        os.path.join(bundle.path, OPTIONS_FILE),
-        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-        0o600,
-    )
-    with os.fdopen(fd, "wb") as f:
-        f.write(options.SerializeToString())
+    write_file(os.path.join(bundle.path, OPTIONS_FILE), options.SerializeToString(), 0o600)
 
 
 def read_options(bundle: Bundle) -> any_pb2.Any | None:
@@ -264,13 +248,41 @@ def read_options(bundle: Bundle) -> any_pb2.Any | None:
         return None
 
 
-async def run_delete(binary: ShimBinary, bundle: Bundle, *, remove_bundle: bool = True) -> Exit:
+async def run_delete(binary: ShimBinary, bundle: Bundle) -> Exit:
     """Run ``binary``'s ``delete`` with the task's effective runtime options on stdin.
 
     The options are the ones :func:`write_options` recorded in ``bundle`` at start, so a later
     process (restart recovery) sends the same value; a task without options gets /dev/null.
+    The bundle is left to the caller.
     """
-    return await binary.delete(read_options(bundle), remove_bundle=remove_bundle)
+    return await binary.delete(read_options(bundle), remove_bundle=False)
+
+
+async def reap_dead_shim(
+    binary: ShimBinary | None, bundle: Bundle, address: str | None
+) -> Exit | None:
+    """Clean up after a shim that is gone: its binary's ``delete`` (which kills and deletes the
+    container), then the bundle, then the shim's stale socket.
+
+    Each step runs even when the one before failed (failures are logged). Returns the
+    ``delete`` command's Exit, or None when there is no binary or the command failed.
+    """
+    exit: Exit | None = None
+    if binary is not None:
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                exit = await run_delete(binary, bundle)
+        except Exception as exc:
+            log.warning(
+                "task %s/%s: shim delete command failed: %s", bundle.namespace, bundle.id, exc
+            )
+    try:
+        await asyncio.to_thread(bundle.delete)
+    except OSError as exc:
+        log.warning("task %s/%s: failed to remove the bundle: %s", bundle.namespace, bundle.id, exc)
+    if address:
+        remove_stale_socket(address)
+    return exit
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -599,7 +611,7 @@ class ShimManager:
                     await self.abort(shim)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                await run_delete(binary, bundle, remove_bundle=False)
+                await run_delete(binary, bundle)
         binary.close()
         for address in addresses:
             remove_stale_socket(address)
@@ -646,8 +658,7 @@ class ShimManager:
         removed from the map first, so no events are published for it; its bundle is left to
         the caller.
         """
-        if self.shims.is_current(shim.namespace, shim.id, shim):
-            self.shims.delete(shim.namespace, shim.id)
+        self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
         task = ShimTask(shim)
         if not shim.shim_pid:  # the version negotiation did not finish
@@ -673,7 +684,7 @@ class ShimManager:
             if binary is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(CLEANUP_TIMEOUT):
-                        await run_delete(binary, shim.bundle, remove_bundle=False)
+                        await run_delete(binary, shim.bundle)
             pid = shim.shim_pid or _peer_pid(shim.client)
             if pid and self._group_of(shim.bundle) != shim.id:
                 log.warning(
@@ -692,8 +703,7 @@ class ShimManager:
         namespace, task_id = shim.namespace, shim.id
         if shim.orderly_shutdown:
             log.debug("shim of %s/%s exited after an orderly delete", namespace, task_id)
-            if self.shims.is_current(namespace, task_id, shim):
-                self.shims.delete(namespace, task_id)
+            self.shims.delete_if_current(namespace, task_id, shim)
             return
         if is_being_deleted(shim.bundle):
             # Another taskplane process sharing the state dir deleted the task.
@@ -702,22 +712,10 @@ class ShimManager:
                 namespace,
                 task_id,
             )
-            if self.shims.is_current(namespace, task_id, shim):
-                self.shims.delete(namespace, task_id)
+            self.shims.delete_if_current(namespace, task_id, shim)
             return
         log.info("shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id)
-        exit: Exit | None = None
-        if binary is not None:
-            try:
-                async with asyncio.timeout(CLEANUP_TIMEOUT):
-                    exit = await run_delete(binary, shim.bundle)
-            except Exception as exc:
-                log.warning("task %s/%s: shim delete command failed: %s", namespace, task_id, exc)
-        try:
-            await asyncio.to_thread(shim.bundle.delete)
-        except OSError as exc:
-            log.warning("task %s/%s: failed to remove the bundle: %s", namespace, task_id, exc)
-        remove_stale_socket(shim.address)
+        exit = await reap_dead_shim(binary, shim.bundle, shim.address)
         if not self.shims.is_current(namespace, task_id, shim):
             return
         if exit is None:
@@ -778,7 +776,7 @@ class ShimManager:
 async def _init(ic: registry.InitContext) -> ShimManager:
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
     # The config decoder ran the same checks; an instance built in code may not have been.
-    env = _check_env(config.env)
+    env = check_env(config.env)
     socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
     bootstrap_runtimes = _check_bootstrap_runtimes(config.bootstrap_runtimes)
     exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")

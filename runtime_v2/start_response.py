@@ -1,5 +1,8 @@
 """What a shim's ``start`` prints, and the ``bootstrap.json`` that remembers it (spec 2.5, 1.8).
 
+containerd's ``parseStartResponse`` and ``{read,write}BootstrapParams`` (``shim.go``) and
+``restoreBootstrapParams`` (``shim_manager.go``), kept in one module of their own.
+
 A shim's ``start`` command prints where its daemon listens. Three encodings exist in the wild,
 tried in this order exactly as containerd main does (:func:`parse_start_response`):
 

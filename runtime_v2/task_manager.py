@@ -39,11 +39,11 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 import registry
-from plugins import errdefs, types
-from runtime_v2 import identifiers, typeurl
-from runtime_v2 import options as _options
+from plugins import types
+from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.bundle import Bundle, new_bundle
+from runtime_v2.options import effective_runtime_options
 from runtime_v2.shim import Exit, ShimTask
 from runtime_v2.shim_load import LoadOutcome, creating, load_existing_shims
 from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimManager
@@ -205,18 +205,6 @@ async def validate_runtime_features(
         raise errdefs.FailedPrecondition(f"{prefix}: idmap mounts not supported: {exc}") from None
 
 
-_QUIET_LEVELS = ("level=info", "level=debug", "level=trace")
-
-
-def _problems(log_tail: str) -> str:
-    """The warning and error lines of a shim's log tail (logrus info/debug lines dropped)."""
-    return "\n".join(
-        line
-        for line in log_tail.splitlines()
-        if line.strip() and not any(level in line for level in _QUIET_LEVELS)
-    )
-
-
 def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
     """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
     for cls in type(exc).__mro__:
@@ -280,24 +268,27 @@ class TaskManager:
             raise errdefs.AlreadyExists(
                 f'task "{task_id}" in namespace "{namespace}": already exists'
             )
-        effective = _options.effective_runtime_options(opts.runtime_options, opts.task_options)
-        options_any = effective.any
+        # Computed once; this one value is what the shim runs with everywhere (see _create).
+        effective_options = effective_runtime_options(opts.runtime_options, opts.task_options).any
         with creating(self.state, namespace, task_id):
             bundle = new_bundle(self.root, self.state, namespace, task_id, opts.spec)
-            return await self._create(bundle, opts, options_any)
+            return await self._create(bundle, opts, effective_options)
 
     async def _create(
-        self, bundle: Bundle, opts: CreateOpts, options_any: any_pb2.Any | None
+        self, bundle: Bundle, opts: CreateOpts, effective_options: any_pb2.Any | None
     ) -> ShimTask:
+        """Start the shim and create the task, all with ``effective_options``: the shim's
+        ``start`` (which also records them in the bundle for its ``delete``), ``-info`` for
+        feature validation, and the Create RPC."""
         task: ShimTask | None = None
         try:
             try:
-                task = await self.shims.start(bundle, runtime=opts.runtime, options=options_any)
-            except BaseException as exc:
-                if isinstance(exc, Exception):
-                    raise _wrap(exc, "failed to start shim") from exc
-                raise
-            await validate_runtime_features(self.shims, opts.runtime, opts.spec, options_any)
+                task = await self.shims.start(
+                    bundle, runtime=opts.runtime, options=effective_options
+                )
+            except Exception as exc:
+                raise _wrap(exc, "failed to start shim") from exc
+            await validate_runtime_features(self.shims, opts.runtime, opts.spec, effective_options)
             create_call = asyncio.ensure_future(
                 task.create(
                     rootfs=opts.rootfs,
@@ -306,7 +297,7 @@ class TaskManager:
                     stderr=opts.stderr,
                     terminal=opts.terminal,
                     checkpoint=opts.checkpoint,
-                    options=options_any,
+                    options=effective_options,
                 )
             )
             try:
@@ -321,9 +312,9 @@ class TaskManager:
             except Exception as exc:
                 wrapped = _wrap(exc, "failed to create shim task")
                 binary = task.shim.binary
-                tail = _problems(binary.log.tail()) if binary is not None else ""
-                if tail:  # the shim's own account of what went wrong
-                    wrapped = type(wrapped)(f"{wrapped}; shim log:\n{tail}")
+                problems = binary.log.problems() if binary is not None else ""
+                if problems:  # the shim's own account of what went wrong
+                    wrapped = type(wrapped)(f"{wrapped}; shim log:\n{problems}")
                 raise wrapped from exc
         except BaseException:
             await asyncio.shield(self._undo_create(bundle, task))
@@ -370,14 +361,12 @@ class TaskManager:
         task) leaves the task as it was, so the call can be retried.
         """
         shim = self.shims.shims.get(namespace, task_id)
-        task = ShimTask(shim)
 
         def remove_task() -> None:
-            if self.shims.shims.is_current(namespace, task_id, shim):
-                self.shims.shims.delete(namespace, task_id)
+            self.shims.shims.delete_if_current(namespace, task_id, shim)
 
         try:
-            return await task.delete(remove_task)
+            return await ShimTask(shim).delete(remove_task)
         except errdefs.ContainerdError as exc:
             raise _wrap(exc, "failed to delete task") from exc
 
@@ -389,7 +378,9 @@ class TaskManager:
         """Run the runtime's ``-info`` for ``request`` (a ``containerd.types.RuntimeRequest``).
 
         ``request.runtime_path`` is a runtime name or absolute path; ``request.options`` go to
-        the shim on stdin.
+        the shim on stdin as given: a caller asking about a task passes the task's effective
+        options (:func:`runtime_v2.options.effective_runtime_options`), the value
+        :func:`validate_runtime_features` runs ``-info`` with. Both share one ``-info`` cache.
         """
         if not isinstance(request, introspection_pb2.RuntimeRequest):
             raise errdefs.NotImplemented(

@@ -33,8 +33,9 @@ def assert_nothing_left(dirs: Dirs, task_id: str) -> None:
     assert hidden == []
 
 
-def wrapper_runtime(dirs: Dirs, info: introspection_pb2.RuntimeInfo | None = None,
-                    start_fails: str | None = None) -> tuple[str, Path]:
+def wrapper_runtime(
+    dirs: Dirs, info: introspection_pb2.RuntimeInfo | None = None, start_fails: str | None = None
+) -> tuple[str, Path]:
     """A shim wrapper that records each command's stdin and answers ``-info`` itself.
 
     Returns (absolute runtime path, the directory with the recordings).
@@ -47,7 +48,8 @@ def wrapper_runtime(dirs: Dirs, info: introspection_pb2.RuntimeInfo | None = Non
     script = dirs.base / "containerd-shim-wrap-v2"
     fail = (
         f'if [ "$action" = start ]; then printf %s {json.dumps(start_fails)}; exit 1; fi\n'
-        if start_fails else ""
+        if start_fails
+        else ""
     )
     script.write_text(
         "#!/bin/bash\n"
@@ -66,8 +68,9 @@ def wrapper_runtime(dirs: Dirs, info: introspection_pb2.RuntimeInfo | None = Non
 
 def idmap_spec(dirs: Dirs, rootfs: Path, task_id: str) -> bytes:
     spec = json.loads(spec_for(rootfs, ["/bin/true"], task_id=task_id, namespace=dirs.namespace))
-    spec["mounts"].append({"destination": "/data", "type": "bind", "source": "/tmp",
-                           "options": ["rbind", "idmap"]})
+    spec["mounts"].append(
+        {"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}
+    )
     return json.dumps(spec).encode()
 
 
@@ -101,8 +104,10 @@ async def test_bundle_error_leaves_nothing(dirs: Dirs, task_manager: Any) -> Non
 async def test_unknown_runtime_leaves_nothing(
     dirs: Dirs, busybox_rootfs: Path, task_manager: Any
 ) -> None:
-    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
-                      runtime="io.containerd.nosuch.v9")
+    opts = CreateOpts(
+        spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
+        runtime="io.containerd.nosuch.v9",
+    )
     with pytest.raises(errdefs.NotFound, match="containerd-shim-nosuch-v9"):
         await task_manager.create("noruntime", opts, namespace=dirs.namespace)
     assert_nothing_left(dirs, "noruntime")
@@ -112,8 +117,9 @@ async def test_failing_shim_start_leaves_nothing_and_reports_its_output(
     dirs: Dirs, busybox_rootfs: Path, task_manager: Any
 ) -> None:
     runtime, _ = wrapper_runtime(dirs, start_fails="wrapper: refusing to start")
-    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
-                      runtime=runtime)
+    opts = CreateOpts(
+        spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace), runtime=runtime
+    )
     with pytest.raises(errdefs.ContainerdError, match=r"failed to start shim.*refusing to start"):
         await task_manager.create("nostart", opts, namespace=dirs.namespace)
     assert_nothing_left(dirs, "nostart")
@@ -134,8 +140,7 @@ async def test_features_without_idmap_give_containerds_error(
 ) -> None:
     info = introspection_pb2.RuntimeInfo(
         name="io.containerd.runc.v2",
-        features=typeurl.pack_json("features/Features", {"ociVersionMin": "1.0.0",
-                                                          "linux": {}}),
+        features=typeurl.pack_json("features/Features", {"ociVersionMin": "1.0.0", "linux": {}}),
     )
     runtime, _ = wrapper_runtime(dirs, info)
     opts = CreateOpts(spec=idmap_spec(dirs, busybox_rootfs, "noidmap"), runtime=runtime)
@@ -155,8 +160,9 @@ async def test_failing_create_rpc_leaves_nothing(
     spec["root"]["path"] = str(dirs.base / "no-such-rootfs")
     with pytest.raises(errdefs.ContainerdError, match="failed to create shim task"):
         async with asyncio.timeout(TIMEOUT):
-            await task_manager.create("norootfs", CreateOpts(spec=json.dumps(spec).encode()),
-                                      namespace=dirs.namespace)
+            await task_manager.create(
+                "norootfs", CreateOpts(spec=json.dumps(spec).encode()), namespace=dirs.namespace
+            )
     assert_nothing_left(dirs, "norootfs")
 
 
@@ -212,8 +218,13 @@ async def test_effective_options_reach_start_info_create_and_delete(
     # -info (feature validation of an idmap spec; the wrapper says idmap is disabled).
     with pytest.raises(errdefs.FailedPrecondition, match="not present or disabled"):
         await tasks.create(
-            "info", CreateOpts(spec=idmap_spec(dirs, busybox_rootfs, "info"), runtime=runtime,
-                               runtime_options=runtime_options, task_options=task_options),
+            "info",
+            CreateOpts(
+                spec=idmap_spec(dirs, busybox_rootfs, "info"),
+                runtime=runtime,
+                runtime_options=runtime_options,
+                task_options=task_options,
+            ),
             namespace=dirs.namespace,
         )
     assert recorded("info") == expected
@@ -223,12 +234,16 @@ async def test_effective_options_reach_start_info_create_and_delete(
     assert (await tasks.plugin_info(request)).name == "io.containerd.runc.v2"
 
     # start and Create (the 1.6 shim writes binary_name into <bundle>/runtime at Create).
-    spec = spec_for(busybox_rootfs, ["/bin/sleep", "600"], task_id="opts",
-                    namespace=dirs.namespace)
+    spec = spec_for(busybox_rootfs, ["/bin/sleep", "600"], task_id="opts", namespace=dirs.namespace)
     async with asyncio.timeout(TIMEOUT):
         task = await tasks.create(
-            "opts", CreateOpts(spec=spec, runtime=runtime, runtime_options=runtime_options,
-                               task_options=task_options),
+            "opts",
+            CreateOpts(
+                spec=spec,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                task_options=task_options,
+            ),
             namespace=dirs.namespace,
         )
         assert recorded("start") == expected
@@ -253,14 +268,18 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     first = await boot_host(dirs)
     try:
         tasks = first.get("io.containerd.runtime.v2", "task")
-        spec = spec_for(busybox_rootfs, ["/bin/sleep", "600"], task_id="later",
-                        namespace=dirs.namespace)
+        spec = spec_for(
+            busybox_rootfs, ["/bin/sleep", "600"], task_id="later", namespace=dirs.namespace
+        )
         async with asyncio.timeout(TIMEOUT):
             task = await tasks.create(
-                "later", CreateOpts(spec=spec, runtime=runtime,
-                                    runtime_options=runc_options_pb2.Options(binary_name=runc),
-                                    task_options=runc_options_pb2.Options(io_uid=1000,
-                                                                          io_gid=1000)),
+                "later",
+                CreateOpts(
+                    spec=spec,
+                    runtime=runtime,
+                    runtime_options=runc_options_pb2.Options(binary_name=runc),
+                    task_options=runc_options_pb2.Options(io_uid=1000, io_gid=1000),
+                ),
                 namespace=dirs.namespace,
             )
             await task.start()
@@ -271,13 +290,15 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     await wait_pid_gone(shim_pid)
     second = await boot_host(dirs)
     try:
-        outcomes = {o.id: o.outcome for o in second.get(
-            "io.containerd.runtime.v2", "task").load_outcomes}
+        outcomes = {
+            o.id: o.outcome for o in second.get("io.containerd.runtime.v2", "task").load_outcomes
+        }
         assert outcomes == {"later": "reaped"}
     finally:
         await second.aclose()
     recorded = typeurl.unpack_as(
         typeurl.any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
-        runc_options_pb2.Options)
+        runc_options_pb2.Options,
+    )
     assert recorded == expected
     assert_nothing_left(dirs, "later")

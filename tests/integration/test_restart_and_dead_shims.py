@@ -44,8 +44,12 @@ async def test_a_second_process_lists_kills_and_deletes_tasks_of_the_first(
             tasks = first.get(*TASKS)
             for task_id in ("one", "two"):
                 await start_sleeper(tasks, dirs, busybox_rootfs, task_id)
-            spec = spec_for(busybox_rootfs, ["/bin/sh", "-c", "exit 5"], task_id="done",
-                            namespace=dirs.namespace)
+            spec = spec_for(
+                busybox_rootfs,
+                ["/bin/sh", "-c", "exit 5"],
+                task_id="done",
+                namespace=dirs.namespace,
+            )
             done = await tasks.create("done", CreateOpts(spec=spec), namespace=dirs.namespace)
             await done.start()
             assert (await done.wait()).status == 5
@@ -59,8 +63,11 @@ async def test_a_second_process_lists_kills_and_deletes_tasks_of_the_first(
         async with asyncio.timeout(TIMEOUT):
             tasks = second.get(*TASKS)
             outcomes = {(o.id, o.outcome) for o in tasks.load_outcomes}
-            assert outcomes == {("one", "reattached"), ("two", "reattached"),
-                                ("done", "reattached")}
+            assert outcomes == {
+                ("one", "reattached"),
+                ("two", "reattached"),
+                ("done", "reattached"),
+            }
             listed = await tasks.tasks(namespace=dirs.namespace)
             assert sorted(t.id for t in listed) == ["done", "one", "two"]
             for task_id in ("one", "two"):
@@ -197,8 +204,7 @@ async def test_two_processes_on_one_state_dir_share_tasks_without_stepping_on_ea
             assert first.get("io.containerd.shim.v1", "manager").serves_events
             assert not second.get("io.containerd.shim.v1", "manager").serves_events
             tasks_b = second.get(*TASKS)
-            assert [(o.id, o.outcome) for o in tasks_b.load_outcomes] == [
-                ("shared", "reattached")]
+            assert [(o.id, o.outcome) for o in tasks_b.load_outcomes] == [("shared", "reattached")]
             exchange_b = second.get("io.containerd.event.v1", "exchange")
             shim_b = (await tasks_b.get("shared", namespace=dirs.namespace)).shim
             async with exchange_b.subscribe("/tasks/*", namespace=dirs.namespace) as events:

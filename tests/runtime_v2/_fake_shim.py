@@ -105,8 +105,13 @@ class FakeShim:
 
     async def _State(self, r: t.StateRequest, ns: str) -> t.StateResponse:
         task = self._task(ns, r)
-        response = t.StateResponse(id=r.id, exec_id=r.exec_id, pid=task.pid, status=task.status,
-                                   exit_status=task.exit_status)
+        response = t.StateResponse(
+            id=r.id,
+            exec_id=r.exec_id,
+            pid=task.pid,
+            status=task.status,
+            exit_status=task.exit_status,
+        )
         if task.exited.is_set():
             response.exited_at.FromSeconds(1_700_000_000)
         else:
@@ -171,6 +176,21 @@ class FakeShim:
 
 
 _METHODS = (
-    "State", "Create", "Start", "Delete", "Pids", "Pause", "Resume", "Checkpoint", "Kill",
-    "Exec", "ResizePty", "CloseIO", "Update", "Wait", "Stats", "Connect", "Shutdown",
+    "State",
+    "Create",
+    "Start",
+    "Delete",
+    "Pids",
+    "Pause",
+    "Resume",
+    "Checkpoint",
+    "Kill",
+    "Exec",
+    "ResizePty",
+    "CloseIO",
+    "Update",
+    "Wait",
+    "Stats",
+    "Connect",
+    "Shutdown",
 )

@@ -326,6 +326,21 @@ async def test_shim_log_lines_go_to_the_logger_with_their_level(
     shim_log.close()  # idempotent
 
 
+async def test_shim_log_problems_are_its_warning_error_and_unlevelled_lines(
+    tmp_path: Path,
+) -> None:
+    shim_log = ShimLog(str(tmp_path / "log"), namespace=NS, task_id=TASK)
+    shim_log.open()
+    try:
+        fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"level=info msg=a\nlevel=warning msg=b\nplain\nlevel=debug msg=c\n")
+        os.write(fd, b"level=trace msg=d\nlevel=error msg=e\n")
+        os.close(fd)
+        assert shim_log.problems() == "level=warning msg=b\nplain\nlevel=error msg=e"
+    finally:
+        shim_log.close()
+
+
 async def test_shim_log_is_drained_as_it_arrives(tmp_path: Path) -> None:
     shim_log = ShimLog(str(tmp_path / "log"), namespace=NS, task_id=TASK)
     shim_log.open()

@@ -49,6 +49,16 @@ def test_is_current_compares_identity() -> None:
     assert not m.is_current("ns", "x", [1])
 
 
+def test_delete_if_current_leaves_a_newer_object() -> None:
+    m: NSMap[list[int]] = NSMap()
+    old, new = [1], [1]
+    m.add("ns", "x", old)
+    assert m.delete_if_current("ns", "x", old)
+    m.add("ns", "x", new)
+    assert not m.delete_if_current("ns", "x", old)
+    assert m.get("ns", "x") is new
+
+
 def test_get_all_without_namespace_needs_all() -> None:
     with pytest.raises(errdefs.InvalidArgument):
         NSMap[str]().get_all()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +21,12 @@ NS = "loadns"
 
 
 @pytest.fixture
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tpl", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 async def manager(base: Path) -> AsyncIterator[ShimManager]:
-    m = ShimManager(exchange=Exchange(), grpc_address=str(base / "tp.sock"),
-                    ttrpc_address=str(base / "tp.sock.ttrpc"))
+    m = ShimManager(
+        exchange=Exchange(),
+        grpc_address=str(base / "tp.sock"),
+        ttrpc_address=str(base / "tp.sock.ttrpc"),
+    )
     yield m
     await m.aclose()
 
@@ -42,16 +36,20 @@ def fake_runtime(base: Path) -> Path:
     """A shim binary whose ``delete`` records its argv and prints a DeleteResponse."""
     script = base / "containerd-shim-fake-v2"
     script.write_text(
-        "#!/bin/bash\n"
-        f'echo "$*" >> "{base}/deletes"\n'
-        "printf '\\x08\\x07\\x10\\x89\\x01'\n"
+        f'#!/bin/bash\necho "$*" >> "{base}/deletes"\nprintf \'\\x08\\x07\\x10\\x89\\x01\'\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 
 
-def make_bundle(base: Path, task_id: str, runtime: Path | None, *, address: str | None = None,
-                address_file: bool = False) -> Path:
+def make_bundle(
+    base: Path,
+    task_id: str,
+    runtime: Path | None,
+    *,
+    address: str | None = None,
+    address_file: bool = False,
+) -> Path:
     bundle = new_bundle(str(base / "root"), str(base / "state"), NS, task_id, b"{}")
     path = Path(bundle.path)
     if runtime is not None:
@@ -61,7 +59,8 @@ def make_bundle(base: Path, task_id: str, runtime: Path | None, *, address: str 
             (path / "address").write_text(address)
         else:
             (path / "bootstrap.json").write_text(
-                json.dumps({"version": 2, "address": address, "protocol": "ttrpc"}))
+                json.dumps({"version": 2, "address": address, "protocol": "ttrpc"})
+            )
     return path
 
 
@@ -73,8 +72,12 @@ def deletes(base: Path) -> list[str]:
 
 
 async def load(manager: ShimManager, base: Path, **kw: float) -> dict[str, tuple[str, str]]:
-    outcomes = await load_existing_shims(manager, state=str(base / "state"),
-                                         root=str(base / "root"), **kw)  # type: ignore[arg-type]
+    outcomes = await load_existing_shims(
+        manager,
+        state=str(base / "state"),
+        root=str(base / "root"),
+        **kw,  # type: ignore[arg-type]
+    )
     return {o.id: (o.outcome, o.reason) for o in outcomes}
 
 
@@ -129,7 +132,9 @@ async def test_a_live_shim_without_its_task_is_shut_down_and_reaped(
     try:
         outcomes = await load(manager, base)
         assert outcomes["leak"] == (
-            "reaped", "shim is alive but has no task (leaked shim); shut it down")
+            "reaped",
+            "shim is alive but has no task (leaked shim); shut it down",
+        )
         assert fake.shutdown_requested.is_set()
         assert not path.exists()
         assert not manager.shims.contains(NS, "leak")
@@ -203,8 +208,9 @@ async def test_a_bundle_without_an_address_is_removed(
 
 
 async def test_no_state_dir_means_nothing_to_load(manager: ShimManager, base: Path) -> None:
-    assert await load_existing_shims(manager, state=str(base / "nothing"),
-                                     root=str(base / "r")) == []
+    assert (
+        await load_existing_shims(manager, state=str(base / "nothing"), root=str(base / "r")) == []
+    )
     assert not os.path.exists(base / "nothing")
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,13 +22,6 @@ from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.task_manager import TaskConfig, uses_idmap_mounts, validate_runtime_features
 
 TASK_URI = "io.containerd.runtime.v2.task"
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tpt", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def boot(base: Path, config: dict[str, Any] | None = None) -> Any:
