@@ -71,15 +71,24 @@ class Containerd:
         config = self.base / "config.toml"
         disabled = ", ".join(f'"{p}"' for p in DISABLED_PLUGINS)
         config.write_text(
-            "version = 2\n"
-            f"disabled_plugins = [{disabled}]\n"
-            "[debug]\n  level = \"warn\"\n"
+            f'version = 2\ndisabled_plugins = [{disabled}]\n[debug]\n  level = "warn"\n'
         )
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [CONTAINERD, "--config", str(config), "--root", str(self.base / "root"),
-             "--state", str(self.base / "state"), "--address", self.address],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                CONTAINERD,
+                "--config",
+                str(config),
+                "--root",
+                str(self.base / "root"),
+                "--state",
+                str(self.base / "state"),
+                "--address",
+                self.address,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + 30
@@ -87,8 +96,9 @@ class Containerd:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"containerd exited; see {self.log_path}")
             if os.path.exists(self.address):
-                ok = subprocess.run([CTR, "-a", self.address, "version"],
-                                    capture_output=True, check=False)
+                ok = subprocess.run(
+                    [CTR, "-a", self.address, "version"], capture_output=True, check=False
+                )
                 if ok.returncode == 0:
                     return
             time.sleep(0.05)
@@ -109,9 +119,19 @@ async def ctr_run(containerd: Containerd, namespace: str, rootfs: Path, task_id:
     """One ``ctr run --rm`` of ``/bin/true``; returns its wall time."""
     began = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        CTR, "-a", containerd.address, "-n", namespace, "run", "--rm", "--rootfs", str(rootfs),
-        task_id, "/bin/true",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        CTR,
+        "-a",
+        containerd.address,
+        "-n",
+        namespace,
+        "run",
+        "--rm",
+        "--rootfs",
+        str(rootfs),
+        task_id,
+        "/bin/true",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
     elapsed = time.perf_counter() - began
@@ -120,15 +140,18 @@ async def ctr_run(containerd: Containerd, namespace: str, rootfs: Path, task_id:
     return elapsed
 
 
-async def taskplane_run(tasks: Any, namespace: str, rootfs: Path, io_dir: Path,
-                        task_id: str) -> float:
+async def taskplane_run(
+    tasks: Any, namespace: str, rootfs: Path, io_dir: Path, task_id: str
+) -> float:
     """One create -> start -> wait -> delete of ``/bin/true``, stdio through FIFOs."""
     began = time.perf_counter()
-    spec = spec_bytes(default_spec(task_id, rootfs=str(rootfs), args=["/bin/true"],
-                                   namespace=namespace))
+    spec = spec_bytes(
+        default_spec(task_id, rootfs=str(rootfs), args=["/bin/true"], namespace=namespace)
+    )
     with FifoPair(io_dir, prefix=f"{task_id}-") as fifos:
         task = await tasks.create(
-            task_id, CreateOpts(spec=spec, stdout=fifos.stdout, stderr=fifos.stderr),
+            task_id,
+            CreateOpts(spec=spec, stdout=fifos.stdout, stderr=fifos.stderr),
             namespace=namespace,
         )
         fifos.release()
@@ -157,18 +180,28 @@ async def concurrent(count: int, one: Any) -> float:
     return time.perf_counter() - began
 
 
+async def boot(root: str, state: str) -> Any:
+    """Boot the built-in plugins (a TaskManager host) on ``root`` and ``state``."""
+    return await boot_async(
+        {}, builtins=[plugins.builtin, runtime_v2.builtin], autoload=False, root=root, state=state
+    )
+
+
 async def recovery(base: Path, rootfs: Path, shims: int) -> tuple[float, float, int]:
     """Boot a TaskManager over ``shims`` live shims; return (load time, boot time, reattached)."""
     root, state = str(base / "rr"), str(base / "rs")
     namespace = "bench-restart"
-    first = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
-                             autoload=False, root=root, state=state)
+    first = await boot(root, state)
     tasks = first.get(*TASKS)
     try:
+
         async def start_one(i: int) -> None:
             task_id = f"live-{i}"
-            spec = spec_bytes(default_spec(task_id, rootfs=str(rootfs),
-                                           args=["/bin/sleep", "600"], namespace=namespace))
+            spec = spec_bytes(
+                default_spec(
+                    task_id, rootfs=str(rootfs), args=["/bin/sleep", "600"], namespace=namespace
+                )
+            )
             task = await tasks.create(task_id, CreateOpts(spec=spec), namespace=namespace)
             await task.start()
 
@@ -183,14 +216,15 @@ async def recovery(base: Path, rootfs: Path, shims: int) -> tuple[float, float, 
         await first.aclose()  # shims keep running
 
     began = time.perf_counter()
-    second = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
-                              autoload=False, root=root, state=state)
+    second = await boot(root, state)
     boot_time = time.perf_counter() - began
     tasks = second.get(*TASKS)
-    load_time = next(s.init_time for s in second.statuses
-                     if s.uri == "io.containerd.runtime.v2.task")
+    load_time = next(
+        s.init_time for s in second.statuses if s.uri == "io.containerd.runtime.v2.task"
+    )
     reattached = sum(1 for o in tasks.load_outcomes if o.outcome == "reattached")
     try:
+
         async def stop(task: Any) -> None:
             await task.kill(signal.SIGKILL)
             await task.wait()
@@ -228,8 +262,7 @@ async def main() -> int:
         io_dir = base / "io"
         io_dir.mkdir()
         containerd.start()
-        host = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin],
-                                autoload=False, root=str(base / "r"), state=str(base / "s"))
+        host = await boot(str(base / "r"), str(base / "s"))
         tasks = host.get(*TASKS)
 
         def ctr_one(task_id: str) -> Any:
@@ -251,15 +284,25 @@ async def main() -> int:
         load_time, boot_time, reattached = await recovery(base, rootfs, args.shims)
 
         print(f"{'measure':<44}{'taskplane':>12}{'containerd':>12}{'ratio':>8}  target")
-        print(f"{'median create->start->wait->delete (s)':<44}"
-              f"{tp_median:>12.4f}{ctr_median:>12.4f}{tp_median / ctr_median:>8.2f}  <= 0.9")
-        print(f"{f'{args.concurrency} concurrent lifecycles, wall (s)':<44}"
-              f"{tp_par:>12.4f}{ctr_par:>12.4f}{tp_par / ctr_par:>8.2f}  <= 1.0")
-        print(f"{f'restart recovery of {args.shims} live shims (s)':<44}"
-              f"{load_time:>12.4f}{'':>12}{'':>8}  < 1 s "
-              f"(whole boot {boot_time:.4f} s; {reattached}/{args.shims} reattached)")
-        ok = (tp_median / ctr_median <= 0.9 and tp_par / ctr_par <= 1.0 and load_time < 1.0
-              and reattached == args.shims)
+        print(
+            f"{'median create->start->wait->delete (s)':<44}"
+            f"{tp_median:>12.4f}{ctr_median:>12.4f}{tp_median / ctr_median:>8.2f}  <= 0.9"
+        )
+        print(
+            f"{f'{args.concurrency} concurrent lifecycles, wall (s)':<44}"
+            f"{tp_par:>12.4f}{ctr_par:>12.4f}{tp_par / ctr_par:>8.2f}  <= 1.0"
+        )
+        print(
+            f"{f'restart recovery of {args.shims} live shims (s)':<44}"
+            f"{load_time:>12.4f}{'':>12}{'':>8}  < 1 s "
+            f"(whole boot {boot_time:.4f} s; {reattached}/{args.shims} reattached)"
+        )
+        ok = (
+            tp_median / ctr_median <= 0.9
+            and tp_par / ctr_par <= 1.0
+            and load_time < 1.0
+            and reattached == args.shims
+        )
         print("targets met" if ok else "TARGETS MISSED")
         return 0 if ok else 1
     finally:

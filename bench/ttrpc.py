@@ -38,11 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from google.protobuf import empty_pb2
+
 from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import task_v2_pb2
+from tests.interop.shimlib import SHIM_BINARY, ShimBundle, wait_process_exit
 
 TASK = "containerd.task.v2.Task"
-SHIM_BINARY = "containerd-shim-runc-v2"
 
 
 # --- the Python server process ----------------------------------------------------------------
@@ -99,89 +101,47 @@ def python_server(workdir: Path) -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def go_shim(workdir: Path) -> AsyncIterator[tuple[str, str]]:
-    """Start containerd-shim-runc-v2 on a fresh bundle; yield (address, id); shut it down."""
-    shim = shutil.which(SHIM_BINARY)
-    if shim is None:
+    """Start containerd-shim-runc-v2 on a fresh bundle; yield (address, id); shut it down.
+
+    The shim is started as the interop tests start it (tests/interop/shimlib.py); the bundle
+    only needs a config.json and the `log` FIFO, since no container is ever created.
+    """
+    if shutil.which(SHIM_BINARY) is None:
         raise RuntimeError(f"{SHIM_BINARY} is not installed")
-    task_id = f"bench-{uuid.uuid4().hex[:8]}"
-    bundle = workdir / task_id  # the shim derives the bundle from its id at `delete`
-    bundle.mkdir()
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    log = bundle / "log"
-    os.mkfifo(log)
-    # A reader must exist before start, or the daemon blocks opening the FIFO for writing.
-    log_fd = os.open(log, os.O_RDWR | os.O_NONBLOCK)
+    shim = ShimBundle(workdir=workdir, namespace="bench", id=f"bench-{uuid.uuid4().hex[:8]}")
+    shim.bundle.mkdir()
+    subprocess.run(["runc", "spec"], cwd=shim.bundle, check=True)
+    os.mkfifo(shim.bundle / "log")
     loop = asyncio.get_running_loop()
-
-    def drain_log() -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.read(log_fd, 65536)
-
-    loop.add_reader(log_fd, drain_log)
-    grpc_address = str(workdir / "fake.sock")
-    env = dict(os.environ, GOMAXPROCS="2", TTRPC_ADDRESS=grpc_address + ".ttrpc")
-    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin"
-    start = await asyncio.create_subprocess_exec(
-        shim,
-        "-namespace", "bench",
-        "-address", grpc_address,
-        "-publish-binary", "/usr/bin/containerd",
-        "-id", task_id,
-        "start",
-        cwd=bundle,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await start.communicate()
-    if start.returncode != 0:
-        loop.remove_reader(log_fd)
-        os.close(log_fd)
-        raise RuntimeError(f"shim start failed ({start.returncode}): {err.decode().strip()}")
-    address = out.decode().strip()
-    shim_pid = 0
+    shim.open_log_reader(loop)  # before start, or the daemon blocks opening the FIFO
     try:
-        async with await ttrpc.Client.connect(address, timeout=10) as client:
-            resp = await client.call(
-                TASK, "Connect", task_v2_pb2.ConnectRequest(id=task_id),
-                task_v2_pb2.ConnectResponse, namespace="bench", timeout=10,
-            )  # fmt: skip
-            shim_pid = resp.shim_pid
-        yield address, task_id
-    finally:
-        with contextlib.suppress(errdefs.ContainerdError):
+        address = (await shim.start()).strip()
+        shim_pid = 0
+        try:
             async with await ttrpc.Client.connect(address, timeout=10) as client:
-                await client.call_raw(
-                    TASK, "Shutdown",
-                    task_v2_pb2.ShutdownRequest(id=task_id, now=True).SerializeToString(),
-                    namespace="bench", timeout=10,
+                connected = await shim.call(
+                    client, "Connect", task_v2_pb2.ConnectRequest(id=shim.id),
+                    task_v2_pb2.ConnectResponse,
                 )  # fmt: skip
-        if shim_pid and not await _wait_gone(shim_pid, 5.0):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(shim_pid, signal.SIGKILL)  # the daemon leads its own group
-        sock = address.removeprefix("unix://")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)
-        loop.remove_reader(log_fd)
-        os.close(log_fd)
-
-
-async def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}") or _is_zombie(pid):
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+                shim_pid = connected.shim_pid
+            yield address, shim.id
+        finally:
+            with contextlib.suppress(errdefs.ContainerdError):
+                async with await ttrpc.Client.connect(address, timeout=10) as client:
+                    await shim.call(
+                        client, "Shutdown", task_v2_pb2.ShutdownRequest(id=shim.id, now=True),
+                        empty_pb2.Empty,
+                    )  # fmt: skip
+            if shim_pid:
+                try:
+                    await wait_process_exit(shim_pid, 5.0)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(shim_pid, signal.SIGKILL)  # the daemon leads its own group
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address.removeprefix("unix://"))
+    finally:
+        shim.close_log_reader(loop)
 
 
 # --- measuring --------------------------------------------------------------------------------

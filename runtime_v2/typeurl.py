@@ -200,13 +200,7 @@ def unpack(any_: any_pb2.Any) -> Message | JSONValue:
             return JSONValue(kind, json.loads(any_.value))
         except ValueError as exc:
             raise errdefs.InvalidArgument(f'value of Any "{url}" is not JSON: {exc}') from None
-    cls = _message_class(url)
-    message = cls()
-    try:
-        message.ParseFromString(any_.value)
-    except DecodeError as exc:
-        raise errdefs.InvalidArgument(f'value of Any "{url}" does not decode: {exc}') from None
-    return message
+    return _decode(any_, _message_class(url))
 
 
 def unpack_as(any_: any_pb2.Any, message_class: type[M]) -> M:
@@ -218,7 +212,12 @@ def unpack_as(any_: any_pb2.Any, message_class: type[M]) -> M:
         raise errdefs.InvalidArgument(
             f'Any of type "{any_.type_url}" is not a {type_url_of(message_class)}'
         )
-    message: M = message_class()
+    return _decode(any_, message_class)
+
+
+def _decode(any_: any_pb2.Any, message_class: type[M]) -> M:
+    """Parse the Any's value as ``message_class``; InvalidArgument when it does not decode."""
+    message = message_class()
     try:
         message.ParseFromString(any_.value)
     except DecodeError as exc:

@@ -3,7 +3,9 @@
 Public face of the package; the work lives in small private modules:
 
 - ``_codec``: frame encoding/decoding and stream-id rules, pure (bytes in, events out);
-- ``_client`` / ``_server``: the asyncio layers;
+- ``_client`` / ``_server``: the asyncio layers, writing through ``_writer`` (one write per
+  event-loop turn);
+- ``_deadline``: call deadlines (:func:`timeout`, :func:`deadline`) shared by both sides;
 - ``_errors``: the exception tree and the one place that maps OS errors onto errdefs;
 - ``_metadata``: request metadata (:class:`MD`);
 - ``_address``: shim address forms.
@@ -27,7 +29,7 @@ Server example::
 """
 
 from runtime_v2.ttrpc._address import socket_name
-from runtime_v2.ttrpc._client import Client, current_deadline, deadline, timeout
+from runtime_v2.ttrpc._client import Client
 from runtime_v2.ttrpc._codec import (
     HEADER_SIZE,
     MAX_MESSAGE_SIZE,
@@ -39,6 +41,7 @@ from runtime_v2.ttrpc._codec import (
     ServerStreams,
     encode_frame,
 )
+from runtime_v2.ttrpc._deadline import current_deadline, deadline, timeout
 from runtime_v2.ttrpc._errors import (
     Closed,
     ConnectionRefused,

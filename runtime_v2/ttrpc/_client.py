@@ -6,30 +6,22 @@ written together. Responses are matched to calls by stream id; a response for a 
 (cancelled, deadline) is dropped.
 
 Deadlines: the deadline sent to the server (``timeout_nano``) is the earlier of the ``timeout=``
-argument and the deadline of the enclosing :func:`timeout` / :func:`deadline` block (a context
-variable, inherited by tasks and set for handlers run by :class:`~runtime_v2.ttrpc.Server`).
-:func:`timeout` is the one to use: it is ``asyncio.timeout()`` that also tells the server::
+argument and the deadline of the enclosing :func:`~runtime_v2.ttrpc.timeout` /
+:func:`~runtime_v2.ttrpc.deadline` block (see ``_deadline``). ``ttrpc.timeout`` is the one to
+use: it is ``asyncio.timeout()`` that also tells the server::
 
     async with ttrpc.timeout(5):
         state = await client.call("containerd.task.v2.Task", "State", req, StateResponse)
-
-A plain ``asyncio.timeout()`` still cancels the call locally, but its deadline is *not* sent:
-Python 3.11 has no public API to read it. (It can be dug out of private state: the loop's
-``_scheduled`` heap holds a TimerHandle whose callback is the ``Timeout._on_timeout`` bound method
-of the current task. That scan costs O(timers) per call, ~0.2 ms with 1,000 pending timers, only
-works on the default loop, and misses tasks started inside the block, so it is not done.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import inspect
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -38,16 +30,16 @@ from runtime_v2 import errdefs
 from runtime_v2.api import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
 from runtime_v2.ttrpc._codec import (
-    HEADER,
-    MAX_MESSAGE_SIZE,
     Frame,
     FrameDecoder,
     MessageType,
     OversizeFrame,
+    encode_frame,
     encode_metadata,
     encode_method,
     encode_request,
 )
+from runtime_v2.ttrpc._deadline import deadline_within
 from runtime_v2.ttrpc._errors import (
     OversizedMessage,
     RemoteProtocolError,
@@ -55,95 +47,19 @@ from runtime_v2.ttrpc._errors import (
     connect_errors,
 )
 from runtime_v2.ttrpc._metadata import NAMESPACE_KEY
+from runtime_v2.ttrpc._writer import FrameWriter
 
-__all__ = ["Client", "current_deadline", "deadline", "timeout"]
+__all__ = ["Client"]
 
 log = logging.getLogger("runtime_v2.ttrpc")
 
 M = TypeVar("M", bound=Message)
 
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "runtime_v2.ttrpc.deadline", default=None
-)
-
 _MAX_STREAM_ID = 0xFFFFFFFF
 _REQUEST = int(MessageType.REQUEST)
 _RESPONSE = int(MessageType.RESPONSE)
 _DATA = int(MessageType.DATA)
-_pack_header = HEADER.pack
 _Response = ttrpc_pb2.Response
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Give ttrpc calls made inside the block (and tasks started in it) ``seconds`` at most.
-
-    Nested blocks keep the earlier deadline. Yields the absolute deadline in
-    :func:`time.monotonic` seconds. The deadline is sent to servers as ``timeout_nano`` and
-    enforced locally with :class:`errdefs.DeadlineExceeded`.
-    """
-    when = time.monotonic() + seconds
-    outer = _DEADLINE.get()
-    if outer is not None and outer < when:
-        when = outer
-    token = _DEADLINE.set(when)
-    try:
-        yield when
-    finally:
-        _DEADLINE.reset(token)
-
-
-@contextlib.asynccontextmanager
-async def timeout(seconds: float | None) -> AsyncIterator[float | None]:
-    """``asyncio.timeout(seconds)`` whose deadline is also sent with every ttrpc call inside.
-
-    The block gets ``seconds`` at most, and no more than an enclosing :func:`timeout` or
-    :func:`deadline` leaves (as Go's ``context.WithTimeout``). Calls made inside it (and in tasks
-    started in it) send the remaining time as ``timeout_nano``; the local wait is cancelled at
-    the same moment. When time runs out the block raises :class:`errdefs.DeadlineExceeded`,
-    whether a call's own timer or the ``asyncio.timeout`` noticed first::
-
-        async with ttrpc.timeout(5):
-            await client.call("containerd.task.v2.Task", "Wait", req, WaitResponse)
-
-    ``seconds=None`` sets no deadline of its own (an enclosing one still applies). Yields the
-    absolute deadline in :func:`time.monotonic` seconds, or None.
-    """
-    outer = _DEADLINE.get()
-    if seconds is None:
-        when = outer
-    else:
-        when = time.monotonic() + seconds
-        if outer is not None and outer < when:
-            when = outer
-    if when is None:
-        yield None
-        return
-    loop = asyncio.get_running_loop()
-    token = _DEADLINE.set(when)
-    try:
-        # loop.time() is time.monotonic() on asyncio's loops; convert in case it is not.
-        # When a call's own timer and this timeout fire in the same loop turn, the task is
-        # cancelled as it wakes up with DeadlineExceeded; the Timeout turns that into
-        # TimeoutError, converted below, so the block raises DeadlineExceeded either way.
-        async with asyncio.timeout_at(loop.time() + (when - time.monotonic())) as scope:
-            yield when
-    except TimeoutError as exc:
-        if not scope.expired():
-            raise  # an inner asyncio.timeout's, not ours
-        raise errdefs.DeadlineExceeded(f"ttrpc.timeout({seconds}) expired") from exc
-    finally:
-        _DEADLINE.reset(token)
-
-
-def current_deadline() -> float | None:
-    """The deadline (:func:`time.monotonic` seconds) calls made here would get, if any."""
-    return _DEADLINE.get()
-
-
-def _set_deadline(when: float) -> None:
-    """Set the deadline for the current context (used by the server for its handlers)."""
-    _DEADLINE.set(when)
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -156,7 +72,9 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._client._transport = transport
+        client = self._client
+        client._transport = transport
+        client._writer = FrameWriter(client._loop, transport)
 
     def data_received(self, data: bytes) -> None:
         self._client._data_received(data)
@@ -193,11 +111,10 @@ class Client:
         self.address = address
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._writer: FrameWriter | None = None
         self._decoder = FrameDecoder()
         self._next_id = 1
         self._pending: dict[int, asyncio.Future[Frame | OversizeFrame]] = {}
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._drain: asyncio.Future[None] | None = None
         self._close_cause: BaseException | None = None
         self._closing = False
@@ -264,7 +181,8 @@ class Client:
         """Close the connection (pending calls fail with :class:`Closed`) and wait for it."""
         self._closing = True
         if self._transport is not None:
-            self._flush()
+            assert self._writer is not None
+            self._writer.flush()
             self._transport.close()
         await self.wait_closed()
 
@@ -332,11 +250,7 @@ class Client:
             if self._closing or self._lost:
                 raise closed_error(self._close_cause)
 
-        when = _DEADLINE.get()
-        if timeout is not None:
-            mine = time.monotonic() + timeout
-            if when is None or mine < when:
-                when = mine
+        when = deadline_within(timeout)
         timeout_nano = 0
         remaining = 0.0
         if when is not None:
@@ -358,28 +272,22 @@ class Client:
                 self._md_cache.clear()
             self._md_cache[md_key] = md_bytes
 
-        data = encode_request(method_bytes, payload, timeout_nano, md_bytes)
-        if len(data) > MAX_MESSAGE_SIZE:
-            raise OversizedMessage(len(data))
-
         stream_id = self._next_id
         if stream_id > _MAX_STREAM_ID:
             raise errdefs.ResourceExhausted(
                 f"ttrpc connection to {self.address!r} has used all its stream ids; reconnect"
             )
+        # Raises OversizedMessage before the id is taken or anything is written.
+        frame_bytes = encode_frame(
+            stream_id, _REQUEST, 0, encode_request(method_bytes, payload, timeout_nano, md_bytes)
+        )
         self._next_id = stream_id + 2
         loop = self._loop
         fut: asyncio.Future[Frame | OversizeFrame] = loop.create_future()
         self._pending[stream_id] = fut
-        frame_bytes = _pack_header(len(data), stream_id, _REQUEST, 0) + data
-        if self._flush_scheduled:
-            self._out.append(frame_bytes)
-        else:
-            # First frame of this loop turn goes out now; later ones are batched.
-            assert self._transport is not None
-            self._transport.write(frame_bytes)
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        writer = self._writer
+        assert writer is not None
+        writer.write(frame_bytes)
         timer = None
         if when is not None:
             timer = loop.call_later(remaining, _expire, fut, service, method)
@@ -419,19 +327,6 @@ class Client:
 
     # --- transport events ---------------------------------------------------------------
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out = self._out
-        if not out:
-            return
-        transport = self._transport
-        if transport is None or self._lost:
-            out.clear()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        transport.write(data)
-
     def _data_received(self, data: bytes) -> None:
         pending = self._pending
         for frame in self._decoder.feed(data):
@@ -446,6 +341,8 @@ class Client:
     def _connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._close_cause = exc
+        if self._writer is not None:
+            self._writer.discard()
         if self._decoder.buffered:
             log.debug("ttrpc: connection to %r closed inside a frame", self.address)
         for fut in self._pending.values():

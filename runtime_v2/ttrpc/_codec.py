@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from runtime_v2.ttrpc._errors import MAX_MESSAGE_SIZE, OversizedMessage
@@ -38,7 +38,6 @@ __all__ = [
     "encode_request",
     "encode_response_payload",
     "encode_varint",
-    "split_frames",
 ]
 
 HEADER = struct.Struct(">IIBB")
@@ -264,8 +263,3 @@ class ServerStreams:
     def close(self, stream_id: int) -> None:
         """The stream was answered; later Data on it is rejected."""
         self.active.discard(stream_id)
-
-
-def split_frames(data: bytes) -> Sequence[Frame | OversizeFrame]:
-    """Decode a complete byte string (convenience for tests and tools)."""
-    return FrameDecoder().feed(data)

@@ -27,9 +27,7 @@ from google.protobuf.message import Message
 from runtime_v2 import errdefs
 from runtime_v2.api import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
-from runtime_v2.ttrpc._client import _set_deadline
 from runtime_v2.ttrpc._codec import (
-    HEADER,
     MAX_MESSAGE_SIZE,
     Frame,
     FrameDecoder,
@@ -38,8 +36,10 @@ from runtime_v2.ttrpc._codec import (
     encode_frame,
     encode_response_payload,
 )
+from runtime_v2.ttrpc._deadline import loop_time, set_deadline
 from runtime_v2.ttrpc._errors import OversizedMessage, listen_errors
 from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
+from runtime_v2.ttrpc._writer import FrameWriter
 
 __all__ = ["CallContext", "Handler", "PeerCredentials", "Server", "same_user"]
 
@@ -48,7 +48,6 @@ log = logging.getLogger("runtime_v2.ttrpc")
 _REQUEST = int(MessageType.REQUEST)
 _RESPONSE = int(MessageType.RESPONSE)
 _DATA = int(MessageType.DATA)
-_pack_header = HEADER.pack
 _Request = ttrpc_pb2.Request
 _UCRED = struct.Struct("3i")
 
@@ -291,21 +290,20 @@ class _ServerConnection(asyncio.Protocol):
         self._services = server._services
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._writer: FrameWriter | None = None
         self._decoder = FrameDecoder()
         self._streams = ServerStreams()
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._peer: PeerCredentials | None = None
         self._eof = False
         self._lost = False
-        self._write_paused = False
 
     # --- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._writer = FrameWriter(self._loop, transport)
         server = self._server
         if server._shutting_down:
             transport.abort()
@@ -345,9 +343,7 @@ class _ServerConnection(asyncio.Protocol):
                         self._on_data(frame)
                     # Other types (including Response) are ignored for forward compatibility.
                 else:
-                    # A status of its own (not an errdefs error): sent without a class suffix.
-                    oversize = OversizedMessage(frame.length)
-                    self._send_status(frame.stream_id, oversize.code, str(oversize))
+                    self._send_oversize(frame.stream_id, OversizedMessage(frame.length))
         except Exception:
             # A bug here must cost this connection only, never the server.
             log.exception("ttrpc: closing connection after an internal error")
@@ -363,19 +359,18 @@ class _ServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._out.clear()
+        if self._writer is not None:
+            self._writer.discard()
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
 
     def pause_writing(self) -> None:
         # The client does not read its answers: stop reading its requests until it does.
-        self._write_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         if self._transport is not None and not self._server._shutting_down and not self._eof:
             self._transport.resume_reading()
 
@@ -397,7 +392,8 @@ class _ServerConnection(asyncio.Protocol):
         if self._tasks or self._lost or self._transport is None:
             return
         if self._eof or self._server._shutting_down:
-            self._flush()
+            assert self._writer is not None
+            self._writer.flush()
             self._transport.close()
 
     # --- frames -------------------------------------------------------------------------
@@ -452,9 +448,8 @@ class _ServerConnection(asyncio.Protocol):
                 if ctx.deadline is None:
                     result = await method.handler(message, ctx)
                 else:
-                    _set_deadline(ctx.deadline)  # nested ttrpc calls inherit it
-                    when = self._loop.time() + (ctx.deadline - time.monotonic())
-                    async with asyncio.timeout_at(when) as scope:
+                    set_deadline(ctx.deadline)  # nested ttrpc calls inherit it
+                    async with asyncio.timeout_at(loop_time(self._loop, ctx.deadline)) as scope:
                         result = await method.handler(message, ctx)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -479,12 +474,14 @@ class _ServerConnection(asyncio.Protocol):
             if result is None:
                 self._send_status(sid, errdefs.Unknown.code, "ttrpc: marshal called with nil")
                 return
-            data = encode_response_payload(result.SerializeToString())
-            if len(data) > MAX_MESSAGE_SIZE:
-                oversize = OversizedMessage(len(data))
-                self._send_status(sid, oversize.code, str(oversize))
+            try:
+                frame = encode_frame(
+                    sid, _RESPONSE, 0, encode_response_payload(result.SerializeToString())
+                )
+            except OversizedMessage as exc:
+                self._send_oversize(sid, exc)
                 return
-            self._write(_pack_header(len(data), sid, _RESPONSE, 0) + data)
+            self._write(frame)
         finally:
             del self._tasks[sid]
             self._streams.close(sid)
@@ -499,23 +496,10 @@ class _ServerConnection(asyncio.Protocol):
         resp.status.message = message[: MAX_MESSAGE_SIZE // 2]
         self._write(encode_frame(sid, _RESPONSE, 0, resp.SerializeToString()))
 
-    def _write(self, frame: bytes) -> None:
-        if self._lost or self._transport is None:
-            return
-        if self._flush_scheduled:
-            self._out.append(frame)
-        else:
-            # First answer of this loop turn goes out now; later ones are batched.
-            self._transport.write(frame)
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+    def _send_oversize(self, sid: int, exc: OversizedMessage) -> None:
+        # A status of its own (not an errdefs error): sent without a class suffix.
+        self._send_status(sid, exc.code, str(exc))
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out = self._out
-        if not out or self._lost or self._transport is None:
-            out.clear()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._transport.write(data)
+    def _write(self, frame: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(frame)

@@ -18,9 +18,12 @@ import socket
 import subprocess
 import uuid
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
+from google.protobuf.message import Message
 
+from runtime_v2.ttrpc import Client
 from taskplane.rootfs import build_busybox_rootfs
 
 SHIM_BINARY = "containerd-shim-runc-v2"
@@ -29,6 +32,9 @@ PUBLISH_BINARY = "/usr/bin/containerd"
 SOCKET_ROOT = Path("/run/containerd/s")
 RUNC_ROOT = Path("/run/containerd/runc")
 TIMEOUT = 20.0  # seconds for any single step against the real peers
+TASK_V2 = "containerd.task.v2.Task"
+
+M = TypeVar("M", bound=Message)
 
 
 def unique_name(prefix: str) -> str:
@@ -163,6 +169,20 @@ class ShimBundle:
         output, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
         assert proc.returncode == 0, f"shim start failed ({proc.returncode}): {output!r}"
         return output.decode()
+
+    async def call(
+        self,
+        client: Client,
+        method: str,
+        request: Message,
+        response_type: type[M],
+        *,
+        service: str = TASK_V2,
+    ) -> M:
+        """Call the shim's ``service``/``method`` in this bundle's namespace, within TIMEOUT."""
+        return await client.call(
+            service, method, request, response_type, namespace=self.namespace, timeout=TIMEOUT
+        )
 
     async def delete(self) -> tuple[int, bytes, bytes]:
         """Run the shim's `delete` command; return (exit code, stdout, stderr)."""

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
-from typing import TypeVar
 
 import pytest
 from google.protobuf import empty_pb2
-from google.protobuf.message import Message
 
 from runtime_v2 import errdefs
 from runtime_v2.api import task_types_pb2, task_v2_pb2, task_v3_pb2
 from runtime_v2.ttrpc import Client
 
-from .shimlib import SOCKET_ROOT, TIMEOUT, ShimBundle, wait_process_exit
+from .shimlib import ShimBundle, wait_process_exit
 
 pytestmark = pytest.mark.integration
 
-TASK_V2 = "containerd.task.v2.Task"
 TASK_V3 = "containerd.task.v3.Task"
 GO_ZERO_TIME_SECONDS = -62135596800
-M = TypeVar("M", bound=Message)
 
 
 async def test_client_runs_true_through_the_shim_and_the_shim_cleans_up(
@@ -35,78 +30,74 @@ async def test_client_runs_true_through_the_shim_and_the_shim_cleans_up(
 
 async def _run_true_through_the_shim(bundle: ShimBundle) -> None:
     address = await bundle.start()
-    key = f"{bundle.grpc_address}/{bundle.namespace}/{bundle.id}".encode()
-    assert address == f"unix://{SOCKET_ROOT}/{hashlib.sha256(key).hexdigest()}"
+    assert address == f"unix://{bundle.expected_socket}"
     assert (bundle.bundle / "address").read_text() == address
 
     client = await Client.connect(address)
     try:
-
-        async def call(method: str, request: Message, response_type: type[M]) -> M:
-            return await client.call(
-                TASK_V2,
-                method,
-                request,
-                response_type,
-                namespace=bundle.namespace,
-                timeout=TIMEOUT,
-            )
-
-        connected = await call(
-            "Connect", task_v2_pb2.ConnectRequest(id=bundle.id), task_v2_pb2.ConnectResponse
+        connected = await bundle.call(
+            client, "Connect", task_v2_pb2.ConnectRequest(id=bundle.id), task_v2_pb2.ConnectResponse
         )
         shim_pid = connected.shim_pid
         assert shim_pid > 0
 
         with pytest.raises(errdefs.NotFound):
-            await call("State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse)
+            await bundle.call(
+                client, "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
+            )
 
         with pytest.raises(errdefs.NotImplemented) as unimplemented:
-            await client.call(
-                TASK_V3,
+            await bundle.call(
+                client,
                 "State",
                 task_v3_pb2.StateRequest(id=bundle.id),
                 task_v3_pb2.StateResponse,
-                namespace=bundle.namespace,
-                timeout=TIMEOUT,
+                service=TASK_V3,
             )
         assert str(unimplemented.value) == f"service {TASK_V3}"
 
-        created = await call(
+        created = await bundle.call(
+            client,
             "Create",
             task_v2_pb2.CreateTaskRequest(id=bundle.id, bundle=str(bundle.bundle)),
             task_v2_pb2.CreateTaskResponse,
         )
         assert created.pid > 0
-        state = await call(
-            "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
+        state = await bundle.call(
+            client, "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
         )
         assert (state.id, state.bundle, state.pid) == (bundle.id, str(bundle.bundle), created.pid)
         assert state.status == task_types_pb2.CREATED
         assert state.exited_at.seconds == GO_ZERO_TIME_SECONDS  # Go's zero time, not unset
 
-        started = await call(
-            "Start", task_v2_pb2.StartRequest(id=bundle.id), task_v2_pb2.StartResponse
+        started = await bundle.call(
+            client, "Start", task_v2_pb2.StartRequest(id=bundle.id), task_v2_pb2.StartResponse
         )
         assert started.pid == created.pid
-        waited = await call("Wait", task_v2_pb2.WaitRequest(id=bundle.id), task_v2_pb2.WaitResponse)
+        waited = await bundle.call(
+            client, "Wait", task_v2_pb2.WaitRequest(id=bundle.id), task_v2_pb2.WaitResponse
+        )
         assert waited.exit_status == 0
         assert waited.exited_at.seconds > 0
 
-        state = await call(
-            "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
+        state = await bundle.call(
+            client, "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
         )
         assert (state.status, state.exit_status) == (task_types_pb2.STOPPED, 0)
 
-        deleted = await call(
-            "Delete", task_v2_pb2.DeleteRequest(id=bundle.id), task_v2_pb2.DeleteResponse
+        deleted = await bundle.call(
+            client, "Delete", task_v2_pb2.DeleteRequest(id=bundle.id), task_v2_pb2.DeleteResponse
         )
         assert (deleted.pid, deleted.exit_status) == (created.pid, 0)
         assert deleted.exited_at == waited.exited_at
         with pytest.raises(errdefs.NotFound):
-            await call("State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse)
+            await bundle.call(
+                client, "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
+            )
 
-        await call("Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty)
+        await bundle.call(
+            client, "Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty
+        )
         await wait_process_exit(shim_pid)
     finally:
         await client.close()

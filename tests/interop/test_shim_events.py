@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from typing import TypeVar
 
 import attrs
 import pytest
 from google.protobuf import empty_pb2
-from google.protobuf.message import Message
 
 from runtime_v2 import typeurl
 from runtime_v2.api import events_pb2, events_service_pb2, task_v2_pb2
-from runtime_v2.ttrpc import CallContext, Client, Server
+from runtime_v2.ttrpc import NAMESPACE_KEY, CallContext, Client, Server
 
 from .shimlib import TIMEOUT, ShimBundle, wait_process_exit
 
 pytestmark = pytest.mark.integration
-
-TASK_V2 = "containerd.task.v2.Task"
-NAMESPACE_KEY = "containerd-namespace-ttrpc"
-M = TypeVar("M", bound=Message)
 
 
 @attrs.frozen
@@ -60,38 +54,38 @@ async def test_shim_forwards_create_start_exit_delete_to_our_events_server(
         address = await bundle.start()
         client = await Client.connect(address)
         try:
-
-            async def call(method: str, request: Message, response_type: type[M]) -> M:
-                return await client.call(
-                    TASK_V2,
-                    method,
-                    request,
-                    response_type,
-                    namespace=bundle.namespace,
-                    timeout=TIMEOUT,
-                )
-
             shim_pid = (
-                await call(
+                await bundle.call(
+                    client,
                     "Connect",
                     task_v2_pb2.ConnectRequest(id=bundle.id),
                     task_v2_pb2.ConnectResponse,
                 )
             ).shim_pid
-            created = await call(
+            created = await bundle.call(
+                client,
                 "Create",
                 task_v2_pb2.CreateTaskRequest(id=bundle.id, bundle=str(bundle.bundle)),
                 task_v2_pb2.CreateTaskResponse,
             )
-            await call("Start", task_v2_pb2.StartRequest(id=bundle.id), task_v2_pb2.StartResponse)
-            await call("Wait", task_v2_pb2.WaitRequest(id=bundle.id), task_v2_pb2.WaitResponse)
-            await call(
-                "Delete", task_v2_pb2.DeleteRequest(id=bundle.id), task_v2_pb2.DeleteResponse
+            await bundle.call(
+                client, "Start", task_v2_pb2.StartRequest(id=bundle.id), task_v2_pb2.StartResponse
+            )
+            await bundle.call(
+                client, "Wait", task_v2_pb2.WaitRequest(id=bundle.id), task_v2_pb2.WaitResponse
+            )
+            await bundle.call(
+                client,
+                "Delete",
+                task_v2_pb2.DeleteRequest(id=bundle.id),
+                task_v2_pb2.DeleteResponse,
             )
 
             events = [await asyncio.wait_for(received.get(), TIMEOUT) for _ in range(4)]
 
-            await call("Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty)
+            await bundle.call(
+                client, "Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty
+            )
             await wait_process_exit(shim_pid)
         finally:
             await client.close()

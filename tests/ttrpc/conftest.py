@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import attrs
 import pytest
@@ -16,7 +16,14 @@ from google.protobuf import empty_pb2
 
 from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import ttrpc_pb2
-from runtime_v2.ttrpc import CallContext, Frame, FrameDecoder, OversizeFrame
+from runtime_v2.ttrpc import (
+    CallContext,
+    Frame,
+    FrameDecoder,
+    OversizeFrame,
+    PeerCredentials,
+    same_user,
+)
 
 from . import echo_pb2
 
@@ -98,13 +105,27 @@ def echo_service() -> EchoService:
     return EchoService()
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    address: str,
+    handlers: Mapping[str, ttrpc.Handler],
+    *,
+    check_peer: Callable[[PeerCredentials], bool] | None = same_user,
+) -> AsyncIterator[ttrpc.Server]:
+    """A server of the Echo service with ``handlers``, listening on ``address``; closed after."""
+    srv = ttrpc.Server(check_peer=check_peer)
+    srv.register(ECHO_DESCRIPTOR, handlers)
+    await srv.serve(address)
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
 @pytest.fixture
 async def server(echo_service: EchoService, socket_path: str) -> AsyncIterator[ttrpc.Server]:
-    srv = ttrpc.Server()
-    srv.register(ECHO_DESCRIPTOR, echo_service.handlers())
-    await srv.serve(socket_path)
-    yield srv
-    await srv.close()
+    async with serving(socket_path, echo_service.handlers()) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -112,6 +133,28 @@ async def client(server: ttrpc.Server, socket_path: str) -> AsyncIterator[ttrpc.
     cl = await ttrpc.Client.connect("unix://" + socket_path, timeout=5)
     yield cl
     await cl.close()
+
+
+def request_frame(
+    stream_id: int,
+    method: str,
+    payload: bytes = b"",
+    *,
+    service: str = SERVICE,
+    flags: int = 0,
+    timeout_nano: int = 0,
+) -> bytes:
+    """The bytes of a Request frame, encoded the plain protobuf way (not the client's)."""
+    req = ttrpc_pb2.Request(
+        service=service, method=method, payload=payload, timeout_nano=timeout_nano
+    )
+    return ttrpc.encode_frame(stream_id, 1, flags, req.SerializeToString())
+
+
+async def read_frame_data(reader: asyncio.StreamReader) -> bytes:
+    """Read one whole frame from ``reader`` and return its data (for scripted peers)."""
+    header = await reader.readexactly(ttrpc.HEADER_SIZE)
+    return await reader.readexactly(int.from_bytes(header[:4], "big"))
 
 
 class RawConnection:
@@ -142,10 +185,16 @@ class RawConnection:
         flags: int = 0,
         timeout_nano: int = 0,
     ) -> None:
-        req = ttrpc_pb2.Request(
-            service=service, method=method, payload=payload, timeout_nano=timeout_nano
+        await self.send(
+            request_frame(
+                stream_id,
+                method,
+                payload,
+                service=service,
+                flags=flags,
+                timeout_nano=timeout_nano,
+            )
         )
-        await self.send(ttrpc.encode_frame(stream_id, 1, flags, req.SerializeToString()))
 
     async def read_frames(self, count: int, timeout: float = 5.0) -> list[Frame | OversizeFrame]:
         """Return the next ``count`` frames (raises TimeoutError if they do not come)."""

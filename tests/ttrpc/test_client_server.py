@@ -23,7 +23,9 @@ from .conftest import (
     RawConnection,
     fake_server,
     is_listening,
+    read_frame_data,
     response_of,
+    serving,
     unused_abstract_name,
 )
 
@@ -153,8 +155,7 @@ async def test_success_with_explicit_zero_status_is_accepted(socket_path: str) -
     ok.status.code = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        header = await reader.readexactly(10)
-        await reader.readexactly(int.from_bytes(header[:4], "big"))
+        await read_frame_data(reader)
         writer.write(ttrpc.encode_frame(1, 2, 0, ok.SerializeToString()))
 
     async with fake_server(socket_path, serve), await ttrpc.Client.connect(socket_path) as client:
@@ -239,8 +240,7 @@ async def test_timeout_nano_on_the_wire(socket_path: str) -> None:
     seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        header = await reader.readexactly(10)
-        data = await reader.readexactly(int.from_bytes(header[:4], "big"))
+        data = await read_frame_data(reader)
         seen.set_result(ttrpc_pb2.Request.FromString(data).timeout_nano)
         writer.write(ttrpc.encode_frame(1, 2, 0, b""))
 
@@ -271,15 +271,10 @@ async def test_handler_sees_deadline_and_nested_calls_inherit_it(socket_path: st
         inner_seen.append(ttrpc.current_deadline())
         return Resp(remaining=ctx.remaining() or -1)
 
-    srv = ttrpc.Server()
-    srv.register(ECHO_DESCRIPTOR, {"Echo": outer})
-    await srv.serve(socket_path)
-    try:
+    async with serving(socket_path, {"Echo": outer}):
         async with await ttrpc.Client.connect(socket_path) as client:
             before = time.monotonic()
             await echo(client, timeout=4)
-    finally:
-        await srv.close()
     assert inner_seen[0] is not None and before + 3 < inner_seen[0] <= before + 4.01
 
 
@@ -559,14 +554,9 @@ async def test_connect_to_unused_abstract_name_fails_fast() -> None:
 
 async def test_abstract_socket_round_trip(echo_service: EchoService) -> None:
     name = unused_abstract_name()
-    srv = ttrpc.Server()
-    srv.register(ECHO_DESCRIPTOR, echo_service.handlers())
-    await srv.serve(name)
-    try:
+    async with serving(name, echo_service.handlers()):
         async with await ttrpc.Client.connect(name) as client:
             assert (await echo(client)).text == "hi"
-    finally:
-        await srv.close()
 
 
 # --- server lifecycle -------------------------------------------------------------------------
@@ -587,14 +577,9 @@ async def test_serve_replaces_a_stale_socket_file(
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(socket_path)
     stale.close()
-    srv = ttrpc.Server()
-    srv.register(ECHO_DESCRIPTOR, echo_service.handlers())
-    await srv.serve(socket_path)
-    try:
+    async with serving(socket_path, echo_service.handlers()):
         async with await ttrpc.Client.connect(socket_path) as client:
             assert (await echo(client)).text == "hi"
-    finally:
-        await srv.close()
     assert not os.path.exists(socket_path)
 
 
@@ -652,10 +637,7 @@ async def test_peer_credentials_rejection_closes_without_frames(
         seen.append(peer)
         return peer.uid == os.geteuid() + 1
 
-    srv = ttrpc.Server(check_peer=other_user_only)
-    srv.register(ECHO_DESCRIPTOR, echo_service.handlers())
-    await srv.serve(socket_path)
-    try:
+    async with serving(socket_path, echo_service.handlers(), check_peer=other_user_only):
         conn = await RawConnection.open(socket_path)
         await conn.send_request(1, "Nothing")
         try:
@@ -664,8 +646,6 @@ async def test_peer_credentials_rejection_closes_without_frames(
             frames, trailing = [], 0
         assert (frames, trailing) == ([], 0)
         await conn.close()
-    finally:
-        await srv.close()
     assert seen[0].uid == os.geteuid()
     assert seen[0].pid == os.getpid()
 
@@ -695,35 +675,23 @@ def test_register_rejects_unknown_methods_and_duplicates() -> None:
 async def test_unregistered_method_of_a_registered_service_is_unimplemented(
     socket_path: str,
 ) -> None:
-    srv = ttrpc.Server()
-
     async def h(req: object, ctx: ttrpc.CallContext) -> empty_pb2.Empty:
         return empty_pb2.Empty()
 
-    srv.register(ECHO_DESCRIPTOR, {"Nothing": h})
-    await srv.serve(socket_path)
-    try:
+    async with serving(socket_path, {"Nothing": h}):
         async with await ttrpc.Client.connect(socket_path) as client:
             with pytest.raises(errdefs.NotImplemented, match=r"^method Echo$"):
                 await echo(client)
-    finally:
-        await srv.close()
 
 
 async def test_handler_returning_none_is_unknown_marshal_nil(socket_path: str) -> None:
-    srv = ttrpc.Server()
-
     async def h(req: object, ctx: ttrpc.CallContext) -> None:
         return None
 
-    srv.register(ECHO_DESCRIPTOR, {"Echo": h})  # type: ignore[dict-item]
-    await srv.serve(socket_path)
-    try:
+    async with serving(socket_path, {"Echo": h}):  # type: ignore[dict-item]
         async with await ttrpc.Client.connect(socket_path) as client:
             with pytest.raises(errdefs.Unknown, match="ttrpc: marshal called with nil"):
                 await echo(client)
-    finally:
-        await srv.close()
 
 
 async def test_connect_to_a_full_backlog_fails_fast_with_unavailable(sock_dir: str) -> None:

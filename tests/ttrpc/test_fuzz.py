@@ -29,7 +29,7 @@ from runtime_v2.api import ttrpc_pb2
 from runtime_v2.ttrpc import Frame, FrameDecoder, OversizeFrame, encode_frame
 
 from . import echo_pb2
-from .conftest import ECHO_DESCRIPTOR, SERVICE, EchoService
+from .conftest import ECHO_DESCRIPTOR, SERVICE, EchoService, request_frame
 
 EXAMPLES = 2000
 
@@ -87,8 +87,7 @@ class GoodClient:
     def echo(self, text: str) -> str:
         sid, self.next_id = self.next_id, self.next_id + 2
         payload = echo_pb2.EchoRequest(text=text).SerializeToString()
-        req = ttrpc_pb2.Request(service=SERVICE, method="Echo", payload=payload)
-        self.sock.sendall(encode_frame(sid, 1, 0, req.SerializeToString()))
+        self.sock.sendall(request_frame(sid, "Echo", payload))
         while not self.pending:
             data = self.sock.recv(65536)
             assert data, "good connection closed"

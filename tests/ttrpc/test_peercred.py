@@ -13,7 +13,7 @@ import pytest
 from runtime_v2 import ttrpc
 from runtime_v2.ttrpc import PeerCredentials, same_user
 
-from .conftest import ECHO_DESCRIPTOR, SERVICE, EchoService
+from .conftest import EchoService, request_frame, serving
 
 # The child runs as another user: it needs an interpreter that user can execute (the venv's may
 # live under /root); it only uses the socket module.
@@ -69,13 +69,6 @@ print(len(got))
 """
 
 
-def _request_frame() -> bytes:
-    from runtime_v2.api import ttrpc_pb2
-
-    data = ttrpc_pb2.Request(service=SERVICE, method="Nothing").SerializeToString()
-    return ttrpc.encode_frame(1, 1, 0, data)
-
-
 async def _answer_bytes(socket_path: str, *, user: int, group: int) -> str:
     proc = await asyncio.create_subprocess_exec(
         _PYTHON,
@@ -83,7 +76,7 @@ async def _answer_bytes(socket_path: str, *, user: int, group: int) -> str:
         "-c",
         _CLIENT,
         socket_path,
-        _request_frame().hex(),
+        request_frame(1, "Nothing").hex(),
         user=user,
         group=group,
         extra_groups=[],
@@ -114,18 +107,13 @@ async def test_default_server_checks_real_peers(
     accepted: bool,
 ) -> None:
     os.chmod(sock_dir, 0o755)  # let another uid reach the socket; the socket itself is 0600
-    srv = ttrpc.Server()  # default check_peer
-    srv.register(ECHO_DESCRIPTOR, echo_service.handlers())
-    await srv.serve(socket_path)
-    os.chmod(socket_path, 0o666)  # so only the peer check can refuse the connection
-    try:
+    async with serving(socket_path, echo_service.handlers()):  # default check_peer
+        os.chmod(socket_path, 0o666)  # so only the peer check can refuse the connection
         got = await _answer_bytes(
             socket_path,
             user=os.geteuid() if user is None else user,
             group=os.getegid() if group is None else group,
         )
-    finally:
-        await srv.close()
     if accepted:
         assert got == "10"  # a response frame (header + empty payload) came back
     else:
