@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import random
 import statistics
 import sys
@@ -24,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry import Host, InitContext, Registration, Registry, boot
+import taskplane
+from registry import InitContext, Registration, Registry, boot
 
 BUILTIN_TARGET_MS = 20.0
 RATIO_TARGET = 12.0
@@ -32,24 +32,17 @@ RATIO_TARGET = 12.0
 REPEATS = 7
 
 
-def median_ms(fn: Callable[[], Any], runs: int) -> float:
-    """Median wall time of ``runs`` calls, in milliseconds."""
-    times = []
-    for _ in range(runs):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def sample_ms(fn: Callable[[], Any], calls: int) -> float:
-    """Mean wall time of ``calls`` back-to-back calls, in milliseconds (one sample)."""
+def sample_ms(fn: Callable[[], Any]) -> float:
+    """Wall time of one call after a full collection, in milliseconds (one sample)."""
     gc.collect()
     start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) * 1000 / calls
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> float:
+    """Median wall time of ``runs`` calls, in milliseconds."""
+    return statistics.median(sample_ms(fn) for _ in range(runs))
 
 
 def interleaved_medians(
@@ -67,59 +60,24 @@ def interleaved_medians(
         fn()  # warm up (first-call costs, caches)
     for _ in range(repeats):
         for n, fn in cases.items():
-            samples[n].append(sample_ms(fn, 1))
+            samples[n].append(sample_ms(fn))
     return {n: (statistics.median(times), times) for n, times in samples.items()}
-
-
-def builtin_booter(tmp: str) -> tuple[str, Callable[[], Host]] | None:
-    """How to boot the built-in set, whichever pieces exist yet."""
-    root, state = f"{tmp}/root", f"{tmp}/state"
-    try:
-        taskplane = importlib.import_module("taskplane")
-        tp_boot = taskplane.boot
-    except (ImportError, AttributeError):
-        pass
-    else:
-        return "taskplane.boot()", lambda: tp_boot(root=root, state=state, autoload=False)
-    modules = []
-    for name in ("plugins.builtin", "runtime_v2.builtin"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            continue
-    if not modules:
-        return None
-    names = ", ".join(m.__name__ for m in modules)
-    return (
-        f"registry.boot(builtins=[{names}])",
-        lambda: boot(builtins=modules, autoload=False, root=root, state=state),
-    )
 
 
 def bench_builtins() -> bool:
     with tempfile.TemporaryDirectory() as tmp:
-        found = builtin_booter(tmp)
-        if found is None:
-            print(
-                "built-in boot: skipped (neither taskplane.boot nor plugins.builtin / "
-                "runtime_v2.builtin exists yet)"
-            )
-            return True
-        label, booter = found
+        root, state = f"{tmp}/root", f"{tmp}/state"
 
         def once() -> None:
-            booter().close()
+            taskplane.boot(root=root, state=state, autoload=False).close()
 
         once()  # first boot pays for imports
-        host = booter()
-        try:
+        with taskplane.boot(root=root, state=state, autoload=False) as host:
             statuses = ", ".join(f"{s.uri}={s.status}" for s in host.statuses)
-        finally:
-            host.close()
         ms = median_ms(once, 20)
     ok = ms < BUILTIN_TARGET_MS
     print(
-        f"built-in boot via {label}: {ms:.2f} ms median of 20 "
+        f"built-in boot via taskplane.boot(): {ms:.2f} ms median of 20 "
         f"(target < {BUILTIN_TARGET_MS:.0f} ms) {'OK' if ok else 'SLOW'}"
     )
     print(f"  statuses: {statuses}")

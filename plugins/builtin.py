@@ -31,7 +31,7 @@ def _init_exchange(ic: InitContext) -> Exchange:
 
 
 def _init_metadata(ic: InitContext) -> ContainerStore:
-    os.makedirs(ic.root, mode=0o711, exist_ok=True)
+    # The store creates its directory (ic.root, mode 0711) when missing.
     return ContainerStore(os.path.join(ic.root, DB_FILENAME))
 
 
@@ -40,5 +40,5 @@ def taskplane_registrations() -> list[Registration]:
     """Return the registrations of the event exchange and the SQLite metadata store."""
     return [
         Registration(type=EVENT_PLUGIN, id=EXCHANGE_ID, init=_init_exchange),
-        Registration(type=METADATA_PLUGIN, id=METADATA_ID, requires=(), init=_init_metadata),
+        Registration(type=METADATA_PLUGIN, id=METADATA_ID, init=_init_metadata),
     ]

@@ -147,6 +147,18 @@ def _now() -> datetime:
 _COLUMNS = "id, runtime_name, runtime_options, spec, sandbox_id, labels, created_at, updated_at"
 
 
+def _labels_json(labels: Mapping[str, str]) -> str:
+    return json.dumps(dict(labels), sort_keys=True)
+
+
+def _select(conn: sqlite3.Connection, namespace: str, container_id: str) -> Container | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? AND id = ?",
+        (namespace, container_id),
+    ).fetchone()
+    return None if row is None else _row_to_container(row)
+
+
 def _row_to_container(row: tuple[Any, ...]) -> Container:
     cid, runtime_name, runtime_options, spec, sandbox_id, labels, created, updated = row
     return Container(
@@ -292,13 +304,10 @@ class ContainerStore:
         namespace = _validate_namespace(namespace)
         identifiers.validate(container_id, what="container id")
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? AND id = ?",
-                (namespace, container_id),
-            ).fetchone()
-        if row is None:
+            found = _select(conn, namespace, container_id)
+        if found is None:
             raise NotFound(f"{_what(namespace, container_id)}: not found")
-        return _row_to_container(row)
+        return found
 
     def list(self, namespace: str) -> list[Container]:
         """Return every container of ``namespace``, ordered by id."""
@@ -334,13 +343,9 @@ class ContainerStore:
         paths = [fieldpaths] if isinstance(fieldpaths, str) else list(fieldpaths)
         what = _what(namespace, container.id)
         with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM containers WHERE namespace = ? AND id = ?",
-                (namespace, container.id),
-            ).fetchone()
-            if row is None:
+            current = _select(conn, namespace, container.id)
+            if current is None:
                 raise NotFound(f"{what}: not found")
-            current = _row_to_container(row)
             if not paths:
                 if container.runtime_name != current.runtime_name:
                     raise InvalidArgument(
@@ -376,7 +381,7 @@ class ContainerStore:
                 "UPDATE containers SET labels = ?, spec = ?, updated_at = ?"
                 " WHERE namespace = ? AND id = ?",
                 (
-                    json.dumps(dict(updated.labels), sort_keys=True),
+                    _labels_json(updated.labels),
                     updated.spec,
                     _to_micros(updated.updated_at),
                     namespace,
@@ -425,7 +430,7 @@ class ContainerStore:
             container.runtime_options,
             container.spec,
             container.sandbox_id,
-            json.dumps(dict(container.labels), sort_keys=True),
+            _labels_json(container.labels),
             _to_micros(container.created_at),
             _to_micros(container.updated_at),
         )

@@ -300,7 +300,6 @@ class _Boot:
     ) -> None:
         cfg = host.config
         self.host = host
-        self.registrations = registrations
         self.decoded = decoded
         self.disabled = frozenset(cfg.disabled_plugins)
         self.required = frozenset(cfg.required_plugins)

@@ -121,6 +121,22 @@ _SEQUENCE_ORIGINS = (list, tuple, set, frozenset, Sequence, typing.Sequence)
 _MAPPING_ORIGINS = (dict, Mapping, typing.Mapping)
 
 
+def _is_sequence_type(t: Any) -> bool:
+    return get_origin(t) in _SEQUENCE_ORIGINS or t in (list, tuple)
+
+
+def _is_mapping_type(t: Any) -> bool:
+    return get_origin(t) in _MAPPING_ORIGINS or t is dict
+
+
+def _is_literal_type(t: Any) -> bool:
+    return get_origin(t) is Literal
+
+
+def _is_enum_type(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, enum.Enum)
+
+
 def describe_type(t: Any) -> str:
     """Name a Python type as a TOML value: ``a list of strings``, ``a table``."""
     if t is str:
@@ -133,23 +149,22 @@ def describe_type(t: Any) -> str:
         return "a number"
     if t is Any or t is object:
         return "any value"
-    if isinstance(t, type) and issubclass(t, enum.Enum):
+    if _is_enum_type(t):
         return "one of " + ", ".join(_literal(m.value) for m in t)
     if attrs.has(t):
         return "a table"
-    origin = get_origin(t)
     args = get_args(t)
-    if origin is Literal:
+    if _is_literal_type(t):
         if len(args) == 1:
             return _literal(args[0])
         return "one of " + ", ".join(_literal(a) for a in args)
     if _is_union(t):
         return " or ".join(describe_type(a) for a in args if a is not type(None))
-    if origin in _SEQUENCE_ORIGINS or t in (list, tuple):
-        if origin is tuple and args and args[-1] is not Ellipsis:
+    if _is_sequence_type(t):
+        if get_origin(t) is tuple and args and args[-1] is not Ellipsis:
             return f"an array of {len(args)} items"
         return f"a list of {_plural(args[0]) if args else 'values'}"
-    if origin in _MAPPING_ORIGINS or t is dict:
+    if _is_mapping_type(t):
         if len(args) == 2 and args[1] is not Any:
             return f"a table of {_plural(args[1])}"
         return "a table"
@@ -367,22 +382,6 @@ def _attrs_factory(t: Any, conv: cattrs.Converter) -> Hook:
         return FieldValues(t, values)
 
     return structure
-
-
-def _is_sequence_type(t: Any) -> bool:
-    return get_origin(t) in _SEQUENCE_ORIGINS or t in (list, tuple)
-
-
-def _is_mapping_type(t: Any) -> bool:
-    return get_origin(t) in _MAPPING_ORIGINS or t is dict
-
-
-def _is_literal_type(t: Any) -> bool:
-    return get_origin(t) is Literal
-
-
-def _is_enum_type(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, enum.Enum)
 
 
 def make_converter() -> cattrs.Converter:

@@ -7,7 +7,7 @@ the number of plugins and requirements, and they add little for the garbage coll
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -17,22 +17,12 @@ from registry._registration import WILDCARD, DisabledFilter, Registration
 __all__ = [
     "Blocked",
     "RequirementTracker",
-    "check_requirements",
-    "disabled_predicate",
     "find_blocked",
     "graph",
     "plan",
 ]
 
 _WILDCARD_ONLY = (WILDCARD,)
-
-
-def disabled_predicate(disabled: DisabledFilter) -> Callable[[Registration], bool]:
-    """Normalise ``disabled`` (a predicate or a collection of URIs) to a predicate."""
-    if callable(disabled):
-        return disabled
-    uris = frozenset(disabled)
-    return lambda reg: reg.uri in uris
 
 
 def _disabled_flags(regs: Sequence[Registration], disabled: DisabledFilter) -> list[bool]:
@@ -244,12 +234,3 @@ def find_blocked(
             blocked[reg.uri] = found
             tracker.record(reg, "blocked", found.reason, found.disabled)
     return blocked
-
-
-def check_requirements(
-    registrations: Sequence[Registration], disabled: DisabledFilter = ()
-) -> tuple[list[Registration], dict[str, Blocked]]:
-    """The graph order, and the plugins blocked before anything is initialised
-    (a required type nobody enabled provides, or a provider that is itself blocked)."""
-    order, off = plan(registrations, disabled)
-    return order, find_blocked(order, off)

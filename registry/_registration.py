@@ -154,6 +154,6 @@ class Registry:
     def blocked(self, disabled: DisabledFilter = ()) -> dict[str, Blocked]:
         """Plugins that cannot load whatever happens at init, by URI: a required type that no
         enabled plugin provides, or every provider of it is itself blocked."""
-        from registry._graph import check_requirements
+        from registry._graph import find_blocked, plan
 
-        return check_requirements(self._registrations, disabled)[1]
+        return find_blocked(*plan(self._registrations, disabled))

@@ -548,9 +548,9 @@ def _not_registered(uri: str, by_uri: Mapping[str, object], table: object = None
     # [plugins.io.containerd.x.y] without quotes nests a table per dot: name the fix.
     for known in by_uri:
         first, *rest = known.split(".")
-        node: object = table
         if first != uri or not rest:
             continue
+        node: object = table
         for part in rest:
             node = node.get(part) if isinstance(node, Mapping) else None
         if node is not None:

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from registry._config_convert import quote
+
 __all__ = [
     "ALL",
     "Matcher",
@@ -73,7 +75,7 @@ class PlatformError(ValueError):
     """A platform specifier that cannot be parsed; the message names the specifier."""
 
     def __init__(self, specifier: str, reason: str) -> None:
-        super().__init__(f"invalid platform {_quote(specifier)}: {reason}")
+        super().__init__(f"invalid platform {quote(specifier)}: {reason}")
         self.specifier = specifier
         self.reason = reason
 
@@ -194,14 +196,14 @@ def parse(specifier: str) -> Platform:
     if os_match is None:
         raise PlatformError(
             specifier,
-            f"{_quote(parts[0])} is not a valid OS component "
+            f"{quote(parts[0])} is not a valid OS component "
             "(letters, digits, '_' and '-', optionally followed by a version in parentheses)",
         )
     for part in parts[1:]:
         if not _COMPONENT_RE.match(part):
             raise PlatformError(
                 specifier,
-                f"{_quote(part)} is not a valid component (letters, digits, '_', '.' and '-')",
+                f"{quote(part)} is not a valid component (letters, digits, '_', '.' and '-')",
             )
     os = _normalize_os(os_match.group(1))
     os_version = os_match.group(2) or ""
@@ -430,7 +432,3 @@ def only(platform: Platform) -> Matcher:
 def default() -> Matcher:
     """The matcher for this host: ``only(default_spec())``."""
     return only(default_spec())
-
-
-def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

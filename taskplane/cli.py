@@ -71,22 +71,42 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
     group = parser.add_argument_group("global options")
     group.add_argument(
-        "--config", metavar="FILE", default=default(os.environ.get(ENV_CONFIG) or None),
+        "--config",
+        metavar="FILE",
+        default=default(os.environ.get(ENV_CONFIG) or None),
         help=f"config file (default: ${ENV_CONFIG}, else the embedded defaults)",
     )
-    group.add_argument("--root", metavar="DIR", default=default(None),
-                       help="persistent state directory (overrides the config's root)")
-    group.add_argument("--state", metavar="DIR", default=default(None),
-                       help="runtime state directory (overrides the config's state)")
-    group.add_argument("--namespace", "-n", metavar="NS",
-                       default=default(os.environ.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE),
-                       help=f"namespace of tasks (default: ${ENV_NAMESPACE} or 'default')")
-    group.add_argument("--log-level", metavar="LEVEL", default=default("error"),
-                       type=str.lower, choices=LOG_LEVELS,
-                       help="log level of taskplane's own log on stderr (default: error; "
-                            "plugin failures are shown by 'plugins ls' either way)")
-    group.add_argument("--debug", action="store_true", default=default(False),
-                       help="print tracebacks with errors")
+    group.add_argument(
+        "--root",
+        metavar="DIR",
+        default=default(None),
+        help="persistent state directory (overrides the config's root)",
+    )
+    group.add_argument(
+        "--state",
+        metavar="DIR",
+        default=default(None),
+        help="runtime state directory (overrides the config's state)",
+    )
+    group.add_argument(
+        "--namespace",
+        "-n",
+        metavar="NS",
+        default=default(os.environ.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE),
+        help=f"namespace of tasks (default: ${ENV_NAMESPACE} or 'default')",
+    )
+    group.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        default=default("error"),
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level of taskplane's own log on stderr (default: error; "
+        "plugin failures are shown by 'plugins ls' either way)",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default(False), help="print tracebacks with errors"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,6 +126,7 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     """
     command_nargs: Any = "*" if command_after_dashdash else argparse.REMAINDER
     from taskplane import cli_config, cli_demo, cli_plugins, cli_tasks
+    from taskplane.containers import DEFAULT_RUNTIME
 
     parser = _Parser(
         prog="taskplane",
@@ -124,95 +145,154 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     # plugins
     plugins = commands.add_parser("plugins", help="inspect plugins")
     _global_options(plugins, top=False)
-    plugins_cmds = plugins.add_subparsers(dest="subcommand", metavar="COMMAND",
-                                          parser_class=_Parser)
+    plugins_cmds = plugins.add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=_Parser
+    )
     plugins_cmds.required = True
-    ls = add(plugins_cmds, "ls", cli_plugins.ls, "list every plugin and its status",
-             aliases=["list"])
+    ls = add(
+        plugins_cmds, "ls", cli_plugins.ls, "list every plugin and its status", aliases=["list"]
+    )
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ls.add_argument("--detailed", "-d", action="store_true",
-                    help="add the reason or error and the init time")
+    ls.add_argument(
+        "--detailed", "-d", action="store_true", help="add the reason or error and the init time"
+    )
 
     # config
     config = commands.add_parser("config", help="print and check configuration")
     _global_options(config, top=False)
-    config_cmds = config.add_subparsers(dest="subcommand", metavar="COMMAND",
-                                        parser_class=_Parser)
+    config_cmds = config.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     config_cmds.required = True
-    add(config_cmds, "default", cli_config.default,
-        "print every registered plugin's default config as TOML")
-    add(config_cmds, "dump", cli_config.dump,
-        "print the effective config (after imports and migration)")
-    validate = add(config_cmds, "validate", cli_config.validate,
-                   "check a config file; print every error")
+    add(
+        config_cmds,
+        "default",
+        cli_config.default,
+        "print every registered plugin's default config as TOML",
+    )
+    add(
+        config_cmds,
+        "dump",
+        cli_config.dump,
+        "print the effective config (after imports and migration)",
+    )
+    validate = add(
+        config_cmds, "validate", cli_config.validate, "check a config file; print every error"
+    )
     validate.add_argument("file", metavar="FILE")
 
     # run
-    run = add(commands, "run", cli_tasks.run, "run a command in a new container",
-              usage="taskplane run [options] (--rootfs DIR | --spec FILE) ID [--] CMD [ARG...]")
+    run = add(
+        commands,
+        "run",
+        cli_tasks.run,
+        "run a command in a new container",
+        usage="taskplane run [options] (--rootfs DIR | --spec FILE) ID [--] CMD [ARG...]",
+    )
     run.add_argument("--rootfs", metavar="DIR", help="root filesystem directory")
     run.add_argument("--rm", action="store_true", help="delete the task and container on exit")
-    run.add_argument("-d", "--detach", action="store_true",
-                     help="print the id and leave the task running; output goes to a log file")
-    run.add_argument("--runtime", metavar="NAME|PATH", default="io.containerd.runc.v2",
-                     help="runtime name or absolute shim path (default: io.containerd.runc.v2)")
-    run.add_argument("--runc-binary", metavar="PATH",
-                     help="runc-compatible binary the runc shim runs")
-    run.add_argument("--env", metavar="K=V", action="append", default=[],
-                     help="set an environment variable (repeatable)")
+    run.add_argument(
+        "-d",
+        "--detach",
+        action="store_true",
+        help="print the id and leave the task running; output goes to a log file",
+    )
+    run.add_argument(
+        "--runtime",
+        metavar="NAME|PATH",
+        default=DEFAULT_RUNTIME,
+        help=f"runtime name or absolute shim path (default: {DEFAULT_RUNTIME})",
+    )
+    run.add_argument(
+        "--runc-binary", metavar="PATH", help="runc-compatible binary the runc shim runs"
+    )
+    run.add_argument(
+        "--env",
+        metavar="K=V",
+        action="append",
+        default=[],
+        help="set an environment variable (repeatable)",
+    )
     run.add_argument("--cwd", metavar="DIR", default="/", help="working directory (default: /)")
     run.add_argument("--spec", metavar="FILE", help="OCI spec JSON to use instead of the default")
     run.add_argument("id", metavar="ID", help="container and task id")
-    run.add_argument("cmd", metavar="CMD", nargs=command_nargs,
-                     help="the command and its arguments (after --)")
+    run.add_argument(
+        "cmd", metavar="CMD", nargs=command_nargs, help="the command and its arguments (after --)"
+    )
 
     # tasks
     tasks = commands.add_parser("tasks", help="manage tasks", aliases=["t"])
     _global_options(tasks, top=False)
-    tasks_cmds = tasks.add_subparsers(dest="subcommand", metavar="COMMAND",
-                                      parser_class=_Parser)
+    tasks_cmds = tasks.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     tasks_cmds.required = True
     add(tasks_cmds, "ls", cli_tasks.ls, "list tasks", aliases=["list"])
     kill = add(tasks_cmds, "kill", cli_tasks.kill, "signal a task")
-    kill.add_argument("--signal", "-s", metavar="SIG", default="SIGTERM",
-                      help="signal name or number (default: SIGTERM)")
-    kill.add_argument("--all", "-a", action="store_true",
-                      help="signal every process in the container")
+    kill.add_argument(
+        "--signal",
+        "-s",
+        metavar="SIG",
+        default="SIGTERM",
+        help="signal name or number (default: SIGTERM)",
+    )
+    kill.add_argument(
+        "--all", "-a", action="store_true", help="signal every process in the container"
+    )
     kill.add_argument("id", metavar="ID")
-    rm = add(tasks_cmds, "rm", cli_tasks.rm, "delete a task and its container",
-             aliases=["delete"])
+    rm = add(tasks_cmds, "rm", cli_tasks.rm, "delete a task and its container", aliases=["delete"])
     rm.add_argument("--force", "-f", action="store_true", help="kill the task first if running")
     rm.add_argument("id", metavar="ID")
-    exec_ = add(tasks_cmds, "exec", cli_tasks.exec_, "run another process in a running task",
-                usage="taskplane tasks exec [options] --exec-id EID ID [--] CMD [ARG...]")
+    exec_ = add(
+        tasks_cmds,
+        "exec",
+        cli_tasks.exec_,
+        "run another process in a running task",
+        usage="taskplane tasks exec [options] --exec-id EID ID [--] CMD [ARG...]",
+    )
     exec_.add_argument("--exec-id", metavar="EID", required=True, help="id of the new process")
-    exec_.add_argument("--env", metavar="K=V", action="append", default=[],
-                       help="set an environment variable (repeatable)")
+    exec_.add_argument(
+        "--env",
+        metavar="K=V",
+        action="append",
+        default=[],
+        help="set an environment variable (repeatable)",
+    )
     exec_.add_argument("--cwd", metavar="DIR", help="working directory")
     exec_.add_argument("id", metavar="ID", help="task id")
-    exec_.add_argument("cmd", metavar="CMD", nargs=command_nargs,
-                       help="the command and its arguments (after --)")
+    exec_.add_argument(
+        "cmd", metavar="CMD", nargs=command_nargs, help="the command and its arguments (after --)"
+    )
     logs = add(tasks_cmds, "logs", cli_tasks.logs, "print a detached task's output")
     logs.add_argument("id", metavar="ID")
-    wait = add(tasks_cmds, "wait", cli_tasks.wait,
-               "wait for a task to exit and print its exit status")
+    wait = add(
+        tasks_cmds, "wait", cli_tasks.wait, "wait for a task to exit and print its exit status"
+    )
     wait.add_argument("id", metavar="ID")
 
     # runtime
     runtime = commands.add_parser("runtime", help="inspect runtimes")
     _global_options(runtime, top=False)
-    runtime_cmds = runtime.add_subparsers(dest="subcommand", metavar="COMMAND",
-                                          parser_class=_Parser)
+    runtime_cmds = runtime.add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=_Parser
+    )
     runtime_cmds.required = True
-    info = add(runtime_cmds, "info", cli_tasks.runtime_info,
-               "print a runtime's PluginInfo (name, version, features, annotations) as JSON")
+    info = add(
+        runtime_cmds,
+        "info",
+        cli_tasks.runtime_info,
+        "print a runtime's PluginInfo (name, version, features, annotations) as JSON",
+    )
     info.add_argument("runtime", metavar="NAME|PATH")
-    info.add_argument("--runc-binary", metavar="PATH",
-                      help="runc-compatible binary to pass in the runtime options")
+    info.add_argument(
+        "--runc-binary",
+        metavar="PATH",
+        help="runc-compatible binary to pass in the runtime options",
+    )
 
     # demo
-    add(commands, "demo", cli_demo.demo,
-        "run 'echo hello from taskplane' in a busybox container (what 'make demo' runs)")
+    add(
+        commands,
+        "demo",
+        cli_demo.demo,
+        "run 'echo hello from taskplane' in a busybox container (what 'make demo' runs)",
+    )
     return parser
 
 

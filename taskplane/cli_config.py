@@ -48,25 +48,20 @@ def dump(opts: Options, args: argparse.Namespace) -> int:
         coerce_config,
         decode_plugin_configs,
         effective_config_dict,
-        migrate,
         to_toml,
     )
 
-    regs = registrations()
-    config = migrate(coerce_config(opts.config), regs)
-    decoded = decode_plugin_configs(config, regs)
-    config = attrs.evolve(config, root=opts.root or config.root,
-                          state=opts.state or config.state)
+    config = coerce_config(opts.config)
+    decoded = decode_plugin_configs(config, registrations())  # migrates to version 3 first
+    config = attrs.evolve(config, root=opts.root or config.root, state=opts.state or config.state)
     sys.stdout.write(to_toml(effective_config_dict(config, decoded)))
     return 0
 
 
 def validate(opts: Options, args: argparse.Namespace) -> int:
     """Check ``args.file``; print ``<file>: ok`` or raise the ConfigError listing every issue."""
-    from registry.config import decode_plugin_configs, load_config, migrate
+    from registry.config import decode_plugin_configs, load_config
 
-    regs = registrations()
-    config = migrate(load_config(args.file), regs)
-    decode_plugin_configs(config, regs)
+    decode_plugin_configs(load_config(args.file), registrations())
     print(f"{args.file}: ok")
     return 0

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from plugins.types import RUNTIME_RUNC_V2
 from taskplane import oci, preflight
 from taskplane.cli import Options
 from taskplane.errors import CLIError, Missing
@@ -34,7 +35,7 @@ def cache_dir() -> Path:
     return Path(base) / "taskplane"
 
 
-def missing_prerequisites(runtime: str = "io.containerd.runc.v2") -> list[str]:
+def missing_prerequisites(runtime: str = RUNTIME_RUNC_V2) -> list[str]:
     """Everything the demo needs that this machine lacks, one sentence each (empty: all there)."""
     from taskplane.rootfs import RootfsError, find_busybox
 
@@ -58,9 +59,7 @@ def demo(opts: Options, args: argparse.Namespace) -> int:
     """Run the demo; see the module docstring."""
     problems = missing_prerequisites()
     if problems:
-        for problem in problems[:-1]:
-            print(f"taskplane: demo cannot run: {problem}", file=sys.stderr)
-        raise Missing(f"demo cannot run: {problems[-1]}")
+        raise Missing("\n".join(f"demo cannot run: {problem}" for problem in problems))
 
     from taskplane.rootfs import build_busybox_rootfs
 
@@ -81,14 +80,19 @@ async def _demo(opts: Options, rootfs: Path, private: str) -> int:
     state = opts.state or os.path.join(private, "state")
     host = await taskplane.boot_async(opts.config, root=root, state=state)
     try:
-        print(f"taskplane booted {len(host.statuses)} plugins in "
-              f"{host.boot_time * 1000:.1f} ms (root {root}, state {state}):\n")
+        print(
+            f"taskplane booted {len(host.statuses)} plugins in "
+            f"{host.boot_time * 1000:.1f} ms (root {root}, state {state}):\n"
+        )
         print(render(host))
         container_id = f"demo-{os.getpid()}"
-        spec = oci.default_spec(container_id, rootfs=rootfs, args=list(DEMO_COMMAND),
-                                namespace=opts.namespace)
-        print(f"\n$ taskplane run --rm --rootfs {rootfs} {container_id} -- "
-              f"{DEMO_COMMAND[0]} '{DEMO_COMMAND[1]}'")
+        spec = oci.default_spec(
+            container_id, rootfs=rootfs, args=list(DEMO_COMMAND), namespace=opts.namespace
+        )
+        print(
+            f"\n$ taskplane run --rm --rootfs {rootfs} {container_id} -- "
+            f"{DEMO_COMMAND[0]} '{DEMO_COMMAND[1]}'"
+        )
         sys.stdout.flush()
         client = Client(host, opts.namespace)
         started = time.perf_counter()
@@ -98,8 +102,10 @@ async def _demo(opts: Options, rootfs: Path, private: str) -> int:
         sys.stdout.flush()
         sys.stderr.buffer.write(result.stderr)
         sys.stderr.flush()
-        print(f"\nexit status {result.exit_status}; container lifecycle (create, start, wait, "
-              f"delete) took {lifecycle_ms:.0f} ms")
+        print(
+            f"\nexit status {result.exit_status}; container lifecycle (create, start, wait, "
+            f"delete) took {lifecycle_ms:.0f} ms"
+        )
         return result.exit_status
     finally:
         await host.aclose()

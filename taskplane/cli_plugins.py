@@ -12,9 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskplane.cli import Options
+
+if TYPE_CHECKING:
+    from registry import Host, PluginStatus
 
 __all__ = ["STATUS_WORDS", "format_table", "ls", "records", "render", "status_record"]
 
@@ -39,32 +42,33 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _why(status: Any) -> str:
+def _why(status: PluginStatus) -> str:
     if status.status == "failed" and status.error is not None:
         return " ".join(f"{type(status.error).__name__}: {status.error}".split())
     if status.reason:
-        return " ".join(str(status.reason).split())
+        return " ".join(status.reason.split())
     if status.status == "disabled":
         return "disabled by config"
     return "-"
 
 
-def status_record(status: Any) -> dict[str, Any]:
+def status_record(status: PluginStatus) -> dict[str, Any]:
     """One plugin's status as a JSON-able dict (what ``--json`` prints for it)."""
+    why = _why(status)
     return {
         "type": status.type,
         "id": status.id,
         "uri": status.uri,
         "platforms": list(status.platforms),
         "status": STATUS_WORDS.get(status.status, status.status),
-        "reason": None if _why(status) == "-" else _why(status),
+        "reason": None if why == "-" else why,
         "init_time": status.init_time,
-        "requires": list(getattr(status, "requires", ())),
+        "requires": list(status.requires),
         "exports": dict(status.exports),
     }
 
 
-def _failure_rows(host: Any) -> list[dict[str, Any]]:
+def _failure_rows(host: Host) -> list[dict[str, Any]]:
     """Third-party entry points that could not be loaded, shaped like status records."""
     return [
         {
@@ -78,16 +82,16 @@ def _failure_rows(host: Any) -> list[dict[str, Any]]:
             "requires": [],
             "exports": {},
         }
-        for f in getattr(host, "load_failures", ())
+        for f in host.load_failures
     ]
 
 
-def records(host: Any) -> list[dict[str, Any]]:
+def records(host: Host) -> list[dict[str, Any]]:
     """Every plugin of a booted host as a JSON-able record, failed entry points last."""
     return [*(status_record(s) for s in host.statuses), *_failure_rows(host)]
 
 
-def render(host: Any, *, detailed: bool = False) -> str:
+def render(host: Host, *, detailed: bool = False) -> str:
     """The ``plugins ls`` table of a booted host."""
     header = ["TYPE", "ID", "PLATFORMS", "STATUS"]
     if detailed:

@@ -178,18 +178,24 @@ def run(opts: Options, args: argparse.Namespace) -> int:
             )
         spec = oci.load_spec(args.spec)
         # As in an OCI bundle, a relative root.path is relative to the spec file's directory.
-        root_path = os.path.join(os.path.dirname(os.path.abspath(args.spec)),
-                                 spec["root"]["path"])
+        root_path = os.path.join(os.path.dirname(os.path.abspath(args.spec)), spec["root"]["path"])
         spec["root"]["path"] = preflight.require_rootfs(root_path)
     else:
         if not args.rootfs:
             raise CLIError("--rootfs DIR is required (or give a complete OCI spec with --spec)")
         rootfs = preflight.require_rootfs(args.rootfs)
         if not args.cmd:
-            raise CLIError(f"no command given: taskplane run --rootfs {args.rootfs} "
-                           f"{args.id} -- CMD [ARG...]")
-        spec = oci.default_spec(args.id, rootfs=rootfs, args=args.cmd, env=args.env,
-                                cwd=args.cwd, namespace=opts.namespace)
+            raise CLIError(
+                f"no command given: taskplane run --rootfs {args.rootfs} {args.id} -- CMD [ARG...]"
+            )
+        spec = oci.default_spec(
+            args.id,
+            rootfs=rootfs,
+            args=args.cmd,
+            env=args.env,
+            cwd=args.cwd,
+            namespace=opts.namespace,
+        )
     preflight.resolve_runtime(args.runtime)
     if args.runc_binary or preflight.uses_runc(args.runtime):
         preflight.find_runc(args.runc_binary)
@@ -197,17 +203,23 @@ def run(opts: Options, args: argparse.Namespace) -> int:
 
     async def body(client: Client) -> int:
         if args.detach:
-            await client.start_detached(args.id, spec, runtime=args.runtime,
-                                        runtime_options=options)
+            await client.start_detached(
+                args.id, spec, runtime=args.runtime, runtime_options=options
+            )
             print(args.id)
             return 0
         forwarder = _SignalForwarder()
         output = _Output(forwarder)
         try:
             result = await client.run(
-                args.id, spec, runtime=args.runtime, runtime_options=options,
-                on_stdout=output.to(sys.stdout.buffer), on_stderr=output.to(sys.stderr.buffer),
-                remove=args.rm, started=forwarder.attach,
+                args.id,
+                spec,
+                runtime=args.runtime,
+                runtime_options=options,
+                on_stdout=output.to(sys.stdout.buffer),
+                on_stderr=output.to(sys.stderr.buffer),
+                remove=args.rm,
+                started=forwarder.attach,
             )
         finally:
             forwarder.close()
@@ -292,8 +304,7 @@ def logs(opts: Options, args: argparse.Namespace) -> int:
             pass
         await client.task(args.id)  # NotFound names the id when there is no such task
         raise CLIError(
-            f'task "{args.id}" has no log file: only detached tasks (run -d) log to '
-            f"{path}"
+            f'task "{args.id}" has no log file: only detached tasks (run -d) log to {path}'
         )
 
     sys.stdout.buffer.write(_with_client(opts, body))
@@ -305,42 +316,42 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane tasks exec``: run another process in a running task; exit with its status."""
     _validate_ids(opts, args.id, args.exec_id)
     if not args.cmd:
-        raise CLIError(f"no command given: taskplane tasks exec --exec-id {args.exec_id} "
-                       f"{args.id} -- CMD [ARG...]")
+        raise CLIError(
+            f"no command given: taskplane tasks exec --exec-id {args.exec_id} "
+            f"{args.id} -- CMD [ARG...]"
+        )
 
     async def body(client: Client) -> int:
         task = await client.task(args.id)
         record = client.container(args.id)
         base = json.loads(record.spec or b"{}").get("process", {})
         # The container's environment, then --env (a later value of the same key wins).
-        process = oci.process_spec(args.cmd, env=[*base.get("env", []), *args.env],
-                                   cwd=args.cwd or base.get("cwd", "/"))
+        process = oci.process_spec(
+            args.cmd, env=[*base.get("env", []), *args.env], cwd=args.cwd or base.get("cwd", "/")
+        )
         for key in ("user", "capabilities", "rlimits", "noNewPrivileges", "apparmorProfile"):
             if key in base:
                 process[key] = base[key]
         fifos = FifoPair(client.io_dir(args.id), prefix=f"exec-{args.exec_id}-").open()
         try:
             with _about(f'cannot exec in task "{args.id}"'):
-                proc = await task.exec(args.exec_id, process, stdout=fifos.stdout,
-                                       stderr=fifos.stderr)
+                proc = await task.exec(
+                    args.exec_id, process, stdout=fifos.stdout, stderr=fifos.stderr
+                )
             forwarder = _SignalForwarder()
             output = _Output(forwarder)
-            copy = asyncio.ensure_future(
-                fifos.copy_to(output.to(sys.stdout.buffer), output.to(sys.stderr.buffer))
-            )
             try:
-                with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
-                    await proc.start()
-                fifos.release()  # an exec's shim side opens its FIFOs in Start, not in Exec
-                forwarder.attach(proc)
-                exit_ = await proc.wait()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(copy), DRAIN_TIMEOUT)
+                async with fifos.copying(
+                    output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
+                ) as drain:
+                    with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
+                        await proc.start()
+                    fifos.release()  # an exec's shim side opens its FIFOs in Start, not in Exec
+                    forwarder.attach(proc)
+                    exit_ = await proc.wait()
+                    await drain()
             finally:
                 forwarder.close()
-                copy.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await copy
                 with contextlib.suppress(errdefs.ContainerdError):
                     await proc.delete()
         finally:

@@ -25,7 +25,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from plugins import errdefs
-from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2
+from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
 from taskplane import DEFAULT_NAMESPACE
 from taskplane.oci import spec_bytes
 from taskplane.stdio import FifoPair, file_uri, remove_io_dir
@@ -42,7 +42,7 @@ __all__ = [
 #: The id of the runtime v2 task manager plugin (other runtime v2 plugins may be installed).
 TASK_MANAGER_ID = "task"
 #: The runtime every container uses unless told otherwise.
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
+DEFAULT_RUNTIME = RUNTIME_RUNC_V2
 #: Directory under the state dir holding each task's FIFOs and detached log
 #: (``<state>/taskplane.io/<namespace>/<id>/``).
 IO_DIR_NAME = "taskplane.io"
@@ -82,7 +82,7 @@ def _pack(options: Message | any_pb2.Any | None) -> any_pb2.Any | None:
 
 def _single_instance(host: Any, plugin_type: str) -> Any:
     """The instance of the one loaded plugin of ``plugin_type`` on ``host``."""
-    found = [p for p in host.plugins if p.registration.type == plugin_type and p.error is None]
+    found = [p for p in host.plugins.by_type(plugin_type).values() if p.loaded]
     if not found:
         raise errdefs.NotFound(
             f"no loaded plugin of type {plugin_type} (see 'taskplane plugins ls --detailed')"
@@ -248,8 +248,14 @@ class Client:
         log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         uri = file_uri(log)
         try:
-            task = await self.create_task(container_id, spec, runtime=runtime,
-                                          runtime_options=runtime_options, stdout=uri, stderr=uri)
+            task = await self.create_task(
+                container_id,
+                spec,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                stdout=uri,
+                stderr=uri,
+            )
         except BaseException:
             remove_io_dir(log.parent)
             raise
@@ -296,18 +302,21 @@ class Client:
         try:
             try:
                 task = await self.create_task(
-                    container_id, spec, runtime=runtime, runtime_options=runtime_options,
-                    stdout=fifos.stdout, stderr=fifos.stderr,
+                    container_id,
+                    spec,
+                    runtime=runtime,
+                    runtime_options=runtime_options,
+                    stdout=fifos.stdout,
+                    stderr=fifos.stderr,
                 )
             except BaseException:
                 fifos.close()
                 remove_io_dir(io_dir)
                 raise
             try:
-                copy = asyncio.ensure_future(
-                    fifos.copy_to(sink(out, on_stdout), sink(err, on_stderr))
-                )
-                try:
+                async with fifos.copying(
+                    sink(out, on_stdout), sink(err, on_stderr), DRAIN_TIMEOUT
+                ) as drain:
                     try:
                         await task.start()
                     except BaseException:
@@ -319,13 +328,7 @@ class Client:
                     if started is not None:
                         started(task)
                     exit_ = await task.wait()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(copy), DRAIN_TIMEOUT)
-                finally:
-                    if not copy.done():
-                        copy.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await copy
+                    await drain()
             finally:
                 if remove:
                     await self.delete(container_id, force=True)

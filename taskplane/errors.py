@@ -31,7 +31,8 @@ PROG = "taskplane"
 
 
 class CLIError(Exception):
-    """A failure the command reports as its message, exiting with ``exit_code``."""
+    """A failure the command reports as its message, exiting with ``exit_code``; each line of
+    the message is one ``taskplane: <line>`` on stderr."""
 
     exit_code: int = EXIT_FAILURE
 
@@ -47,29 +48,15 @@ class Missing(CLIError):
 
 def _lines(exc: BaseException) -> list[str]:
     """Return the user-facing lines for ``exc`` (several only for a config with several errors)."""
-    from registry import ConfigError  # lazy: errors.py must import even when registry is broken
+    from registry import ConfigError  # lazy: importing errors.py stays cheap
 
     if isinstance(exc, ConfigError):
-        issues = getattr(exc, "issues", None) or []
-        if issues:
-            return [_issue_line(issue) for issue in issues]
-        return [str(exc)]
+        return [str(issue) for issue in exc.issues] or [str(exc)]
     if isinstance(exc, CLIError):
-        return [str(exc)]
+        return str(exc).splitlines() or [str(exc)]
     if isinstance(exc, OSError):
         return [_os_error_line(exc)]
     return [_one_line(exc)]
-
-
-def _issue_line(issue: object) -> str:
-    text = str(issue)
-    if text and not text.startswith("ConfigIssue("):
-        return text
-    file = getattr(issue, "file", None)
-    path = getattr(issue, "path", "")
-    message = getattr(issue, "message", text)
-    where = ": ".join(p for p in (file, path) if p)
-    return f"{where}: {message}" if where else str(message)
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -89,19 +76,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _known_error_types() -> tuple[type[BaseException], ...]:
-    known: list[type[BaseException]] = []
-    try:
-        from registry import PluginError
-
-        known.append(PluginError)
-    except ImportError:  # pragma: no cover - only while the registry is being written
-        pass
     from plugins.errdefs import ContainerdError
+    from registry import PluginError
     from taskplane.oci import SpecError
     from taskplane.rootfs import RootfsError
 
-    known += [ContainerdError, SpecError, RootfsError, TimeoutError]
-    return tuple(known)
+    return (PluginError, ContainerdError, SpecError, RootfsError, TimeoutError)
 
 
 def report(exc: BaseException, *, debug: bool = False, stream: TextIO | None = None) -> int:

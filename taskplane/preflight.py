@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 
+from plugins.types import RUNTIME_RUNC_V2
 from taskplane.errors import CLIError, Missing
 
 __all__ = [
@@ -78,7 +79,7 @@ def uses_runc(runtime: str) -> bool:
     """Tell whether ``runtime`` is the runc shim (which needs a runc binary)."""
     if os.path.isabs(runtime):
         return os.path.basename(runtime) == RUNC_SHIM_BINARY
-    return runtime == "io.containerd.runc.v2"
+    return runtime == RUNTIME_RUNC_V2
 
 
 def find_runc(binary: str | None = None) -> str:

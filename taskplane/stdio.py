@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 __all__ = ["FifoPair", "file_uri", "remove_io_dir"]
@@ -82,6 +82,30 @@ class FifoPair:
         await asyncio.gather(
             _drain(self._readers[0], on_stdout), _drain(self._readers[1], on_stderr)
         )
+
+    @contextlib.asynccontextmanager
+    async def copying(
+        self,
+        on_stdout: Callable[[bytes], object],
+        on_stderr: Callable[[bytes], object],
+        drain_timeout: float,
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Run :meth:`copy_to` in the background for the block; the block gets ``drain()``,
+        which waits up to ``drain_timeout`` seconds for the shim to finish copying (call it
+        after the process exited). Copying still going on at the end of the block is cancelled.
+        """
+        copy = asyncio.ensure_future(self.copy_to(on_stdout, on_stderr))
+
+        async def drain() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(copy), drain_timeout)
+
+        try:
+            yield drain
+        finally:
+            copy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await copy
 
     def close(self) -> None:
         """Close every descriptor and remove both FIFOs (the directory stays)."""

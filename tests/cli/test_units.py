@@ -20,7 +20,12 @@ def test_default_spec_matches_containerds_defaults(tmp_path: Path) -> None:
     spec = oci.default_spec("web", rootfs=tmp_path, args=["/bin/echo", "hi"], namespace="ns")
     assert spec["root"] == {"path": str(tmp_path), "readonly": False}
     assert [n["type"] for n in spec["linux"]["namespaces"]] == [
-        "pid", "ipc", "uts", "mount", "network"]
+        "pid",
+        "ipc",
+        "uts",
+        "mount",
+        "network",
+    ]
     mounts = {m["destination"]: m for m in spec["mounts"]}
     assert {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"} <= set(mounts)
     assert "ro" in mounts["/sys"]["options"]
@@ -36,16 +41,18 @@ def test_default_spec_matches_containerds_defaults(tmp_path: Path) -> None:
     assert "/proc/sys" in spec["linux"]["readonlyPaths"]
 
 
-def test_default_spec_makes_a_relative_rootfs_absolute(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_spec_makes_a_relative_rootfs_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     spec = oci.default_spec("x", rootfs="rootfs", args=["true"])
     assert spec["root"]["path"] == str(tmp_path / "rootfs")
 
 
 def test_env_overrides_path_and_later_values_win(tmp_path: Path) -> None:
-    spec = oci.default_spec("x", rootfs=tmp_path, args=["true"],
-                            env=["A=1", "PATH=/bin", "A=2", "EMPTY="])
+    spec = oci.default_spec(
+        "x", rootfs=tmp_path, args=["true"], env=["A=1", "PATH=/bin", "A=2", "EMPTY="]
+    )
     assert spec["process"]["env"] == ["PATH=/bin", "A=2", "EMPTY="]
 
 
@@ -69,8 +76,13 @@ def test_a_spec_file_without_process_args_is_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("KILL", signal.SIGKILL), ("sigterm", signal.SIGTERM), ("SIGHUP", signal.SIGHUP),
-     ("9", 9), (" usr1 ", signal.SIGUSR1)],
+    [
+        ("KILL", signal.SIGKILL),
+        ("sigterm", signal.SIGTERM),
+        ("SIGHUP", signal.SIGHUP),
+        ("9", 9),
+        (" usr1 ", signal.SIGUSR1),
+    ],
 )
 def test_signals_parse_by_name_or_number(text: str, number: int) -> None:
     assert parse_signal(text) == number
@@ -88,11 +100,19 @@ def test_report_prints_one_line_and_the_exit_code() -> None:
     assert out.getvalue() == "taskplane: runc is not installed\n"
 
 
+def test_report_prefixes_every_line_of_a_multi_line_message() -> None:
+    out = io.StringIO()
+    assert report(Missing("demo cannot run: a\ndemo cannot run: b"), stream=out) == 1
+    assert out.getvalue() == "taskplane: demo cannot run: a\ntaskplane: demo cannot run: b\n"
+
+
 def test_report_calls_unexpected_errors_internal_and_points_at_debug() -> None:
     out = io.StringIO()
     assert report(ZeroDivisionError("division by zero"), stream=out) == 1
-    assert out.getvalue() == ("taskplane: internal error: ZeroDivisionError: division by zero "
-                              "(run with --debug for the traceback)\n")
+    assert out.getvalue() == (
+        "taskplane: internal error: ZeroDivisionError: division by zero "
+        "(run with --debug for the traceback)\n"
+    )
 
 
 def test_report_with_debug_ends_with_the_same_line() -> None:
@@ -180,8 +200,9 @@ def test_import_taskplane_is_cheap_and_re_exports_lazily() -> None:
     )
     from .conftest import base_env
 
-    result = subprocess.run([sys.executable, "-c", code], env=base_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=base_env(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

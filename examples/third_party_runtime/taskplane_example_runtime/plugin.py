@@ -6,9 +6,8 @@ from typing import Any
 
 import attrs
 
+from plugins.types import EVENT_PLUGIN, RUNTIME_PLUGIN_V2
 from registry import InitContext, Registration, hookimpl
-
-EVENT_PLUGIN = "io.containerd.event.v1"
 
 
 @attrs.define
@@ -44,7 +43,7 @@ def taskplane_registrations() -> list[Registration]:
     """This package's plugins."""
     return [
         Registration(
-            "io.containerd.runtime.v2",
+            RUNTIME_PLUGIN_V2,
             "example",
             init=init,
             requires=(EVENT_PLUGIN,),
