@@ -31,6 +31,7 @@ demo: venv system-packages
 
 lint: venv
 	$(PY) -m ruff check registry plugins runtime_v2 taskplane tests bench examples
+	$(PY) -m ruff format --check registry plugins runtime_v2 taskplane tests bench examples
 	$(PY) -m mypy
 
 # Regenerates the committed *_pb2.py / *_pb2.pyi files from runtime_v2/api/*.proto.

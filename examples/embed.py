@@ -31,15 +31,18 @@ async def main(rootfs: str, work: str) -> int:
 
         # 1. Run a container to completion and collect its output.
         spec = oci.default_spec(
-            "hello", rootfs=rootfs, namespace="embed",
+            "hello",
+            rootfs=rootfs,
+            namespace="embed",
             args=["/bin/sh", "-c", "echo hello from $(hostname)"],
         )
         result = await client.run("hello", spec)
         print(result.stdout.decode(), end="")
 
         # 2. Drive a task step by step through the runtime v2 task API.
-        spec = oci.default_spec("sleeper", rootfs=rootfs, namespace="embed",
-                                args=["/bin/sleep", "60"])
+        spec = oci.default_spec(
+            "sleeper", rootfs=rootfs, namespace="embed", args=["/bin/sleep", "60"]
+        )
         task = await client.create_task("sleeper", spec)
         try:
             pid = await task.start()
@@ -56,8 +59,7 @@ async def main(rootfs: str, work: str) -> int:
 if __name__ == "__main__":
     work = tempfile.mkdtemp(prefix="tp-embed-", dir="/tmp")
     try:
-        rootfs = sys.argv[1] if len(sys.argv) > 1 else str(
-            build_busybox_rootfs(f"{work}/rootfs"))
+        rootfs = sys.argv[1] if len(sys.argv) > 1 else str(build_busybox_rootfs(f"{work}/rootfs"))
         sys.exit(asyncio.run(main(rootfs, work)))
     finally:
         shutil.rmtree(work, ignore_errors=True)

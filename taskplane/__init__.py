@@ -54,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
     return getattr(importlib.import_module(module), name)
 
+
 #: The namespace commands and helpers use when none is given (containerd's default too).
 DEFAULT_NAMESPACE = "default"
 

@@ -24,8 +24,9 @@ __all__ = ["FENCE", "main", "render"]
 REPO = Path(__file__).resolve().parent.parent
 
 #: A fenced code block: opening fence with its info string, the body, the closing fence.
-FENCE = re.compile(r"^(?P<fence>```+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
-                   re.MULTILINE | re.DOTALL)
+FENCE = re.compile(
+    r"^(?P<fence>```+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL
+)
 _TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 _CONFIG_BLOCK = re.compile(
     r"(<!-- BEGIN config default -->\n```toml\n)(?P<body>.*?)(```\n<!-- END config default -->)",
@@ -33,8 +34,9 @@ _CONFIG_BLOCK = re.compile(
 )
 
 
-def render(readme: str, *, repo: Path = REPO,
-           config_default: Callable[[], str] | None = None) -> str:
+def render(
+    readme: str, *, repo: Path = REPO, config_default: Callable[[], str] | None = None
+) -> str:
     """Return ``readme`` with every generated block regenerated."""
 
     def file_block(match: re.Match[str]) -> str:

@@ -86,16 +86,28 @@ class SpecError(ValueError):
 
 def _mounts() -> list[dict[str, Any]]:
     def mount(destination: str, type_: str, source: str, *options: str) -> dict[str, Any]:
-        return {"destination": destination, "type": type_, "source": source,
-                "options": list(options)}
+        return {
+            "destination": destination,
+            "type": type_,
+            "source": source,
+            "options": list(options),
+        }
 
     return [
         mount("/proc", "proc", "proc", "nosuid", "noexec", "nodev"),
         mount("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
-        mount("/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
-              "ptmxmode=0666", "mode=0620", "gid=5"),
-        mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
-              "size=65536k"),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ),
+        mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k"),
         mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
         mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
         mount("/run", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),

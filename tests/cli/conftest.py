@@ -41,31 +41,45 @@ class Taskplane:
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for ``args`` (global options first)."""
-        return [sys.executable, "-m", "taskplane", "--root", str(self.root),
-                "--state", str(self.state), *args]
+        return [
+            sys.executable,
+            "-m",
+            "taskplane",
+            "--root",
+            str(self.root),
+            "--state",
+            str(self.state),
+            *args,
+        ]
 
     def __call__(
         self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*args), cwd=self.cwd, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=timeout,
+            self.argv(*args),
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """Start ``taskplane args`` with piped stdout/stderr (for signal tests)."""
         return subprocess.Popen(
-            self.argv(*args), cwd=self.cwd, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self.argv(*args),
+            cwd=self.cwd,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
 
 
 def base_env() -> dict[str, str]:
     """The environment for a taskplane subprocess: ours, with the repository importable."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("TASKPLANE_CONFIG", None)
     env.pop("TASKPLANE_NAMESPACE", None)
     return env
@@ -79,8 +93,12 @@ def processes_under(path: Path) -> list[tuple[int, str]]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace")
+            cmdline = (
+                Path(f"/proc/{entry}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
             try:
                 cwd = os.readlink(f"/proc/{entry}/cwd")
             except OSError:
@@ -215,12 +233,28 @@ def third_party_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     target = tmp_path_factory.mktemp("third-party")
     # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
     source = tmp_path_factory.mktemp("third-party-src") / "third_party_runtime"
-    shutil.copytree(REPO / "examples" / "third_party_runtime", source,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        REPO / "examples" / "third_party_runtime",
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if result.returncode != 0:
         pytest.fail(f"pip install of examples/third_party_runtime failed:\n{result.stderr}")

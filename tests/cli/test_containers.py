@@ -36,8 +36,17 @@ def rows(result_stdout: str) -> dict[str, list[str]]:
 def test_run_streams_output_and_exits_with_the_task_status(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
-    result = runner("run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--",
-                    "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3")
+    result = runner(
+        "run",
+        "--rm",
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; exit 3",
+    )
     assert result.returncode == 3, result.stderr
     assert result.stdout == "to-stdout\n"
     assert result.stderr == "to-stderr\n"
@@ -45,9 +54,21 @@ def test_run_streams_output_and_exits_with_the_task_status(
 
 
 def test_run_applies_env_and_cwd(runner: Taskplane, busybox_rootfs: Path, task_id: str) -> None:
-    result = runner("run", "--rm", "--env", "GREETING=hi there", "--cwd", "/tmp",
-                    "--rootfs", str(busybox_rootfs), task_id, "--",
-                    "sh", "-c", 'echo "$GREETING from $(pwd) as $(id -u) on $(hostname)"')
+    result = runner(
+        "run",
+        "--rm",
+        "--env",
+        "GREETING=hi there",
+        "--cwd",
+        "/tmp",
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        'echo "$GREETING from $(pwd) as $(id -u) on $(hostname)"',
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"hi there from /tmp as 0 on {task_id}\n"
 
@@ -70,8 +91,9 @@ def test_run_accepts_an_oci_spec_file(
 def test_a_command_that_cannot_start_leaves_nothing_behind(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
-    line = single_error_line(runner("run", "--rootfs", str(busybox_rootfs), task_id, "--",
-                                    "/no/such/binary"))
+    line = single_error_line(
+        runner("run", "--rootfs", str(busybox_rootfs), task_id, "--", "/no/such/binary")
+    )
     assert "/no/such/binary" in line
     assert rows(runner("tasks", "ls").stdout) == {}
     # The id is free again.
@@ -85,7 +107,8 @@ def test_a_task_run_without_rm_stays_stopped_until_removed(
     assert runner("run", "--rootfs", str(busybox_rootfs), task_id, "--", "true").returncode == 0
     assert rows(runner("tasks", "ls").stdout)[task_id][1] == "STOPPED"
     in_use = single_error_line(
-        runner("run", "--rootfs", str(busybox_rootfs), task_id, "--", "true"))
+        runner("run", "--rootfs", str(busybox_rootfs), task_id, "--", "true")
+    )
     assert f'"{task_id}" is already in use' in in_use
     assert runner("tasks", "wait", task_id).stdout == "0\n"
     no_log = single_error_line(runner("tasks", "logs", task_id))
@@ -96,22 +119,56 @@ def test_a_task_run_without_rm_stays_stopped_until_removed(
 
 
 def test_detached_task_lifecycle(runner: Taskplane, busybox_rootfs: Path, task_id: str) -> None:
-    started = runner("run", "-d", "--env", "ORIGIN=base", "--env", "MODE=run",
-                     "--rootfs", str(busybox_rootfs), task_id, "--",
-                     "sh", "-c", "echo started; echo warned >&2; exec sleep 600")
+    started = runner(
+        "run",
+        "-d",
+        "--env",
+        "ORIGIN=base",
+        "--env",
+        "MODE=run",
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        "echo started; echo warned >&2; exec sleep 600",
+    )
     assert started.returncode == 0, started.stderr
     assert started.stdout == f"{task_id}\n"
 
     listed = rows(runner("tasks", "ls").stdout)
     assert listed[task_id][1] == "RUNNING" and int(listed[task_id][0]) > 0
 
-    executed = runner("tasks", "exec", "--exec-id", "probe", task_id, "--",
-                      "sh", "-c", "echo exec-out; echo exec-err >&2; exit 5")
+    executed = runner(
+        "tasks",
+        "exec",
+        "--exec-id",
+        "probe",
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        "echo exec-out; echo exec-err >&2; exit 5",
+    )
     assert executed.returncode == 5, executed.stderr
     assert executed.stdout == "exec-out\n" and executed.stderr == "exec-err\n"
 
-    env = runner("tasks", "exec", "--exec-id", "env", "--env", "MODE=exec", "--cwd", "/tmp",
-                 task_id, "--", "sh", "-c", 'echo "$MODE $ORIGIN $(pwd)"')
+    env = runner(
+        "tasks",
+        "exec",
+        "--exec-id",
+        "env",
+        "--env",
+        "MODE=exec",
+        "--cwd",
+        "/tmp",
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        'echo "$MODE $ORIGIN $(pwd)"',
+    )
     assert env.stdout == "exec base /tmp\n", env.stderr
 
     logs = runner("tasks", "logs", task_id)
@@ -131,16 +188,33 @@ def test_detached_task_lifecycle(runner: Taskplane, busybox_rootfs: Path, task_i
 def test_rm_force_kills_a_running_task(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
-    assert runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--",
-                  "sleep", "600").returncode == 0
+    assert (
+        runner(
+            "run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "600"
+        ).returncode
+        == 0
+    )
     result = runner("tasks", "rm", "--force", task_id)
     assert result.returncode == 0, result.stderr
     assert rows(runner("tasks", "ls").stdout) == {}
 
 
 def test_tasks_are_per_namespace(runner: Taskplane, busybox_rootfs: Path, task_id: str) -> None:
-    assert runner("--namespace", "other", "run", "-d", "--rootfs", str(busybox_rootfs),
-                  task_id, "--", "sleep", "600").returncode == 0
+    assert (
+        runner(
+            "--namespace",
+            "other",
+            "run",
+            "-d",
+            "--rootfs",
+            str(busybox_rootfs),
+            task_id,
+            "--",
+            "sleep",
+            "600",
+        ).returncode
+        == 0
+    )
     try:
         assert rows(runner("tasks", "ls").stdout) == {}
         assert task_id in rows(runner("tasks", "ls", "--namespace", "other").stdout)
@@ -154,9 +228,17 @@ def test_run_forwards_the_signal_to_the_task(
     runner: Taskplane, busybox_rootfs: Path, task_id: str, sig: signal.Signals
 ) -> None:
     name = sig.name.removeprefix("SIG")
-    proc = runner.popen("run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--",
-                        "sh", "-c", f'trap "echo got-{name}; exit 7" {name}; echo ready; '
-                        "while :; do sleep 0.1; done")
+    proc = runner.popen(
+        "run",
+        "--rm",
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "sh",
+        "-c",
+        f'trap "echo got-{name}; exit 7" {name}; echo ready; while :; do sleep 0.1; done',
+    )
     try:
         assert proc.stdout is not None
         assert wait_for_line(proc.stdout) == "ready\n"
@@ -181,8 +263,18 @@ def test_runc_binary_option_reaches_the_shim(
     wrapper = tmp_path / "my-runc"
     wrapper.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {runc} "$@"\n')
     wrapper.chmod(0o755)
-    result = runner("run", "--rm", "--runc-binary", str(wrapper), "--rootfs",
-                    str(busybox_rootfs), task_id, "--", "echo", "wrapped")
+    result = runner(
+        "run",
+        "--rm",
+        "--runc-binary",
+        str(wrapper),
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "echo",
+        "wrapped",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "wrapped\n"
     assert "create" in marker.read_text()
@@ -202,7 +294,10 @@ def test_embed_example_runs(runner: Taskplane, busybox_rootfs: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "embed.py"), str(busybox_rootfs)],
-        env=runner.env, capture_output=True, text=True, timeout=120,
+        env=runner.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "hello from hello\n" in result.stdout
@@ -218,8 +313,18 @@ def test_run_with_an_absolute_runtime_path(
 
     shim = shutil.which("containerd-shim-runc-v2")
     assert shim is not None
-    result = runner("run", "--rm", "--runtime", shim, "--rootfs", str(busybox_rootfs),
-                    task_id, "--", "echo", "via path")
+    result = runner(
+        "run",
+        "--rm",
+        "--runtime",
+        shim,
+        "--rootfs",
+        str(busybox_rootfs),
+        task_id,
+        "--",
+        "echo",
+        "via path",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "via path\n"
 
@@ -227,8 +332,9 @@ def test_run_with_an_absolute_runtime_path(
 def test_a_detached_task_that_cannot_start_leaves_nothing_behind(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
-    line = single_error_line(runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id,
-                                    "--", "/no/such/binary"))
+    line = single_error_line(
+        runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "/no/such/binary")
+    )
     assert "/no/such/binary" in line
     assert rows(runner("tasks", "ls").stdout) == {}
     assert not (runner.state / "taskplane.io" / "default" / task_id).exists()
@@ -238,8 +344,17 @@ def test_concurrent_invocations_do_not_disturb_each_other(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
     procs = [
-        runner.popen("run", "--rm", "--rootfs", str(busybox_rootfs), f"{task_id}-{i}", "--",
-                     "sh", "-c", f"echo run-{i}")
+        runner.popen(
+            "run",
+            "--rm",
+            "--rootfs",
+            str(busybox_rootfs),
+            f"{task_id}-{i}",
+            "--",
+            "sh",
+            "-c",
+            f"echo run-{i}",
+        )
         for i in range(4)
     ]
     listing = runner.popen("tasks", "ls")
@@ -259,8 +374,9 @@ def test_signalling_or_exec_into_a_stopped_task_names_it(
     try:
         killed = single_error_line(runner("tasks", "kill", task_id))
         assert f'cannot signal task "{task_id}"' in killed
-        executed = single_error_line(runner("tasks", "exec", "--exec-id", "x", task_id, "--",
-                                            "true"))
+        executed = single_error_line(
+            runner("tasks", "exec", "--exec-id", "x", task_id, "--", "true")
+        )
         assert f'cannot exec in task "{task_id}"' in executed
     finally:
         assert runner("tasks", "rm", task_id).returncode == 0

@@ -34,7 +34,8 @@ def test_run_rejects_an_invalid_id(taskplane: Taskplane, rootfs: Path) -> None:
 
 def test_run_rejects_an_invalid_namespace(taskplane: Taskplane, rootfs: Path) -> None:
     line = single_error_line(
-        taskplane("--namespace", "no way", "run", "--rootfs", str(rootfs), "x", "--", "true"))
+        taskplane("--namespace", "no way", "run", "--rootfs", str(rootfs), "x", "--", "true")
+    )
     assert "invalid namespace no way" in line
 
 
@@ -61,8 +62,11 @@ def test_run_without_a_command_says_so(taskplane: Taskplane, rootfs: Path) -> No
 def test_run_names_the_runtime_binary_and_where_it_looked(
     taskplane: Taskplane, rootfs: Path
 ) -> None:
-    line = single_error_line(taskplane("run", "--runtime", "io.example.nothing.v7",
-                                       "--rootfs", str(rootfs), "x", "--", "true"))
+    line = single_error_line(
+        taskplane(
+            "run", "--runtime", "io.example.nothing.v7", "--rootfs", str(rootfs), "x", "--", "true"
+        )
+    )
     assert "containerd-shim-nothing-v7" in line
     assert "not installed" in line
     assert str(taskplane.cwd) in line and "PATH (" in line
@@ -70,8 +74,18 @@ def test_run_names_the_runtime_binary_and_where_it_looked(
 
 @as_root
 def test_run_rejects_a_relative_runtime_path(taskplane: Taskplane, rootfs: Path) -> None:
-    line = single_error_line(taskplane("run", "--runtime", "bin/containerd-shim-x-v1",
-                                       "--rootfs", str(rootfs), "x", "--", "true"))
+    line = single_error_line(
+        taskplane(
+            "run",
+            "--runtime",
+            "bin/containerd-shim-x-v1",
+            "--rootfs",
+            str(rootfs),
+            "x",
+            "--",
+            "true",
+        )
+    )
     assert "invalid runtime name" in line
 
 
@@ -79,35 +93,42 @@ def test_run_rejects_a_relative_runtime_path(taskplane: Taskplane, rootfs: Path)
 def test_run_names_a_missing_runc_binary(taskplane: Taskplane, rootfs: Path) -> None:
     if shutil.which("containerd-shim-runc-v2") is None:
         pytest.skip("containerd-shim-runc-v2 is not installed (the runtime check comes first)")
-    line = single_error_line(taskplane("run", "--runc-binary", "/nowhere/runc",
-                                       "--rootfs", str(rootfs), "x", "--", "true"))
+    line = single_error_line(
+        taskplane(
+            "run", "--runc-binary", "/nowhere/runc", "--rootfs", str(rootfs), "x", "--", "true"
+        )
+    )
     assert line == "taskplane: runc binary /nowhere/runc does not exist"
 
 
 @as_root
-def test_run_names_runc_missing_from_path(taskplane: Taskplane, rootfs: Path,
-                                          tmp_path: Path) -> None:
+def test_run_names_runc_missing_from_path(
+    taskplane: Taskplane, rootfs: Path, tmp_path: Path
+) -> None:
     shim = shutil.which("containerd-shim-runc-v2")
     if shim is None:
         pytest.skip("containerd-shim-runc-v2 is not installed (the runtime check comes first)")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     os.symlink(shim, bin_dir / "containerd-shim-runc-v2")
-    line = single_error_line(taskplane("run", "--rootfs", str(rootfs), "x", "--", "true",
-                                       env={"PATH": str(bin_dir)}))
+    line = single_error_line(
+        taskplane("run", "--rootfs", str(rootfs), "x", "--", "true", env={"PATH": str(bin_dir)})
+    )
     assert "runc is not installed" in line and str(bin_dir) in line
 
 
 def test_run_rejects_rm_with_detach(taskplane: Taskplane, rootfs: Path) -> None:
-    line = single_error_line(taskplane("run", "--rm", "-d", "--rootfs", str(rootfs), "x",
-                                       "--", "true"))
+    line = single_error_line(
+        taskplane("run", "--rm", "-d", "--rootfs", str(rootfs), "x", "--", "true")
+    )
     assert "--rm" in line and "--detach" in line
 
 
 @as_root
 def test_run_names_a_bad_env_value(taskplane: Taskplane, rootfs: Path) -> None:
-    line = single_error_line(taskplane("run", "--env", "NOEQUALS", "--rootfs", str(rootfs),
-                                       "x", "--", "true"))
+    line = single_error_line(
+        taskplane("run", "--env", "NOEQUALS", "--rootfs", str(rootfs), "x", "--", "true")
+    )
     assert "NOEQUALS" in line and "KEY=VALUE" in line
 
 
@@ -122,12 +143,18 @@ def test_run_names_a_broken_spec_file(taskplane: Taskplane, tmp_path: Path) -> N
 def test_run_as_non_root_says_root_is_needed(taskplane: Taskplane, rootfs: Path) -> None:
     # The venv's interpreter may not be readable by an unprivileged user, so the command runs
     # as we are, with os.geteuid() reporting uid 1000: the check is what is under test.
-    script = ("import os, sys; os.geteuid = lambda: 1000; "
-              "from taskplane.__main__ import main; sys.exit(main(sys.argv[1:]))")
+    script = (
+        "import os, sys; os.geteuid = lambda: 1000; "
+        "from taskplane.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
     argv = taskplane.argv("run", "--rootfs", str(rootfs), "x", "--", "true")
     result = subprocess.run(
         [sys.executable, "-c", script, *argv[3:]],
-        cwd=taskplane.cwd, env=taskplane.env, capture_output=True, text=True, timeout=60,
+        cwd=taskplane.cwd,
+        env=taskplane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     line = single_error_line(result)
     assert "needs root" in line and "uid 1000" in line
@@ -193,15 +220,24 @@ def test_demo_lists_what_is_missing(taskplane: Taskplane, tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
     assert "containerd-shim-runc-v2" in result.stderr
     assert "runc is not installed" in result.stderr
-    assert all(line.startswith("taskplane: demo cannot run: ")
-               for line in result.stderr.splitlines() if line)
+    assert all(
+        line.startswith("taskplane: demo cannot run: ")
+        for line in result.stderr.splitlines()
+        if line
+    )
 
 
 def test_python_dash_m_and_main_agree(taskplane: Taskplane) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from taskplane.__main__ import main; "
-         "sys.exit(main(['--help']))"],
-        env=taskplane.env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from taskplane.__main__ import main; sys.exit(main(['--help']))",
+        ],
+        env=taskplane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert result.stdout == taskplane("--help").stdout

@@ -53,8 +53,7 @@ def test_plugins_ls_detailed_adds_init_time_and_reason(taskplane: Taskplane) -> 
 def test_disabled_plugin_is_listed_and_names_what_it_blocks(
     taskplane: Taskplane, tmp_path: Path
 ) -> None:
-    config = write(tmp_path / "c.toml",
-                   f'version = 3\ndisabled_plugins = ["{SHIM_MANAGER_URI}"]\n')
+    config = write(tmp_path / "c.toml", f'version = 3\ndisabled_plugins = ["{SHIM_MANAGER_URI}"]\n')
     result = taskplane("--config", str(config), "plugins", "ls", "--json")
     assert result.returncode == 0, result.stderr
     by_uri = {r["uri"]: r for r in json.loads(result.stdout)}
@@ -91,7 +90,9 @@ def test_config_default_is_accepted_by_config_validate(
 def test_config_validate_prints_every_error_and_exits_1(
     taskplane: Taskplane, tmp_path: Path
 ) -> None:
-    path = write(tmp_path / "bad.toml", f"""
+    path = write(
+        tmp_path / "bad.toml",
+        f"""
 version = 3
 disabled_plugins = ["io.containerd.shim.v1.manger"]
 
@@ -100,13 +101,14 @@ platfroms = ["linux/amd64"]
 
 [plugins."io.example.nobody.v1.here"]
 x = 1
-""")
+""",
+    )
     result = taskplane("config", "validate", str(path))
     assert result.returncode == 1
     errors = lines(result.stderr)
     assert len(errors) == 3, result.stderr
     assert "Traceback" not in result.stderr
-    assert any('platfroms' in e and 'did you mean "platforms"' in e for e in errors)
+    assert any("platfroms" in e and 'did you mean "platforms"' in e for e in errors)
     assert any("io.example.nobody.v1.here" in e for e in errors)
     assert any("io.containerd.shim.v1.manger" in e and SHIM_MANAGER_URI in e for e in errors)
     assert all(e.startswith(f"taskplane: {path}") for e in errors)
@@ -169,9 +171,7 @@ def test_an_unknown_command_is_a_usage_error(taskplane: Taskplane) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_global_options_work_after_the_command_too(
-    taskplane: Taskplane, tmp_path: Path
-) -> None:
+def test_global_options_work_after_the_command_too(taskplane: Taskplane, tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", f'version = 3\ndisabled_plugins = ["{TASK_URI}"]\n')
     result = taskplane("plugins", "ls", "--json", "--config", str(path))
     assert result.returncode == 0, result.stderr
@@ -206,8 +206,9 @@ def test_third_party_runtime_appears_in_plugins_ls(
     assert by_uri[EXAMPLE_URI]["exports"] == {"greeting": "hello from taskplane-example-runtime"}
     assert by_uri[TASK_URI]["status"] == "ok"  # the built-in task manager is still there
     table = taskplane("plugins", "ls", env=with_path(taskplane, third_party_path))
-    assert any(r.split()[:2] == ["io.containerd.runtime.v2", "example"]
-               for r in lines(table.stdout))
+    assert any(
+        r.split()[:2] == ["io.containerd.runtime.v2", "example"] for r in lines(table.stdout)
+    )
 
 
 def test_third_party_config_is_in_config_default_and_validated(
@@ -216,9 +217,9 @@ def test_third_party_config_is_in_config_default_and_validated(
     env = with_path(taskplane, third_party_path)
     default = taskplane("config", "default", env=env)
     assert tomllib.loads(default.stdout)["plugins"][EXAMPLE_URI] == {
-        "greeting": "hello from taskplane-example-runtime"}
-    path = write(tmp_path / "c.toml",
-                 f'version = 3\n[plugins."{EXAMPLE_URI}"]\ngreetin = "typo"\n')
+        "greeting": "hello from taskplane-example-runtime"
+    }
+    path = write(tmp_path / "c.toml", f'version = 3\n[plugins."{EXAMPLE_URI}"]\ngreetin = "typo"\n')
     result = taskplane("config", "validate", str(path), env=env)
     assert result.returncode == 1
     assert 'greetin: unknown key (did you mean "greeting"?)' in result.stderr
@@ -267,7 +268,9 @@ def test_third_party_runtime_is_reachable_through_the_python_api(
     result = subprocess.run(
         [sys.executable, "-c", code, str(taskplane.root), str(taskplane.state)],
         env={**taskplane.env, **with_path(taskplane, third_party_path)},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from taskplane-example-runtime\n"
@@ -312,7 +315,9 @@ def test_config_validate_checks_plugin_values_like_the_socket_dir_length(
     taskplane: Taskplane, tmp_path: Path
 ) -> None:
     long_dir = "/run/" + "x" * 60
-    path = write(tmp_path / "c.toml",
-                 f'version = 3\n[plugins."{SHIM_MANAGER_URI}"]\nsocket_dir = "{long_dir}"\n')
+    path = write(
+        tmp_path / "c.toml",
+        f'version = 3\n[plugins."{SHIM_MANAGER_URI}"]\nsocket_dir = "{long_dir}"\n',
+    )
     line = single_error_line(taskplane("config", "validate", str(path)))
     assert "socket_dir" in line and f"{len(long_dir)} characters" in line

@@ -61,7 +61,11 @@ def test_readme_python_example_runs(title: str, tmp_path: Path) -> None:
     script = tmp_path / f"readme_example_{title}.py"  # not named like the module it imports
     script.write_text(body)
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=base_env(),
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
