@@ -43,7 +43,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -287,16 +286,8 @@ async def reap_dead_shim(
 
 def _peer_pid(client: ttrpc.Client) -> int:
     """The pid at the other end of a ttrpc connection (SO_PEERCRED), or 0."""
-    transport = getattr(client, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None:
-        return 0
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return 0
-    pid: int = struct.unpack("3i", creds)[0]
-    return pid
+    peer = client.peer_credentials()
+    return peer.pid if peer is not None else 0
 
 
 def _now() -> float:

@@ -50,7 +50,8 @@ from runtime_v2.ttrpc._errors import (
     SocketNotFound,
 )
 from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
-from runtime_v2.ttrpc._server import CallContext, Handler, PeerCredentials, Server, same_user
+from runtime_v2.ttrpc._peer import PeerCredentials, same_user
+from runtime_v2.ttrpc._server import CallContext, Handler, Server
 
 __all__ = [
     "HEADER_SIZE",

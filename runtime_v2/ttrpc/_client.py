@@ -47,6 +47,7 @@ from runtime_v2.ttrpc._errors import (
     connect_errors,
 )
 from runtime_v2.ttrpc._metadata import NAMESPACE_KEY
+from runtime_v2.ttrpc._peer import PeerCredentials, read_peer_credentials
 from runtime_v2.ttrpc._writer import FrameWriter
 
 __all__ = ["Client"]
@@ -167,6 +168,16 @@ class Client:
         if self._closed_event.is_set():
             self._closed_event.clear()
             self._on_close_task = self._loop.create_task(self._run_on_close())
+
+    def peer_credentials(self) -> PeerCredentials | None:
+        """The SO_PEERCRED credentials of the server process, or None when not connected."""
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if sock is None:
+            return None
+        try:
+            return read_peer_credentials(sock)
+        except OSError:
+            return None
 
     async def wait_closed(self) -> None:
         """Return once the connection is gone and every on-close callback has returned.

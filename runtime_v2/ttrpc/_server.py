@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import stat
-import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -39,6 +38,7 @@ from runtime_v2.ttrpc._codec import (
 from runtime_v2.ttrpc._deadline import loop_time, set_deadline
 from runtime_v2.ttrpc._errors import OversizedMessage, listen_errors
 from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
+from runtime_v2.ttrpc._peer import PeerCredentials, read_peer_credentials, same_user
 from runtime_v2.ttrpc._writer import FrameWriter
 
 __all__ = ["CallContext", "Handler", "PeerCredentials", "Server", "same_user"]
@@ -49,21 +49,6 @@ _REQUEST = int(MessageType.REQUEST)
 _RESPONSE = int(MessageType.RESPONSE)
 _DATA = int(MessageType.DATA)
 _Request = ttrpc_pb2.Request
-_UCRED = struct.Struct("3i")
-
-
-@attrs.frozen
-class PeerCredentials:
-    """The SO_PEERCRED credentials of a connected client."""
-
-    pid: int
-    uid: int
-    gid: int
-
-
-def same_user(peer: PeerCredentials) -> bool:
-    """Default peer check: the client runs with this process's effective uid and gid."""
-    return peer.uid == os.geteuid() and peer.gid == os.getegid()
 
 
 class CallContext:
@@ -311,9 +296,7 @@ class _ServerConnection(asyncio.Protocol):
         server._connections.add(self)
         sock = transport.get_extra_info("socket")
         try:
-            self._peer = PeerCredentials(
-                *_UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-            )
+            self._peer = read_peer_credentials(sock)
         except OSError as exc:
             log.warning("ttrpc: cannot read peer credentials, closing connection: %s", exc)
             transport.abort()

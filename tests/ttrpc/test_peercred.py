@@ -118,3 +118,15 @@ async def test_default_server_checks_real_peers(
         assert got == "10"  # a response frame (header + empty payload) came back
     else:
         assert got in ("0", "reset")
+
+
+async def test_client_reports_the_server_process_credentials(
+    socket_path: str, echo_service: EchoService
+) -> None:
+    async with serving(socket_path, echo_service.handlers()):
+        client = await ttrpc.Client.connect(socket_path)
+        async with client:
+            assert client.peer_credentials() == PeerCredentials(
+                os.getpid(), os.geteuid(), os.getegid()
+            )
+        assert client.peer_credentials() is None  # closed: nobody at the other end
