@@ -190,19 +190,3 @@ def spec_for(rootfs: Path, args: list[str], *, task_id: str = "t", **kw: Any) ->
     from taskplane.oci import default_spec, spec_bytes
 
     return spec_bytes(default_spec(task_id, rootfs=str(rootfs), args=args, **kw))
-
-
-async def wait_pid_gone(pid: int, timeout: float = TIMEOUT) -> None:
-    """Wait until ``pid`` (not our child) has exited, through a pidfd."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-    loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
-    try:
-        await asyncio.wait_for(gone, timeout)
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)

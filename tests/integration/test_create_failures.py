@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop.shimlib import wait_process_exit
 
 from plugins import errdefs
 from runtime_v2 import CreateOpts, typeurl
 from runtime_v2.api import introspection_pb2, runc_options_pb2
 
-from .conftest import TIMEOUT, Dirs, boot_host, spec_for, wait_pid_gone
+from .conftest import TIMEOUT, Dirs, boot_host, spec_for
 
 
 def assert_nothing_left(dirs: Dirs, task_id: str) -> None:
@@ -287,7 +288,7 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     finally:
         await first.aclose()
     os.kill(shim_pid, signal.SIGKILL)
-    await wait_pid_gone(shim_pid)
+    await wait_process_exit(shim_pid)
     second = await boot_host(dirs)
     try:
         outcomes = {

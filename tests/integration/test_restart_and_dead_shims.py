@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop.shimlib import wait_process_exit
 
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
 from runtime_v2.api import events_pb2
 
-from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for, wait_pid_gone
+from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
 
 TASKS = ("io.containerd.runtime.v2", "task")
 
@@ -84,7 +85,7 @@ async def test_a_second_process_lists_kills_and_deletes_tasks_of_the_first(
         await cleanup_tasks(second.get(*TASKS), dirs.namespace)
         await second.aclose()
     for pid in shim_pids.values():
-        await wait_pid_gone(pid)
+        await wait_process_exit(pid)
 
 
 async def test_a_shim_killed_while_no_manager_runs_is_reaped_at_the_next_boot(
@@ -102,7 +103,7 @@ async def test_a_shim_killed_while_no_manager_runs_is_reaped_at_the_next_boot(
     finally:
         await first.aclose()
     os.kill(shim_pid, signal.SIGKILL)
-    await wait_pid_gone(shim_pid)
+    await wait_process_exit(shim_pid)
     assert alive(container_pid)  # the container outlives its shim...
 
     second = await boot_host(dirs)
@@ -113,7 +114,7 @@ async def test_a_shim_killed_while_no_manager_runs_is_reaped_at_the_next_boot(
         assert outcomes["survivor"].outcome == "reattached"
         assert not (dirs.bundles / "victim").exists()
         assert not (dirs.work_dirs / "victim").exists()
-        await wait_pid_gone(container_pid)  # ...until the shim's delete command kills it
+        await wait_process_exit(container_pid)  # ...until the shim's delete command kills it
         assert [t.id for t in await tasks.tasks(namespace=dirs.namespace)] == ["survivor"]
     finally:
         await cleanup_tasks(second.get(*TASKS), dirs.namespace)
@@ -141,7 +142,7 @@ async def test_a_shim_killed_while_the_manager_runs_publishes_exit_and_delete(
         assert await tasks.tasks(namespace=dirs.namespace) == []
         with pytest.raises(errdefs.NotFound):
             await tasks.get("doomed", namespace=dirs.namespace)
-        await wait_pid_gone(container_pid)
+        await wait_process_exit(container_pid)
     assert not (dirs.bundles / "doomed").exists()
     assert not (dirs.work_dirs / "doomed").exists()
 
