@@ -58,9 +58,10 @@ from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
+from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver
-from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
+from runtime_v2.shim import CALL_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
 __all__ = [
@@ -550,7 +551,7 @@ class ShimManager:
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
                     "only ttrpc is supported"
                 )
-            client = await ttrpc.Client.connect(endpoint.address)
+            client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
             shim = Shim(
                 bundle,
                 client,
@@ -705,8 +706,16 @@ class ShimManager:
             )
             self.shims.delete_if_current(namespace, task_id, shim)
             return
-        log.info("shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id)
-        exit = await reap_dead_shim(binary, shim.bundle, shim.address)
+        # Under the task's lock (runtime_v2.locks): a peer deleting or recreating the task
+        # finishes first, and what it removed is not reaped twice.
+        async with task_lock(shim.bundle.path):
+            if is_being_deleted(shim.bundle):
+                self.shims.delete_if_current(namespace, task_id, shim)
+                return
+            log.info(
+                "shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id
+            )
+            exit = await reap_dead_shim(binary, shim.bundle, shim.address)
         if not self.shims.is_current(namespace, task_id, shim):
             return
         if exit is None:
