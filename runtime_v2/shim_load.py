@@ -147,17 +147,23 @@ async def _load_bundle(
             identifiers.validate_task_id(task_id)
         except errdefs.InvalidArgument:
             raise _Done("skipped", "the directory name is not a task id; left alone") from None
-        async with task_lock(bundle.path).try_acquire() as taken:
+        lock = task_lock(bundle.path)
+        async with lock.try_acquire() as taken:
             if not taken:
                 raise _Done("skipped", "another process is working on it (its lock is held)")
             try:
-                empty = not os.listdir(bundle.path)
-            except FileNotFoundError:
-                raise _Done("removed", "removed by another process meanwhile") from None
-            if empty:
-                await _remove(bundle)
-                raise _Done("removed", "empty bundle")
-            await _load_shim(manager, bundle, timeout)
+                try:
+                    empty = not os.listdir(bundle.path)
+                except FileNotFoundError:
+                    raise _Done("removed", "removed by another process meanwhile") from None
+                if empty:
+                    await _remove(bundle)
+                    raise _Done("removed", "empty bundle")
+                await _load_shim(manager, bundle, timeout)
+            except _Done as done:
+                if done.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
+                    lock.set_step("")  # the task is gone: its recorded step with it
+                raise
     except _Done as done:
         outcome = LoadOutcome(namespace, task_id, done.outcome, done.reason)
     except Exception as exc:  # unexpected: keep going with the other bundles

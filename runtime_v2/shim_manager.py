@@ -708,7 +708,7 @@ class ShimManager:
             return
         # Under the task's lock (runtime_v2.locks): a peer deleting or recreating the task
         # finishes first, and what it removed is not reaped twice.
-        async with task_lock(shim.bundle.path):
+        async with task_lock(shim.bundle.path) as lock:
             if is_being_deleted(shim.bundle):
                 self.shims.delete_if_current(namespace, task_id, shim)
                 return
@@ -716,6 +716,7 @@ class ShimManager:
                 "shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id
             )
             exit = await reap_dead_shim(binary, shim.bundle, shim.address)
+            lock.set_step("")  # the task is gone
         if not self.shims.is_current(namespace, task_id, shim):
             return
         if exit is None:

@@ -42,6 +42,8 @@ __all__ = ["RUNC_TIMEOUT", "TeardownOutcome", "force_teardown", "runc_of", "shim
 
 #: The deadline of each runc command.
 RUNC_TIMEOUT = 10.0
+#: How long to wait for a SIGKILLed shim to be gone.
+KILL_TIMEOUT = 5.0
 _SHIM_NAME = "containerd-shim"
 
 
@@ -145,9 +147,8 @@ async def force_teardown(
         pids.append(shim.shim_pid)
     for pid in pids:
         found = True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    addresses = list(shims.expected_addresses(bundle)) if os.path.isdir(bundle.path) else []
+        await _kill(pid)
+    addresses = list(shims.expected_addresses(bundle))
     with contextlib.suppress(errdefs.ContainerdError, OSError):
         addresses.append(restore_bootstrap_params(bundle.path).address)
     if shim is not None:
@@ -172,6 +173,28 @@ async def force_teardown(
     for address in addresses:
         remove_stale_socket(address)
     return TeardownOutcome(found=found, problems=tuple(problems))
+
+
+async def _kill(pid: int) -> None:
+    """SIGKILL ``pid`` and wait (bounded) until it is gone, so its socket no longer answers."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        loop = asyncio.get_running_loop()
+        gone = loop.create_future()
+        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KILL_TIMEOUT):
+                    await gone
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
 
 
 def _is_shim(pid: int) -> bool:

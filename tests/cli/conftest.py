@@ -116,8 +116,12 @@ def leaks_under(state: Path) -> list[str]:
     tasks = state / TASK_STATE_DIR
     if tasks.is_dir():
         for ns in tasks.iterdir():
-            if ns.is_dir():
+            if ns.is_dir() and not ns.name.startswith("."):
                 leaks += [f"bundle {b}" for b in ns.iterdir() if not b.name.startswith(".")]
+    # The state dir's runc root (runtime_v2.task_manager.RUNC_ROOT_DIR): <root>/<ns>/<id>.
+    runc_root = tasks / ".runc"
+    if runc_root.is_dir():
+        leaks += [f"runc state {c}" for ns in runc_root.iterdir() for c in ns.iterdir()]
     return leaks
 
 

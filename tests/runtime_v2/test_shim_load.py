@@ -242,8 +242,9 @@ async def test_a_lock_left_by_a_dead_creator_does_not_protect_its_bundle(
     outcomes = await load(manager, base)
     assert outcomes["crashed"][0] == "removed"
     assert not path.exists()
-    # The step stays for the next lock holder (tasks rm) to see and clear.
-    assert read_step(lock_path(str(path))) == "creating"
+    # The task is gone with its bundle: so is its step (and the lock file).
+    assert read_step(lock_path(str(path))) == ""
+    assert not os.path.exists(lock_path(str(path)))
 
 
 async def test_a_work_dir_whose_task_is_locked_by_a_peer_stays(
