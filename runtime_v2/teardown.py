@@ -185,8 +185,13 @@ async def _kill(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         loop = asyncio.get_running_loop()
-        gone = loop.create_future()
-        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def exited() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, exited)
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KILL_TIMEOUT):
