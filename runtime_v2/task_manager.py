@@ -456,7 +456,7 @@ class TaskManager:
         exit_ = await reap_dead_shim(shim.binary, shim.bundle, shim.address)
         return exit_ or Exit(pid=0, status=255, timestamp=None)
 
-    async def remove(self, task_id: str, *, namespace: str) -> Exit | None:
+    async def remove(self, task_id: str, *, namespace: str, cgroups_path: str = "") -> Exit | None:
         """Remove task ``task_id`` whatever state it is in (``tasks rm --force``).
 
         Under the task's lock: a task with a shim that answers is killed (SIGKILL to every
@@ -464,7 +464,9 @@ class TaskManager:
         or is gone, a crashed step, a bundle without a shim, runc state without a bundle -- is
         torn down by :func:`runtime_v2.teardown.force_teardown` (runc kill and delete with the
         task's runc root and binary, the shim process, the bundle, the work dir, the socket).
-        Returns the task's Exit when the shim gave one; NotFound when there was nothing at all.
+        ``cgroups_path`` is the container's cgroup, for when the bundle (whose ``config.json``
+        names it) is gone. Returns the task's Exit when the shim gave one; NotFound when there
+        was nothing at all.
         Raises :class:`errdefs.Unavailable` naming the task when something could not be removed.
         """
         async with self.lock(task_id, namespace=namespace) as lock:
@@ -488,6 +490,7 @@ class TaskManager:
                 runc_root=self.runc_root,
                 shim=shim if exit_ is None else None,
                 shims=self.shims,
+                cgroups_path=cgroups_path,
             )
             found = found or outcome.found
             if outcome.problems:

@@ -14,6 +14,9 @@ does, but without depending on the bundle being intact:
    is found too; it is SIGKILLed.
 3. The bundle (its rootfs unmounted first), a ``.<id>`` left by an interrupted delete, the work
    dir, and the shim's socket (it no longer answers).
+4. The container's cgroup, when runc left it (a ``runc create`` cut off between making the cgroup
+   and writing its state): processes still in it are SIGKILLed, then the directory is removed
+   in every hierarchy. Its path comes from the bundle's ``config.json`` or from the caller.
 
 It must run under the task's lock (:mod:`runtime_v2.locks`); :meth:`TaskManager.remove` does.
 """
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
+import json
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 import attrs
@@ -38,12 +44,21 @@ if TYPE_CHECKING:
     from runtime_v2.shim import Shim
     from runtime_v2.shim_manager import ShimManager
 
-__all__ = ["RUNC_TIMEOUT", "TeardownOutcome", "force_teardown", "runc_of", "shim_pids"]
+__all__ = [
+    "RUNC_TIMEOUT",
+    "TeardownOutcome",
+    "cgroups_path_of",
+    "force_teardown",
+    "remove_cgroup",
+    "runc_of",
+    "shim_pids",
+]
 
 #: The deadline of each runc command.
 RUNC_TIMEOUT = 10.0
 #: How long to wait for a SIGKILLed shim to be gone.
 KILL_TIMEOUT = 5.0
+CGROUP_ROOT = "/sys/fs/cgroup"
 _SHIM_NAME = "containerd-shim"
 
 
@@ -123,15 +138,18 @@ async def force_teardown(
     runc_root: str,
     shims: ShimManager,
     shim: Shim | None = None,
+    cgroups_path: str = "",
 ) -> TeardownOutcome:
     """Leave nothing of the task of ``bundle`` (see the module docstring).
 
     ``root`` is the task plugin's ROOT (work dirs), ``runc_root`` the state dir's default runc
     root, ``shims`` the shim manager (its grpc address identifies this state dir's shims),
-    ``shim`` the task's shim connection when there is one (closed here).
+    ``shim`` the task's shim connection when there is one (closed here), ``cgroups_path`` the
+    container's cgroup when the bundle may be gone (``linux.cgroupsPath`` of its spec).
     """
     found = False
     problems: list[str] = []
+    cgroups_path = cgroups_path_of(bundle) or cgroups_path
     namespace, task_id = bundle.namespace, bundle.id
     binary, runc_ns_root = runc_of(bundle, runc_root)
     if os.path.isdir(os.path.join(runc_ns_root, task_id)):
@@ -154,8 +172,11 @@ async def force_teardown(
     if shim is not None:
         addresses.append(shim.address)
         shim.orderly_shutdown = True
-        with contextlib.suppress(Exception):
-            await shim.close()
+        # A connection already lost has its dead-shim cleanup pending, waiting for the task's
+        # lock we hold: awaiting close() (which waits for that cleanup) would deadlock.
+        if not shim.client.closed:
+            with contextlib.suppress(Exception):
+                await shim.close()
     work = os.path.join(root, namespace, task_id)
     hidden = os.path.join(os.path.dirname(bundle.path), "." + task_id)
     hidden_work = os.path.join(root, namespace, "." + task_id)
@@ -172,7 +193,64 @@ async def force_teardown(
             problems.append(f"{path}: {exc.strerror or exc}")
     for address in addresses:
         remove_stale_socket(address)
+    if cgroups_path:
+        left, problem = await asyncio.to_thread(remove_cgroup, cgroups_path)
+        found = found or left
+        if problem:
+            problems.append(problem)
     return TeardownOutcome(found=found, problems=tuple(problems))
+
+
+def cgroups_path_of(bundle: Bundle) -> str:
+    """``linux.cgroupsPath`` of the bundle's ``config.json`` ("" when unknown)."""
+    try:
+        with open(os.path.join(bundle.path, "config.json"), encoding="utf-8") as f:
+            path = json.load(f).get("linux", {}).get("cgroupsPath", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return path if isinstance(path, str) else ""
+
+
+def remove_cgroup(cgroups_path: str, cgroup_root: str = CGROUP_ROOT) -> tuple[bool, str]:
+    """Kill what is left in cgroup ``cgroups_path`` (a cgroupfs path such as ``/a@b``) and
+    remove it in every hierarchy. Returns (whether it existed, a problem or "").
+
+    Only plain absolute paths below the root are handled (systemd ``slice:prefix:name`` paths
+    are runc's to remove).
+    """
+    relative = os.path.normpath(cgroups_path).lstrip("/")
+    if not cgroups_path.startswith("/") or not relative or relative.startswith(".."):
+        return False, ""
+    hierarchies = [cgroup_root]
+    with contextlib.suppress(OSError):
+        hierarchies += [e.path for e in os.scandir(cgroup_root) if e.is_dir()]
+    existed = False
+    for hierarchy in hierarchies:
+        target = os.path.join(hierarchy, relative)
+        if not os.path.isdir(target) or os.path.samefile(target, hierarchy):
+            continue
+        existed = True
+        for _ in range(10):  # a fork racing with the kill: a few rounds
+            try:
+                with open(os.path.join(target, "cgroup.procs")) as f:
+                    pids = [int(line) for line in f.read().split()]
+            except OSError:
+                pids = []
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            try:
+                os.rmdir(target)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return existed, f"cgroup {target}: {exc.strerror}"
+                time.sleep(0.05)  # the killed processes leave the cgroup asynchronously
+        else:
+            return existed, f"cgroup {target} still has processes"
+    return existed, ""
 
 
 async def _kill(pid: int) -> None:

@@ -193,6 +193,15 @@ class Client:
                 f'"{self.namespace}" ({why}; remove it with: taskplane tasks rm {container_id})'
             )
 
+    def _cgroups_path(self, container_id: str) -> str:
+        """The container's cgroup: its record's spec says, else the one taskplane would pick."""
+        with contextlib.suppress(errdefs.NotFound, ValueError, AttributeError):
+            record = self.store.get(self.namespace, container_id)
+            path = json.loads(record.spec or b"{}").get("linux", {}).get("cgroupsPath")
+            if isinstance(path, str) and path:
+                return path
+        return cgroups_path(self.host.state, self.namespace, container_id)
+
     def _with_cgroups(self, container_id: str, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         linux = spec.get("linux")
         if not isinstance(linux, Mapping):
@@ -420,7 +429,11 @@ class Client:
                 found = True
             else:
                 try:
-                    exit_ = await tm.remove(container_id, namespace=self.namespace)
+                    exit_ = await tm.remove(
+                        container_id,
+                        namespace=self.namespace,
+                        cgroups_path=self._cgroups_path(container_id),
+                    )
                     found = True
                 except errdefs.NotFound:
                     pass

@@ -5,7 +5,10 @@ Real runc, real shims, busybox."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli.peer_checks import cgroup_pids, cgroups_of, remains
@@ -14,7 +17,7 @@ from runtime_v2.shim import Status
 from taskplane.containers import Client
 from taskplane.oci import default_spec
 
-from .conftest import TIMEOUT, Dirs, boot_host
+from .conftest import TIMEOUT, Dirs, boot_host, spec_for
 
 
 def _spec(rootfs: Path, task_id: str) -> dict[str, object]:
@@ -84,3 +87,26 @@ async def test_an_async_with_client_cleans_up_on_leaving_the_block(
             async with asyncio.timeout(TIMEOUT):
                 await client.start_detached("scoped", _spec(busybox_rootfs, "scoped"))
         assert remains(dirs.root, dirs.state, dirs.namespace, "scoped") == []
+
+
+async def test_remove_while_the_dead_shim_cleanup_waits_for_the_lock(
+    dirs: Dirs, task_manager: Any, busybox_rootfs: Path
+) -> None:
+    """``remove`` holding the task's lock when the shim dies must not wait for the dead-shim
+    cleanup (which waits for that lock): it finishes, and the cleanup then finds nothing."""
+    from runtime_v2 import CreateOpts, ttrpc
+
+    spec = spec_for(busybox_rootfs, ["sleep", "300"], task_id="gone")
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("gone", CreateOpts(spec=spec), namespace=dirs.namespace)
+        await task.start()
+        waiter = asyncio.ensure_future(task.wait())
+        async with task_manager.lock("gone", namespace=dirs.namespace):
+            os.kill(task.shim.shim_pid, signal.SIGKILL)
+            with pytest.raises(ttrpc.Closed):
+                await waiter  # the connection is lost: the cleanup now waits for our lock
+            await task_manager.remove("gone", namespace=dirs.namespace)
+    assert not (dirs.bundles / "gone").exists()
+    assert not (
+        dirs.state / "io.containerd.runtime.v2.task" / ".runc" / dirs.namespace / "gone"
+    ).exists()
