@@ -38,6 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from cli.conftest import Taskplane, base_env  # noqa: E402
 from cli.peer_checks import remains  # noqa: E402
 
 from taskplane.rootfs import build_busybox_rootfs  # noqa: E402
@@ -45,41 +46,16 @@ from taskplane.rootfs import build_busybox_rootfs  # noqa: E402
 NS = "default"
 
 
-class StateDir:
-    """A private root/state pair and the ``taskplane`` command line on it."""
+class StateDir(Taskplane):
+    """A private root/state pair and the ``taskplane`` command line on it (the CLI tests'
+    runner: ``sd(*args)`` runs, ``sd.popen(*args)`` starts)."""
 
-    def __init__(self, base: Path, name: str) -> None:
-        self.root = base / f"{name}r"
-        self.state = base / f"{name}s"
-        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.env.pop("TASKPLANE_CONFIG", None)
-        self.env.pop("TASKPLANE_NAMESPACE", None)
+    @classmethod
+    def under(cls, base: Path, name: str) -> StateDir:
+        return cls(root=base / f"{name}r", state=base / f"{name}s", cwd=base, env=base_env())
 
-    def argv(self, *args: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "taskplane",
-            "--root",
-            str(self.root),
-            "--state",
-            str(self.state),
-            *args,
-        ]
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv(*args),
-            env=self.env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self(*args, timeout=120)
 
     def leaks(self, ids: list[str]) -> list[str]:
         return [f"{i}: {what}" for i in ids for what in remains(self.root, self.state, NS, i)]
@@ -212,18 +188,18 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [
             (
                 "run --rm",
-                lambda: many_runs(StateDir(base, "a"), rootfs, args.runs, args.workers),
+                lambda: many_runs(StateDir.under(base, "a"), rootfs, args.runs, args.workers),
                 f"{args.workers} workers",
             ),
             (
                 "same-id race",
-                lambda: races(StateDir(base, "b"), rootfs, args.races),
+                lambda: races(StateDir.under(base, "b"), rootfs, args.races),
                 "2 processes per id",
             ),
             (
                 "SIGKILL of run + rm --force",
                 lambda: kills(
-                    StateDir(base, "c"), rootfs, args.kills, args.kill_workers, args.seed
+                    StateDir.under(base, "c"), rootfs, args.kills, args.kill_workers, args.seed
                 ),
                 f"{args.kill_workers} at a time",
             ),
