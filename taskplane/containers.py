@@ -568,7 +568,7 @@ class Client:
                         fifos.release()
                         if started is not None:
                             started(task)
-                        exit_ = await task.wait()
+                        exit_ = await _wait(task)
                         await drain()
                 finally:
                     if remove:
@@ -588,3 +588,15 @@ async def _status_of(task: Any) -> str:
         return "stopped"
     status = state.status
     return str(getattr(status, "value", status)).lower()
+
+
+async def _wait(task: Any) -> Any:
+    """``task.wait()``; a shim that dies meanwhile is one clear error naming the task."""
+    from runtime_v2 import ttrpc
+
+    try:
+        return await task.wait()
+    except ttrpc.Closed:
+        raise errdefs.Unavailable(
+            f'the shim of task "{task.id}" died while the task ran; its exit status is lost'
+        ) from None

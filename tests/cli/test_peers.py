@@ -104,8 +104,11 @@ def test_a_killed_shim_under_an_attached_run_leaves_nothing_running(
     assert wait_for_line(proc.stdout) == "up\n"  # type: ignore[arg-type]
     (shim,) = shims_of(runner.state, NS, task_id)
     os.kill(shim, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    expected = f'the shim of task "{task_id}" died while the task ran; its exit status is lost'
+    assert err == f"taskplane: {expected}\n"
+
     assert cgroup_pids(NS, task_id) == []
     assert remains(runner.root, runner.state, NS, task_id) == []
     listed = runner("tasks", "ls")
