@@ -21,7 +21,9 @@ with one file per task:
 - **The step.** The lock file's content is the task's lifecycle step: ``creating`` (written once
   the id is reserved, before the bundle exists), ``created`` (after the Create RPC), ``running``
   (after Start), ``deleting`` (before the Delete RPC). The file is removed, under the lock, when
-  the task is gone. A step found by the next process that takes the lock is the account of a
+  the task is gone (deleted, reaped after its shim died, or torn down by ``tasks rm --force``).
+  There is no ``stopped`` step: no process is guaranteed to be there when a task exits, and the
+  shim (taskplane's conmon) owns the exit status until Delete, so its answer is the truth. A step found by the next process that takes the lock is the account of a
   crashed step: ``tasks ls`` shows it (ORPHAN when no shim answers for it) and ``tasks rm``
   finishes or undoes it. The step is a file, not a metadata record, so an emptied or missing
   metadata database never makes a task invisible: the bundle, the step and the shim are the
