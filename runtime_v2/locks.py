@@ -23,15 +23,16 @@ with one file per task:
   (after Start), ``deleting`` (before the Delete RPC). The file is removed, under the lock, when
   the task is gone (deleted, reaped after its shim died, or torn down by ``tasks rm --force``).
   There is no ``stopped`` step: no process is guaranteed to be there when a task exits, and the
-  shim (taskplane's conmon) owns the exit status until Delete, so its answer is the truth. A step found by the next process that takes the lock is the account of a
-  crashed step: ``tasks ls`` shows it (ORPHAN when no shim answers for it) and ``tasks rm``
-  finishes or undoes it. The step is a file, not a metadata record, so an emptied or missing
-  metadata database never makes a task invisible: the bundle, the step and the shim are the
-  truth for running tasks.
-- **Reservation.** An id is in use when its step is set, its bundle (or a bundle being removed,
-  ``.<id>``) exists, or a caller-specific record says so; the check and the ``creating`` step are
-  written under the lock, so two peers racing for one id get exactly one winner and the loser
-  touches nothing.
+  shim (taskplane's conmon) owns the exit status until Delete, so its answer is the truth.
+  A step found by the next process that takes the lock is the account of a crashed step:
+  ``tasks ls`` shows it (ORPHAN when no bundle is left) and ``tasks rm`` finishes or undoes it.
+  The step is a file, not a metadata record, so an emptied or missing metadata database never
+  makes a task invisible: the bundle, the step and the shim are the truth for running tasks.
+- **Reservation.** An id is in use when it has a task, its bundle exists, its step is set, or a
+  caller-specific record says so (the Client adds its container record and io dir); the check
+  and the ``creating`` step are written under the lock, so two peers racing for one id get
+  exactly one winner and the loser touches nothing. A ``.<id>`` left by a crashed bundle
+  removal does not count: the next create (under the lock) finishes removing it.
 - **Recovery** takes each task's lock with ``LOCK_NB`` (:meth:`TaskLock.try_acquire`): a task
   locked by a peer is being worked on and is skipped, never swept.
 
@@ -46,6 +47,7 @@ import contextlib
 import contextvars
 import fcntl
 import os
+import threading
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -263,20 +265,37 @@ def _read_fd(fd: int) -> str:
 
 
 async def _in_thread(path: str) -> int:
-    """Wait for ``path``'s flock in a thread; a cancelled waiter's lock is dropped on arrival."""
-    job = asyncio.ensure_future(asyncio.to_thread(_open_locked, path, True))
-    try:
-        fd = await asyncio.shield(job)
-    except asyncio.CancelledError:
+    """Wait for ``path``'s flock in a thread of its own (not the default executor, whose few
+    threads a handful of waits could starve); a cancelled waiter's lock is dropped on arrival."""
+    loop = asyncio.get_running_loop()
+    job: asyncio.Future[int | None] = loop.create_future()
 
-        def drop(done: asyncio.Future[int | None]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                got = done.result()
-                if got is not None:
-                    os.close(got)
+    def wait() -> None:
+        try:
+            fd: int | None = _open_locked(path, True)
+        except BaseException as exc:  # handed to the waiting coroutine
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(failed, exc)
+            return
+        try:
+            loop.call_soon_threadsafe(arrived, fd)
+        except RuntimeError:  # the loop closed meanwhile (its waiter was cancelled): drop it
+            if fd is not None:
+                os.close(fd)
 
-        job.add_done_callback(drop)
-        raise
+    def failed(exc: BaseException) -> None:
+        if not job.done():
+            job.set_exception(exc)
+
+    def arrived(fd: int | None) -> None:
+        if job.cancelled():
+            if fd is not None:
+                os.close(fd)  # the waiter was cancelled meanwhile: drop the lock
+            return
+        job.set_result(fd)
+
+    threading.Thread(target=wait, name=f"flock {path}", daemon=True).start()
+    fd = await job
     assert fd is not None
     return fd
 
