@@ -111,7 +111,12 @@ def races(sd: StateDir, rootfs: Path, rounds: int) -> tuple[int, list[str], list
         procs = [sd.popen(*cmd) for _ in range(2)]
         results = []
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            try:
+                out, err = p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+                err = f"hung for 120 s (killed): {err}"
             results.append((p.returncode, out, err))
         winning_code = 0 if detach else 3
         winners = [r for r in results if r[0] == winning_code]

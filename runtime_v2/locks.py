@@ -115,6 +115,8 @@ class _Holder:
     """One flow of control holding a lock; ``active`` until its outermost release."""
 
     active: bool = True
+    #: The task that took the lock (re-entrant for it even if its context lost the holder).
+    task: asyncio.Task[object] | None = None
 
 
 _table: dict[str, _Entry] = {}
@@ -158,9 +160,19 @@ class TaskLock:
         self._reentered: list[bool] = []
 
     def held(self) -> bool:
-        """Whether this flow of control holds the lock."""
+        """Whether this flow of control holds the lock: the context says so (this task or the
+        task that started it holds it), or this very task took it."""
         holder = _held.get({}).get(self.path)
-        return holder is not None and holder.active
+        if holder is not None and holder.active:
+            return True
+        entry = _table.get(self.path)
+        return (
+            entry is not None
+            and entry.owner is not None
+            and entry.owner.active
+            and entry.owner.task is not None
+            and entry.owner.task is _current_task()
+        )
 
     async def __aenter__(self) -> TaskLock:
         await self._acquire(blocking=True)
@@ -205,7 +217,7 @@ class TaskLock:
             entry.mutex.release()
             self._forget(entry)
             return False
-        holder = _Holder()
+        holder = _Holder(task=_current_task())
         entry.fd, entry.owner = fd, holder
         held = dict(_held.get({}))
         held[self.path] = holder
@@ -258,6 +270,13 @@ class TaskLock:
         os.ftruncate(fd, 0)
         if step:
             os.pwrite(fd, step.encode(), 0)
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
 
 
 def _read_fd(fd: int) -> str:

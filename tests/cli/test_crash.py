@@ -76,3 +76,21 @@ def test_the_crash_hook_does_nothing_for_another_step(
         env={"TASKPLANE_TEST_CRASH_AT": "no-such-step"},
     )
     assert result.returncode == 3, result.stderr
+
+
+def test_the_orphan_of_a_crashed_create_is_removed_by_plain_rm(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    """Case 8: the record and io dir of a crashed ``run`` show as ORPHAN; ``tasks rm`` (no
+    --force: nothing of it runs) removes them, and the id is free again."""
+    cmd = ["run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "300"]
+    crashed = runner(*cmd, env={"TASKPLANE_TEST_CRASH_AT": "create:reserved"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    listed = runner("tasks", "ls")
+    assert [task_id, "-", "ORPHAN"] in [line.split() for line in listed.stdout.splitlines()]
+    refused = runner(*cmd)
+    assert f'"{task_id}" is already in use' in refused.stderr
+    assert f"taskplane tasks rm {task_id}" in refused.stderr
+    removed = runner("tasks", "rm", task_id)
+    assert removed.returncode == 0, removed.stderr
+    assert remains(runner.root, runner.state, NS, task_id) == []
