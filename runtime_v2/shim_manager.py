@@ -27,8 +27,10 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
 - ``-info`` results are cached by (binary path, its mtime, options), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
-- ``start`` sends the options Any on stdin, or containerd 2.3's ``BootstrapParams`` for the
-  runtimes listed in ``bootstrap_runtimes`` (opt-in: 1.x shims fail on it).
+- ``start`` negotiates the start protocol per shim binary (:mod:`runtime_v2.start_protocol`):
+  the options Any on stdin first, containerd 2.3's ``BootstrapParams`` when the shim refuses
+  that; the answer is remembered per (binary path, mtime). containerd 2.4 decides by the
+  binary's name instead. ``bootstrap_runtimes`` forces ``BootstrapParams`` (no negotiation).
 """
 
 from __future__ import annotations
@@ -56,12 +58,24 @@ from plugins import types
 from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.binary import ShimBinary, check_env, run_info
+from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver
 from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
-from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
+from runtime_v2.start_protocol import (
+    BOOTSTRAP,
+    LEGACY,
+    BinaryProtocol,
+    StartProtocol,
+    StartProtocols,
+    is_bootstrap_refusal,
+)
+from runtime_v2.start_response import (
+    ShimEndpoint,
+    restore_bootstrap_params,
+    write_bootstrap_json,
+)
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -143,9 +157,10 @@ class ShimConfig:
     ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
     ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
     empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
-    ``bootstrap_runtimes``: runtime names or absolute shim paths whose ``start`` takes
-    containerd 2.3's protobuf ``BootstrapParams`` on stdin instead of the options Any (1.x and
-    2.0-2.2 shims must not be listed: 1.x shims fail on it).
+    ``bootstrap_runtimes``: an override, rarely needed: runtime names or absolute shim paths
+    always started with containerd 2.3's protobuf ``BootstrapParams`` on stdin, without the
+    negotiation every other shim gets (1.x and 2.0-2.2 shims must not be listed: they fail on
+    it).
 
     All three are checked when the config is loaded (``taskplane config validate``).
     """
@@ -344,6 +359,7 @@ class ShimManager:
         socket_dir: str = "",
         env: Sequence[str] = (),
         bootstrap_runtimes: Sequence[str] = (),
+        state_dir: str | None = None,
     ) -> None:
         self.exchange = exchange
         self.containers = containers
@@ -353,6 +369,8 @@ class ShimManager:
         self.env = list(env)
         #: Runtime names / absolute shim paths started with protobuf BootstrapParams on stdin.
         self.bootstrap_runtimes = frozenset(bootstrap_runtimes)
+        #: The negotiated start protocol per shim binary (kept in ``state_dir`` when given).
+        self.start_protocols = StartProtocols(state_dir)
         self.shims: NSMap[Shim] = NSMap()
         self._resolver = RuntimePathResolver()
         self._info_cache: dict[_InfoKey, _InfoEntry] = {}
@@ -542,9 +560,7 @@ class ShimManager:
         try:
             if options is not None:
                 write_options(bundle, options)
-            endpoint = await binary.start(
-                options, bootstrap=self.uses_bootstrap(runtime, runtime_path)
-            )
+            endpoint, start_protocol = await self._start_binary(binary, runtime, options)
             if endpoint.protocol.lower() != "ttrpc":
                 raise errdefs.NotImplemented(
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
@@ -563,6 +579,15 @@ class ShimManager:
             await shim.negotiate()
             if shim.version != endpoint.version:
                 write_bootstrap_json(bundle.path, attrs.evolve(endpoint, version=shim.version))
+            self.start_protocols.record(runtime_path, start_protocol, shim.version)
+            log.debug(
+                "shim %s of %s/%s: start protocol %s, task API v%d",
+                runtime_path,
+                bundle.namespace,
+                bundle.id,
+                start_protocol,
+                shim.version,
+            )
             self.shims.add(bundle.namespace, bundle.id, shim)
         except BaseException:
             if shim is not None:
@@ -571,6 +596,47 @@ class ShimManager:
                 await asyncio.shield(self.reap_unconnected(binary))
             raise
         return ShimTask(shim)
+
+    def start_protocol_of(self, runtime: str, runtime_path: str) -> StartProtocol | None:
+        """The start protocol ``runtime`` (as named, or its resolved path) is started with:
+        :data:`BOOTSTRAP` when ``bootstrap_runtimes`` lists it (the override), else what an
+        earlier start negotiated for this binary, else None (not known yet)."""
+        if self.uses_bootstrap(runtime, runtime_path):
+            return BOOTSTRAP
+        known = self.start_protocols.get(runtime_path)
+        return known.start_protocol if known is not None else None
+
+    def negotiated(self, runtime: str) -> BinaryProtocol | None:
+        """What ``runtime``'s binary is started with and which task API it served, as far as
+        known: the override for a ``bootstrap_runtimes`` entry (task API 0 until a start), else
+        the negotiated record, else None (no task was started with this binary yet)."""
+        path = self.resolve_runtime_path(runtime)
+        known = self.start_protocols.get(path)
+        if self.uses_bootstrap(runtime, path):
+            with contextlib.suppress(OSError):
+                task_api = known.task_api if known and known.start_protocol == BOOTSTRAP else 0
+                return BinaryProtocol(path, os.stat(path).st_mtime_ns, BOOTSTRAP, task_api)
+        return known
+
+    async def _start_binary(
+        self, binary: ShimBinary, runtime: str, options: any_pb2.Any | None
+    ) -> tuple[ShimEndpoint, StartProtocol]:
+        """Run ``binary``'s ``start`` with the protocol it speaks, negotiating it if unknown:
+        :data:`LEGACY` first, then :data:`BOOTSTRAP` when the shim refuses the legacy protocol
+        (a 2.3+ shim refuses before it starts anything, so the retry leaves nothing behind)."""
+        protocol = self.start_protocol_of(runtime, binary.runtime_path)
+        if protocol is not None:
+            return await binary.start(options, bootstrap=protocol == BOOTSTRAP), protocol
+        try:
+            return await binary.start(options, bootstrap=False), LEGACY
+        except ShimCommandError as exc:
+            if not is_bootstrap_refusal(exc.output):
+                raise
+            log.debug(
+                "shim %s refused the legacy start protocol; retrying with BootstrapParams",
+                binary.runtime_path,
+            )
+        return await binary.start(options, bootstrap=True), BOOTSTRAP
 
     async def reap_unconnected(self, binary: ShimBinary) -> None:
         """A shim whose ``start`` ran (maybe only partly) but that we never connected to.
@@ -786,6 +852,7 @@ async def _init(ic: registry.InitContext) -> ShimManager:
         socket_dir=socket_dir,
         env=env,
         bootstrap_runtimes=bootstrap_runtimes,
+        state_dir=ic.state,
     )
     await manager.start_events_server()
     return manager

@@ -388,7 +388,14 @@ def runtime_info(opts: Options, args: argparse.Namespace) -> int:
                     "-info flag (shims older than containerd 2.0, such as 1.6 and 1.7, lack it)"
                 ) from exc
             raise
-        return runtime_info_record(info)
+        record = runtime_info_record(info)
+        negotiated = client.task_manager.shims.negotiated(args.runtime)
+        # taskplane's own addition: how it starts this shim (null until a task has run on it).
+        record["start"] = {
+            "protocol": negotiated.start_protocol if negotiated else None,
+            "task_api": (negotiated.task_api or None) if negotiated else None,
+        }
+        return record
 
     json.dump(_with_client(opts, body), sys.stdout, indent=2)
     sys.stdout.write("\n")
