@@ -25,7 +25,8 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   A connection that drops because another process deleted the task (the bundle is gone or
   marked ``.deleting``) is forgotten quietly.
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
-- ``-info`` results are cached by (binary path, its mtime, options), failures included, for
+- ``-info`` results are cached by (binary path, its mtime, options, the runc binary the
+  options name and its mtime), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
 - ``start`` negotiates the start protocol per shim binary (:mod:`runtime_v2.start_protocol`):
   the options Any on stdin first, containerd 2.3's ``BootstrapParams`` when the shim refuses
@@ -43,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -55,8 +57,8 @@ from google.protobuf.message import DecodeError
 
 import registry
 from plugins import types
-from runtime_v2 import errdefs, ttrpc
-from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
+from runtime_v2 import errdefs, ttrpc, typeurl
+from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, runc_options_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
@@ -337,7 +339,32 @@ class _InfoEntry:
     error: _CachedError | None
 
 
-_InfoKey = tuple[str, int, bytes]
+#: (shim path, its mtime, serialized options, the runc binary the options name, its mtime).
+_InfoKey = tuple[str, int, bytes, str, int]
+
+
+def _runc_binary_of(options: any_pb2.Any | None) -> str | None:
+    """The runc binary a runc shim runs ``runc features`` with for ``options``: their
+    ``binary_name``, else ``runc``; None for options of another type (not a runc shim's)."""
+    if options is None:
+        return "runc"
+    if not typeurl.is_(options, runc_options_pb2.Options):
+        return None
+    with contextlib.suppress(errdefs.ContainerdError):
+        return typeurl.unpack_as(options, runc_options_pb2.Options).binary_name or "runc"
+    return None
+
+
+def _binary_stamp(name: str | None) -> tuple[str, int]:
+    """(path, mtime) of the binary ``name`` as ``exec.LookPath`` finds it on our PATH (what a
+    shim's ``-info`` inherits); ("", -1) for None and an mtime of -1 when it is not found."""
+    if name is None:
+        return "", -1
+    path = name if os.sep in name else shutil.which(name) or name
+    try:
+        return path, os.stat(path).st_mtime_ns
+    except OSError:
+        return path, -1
 
 
 class ShimManager:
@@ -501,7 +528,8 @@ class ShimManager:
     ) -> introspection_pb2.RuntimeInfo:
         """Run ``<shim> -info`` with ``options`` on stdin, cached.
 
-        The cache key is (resolved path, the binary's mtime, serialized options); results and
+        The cache key is (resolved path, the binary's mtime, serialized options, the runc
+        binary the options name -- ``binary_name`` or ``runc`` -- and its mtime); results and
         failures are kept for :data:`INFO_CACHE_TTL` seconds. Concurrent misses for one key share
         a single run. A cached failure is raised as a new exception of the same class and
         message each time.
@@ -511,7 +539,9 @@ class ShimManager:
             mtime = os.stat(path).st_mtime_ns
         except OSError as exc:
             raise errdefs.NotFound(f"runtime binary {path}: {exc.strerror}") from None
-        key: _InfoKey = (path, mtime, options.SerializeToString() if options is not None else b"")
+        serialized = options.SerializeToString() if options is not None else b""
+        # The runc binary is part of the key: replacing runc changes what -info reports.
+        key: _InfoKey = (path, mtime, serialized, *_binary_stamp(_runc_binary_of(options)))
         entry = self._info_cache.get(key)
         if entry is None or entry.expires <= _now():
             run = self._info_runs.get(key)

@@ -428,6 +428,27 @@ async def test_touching_the_binary_runs_info_again(manager: ShimManager, base: P
     assert _runs(base) == 2
 
 
+async def test_replacing_the_runc_binary_the_options_name_runs_info_again(
+    manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = str(_info_script(base))
+    runc = base / "bin" / "runc"
+    runc.parent.mkdir()
+    runc.write_text("#!/bin/sh\n")
+    runc.chmod(0o755)
+    named = typeurl.pack(runc_options_pb2.Options(binary_name=str(runc)))
+    monkeypatch.setenv("PATH", f"{runc.parent}:{os.environ['PATH']}")
+    for options in (named, None):  # binary_name, or the shim's default "runc" found on PATH
+        (base / "runs").unlink(missing_ok=True)
+        await manager.runtime_info(script, options)
+        await manager.runtime_info(script, options)
+        assert _runs(base) == 1
+        st = runc.stat()
+        os.utime(runc, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        await manager.runtime_info(script, options)
+        assert _runs(base) == 2
+
+
 async def test_info_entries_expire_after_the_ttl(
     manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
