@@ -25,6 +25,11 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   A connection that drops because another process deleted the task (the bundle is gone or
   marked ``.deleting``) is forgotten quietly.
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
+- Grouped shims (tasks whose specs carry the same ``io.kubernetes.cri.sandbox-id`` or
+  ``io.containerd.runc.v2.group``; the runc shim's ``start`` answers with the group's live
+  socket): each task has its own connection; a task's delete or failed create leaves the shim
+  and its socket to the other tasks (the shim ignores Shutdown while it has tasks), and when
+  it dies every task of it gets the dead-shim cleanup.
 - ``-info`` results are cached by (binary path, its mtime, options, the runc binary the
   options name and its mtime), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
@@ -725,6 +730,13 @@ class ShimManager:
         dirs = dict.fromkeys([self.socket_dir, DEFAULT_SOCKET_DIR])
         return [f"unix://{os.path.join(d, name)}" for d in dirs]
 
+    def shares_shim(self, shim: Shim) -> bool:
+        """Whether another task in the map is served by ``shim``'s daemon (a grouped shim:
+        same address), so that daemon must outlive ``shim``'s task."""
+        return any(
+            other is not shim and other.address == shim.address for _, _, other in self.shims
+        )
+
     def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
         """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing)."""
 
@@ -741,8 +753,9 @@ class ShimManager:
         """Tear down a shim whose task failed to be created (or that has no task).
 
         Delete the task in the shim, ask the shim to shut down and wait for it to go. A shim
-        that stays (it still has a task) gets its binary's ``delete`` and is killed. The shim is
-        removed from the map first, so no events are published for it; its bundle is left to
+        that stays (it still has a task) gets its binary's ``delete`` and is killed -- unless it
+        is a grouped shim serving other tasks, which is left running (its socket too). The shim
+        is removed from the map first, so no events are published for it; its bundle is left to
         the caller.
         """
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
@@ -758,6 +771,10 @@ class ShimManager:
                         "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
                     )
                 await task.shutdown()
+        if self.shares_shim(shim):
+            # A grouped shim serving other tasks of ours ignores Shutdown and stays, rightly.
+            await shim.close()
+            return
         exited = False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHIM_EXIT_TIMEOUT):

@@ -95,14 +95,10 @@ class PrivateContainerd:
             f"version = {self.config_version}\ndisabled_plugins = [{disabled}]\n"
             '[debug]\n  level = "info"\n'
         )
+        argv = [self.containerd, "--config", str(config), "--root", str(self.root)]
+        argv += ["--state", str(self.state), "--address", self.address]
         self.proc = subprocess.Popen(
-            [
-                self.containerd,
-                "--config", str(config),
-                "--root", str(self.root),
-                "--state", str(self.state),
-                "--address", self.address,
-            ],  # fmt: skip
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
