@@ -76,11 +76,12 @@ def missing_upstream() -> list[str]:
     ]
 
 
-def require_upstream() -> None:
-    """Skip the test without ../shared/upstream; fail it under TASKPLANE_REQUIRE_INTEGRATION=1."""
-    from conftest import require_integration
-
-    require_integration(missing_upstream())
+def require_upstream(config: pytest.Config) -> None:
+    """Skip the test without ../shared/upstream; fail it under TASKPLANE_REQUIRE_INTEGRATION=1
+    (tests/conftest.py's ``require_integration``, found through pytest: that conftest is not
+    importable as a module from here)."""
+    root_conftest = config.pluginmanager.get_plugin(str(REPO / "tests" / "conftest.py"))
+    root_conftest.require_integration(missing_upstream())
 
 
 @pytest.fixture(params=MATRIX, ids=[r.label for r in MATRIX])
@@ -88,11 +89,11 @@ def runtime(request: pytest.FixtureRequest, integration_prerequisites: None) -> 
     """Each shim x runc combination in turn (upstream ones need ../shared/upstream)."""
     chosen: Runtime = request.param
     if chosen.upstream:
-        require_upstream()
+        require_upstream(request.config)
     return chosen
 
 
 @pytest.fixture
-def upstream(integration_prerequisites: None) -> None:
+def upstream(request: pytest.FixtureRequest, integration_prerequisites: None) -> None:
     """Require ../shared/upstream (skip without it; fail under TASKPLANE_REQUIRE_INTEGRATION=1)."""
-    require_upstream()
+    require_upstream(request.config)

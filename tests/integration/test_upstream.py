@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import pytest
 from interop.containerd import PrivateContainerd
+from interop.shimlib import wait_process_exit
 
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status, typeurl
@@ -305,9 +306,10 @@ async def test_reattach_to_a_task_containerd_2_4_created_and_control_it(
             await task.resume()
             await task.kill(signal.SIGKILL)
             assert (await task.wait()).status == 128 + signal.SIGKILL
+            shim_pid = task.shim.shim_pid
             await tasks.delete("made-by-ctd", namespace=dirs.namespace)
+            await wait_process_exit(shim_pid)  # the last task's delete shut the shim down
         assert not (bundles / "made-by-ctd").exists()
-        assert _shim_processes(dirs.namespace) == []
     finally:
         if host is not None:
             await cleanup_tasks(host.get("io.containerd.runtime.v2", "task"), dirs.namespace)
