@@ -54,22 +54,6 @@ def _taskplane(dirs: Dirs, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT * 2, check=False)
 
 
-def _shim_processes(namespace: str) -> list[int]:
-    """PIDs of shim processes (any containerd-shim-*) whose argv names ``namespace``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"containerd-shim" in os.path.basename(argv[0]) and namespace.encode() in argv:
-            pids.append(int(entry))
-    return pids
-
-
 def _recording_wrapper(dirs: Dirs) -> tuple[str, Path]:
     """A script in front of the upstream shim that appends each command's action (``start``,
     ``delete``, ``-info``) to ``actions`` and keeps each ``start``'s stdin (start.1, start.2...)
@@ -183,7 +167,7 @@ async def test_an_idmapped_bind_mount_shows_the_mapped_owner_with_runc_1_5(
 
 
 async def test_an_idmap_spec_with_runc_1_1_is_refused_before_any_shim_starts(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, leak_report: Any
 ) -> None:
     (dirs.base / "data").mkdir()
     wrapper, record = _recording_wrapper(dirs)
@@ -200,7 +184,7 @@ async def test_an_idmap_spec_with_runc_1_1_is_refused_before_any_shim_starts(
         "missing `mountExtensions.idmap` entry in `features` command"
     )
     assert _actions(record) == ["-info"]  # no start: no shim process was ever started
-    assert _shim_processes(dirs.namespace) == []
+    assert leak_report.shim_processes(cwd_under=dirs.base, argv_has=[dirs.namespace]) == []
     assert not (dirs.bundles / "refused").exists()
 
 
