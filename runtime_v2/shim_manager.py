@@ -659,9 +659,10 @@ class ShimManager:
         """Run ``binary``'s ``start`` with the protocol it speaks, negotiating it if unknown:
         :data:`LEGACY` first, then :data:`BOOTSTRAP` when the shim refuses the legacy protocol
         (a 2.3+ shim refuses before it starts anything, so the retry leaves nothing behind)."""
-        protocol = self.start_protocol_of(runtime, binary.runtime_path)
-        if protocol is not None:
-            return await binary.start(options, bootstrap=protocol == BOOTSTRAP), protocol
+        if self.start_protocol_of(runtime, binary.runtime_path) == BOOTSTRAP:
+            return await binary.start(options, bootstrap=True), BOOTSTRAP
+        # Unknown, or known as legacy: a refusal still means "speaks BootstrapParams" (a binary
+        # replaced within the mtime's granularity, or a state file written by hand).
         try:
             return await binary.start(options, bootstrap=False), LEGACY
         except ShimCommandError as exc:

@@ -5,8 +5,9 @@ Two protocols exist for a shim's ``start`` command (containerd's ``pkg/shim/util
 
 - :data:`LEGACY`: the runtime options ``Any`` (or nothing) on stdin, identity on the command
   line and in the environment. Shims up to containerd 2.2 speak it; 1.6 and 2.0-2.2 shims
-  decode stdin as an ``Any``, so BootstrapParams make them fail with ``type with url <id>:
-  not found`` after they have already forked their daemon.
+  decode stdin as an ``Any`` only after forking their daemon (containerd 1.6's
+  ``runtime/v2/runc/manager/manager_linux.go``), so BootstrapParams make them fail with
+  ``type with url <id>: not found`` and kill the daemon they just started.
 - :data:`BOOTSTRAP`: a protobuf ``BootstrapParams`` on stdin (containerd 2.3+ shims). Such a
   shim refuses the legacy protocol *before* it starts anything, with
   :data:`DEPRECATED_API_REFUSAL` (empty stdin, or options that do not decode as

@@ -713,3 +713,16 @@ async def test_bootstrap_runtimes_override_the_negotiation(base: Path) -> None:
     finally:
         await manager.aclose()
     assert _starts(base, "new") == ["bootstrap"]
+
+
+async def test_a_wrong_legacy_record_is_corrected_by_the_shims_refusal(base: Path) -> None:
+    script = str(_new_api_shim(base, f"unix://{base / 'fake.sock'}"))
+    _manager(base).start_protocols.record(script, "legacy", 2)  # e.g. a hand-edited file
+    manager = _manager(base)
+    try:
+        await _start_and_abort(manager, base, script, "one", versions=(3,))
+    finally:
+        await manager.aclose()
+    assert _starts(base, "new") == ["refused", "bootstrap"]
+    recorded = _manager(base).start_protocols.get(script)
+    assert recorded is not None and recorded.start_protocol == "bootstrap"
