@@ -290,10 +290,11 @@ async def test_reattach_to_a_task_containerd_2_4_created_and_control_it(
             await task.resume()
             await task.kill(signal.SIGKILL)
             assert (await task.wait()).status == 128 + signal.SIGKILL
-            shim_pid = task.shim.shim_pid
+            shim_pid, socket = task.shim.shim_pid, task.shim.address.removeprefix("unix://")
             await tasks.delete("made-by-ctd", namespace=dirs.namespace)
             await wait_process_exit(shim_pid)  # the last task's delete shut the shim down
         assert not (bundles / "made-by-ctd").exists()
+        assert not os.path.exists(socket)
     finally:
         if host is not None:
             await cleanup_tasks(host.get("io.containerd.runtime.v2", "task"), dirs.namespace)
