@@ -101,6 +101,23 @@ def test_the_default_config_runs_a_full_lifecycle_with_the_2_4_shim(
     assert json.loads(info.stdout)["start"] == {"protocol": "bootstrap", "task_api": 3}
 
 
+def test_runtime_info_of_the_1_6_shim_names_its_start_protocol_once_a_task_ran(
+    dirs: Dirs, busybox_rootfs: Path
+) -> None:
+    dirs.created.add((dirs.namespace, "old"))
+    argv = ["run", "--rm", "--rootfs", str(busybox_rootfs), "old", "--", "/bin/true"]
+    assert _taskplane(dirs, *argv).returncode == 0
+    result = _taskplane(dirs, "runtime", "info", "io.containerd.runc.v2")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("taskplane: containerd-shim-runc-v2 (1.6.20")
+    assert line.endswith(
+        "does not support -info: shims before containerd 2.0 have no runtime info; use a newer "
+        "shim to get runtime features; taskplane starts it with the legacy start protocol and "
+        "speaks task API v2 to it"
+    )
+
+
 @pytest.mark.parametrize("runc", [DEBIAN_RUNC, str(UPSTREAM_RUNC)], ids=["runc1.1", "runc1.5"])
 def test_runtime_info_is_the_shims_own_info(dirs: Dirs, runc: str) -> None:
     options = typeurl.pack(runc_options_pb2.Options(binary_name=runc))
