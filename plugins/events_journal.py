@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import errno
 import fcntl
 import json
@@ -318,44 +317,60 @@ class Follower:
                     path,
                     self.journal.rotated_path,
                 )
-        # Between files: a generation at events.log.1 not read yet was created and rotated
-        # while this follower was not looking; it comes before the current file.
-        rotated = self._path_inode(self.journal.rotated_path)
-        if rotated is not None and rotated != self._seen_rotated:
-            with contextlib.suppress(FileNotFoundError):
-                self._open(self.journal.rotated_path)
-                self._read_to_end(records)
-                self._finish_file(records)
-                self._close_fd()
-            self._seen_rotated = rotated
+        # Between files. A generation at events.log.1 not read yet was created and rotated
+        # while this follower was not looking: it comes before the current file.
+        self._read_unseen_rotated(records)
         try:
             self._open(path)
         except FileNotFoundError:
             return records
+        # A rotation between the look at events.log.1 and the open moved a generation we have
+        # not read there (unless it is the one we just opened).
+        if self._path_inode(self.journal.rotated_path) != self._inode:
+            self._read_unseen_rotated(records)
         self._read_to_end(records)
         return records
 
+    def _read_unseen_rotated(self, records: list[Record]) -> None:
+        path = self.journal.rotated_path
+        try:
+            fd = _open_regular(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == self._seen_rotated:
+                return
+            self._seen_rotated = (st.st_dev, st.st_ino)
+            data = b""
+            while chunk := os.read(fd, _READ_CHUNK):
+                data += chunk
+        finally:
+            os.close(fd)
+        offset = 0
+        for line in data.split(b"\n"):
+            self._parse(line, records, path, offset)
+            offset += len(line) + 1
+
     def _read_to_end(self, records: list[Record]) -> None:
         assert self._fd is not None
-        while True:
-            chunk = os.read(self._fd, _READ_CHUNK)
-            if not chunk:
-                break
+        while chunk := os.read(self._fd, _READ_CHUNK):
             self._buffer += chunk
         lines = self._buffer.split(b"\n")
         self._buffer = lines.pop()  # an incomplete last line waits for the rest of its write
         for line in lines:
-            self._parse(line, records)
+            self._parse(line, records, self.journal.path, self._offset)
             self._offset += len(line) + 1
 
     def _finish_file(self, records: list[Record]) -> None:
         # The file will never grow again: an incomplete last line is a truncated record.
         if self._buffer:
-            self._parse(self._buffer, records)
+            self._parse(self._buffer, records, self.journal.path, self._offset)
             self._offset += len(self._buffer)
             self._buffer = b""
 
-    def _parse(self, line: bytes, records: list[Record]) -> None:
+    @staticmethod
+    def _parse(line: bytes, records: list[Record], path: str, offset: int) -> None:
         if not line.strip():
             return
         try:
@@ -363,8 +378,8 @@ class Follower:
         except ValueError as exc:
             log.warning(
                 "skipping a malformed record in event journal %s at byte %d: %s",
-                self.journal.path,
-                self._offset,
+                path,
+                offset,
                 exc,
             )
 

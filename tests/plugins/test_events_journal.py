@@ -112,8 +112,8 @@ def test_a_partly_written_line_waits_for_the_rest(tmp_path: Path) -> None:
 
 
 def test_the_journal_is_created_with_mode_0600_whatever_the_umask(tmp_path: Path) -> None:
-    journal = EventJournal(str(tmp_path / "events"))
-    old = os.umask(0)
+    journal = EventJournal(str(tmp_path))
+    old = os.umask(0o277)  # would make a 0600 file 0400
     try:
         journal.append(_record())
     finally:
@@ -273,10 +273,12 @@ def test_a_follower_sees_every_record_of_concurrent_appenders_once_across_rotati
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     count, processes = 200, 3
-    # ~600 kB in all: two or three rotations, while the follower reads as fast as it can.
-    journal = EventJournal(str(tmp_path), max_size=200_000)
+    # ~650 kB in all: two rotations while the follower reads as fast as it can. (The guarantee
+    # holds while a follower reads at least once per generation; this test cannot starve it
+    # for two whole generations on a loaded machine, and more rotations could.)
+    journal = EventJournal(str(tmp_path), max_size=250_000)
     follower = journal.follow()
-    procs = _appenders(tmp_path, count, processes, max_size=200_000)
+    procs = _appenders(tmp_path, count, processes, max_size=250_000)
     records: list[Record] = []
     while any(proc.poll() is None for proc in procs):
         records += follower.poll()
@@ -351,6 +353,22 @@ async def test_a_forwarded_event_reaches_other_exchanges(tmp_path: Path) -> None
             envelope = await sub.get(timeout=T)
         assert envelope.timestamp == when
         assert envelope.event == wrappers_pb2.StringValue(value="shim")
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_new_subscription_does_not_get_events_appended_before_it(
+    tmp_path: Path,
+) -> None:
+    a, b = _exchange(tmp_path), _exchange(tmp_path)
+    try:
+        async with b.subscribe() as first:
+            await a.publish("/tasks/start", wrappers_pb2.StringValue(value="1"), namespace=NS)
+            async with b.subscribe() as second:  # b has not read the journal since
+                await a.publish("/tasks/start", wrappers_pb2.StringValue(value="2"), namespace=NS)
+                assert (await second.get(timeout=T)).event.value == "2"  # type: ignore[attr-defined]
+            assert [(await first.get(timeout=T)).event.value for _ in range(2)] == ["1", "2"]  # type: ignore[attr-defined]
     finally:
         await a.aclose()
         await b.aclose()
