@@ -608,7 +608,10 @@ class Exchange:
 
     async def _follow(self) -> None:
         while not self._closed:
-            self._pump()
+            try:
+                self._pump()
+            except Exception as exc:  # keep following: one bad record must not end it
+                log.warning("event journal follower: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self.poll_interval)
 
     def _pump(self) -> None:

@@ -18,7 +18,10 @@ Appending (:meth:`EventJournal.append`)
     One ``write(2)`` per record on an ``O_APPEND`` descriptor, so records of concurrent appenders
     never interleave: Linux serialises ``O_APPEND`` writes to a regular file, and records longer
     than ``PIPE_BUF`` are written under an exclusive ``flock`` on ``events.log.lock`` for good
-    measure. Ordinary appends hold that lock shared, so they do not wait for each other.
+    measure. Ordinary appends hold that lock shared, so they do not wait for each other. The
+    lock is held for microseconds; a holder that is stopped (SIGSTOP) cannot stall the others:
+    after :data:`LOCK_WAIT` seconds an append goes ahead without it (a record may then land in a
+    generation being rotated away; see below) and a rotation is skipped until next time.
 
 Rotation
     An append that leaves the file larger than ``max_size`` (1 MiB by default, podman's default
@@ -52,6 +55,7 @@ import logging
 import os
 import select
 import stat
+import time
 from datetime import UTC, datetime
 
 import attrs
@@ -61,6 +65,7 @@ from plugins.errdefs import FailedPrecondition
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "JOURNAL_FILENAME",
+    "LOCK_WAIT",
     "EventJournal",
     "Follower",
     "JournalError",
@@ -73,6 +78,9 @@ log = logging.getLogger("taskplane.plugins.events_journal")
 JOURNAL_FILENAME = "events.log"
 #: The size past which the journal is rotated (podman's default events_logfile_max_size).
 DEFAULT_MAX_SIZE = 1024 * 1024
+
+#: The longest an append or a rotation waits for the journal's lock.
+LOCK_WAIT = 0.5
 
 _READ_CHUNK = 64 * 1024
 _FILE_MODE = 0o600
@@ -147,6 +155,19 @@ class Record:
         )
 
 
+def _flock(fd: int, operation: int) -> bool:
+    """Take a flock, waiting at most :data:`LOCK_WAIT` seconds; return whether it was taken."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)  # the holder needs microseconds; this runs on the caller's loop
+
+
 def _open_regular(path: str, flags: int) -> int:
     """Open ``path`` without following a symbolic link; refuse anything but a regular file."""
     try:
@@ -214,7 +235,11 @@ class EventJournal:
         lock = self._lock()
         # Shared: appenders do not wait for each other; exclusive for long records (see module
         # docstring) and for rotation, which must not rename a file under a writer.
-        fcntl.flock(lock, fcntl.LOCK_EX if len(line) > select.PIPE_BUF else fcntl.LOCK_SH)
+        locked = _flock(lock, fcntl.LOCK_EX if len(line) > select.PIPE_BUF else fcntl.LOCK_SH)
+        if not locked:
+            log.warning(
+                "event journal %s: its lock is held too long; appending without it", self.path
+            )
         try:
             fd = _open_or_create(self.path, os.O_WRONLY | os.O_APPEND)
             try:
@@ -225,13 +250,15 @@ class EventJournal:
             finally:
                 os.close(fd)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         if size > self.max_size:
             self._rotate()
 
     def _rotate(self) -> None:
         lock = self._lock()
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _flock(lock, fcntl.LOCK_EX):
+            return  # a later append rotates
         try:
             try:
                 st = os.lstat(self.path)

@@ -3,12 +3,14 @@ and exchanges sharing events through it."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,6 +180,29 @@ def test_a_truncated_last_line_of_a_rotated_file_is_skipped_with_one_warning(
         assert [_number(r) for r in follower.poll()] == [2]
     assert len(caplog.records) == 1
     assert "skipping a malformed record" in caplog.records[0].getMessage()
+
+
+def test_a_stopped_lock_holder_does_not_stall_appends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = EventJournal(str(tmp_path), max_size=10)
+    journal.append(_record(n=0))  # creates the lock file (and rotates: the file is > 10 bytes)
+    holder = os.open(journal.path + ".lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a process stopped between lock and unlock would
+    try:
+        appender = threading.Thread(target=journal.append, args=(_record(n=1),))
+        with caplog.at_level(logging.WARNING, logger="taskplane.plugins.events_journal"):
+            appender.start()
+            appender.join(timeout=T)  # bounds a hung test only
+            stalled = appender.is_alive()
+    finally:
+        os.close(holder)  # lets a stalled appender finish
+        appender.join()
+    assert not stalled
+    assert [
+        _number(Record.from_line(line)) for line in Path(journal.path).read_bytes().splitlines()
+    ] == [1]
+    assert "its lock is held too long; appending without it" in caplog.text
 
 
 # -- rotation -------------------------------------------------------------------------------
