@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -323,98 +324,87 @@ def _exchange(directory: Path) -> Exchange:
     return Exchange(journal=EventJournal(str(directory)), poll_interval=0.005)
 
 
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Exchange, Exchange]]:
+    """Two exchanges sharing the journal in ``tmp_path``, as two processes would."""
+    a, b = _exchange(tmp_path), _exchange(tmp_path)
+    yield a, b
+    await a.aclose()
+    await b.aclose()
+
+
 async def test_an_event_published_by_one_exchange_reaches_another_decoded(
-    tmp_path: Path,
+    pair: tuple[Exchange, Exchange],
 ) -> None:
-    a, b = _exchange(tmp_path), _exchange(tmp_path)
-    try:
-        async with b.subscribe("/tasks/*", namespace=NS) as sub:
-            for text in ("one", "two", "three"):
-                await a.publish("/tasks/exit", wrappers_pb2.StringValue(value=text), namespace=NS)
-            await a.publish("/tasks/exit", wrappers_pb2.StringValue(value="x"), namespace="other")
-            received = [await sub.get(timeout=T) for _ in range(3)]
-        assert [type(e.event) for e in received] == [wrappers_pb2.StringValue] * 3
-        assert [e.unpack(wrappers_pb2.StringValue).value for e in received] == [
-            "one",
-            "two",
-            "three",
+    a, b = pair
+    async with b.subscribe("/tasks/*", namespace=NS) as sub:
+        for text in ("one", "two", "three"):
+            await a.publish("/tasks/exit", wrappers_pb2.StringValue(value=text), namespace=NS)
+        await a.publish("/tasks/exit", wrappers_pb2.StringValue(value="x"), namespace="other")
+        received = [await sub.get(timeout=T) for _ in range(3)]
+    assert [type(e.event) for e in received] == [wrappers_pb2.StringValue] * 3
+    assert [e.unpack(wrappers_pb2.StringValue).value for e in received] == [
+        "one",
+        "two",
+        "three",
+    ]
+    assert {e.topic for e in received} == {"/tasks/exit"}
+
+
+async def test_an_exchange_delivers_its_own_events_once(pair: tuple[Exchange, Exchange]) -> None:
+    a, b = pair
+    async with a.subscribe() as sub:
+        await a.publish("/tasks/start", wrappers_pb2.StringValue(value="mine"), namespace=NS)
+        # b's event lands in the journal after a's; when a has read it, a has read past its
+        # own record too.
+        await b.publish("/tasks/start", wrappers_pb2.StringValue(value="theirs"), namespace=NS)
+        first = await sub.get(timeout=T)
+        second = await sub.get(timeout=T)
+        assert [first.unpack(wrappers_pb2.StringValue).value, second.event.value] == [  # type: ignore[attr-defined]
+            "mine",
+            "theirs",
         ]
-        assert {e.topic for e in received} == {"/tasks/exit"}
-    finally:
-        await a.aclose()
-        await b.aclose()
+        assert sub.pending() == 0
 
 
-async def test_an_exchange_delivers_its_own_events_once(tmp_path: Path) -> None:
-    a, b = _exchange(tmp_path), _exchange(tmp_path)
-    try:
-        async with a.subscribe() as sub:
-            await a.publish("/tasks/start", wrappers_pb2.StringValue(value="mine"), namespace=NS)
-            # b's event lands in the journal after a's; when a has read it, a has read past its
-            # own record too.
-            await b.publish("/tasks/start", wrappers_pb2.StringValue(value="theirs"), namespace=NS)
-            first = await sub.get(timeout=T)
-            second = await sub.get(timeout=T)
-            assert [first.unpack(wrappers_pb2.StringValue).value, second.event.value] == [  # type: ignore[attr-defined]
-                "mine",
-                "theirs",
-            ]
-            assert sub.pending() == 0
-    finally:
-        await a.aclose()
-        await b.aclose()
-
-
-async def test_a_forwarded_event_reaches_other_exchanges(tmp_path: Path) -> None:
+async def test_a_forwarded_event_reaches_other_exchanges(pair: tuple[Exchange, Exchange]) -> None:
     from tests.plugins.test_exchange import FakeEnvelope, _timestamp
 
-    a, b = _exchange(tmp_path), _exchange(tmp_path)
-    try:
-        async with b.subscribe() as sub:
-            event = any_pb2.Any(
-                type_url="google.protobuf.StringValue",
-                value=wrappers_pb2.StringValue(value="shim").SerializeToString(),
-            )
-            when = datetime(2026, 11, 30, 9, 1, 2, 345678, tzinfo=UTC)
-            await a.forward(FakeEnvelope(_timestamp(when), NS, "/tasks/oom", event))
-            envelope = await sub.get(timeout=T)
-        assert envelope.timestamp == when
-        assert envelope.event == wrappers_pb2.StringValue(value="shim")
-    finally:
-        await a.aclose()
-        await b.aclose()
+    a, b = pair
+    async with b.subscribe() as sub:
+        event = any_pb2.Any(
+            type_url="google.protobuf.StringValue",
+            value=wrappers_pb2.StringValue(value="shim").SerializeToString(),
+        )
+        when = datetime(2026, 11, 30, 9, 1, 2, 345678, tzinfo=UTC)
+        await a.forward(FakeEnvelope(_timestamp(when), NS, "/tasks/oom", event))
+        envelope = await sub.get(timeout=T)
+    assert envelope.timestamp == when
+    assert envelope.event == wrappers_pb2.StringValue(value="shim")
 
 
 async def test_a_new_subscription_does_not_get_events_appended_before_it(
-    tmp_path: Path,
+    pair: tuple[Exchange, Exchange],
 ) -> None:
-    a, b = _exchange(tmp_path), _exchange(tmp_path)
-    try:
-        async with b.subscribe() as first:
-            await a.publish("/tasks/start", wrappers_pb2.StringValue(value="1"), namespace=NS)
-            async with b.subscribe() as second:  # b has not read the journal since
-                await a.publish("/tasks/start", wrappers_pb2.StringValue(value="2"), namespace=NS)
-                assert (await second.get(timeout=T)).event.value == "2"  # type: ignore[attr-defined]
-            assert [(await first.get(timeout=T)).event.value for _ in range(2)] == ["1", "2"]  # type: ignore[attr-defined]
-    finally:
-        await a.aclose()
-        await b.aclose()
+    a, b = pair
+    async with b.subscribe() as first:
+        await a.publish("/tasks/start", wrappers_pb2.StringValue(value="1"), namespace=NS)
+        async with b.subscribe() as second:  # b has not read the journal since
+            await a.publish("/tasks/start", wrappers_pb2.StringValue(value="2"), namespace=NS)
+            assert (await second.get(timeout=T)).event.value == "2"  # type: ignore[attr-defined]
+        assert [(await first.get(timeout=T)).event.value for _ in range(2)] == ["1", "2"]  # type: ignore[attr-defined]
 
 
 async def test_an_exchange_that_never_subscribes_does_not_follow_the_journal(
-    tmp_path: Path,
+    pair: tuple[Exchange, Exchange], tmp_path: Path
 ) -> None:
-    a, b = _exchange(tmp_path), _exchange(tmp_path)
-    try:
-        await a.publish("/tasks/start", wrappers_pb2.StringValue(value="x"), namespace=NS)
-        assert not a.following and not b.following
-        assert os.path.getsize(tmp_path / JOURNAL_FILENAME) > 0
-        async with b.subscribe() as sub:
-            assert b.following
-            assert sub.pending() == 0  # earlier events are not replayed
-    finally:
-        await a.aclose()
-        await b.aclose()
+    a, b = pair
+    await a.publish("/tasks/start", wrappers_pb2.StringValue(value="x"), namespace=NS)
+    assert not a.following and not b.following
+    assert os.path.getsize(tmp_path / JOURNAL_FILENAME) > 0
+    async with b.subscribe() as sub:
+        assert b.following
+        assert sub.pending() == 0  # earlier events are not replayed
 
 
 async def test_a_symlinked_journal_keeps_events_local_with_one_warning(

@@ -296,23 +296,25 @@ async def test_forwarded_envelope_carries_the_decoded_event() -> None:
     assert envelope.as_any() == event
 
 
-async def test_forwarded_event_of_an_unknown_type_stays_an_any() -> None:
+async def _forward_one(event: any_pb2.Any) -> EventEnvelope:
+    """Forward ``event`` through a new exchange; return what a subscriber got."""
     exchange = Exchange()
-    event = any_pb2.Any(type_url="example.NotRegistered", value=b"\x0a\x01x")
     async with exchange.subscribe() as sub:
         await exchange.forward(FakeEnvelope(_timestamp(_NOW), NS, "/tasks/exit", event))
-        envelope = await sub.get(timeout=T)
+        return await sub.get(timeout=T)
+
+
+async def test_forwarded_event_of_an_unknown_type_stays_an_any() -> None:
+    event = any_pb2.Any(type_url="example.NotRegistered", value=b"\x0a\x01x")
+    envelope = await _forward_one(event)
     assert isinstance(envelope.event, any_pb2.Any)
     assert envelope.event == event
     assert envelope.type_url == "example.NotRegistered"
 
 
 async def test_forwarded_event_whose_bytes_do_not_decode_stays_an_any() -> None:
-    exchange = Exchange()
     broken = any_pb2.Any(type_url="google.protobuf.StringValue", value=b"\x0a\x05ab")
-    async with exchange.subscribe() as sub:
-        await exchange.forward(FakeEnvelope(_timestamp(_NOW), NS, "/tasks/exit", broken))
-        envelope = await sub.get(timeout=T)
+    envelope = await _forward_one(broken)
     assert envelope.event == broken
     with pytest.raises(InvalidArgument, match=r"does not decode as google\.protobuf\.StringValue"):
         envelope.unpack(wrappers_pb2.StringValue)
