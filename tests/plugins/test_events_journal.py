@@ -252,6 +252,8 @@ _APPENDER = textwrap.dedent(
     directory, origin = sys.argv[1], sys.argv[2]
     count, max_size = int(sys.argv[3]), int(sys.argv[4])
     journal = EventJournal(directory, max_size=max_size)
+    print("ready", flush=True)
+    sys.stdin.read()  # all appenders start together, when the test closes our stdin
     for n in range(count):
         # Every 10th record is longer than PIPE_BUF.
         size = 6000 if n % 10 == 0 else 40 + n % 50
@@ -265,14 +267,24 @@ _APPENDER = textwrap.dedent(
 def _appenders(
     directory: Path, count: int, processes: int, max_size: int
 ) -> list[subprocess.Popen[bytes]]:
+    """Start ``processes`` appenders of ``count`` records each, released at the same moment."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return [
+    procs = [
         subprocess.Popen(
             [sys.executable, "-c", _APPENDER, str(directory), f"p{i}", str(count), str(max_size)],
             env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         for i in range(processes)
     ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.stdout.close()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.close()
+    return procs
 
 
 def _check_per_origin_order(records: list[Record], count: int, processes: int) -> None:
@@ -287,7 +299,7 @@ def _check_per_origin_order(records: list[Record], count: int, processes: int) -
 def test_concurrent_appenders_in_several_processes_never_interleave_or_lose_records(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    count, processes = 400, 4
+    count, processes = 3000, 4
     procs = _appenders(tmp_path, count, processes, max_size=1 << 30)
     for proc in procs:
         assert proc.wait(timeout=120) == 0
