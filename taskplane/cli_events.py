@@ -12,7 +12,8 @@ compact JSON). ``--json`` prints JSON lines instead: ``timestamp``, ``namespace`
 ``type`` and ``event`` (the fields as an object; ``null`` with the raw ``value`` in base64 for a
 type taskplane does not know). ``--topic`` (repeatable) keeps a topic or a prefix (``/tasks/*``);
 events are those of ``--namespace`` unless ``--all-namespaces``. Ctrl-C ends it with status 130
-and SIGTERM with 143, quietly.
+and SIGTERM with 143, quietly. The journal's warnings (a damaged record skipped, events possibly
+missed) go to stderr whatever ``--log-level`` says.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from taskplane.cli import Options
 from taskplane.errors import EXIT_INTERRUPTED
 
-__all__ = ["event_fields", "events", "format_human", "format_json"]
+__all__ = ["event_fields", "events", "format_human", "format_json", "show_journal_warnings"]
 
 log = logging.getLogger("taskplane.events")
 
@@ -92,6 +93,15 @@ def format_json(envelope: Any) -> str:
     return json.dumps(record, separators=(",", ":"))
 
 
+def show_journal_warnings() -> None:
+    """Let the exchange's and the journal's warnings through whatever the log level: a reader
+    of the event stream must not take a stream with a gap for a complete one."""
+    for name in ("taskplane.plugins.events", "taskplane.plugins.events_journal"):
+        logger = logging.getLogger(name)
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
+
+
 def events(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane events``: print events as they happen until interrupted."""
     from plugins.events import EventsDropped, validate_topic_filter
@@ -107,6 +117,7 @@ def events(opts: Options, args: argparse.Namespace) -> int:
         identifiers.validate_namespace(namespace)
     render = format_json if args.json else format_human
     stopped_by: list[int] = []
+    show_journal_warnings()
 
     async def main() -> int:
         host = await opts.boot_async()

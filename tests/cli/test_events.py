@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import signal
 import subprocess
@@ -78,9 +79,9 @@ class Lines:
 class EventsProcess:
     """``taskplane events ARGS`` running, its stdout and stderr read line by line."""
 
-    def __init__(self, taskplane: Taskplane, *args: str) -> None:
+    def __init__(self, taskplane: Taskplane, *args: str, log_level: str = "info") -> None:
         self.proc = subprocess.Popen(
-            taskplane.argv("--log-level", "info", "events", *args),
+            taskplane.argv("--log-level", log_level, "events", *args),
             cwd=taskplane.cwd,
             env=taskplane.env,
             text=True,
@@ -234,6 +235,40 @@ def test_events_filters_by_topic_and_namespace(taskplane: Taskplane, events_proc
         ["default", "/tasks/exit", "container_id=b"],
         ["other", "/tasks/exit", "container_id=d"],
     ]
+
+
+def test_events_says_on_stderr_when_it_skips_a_damaged_record(
+    taskplane: Taskplane, events_process: Any
+) -> None:
+    watcher = events_process()
+    with open(taskplane.state / "io.containerd.event.v1.exchange" / "events.log", "ab") as f:
+        f.write(b"not a record\n")
+    publish(taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="after"), "default"))
+    assert watcher.stdout.next().endswith("/tasks/oom container_id=after")
+    status, stderr = watcher.stop()
+    assert status == 130
+    assert [line for line in stderr if "WARNING" in line] == [
+        "taskplane: WARNING taskplane.plugins.events_journal: skipping a malformed record in"
+        f" event journal {taskplane.state}/io.containerd.event.v1.exchange/events.log at"
+        " byte 0: not JSON (Expecting value: line 1 column 1 (char 0))"
+    ]
+
+
+def test_journal_warnings_are_shown_whatever_the_log_level(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskplane.cli_events import show_journal_warnings
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.ERROR)  # taskplane's default --log-level
+    for name in ("taskplane.plugins.events", "taskplane.plugins.events_journal"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logger.level)  # restored afterwards
+    show_journal_warnings()
+    logging.getLogger("taskplane.plugins.events_journal").warning("skipped one")
+    logging.getLogger("taskplane.plugins.events").warning("not shared")
+    logging.getLogger("taskplane.plugins.events").info("not shown")
+    assert [r.getMessage() for r in caplog.records] == ["skipped one", "not shared"]
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
