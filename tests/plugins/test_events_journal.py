@@ -3,6 +3,7 @@ and exchanges sharing events through it."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -14,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
@@ -443,3 +445,16 @@ async def test_a_symlinked_journal_keeps_events_local_with_one_warning(
         assert target.read_bytes() == b""
     finally:
         await exchange.aclose()
+
+
+def test_a_subscription_made_outside_a_loop_follows_from_its_first_read(tmp_path: Path) -> None:
+    a, b = _exchange(tmp_path), _exchange(tmp_path)
+    sub = b.subscribe()  # as sync code does (registry.boot + host.run)
+
+    async def publish_and_read() -> Any:
+        await a.publish("/tasks/start", wrappers_pb2.StringValue(value="x"), namespace=NS)
+        return (await sub.get(timeout=T)).event
+
+    assert asyncio.run(publish_and_read()) == wrappers_pb2.StringValue(value="x")
+    b.close()  # after its loop closed: nothing left running, no error
+    a.close()
