@@ -24,10 +24,11 @@ Appending (:meth:`EventJournal.append`)
     generation being rotated away; see below) and a rotation is skipped until next time.
 
 Rotation
-    An append that leaves the file larger than ``max_size`` (1 MiB by default, podman's default
-    ``events_logfile_max_size``) renames it to ``events.log.1`` (replacing the previous one)
-    under the exclusive lock; the next append creates a new file. Because appends hold the lock
-    shared, no record is written to a file after it was renamed.
+    An append that leaves the file larger than ``max_size`` (1 MiB by default, like podman's
+    ``events_logfile_max_size = "1m"``) renames it to ``events.log.1`` (replacing the previous
+    one) under the exclusive lock; the next append creates a new file. Because appends hold the
+    lock shared, no record is written to a file after it was renamed. (podman instead rewrites
+    the file keeping its second half; renaming lets a follower finish the old file undisturbed.)
 
 Following (:meth:`EventJournal.follow`, :meth:`Follower.poll`)
     A follower starts at the end of the file and each :meth:`~Follower.poll` returns the records
@@ -76,7 +77,7 @@ log = logging.getLogger("taskplane.plugins.events_journal")
 
 #: The journal's file name in the exchange's state directory.
 JOURNAL_FILENAME = "events.log"
-#: The size past which the journal is rotated (podman's default events_logfile_max_size).
+#: The size past which the journal is rotated (podman's events_logfile_max_size is "1m").
 DEFAULT_MAX_SIZE = 1024 * 1024
 
 #: The longest an append or a rotation waits for the journal's lock.
