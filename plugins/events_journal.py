@@ -36,9 +36,10 @@ Following (:meth:`EventJournal.follow`, :meth:`Follower.poll`)
     inotify, a ``stat`` and a ``read`` per poll cost next to nothing, and it works on every
     filesystem a state dir may live on; the price is latency (the exchange polls every 50 ms).
     When the file was rotated the follower first reads the old file to its end, then the new one
-    from its start: no record is missed or repeated. If the file rotated more than once between
-    two polls (2 MiB of events in one poll interval at the default size) the follower also reads
-    ``events.log.1`` and logs a warning, since older generations are gone.
+    from its start: no record is missed or repeated. If it rotated twice between two polls, the
+    follower also reads the generation now at ``events.log.1`` and warns that events may be
+    missing; they are after three rotations (2 MiB appended between two polls at the default
+    size), since ``events.log.1`` is the only older generation kept.
 
 Damage
     A line that is not a valid record (a partial write after a full disk, garbage written by
