@@ -133,15 +133,18 @@ def events(opts: Options, args: argparse.Namespace) -> int:
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop, signum)
-            while not stopped_by and not exchange.closed:
-                subscription = exchange.subscribe(*topics, namespace=namespace)
-                journal = exchange.journal
-                log.info("following events in %s", journal.path if journal else "this process only")
+            subscription = exchange.subscribe(*topics, namespace=namespace)
+            journal = exchange.journal
+            log.info("following events in %s", journal.path if journal else "this process only")
+            while True:
                 try:
                     async for envelope in subscription:
                         print(render(envelope), flush=True)
+                    break  # closed by a signal, or the exchange closed
                 except EventsDropped as exc:
-                    # Printing could not keep up; say so and go on with a new subscription.
+                    # Printing could not keep up. A new subscription first, so the gap is no
+                    # longer than it must be; then say so.
+                    subscription = exchange.subscribe(*topics, namespace=namespace)
                     print(f"taskplane: {exc}", file=sys.stderr, flush=True)
             return 128 + stopped_by[0] if stopped_by else 0
         finally:

@@ -254,6 +254,36 @@ def test_events_says_on_stderr_when_it_skips_a_damaged_record(
     ]
 
 
+def test_events_that_falls_behind_says_so_and_goes_on(
+    taskplane: Taskplane, events_process: Any
+) -> None:
+    watcher = events_process()
+    # Stopped, it reads nothing while 5,000 events pile up in the journal: more than its
+    # subscription's queue (1,024) takes in one read.
+    watcher.proc.send_signal(signal.SIGSTOP)
+    try:
+        publish(
+            taskplane,
+            *[
+                ("/tasks/oom", events_pb2.TaskOOM(container_id=f"c{i}"), "default")
+                for i in range(5000)
+            ],
+        )
+    finally:
+        watcher.proc.send_signal(signal.SIGCONT)
+    dropped = watcher.stderr.until("fell behind")[-1]
+    assert dropped == (
+        "taskplane: event subscription fell behind: its queue of 1024 events was full and"
+        " 5000 events were dropped; subscribe again and resynchronise"
+    )
+    # It goes on with a new subscription.
+    publish(taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="last"), "default"))
+    printed = watcher.stdout.next()
+    assert printed.endswith(" default /tasks/oom container_id=last")
+    status, _ = watcher.stop()
+    assert status == 130
+
+
 def test_journal_warnings_are_shown_whatever_the_log_level(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
