@@ -63,18 +63,8 @@ def test_a_crash_at_each_step_is_undone_by_one_rm_force(
 def test_the_crash_hook_does_nothing_for_another_step(
     runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
-    result = runner(
-        "run",
-        "--rm",
-        "--rootfs",
-        str(busybox_rootfs),
-        task_id,
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-        env={"TASKPLANE_TEST_CRASH_AT": "no-such-step"},
-    )
+    cmd = ["run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--", "sh", "-c", "exit 3"]
+    result = runner(*cmd, env={"TASKPLANE_TEST_CRASH_AT": "no-such-step"})
     assert result.returncode == 3, result.stderr
 
 

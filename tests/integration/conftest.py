@@ -95,6 +95,8 @@ def find_and_clean_leaks(leaks: Any, dirs: Dirs, sockets_before: set[str]) -> No
     new_sockets = (_sockets() - sockets_before) & dirs.socket_names()
     leaks.files("shim socket", [SOCKET_DIR / name for name in sorted(new_sockets)])
     leaks.runc_state(dirs.namespace)
+    # Tasks run with the state dir's own runc root (runtime_v2.task_manager.RUNC_ROOT_DIR).
+    leaks.entries("runc state", dirs.state / TASK_PLUGIN_DIR / ".runc" / dirs.namespace)
     leaks.mounts(dirs.base)
     leaks.entries("bundle", dirs.bundles)
     leaks.entries("work dir", dirs.work_dirs)
