@@ -9,6 +9,7 @@ lifecycle step, record, cgroup, mount).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -81,6 +82,27 @@ def test_concurrent_runs_on_one_state_dir_all_succeed(
         assert proc.returncode == i, err
     for i in procs:
         assert remains(runner.root, runner.state, NS, f"{task_id}-{i}") == []
+
+
+def test_recovery_leaves_the_work_dir_of_a_task_a_peer_is_working_on(
+    runner: Taskplane, task_id: str
+) -> None:
+    """Case 3: a peer's ``tasks ls`` (restart recovery) must not sweep the work dir of a task
+    another process is creating (its lock is held; the bundle is not there yet)."""
+    work = runner.root / TASKS / NS / task_id
+    work.mkdir(parents=True)
+    lock = runner.state / TASKS / NS / f".{task_id}.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the peer creating the task
+        assert runner("tasks", "ls").returncode == 0
+        assert work.is_dir()
+    finally:
+        os.close(fd)
+    lock.unlink()
+    assert runner("tasks", "ls").returncode == 0  # now it is a stray: removed
+    assert not work.exists()
 
 
 def test_a_leftover_hidden_bundle_does_not_poison_the_id(
