@@ -16,7 +16,8 @@ does, but without depending on the bundle being intact:
    dir, and the shim's socket (it no longer answers).
 4. The container's cgroup, when runc left it (a ``runc create`` cut off between making the cgroup
    and writing its state): processes still in it are SIGKILLed, then the directory is removed
-   in every hierarchy. Its path comes from the bundle's ``config.json`` or from the caller.
+   in every hierarchy. Only a cgroup the caller names as the task's own (``cgroups_path``) is
+   touched: a spec's own ``cgroupsPath`` may be shared with processes that are not the task's.
 
 It must run under the task's lock (:mod:`runtime_v2.locks`); :meth:`TaskManager.remove` does.
 """
@@ -27,7 +28,6 @@ import asyncio
 import contextlib
 import errno
 import itertools
-import json
 import os
 import signal
 import time
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = [
     "RUNC_TIMEOUT",
     "TeardownOutcome",
-    "cgroups_path_of",
     "force_teardown",
     "remove_cgroup",
     "runc_of",
@@ -145,11 +144,10 @@ async def force_teardown(
     ``root`` is the task plugin's ROOT (work dirs), ``runc_root`` the state dir's default runc
     root, ``shims`` the shim manager (its grpc address identifies this state dir's shims),
     ``shim`` the task's shim connection when there is one (closed here), ``cgroups_path`` the
-    container's cgroup when the bundle may be gone (``linux.cgroupsPath`` of its spec).
+    task's own cgroup (one nothing else uses), or "" to leave cgroups to runc.
     """
     found = False
     problems: list[str] = []
-    cgroups_path = cgroups_path_of(bundle) or cgroups_path
     namespace, task_id = bundle.namespace, bundle.id
     binary, runc_ns_root = runc_of(bundle, runc_root)
     if os.path.isdir(os.path.join(runc_ns_root, task_id)):
@@ -199,16 +197,6 @@ async def force_teardown(
         if problem:
             problems.append(problem)
     return TeardownOutcome(found=found, problems=tuple(problems))
-
-
-def cgroups_path_of(bundle: Bundle) -> str:
-    """``linux.cgroupsPath`` of the bundle's ``config.json`` ("" when unknown)."""
-    try:
-        with open(os.path.join(bundle.path, "config.json"), encoding="utf-8") as f:
-            path = json.load(f).get("linux", {}).get("cgroupsPath", "")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return path if isinstance(path, str) else ""
 
 
 def remove_cgroup(cgroups_path: str, cgroup_root: str = CGROUP_ROOT) -> tuple[bool, str]:

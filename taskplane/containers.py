@@ -194,13 +194,19 @@ class Client:
             )
 
     def _cgroups_path(self, container_id: str) -> str:
-        """The container's cgroup: its record's spec says, else the one taskplane would pick."""
-        with contextlib.suppress(errdefs.NotFound, ValueError, AttributeError):
-            record = self.store.get(self.namespace, container_id)
-            path = json.loads(record.spec or b"{}").get("linux", {}).get("cgroupsPath")
-            if isinstance(path, str) and path:
-                return path
-        return cgroups_path(self.host.state, self.namespace, container_id)
+        """The container's cgroup when taskplane chose it (unique to this container, so a
+        forced teardown may empty and remove it), else "" (a spec's own cgroup is runc's)."""
+        own = cgroups_path(self.host.state, self.namespace, container_id)
+        linux = self.spec_or_empty(container_id).get("linux")
+        spec_path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+        return own if spec_path in (None, own) else ""
+
+    def spec_or_empty(self, container_id: str) -> dict[str, Any]:
+        """:meth:`spec`, or {} when neither the record nor the bundle has one."""
+        try:
+            return self.spec(container_id)
+        except errdefs.NotFound:
+            return {}
 
     def _with_cgroups(self, container_id: str, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         linux = spec.get("linux")
