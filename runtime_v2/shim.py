@@ -248,7 +248,7 @@ def _mark_deleting(bundle: Bundle) -> None:
     try:
         fd = os.open(
             os.path.join(bundle.path, DELETING_MARKER),
-            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
             0o600,
         )
     except OSError:

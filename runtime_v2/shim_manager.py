@@ -52,7 +52,7 @@ from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import DecodeError
 
 import registry
-from plugins import types
+from plugins import securefs, types
 from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
@@ -388,9 +388,8 @@ class ShimManager:
         """
         path = self.ttrpc_address
         check_sun_path(path, "ttrpc address")
-        os.makedirs(os.path.dirname(path) or ".", 0o711, exist_ok=True)
         # Serialise the live-or-stale check and the bind among processes on this state dir.
-        lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock_fd = securefs.open_file(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
             if self._closing:

@@ -23,6 +23,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from plugins import securefs
 from runtime_v2 import errdefs
 from runtime_v2.api import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
@@ -252,7 +253,7 @@ def _remove_stale_socket(address: str, path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+        securefs.make_dirs(os.path.dirname(os.path.abspath(path)), 0o711)
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise errdefs.AlreadyExists(f"ttrpc address {address!r} exists and is not a socket")
