@@ -44,7 +44,20 @@ _MAX_SYMLINKS = 40
 
 
 class UnsafePath(errdefs.PermissionDenied):
-    """A path taskplane would write through is not trustworthy; the message says why."""
+    """A path taskplane would use is not trustworthy; the message says which part and why.
+
+    ``path`` is the path asked for, ``where`` the component at fault (``path`` itself or one
+    of its parents or symlinks), ``reason`` why it cannot be trusted.
+    """
+
+    def __init__(self, path: str, where: str, reason: str) -> None:
+        self.path, self.where, self.reason = path, where, reason
+        super().__init__(f"refusing to use {path}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """``reason``, prefixed with the component at fault when that is not ``path`` itself."""
+        return self.reason if self.where == self.path else f"{self.where}: {self.reason}"
 
 
 def trusted_owner(uid: int) -> bool:
@@ -61,10 +74,6 @@ def _problem(st: os.stat_result) -> str | None:
         if not sticky_root:
             return f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
-
-
-def _refuse(path: str, reason: str) -> UnsafePath:
-    return UnsafePath(f"refusing to use {path}: {reason}")
 
 
 def _walk(path: str | os.PathLike[str], create_mode: int | None) -> str:
@@ -91,22 +100,22 @@ def _walk(path: str | os.PathLike[str], create_mode: int | None) -> str:
             _mkdir(candidate, create_mode)
             st = os.lstat(candidate)
         except NotADirectoryError:
-            raise _refuse(given, f"{current} is not a directory") from None
+            raise UnsafePath(given, current, "it is not a directory") from None
         problem = _problem(st)
         if problem is not None:
             kind = "symlink " if stat.S_ISLNK(st.st_mode) else ""
-            raise _refuse(given, f"{kind}{candidate}: {problem}")
+            raise UnsafePath(given, f"{kind}{candidate}", problem)
         if stat.S_ISLNK(st.st_mode):
             links += 1
             if links > _MAX_SYMLINKS:
-                raise _refuse(given, "too many levels of symbolic links")
+                raise UnsafePath(given, given, "too many levels of symbolic links")
             target = os.readlink(candidate)
             if target.startswith("/"):
                 current = "/"
             pending.extend(c for c in reversed(target.split("/")) if c and c != ".")
             continue
         if pending and not stat.S_ISDIR(st.st_mode):
-            raise _refuse(given, f"{candidate} is not a directory")
+            raise UnsafePath(given, candidate, "it is not a directory")
         current = candidate
     return current
 
@@ -140,7 +149,7 @@ def make_dirs(path: str | os.PathLike[str], mode: int = 0o700) -> str:
     """
     real = _walk(path, mode)
     if not os.path.isdir(real):
-        raise _refuse(os.fspath(path), "it is not a directory")
+        raise UnsafePath(os.fspath(path), os.fspath(path), "it is not a directory")
     return real
 
 
@@ -160,12 +169,12 @@ def open_file(
         fd = os.open(target, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise _refuse(name, "it is a symlink") from None
+            raise UnsafePath(name, name, "it is a symlink") from None
         raise
     try:
         st = os.fstat(fd)
         if not trusted_owner(st.st_uid):
-            raise _refuse(name, f"it is owned by uid {st.st_uid}, not by root")
+            raise UnsafePath(name, name, f"it is owned by uid {st.st_uid}, not by root")
         if flags & os.O_CREAT and stat.S_IMODE(st.st_mode) != mode and st.st_uid == os.geteuid():
             os.fchmod(fd, mode)
     except BaseException:

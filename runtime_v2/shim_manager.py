@@ -59,7 +59,7 @@ from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
-from runtime_v2.runtime_path import RuntimePathResolver
+from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
 from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
@@ -536,6 +536,10 @@ class ShimManager:
         to delete.
         """
         runtime_path = self.resolve_runtime_path(runtime)
+        if os.path.basename(runtime_path) == binary_name(types.RUNTIME_RUNC_V2):
+            # The runc shim runs runc as root too: the same trust check (runtime_path.py).
+            shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
+            check_runc_binary(options, shim_path_env[-1] if shim_path_env else None)
         binary = self.binary(runtime_path, bundle)
         shim: Shim | None = None
         try:
