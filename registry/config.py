@@ -56,12 +56,15 @@ __all__ = [
     "ConfigIssue",
     "ConfigLayer",
     "ConfigurablePlugin",
+    "NotARegularFile",
     "coerce_config",
     "decode_plugin_configs",
     "default_config",
     "effective_config_dict",
     "load_config",
     "migrate",
+    "nesting_depth",
+    "read_regular_file",
     "to_toml",
 ]
 
@@ -267,7 +270,7 @@ class _Loader:
             content = given if given is not None else self._read(file, by)
             if content is None:
                 continue
-            if _nesting(content) > MAX_NESTING:
+            if nesting_depth(content) > MAX_NESTING:
                 self.issue(file, "", f"tables and arrays nest more than {MAX_NESTING} deep")
                 continue
             self.files.append(file)
@@ -301,8 +304,8 @@ class _Loader:
     def _read(self, file: str, by: str) -> dict[str, Any] | None:
         """Parse ``file``; None (and an issue) when it is no regular file, too big or bad TOML."""
         try:
-            raw = _read_regular_file(file, MAX_CONFIG_BYTES)
-        except _NotAConfigFile as e:
+            raw = read_regular_file(file, MAX_CONFIG_BYTES)
+        except NotARegularFile as e:
             self.issue(file, "", f"{e}{by}")
             return None
         except OSError as e:
@@ -433,25 +436,26 @@ def _record_sources(
             _record_sources(source, path, value, file)
 
 
-class _NotAConfigFile(Exception):
+class NotARegularFile(ValueError):
     """A path that is no regular file of acceptable size; the message says what it is."""
 
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
 
 
-def _read_regular_file(path: str, limit: int) -> bytes:
-    """The bytes of regular file ``path``, at most ``limit`` of them.
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of regular file ``path``, at most ``limit`` of them (config and spec files).
 
     Opened non-blocking, so a FIFO is reported instead of waited on; the size is checked on the
-    open descriptor and again while reading (a file may grow after ``fstat``).
+    open descriptor and again while reading (a file may grow after ``fstat``). Raises
+    :class:`NotARegularFile` (its message completes "<path> ...") or OSError.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = next((name for test, name in _KINDS if test(st.st_mode)), "a device")
-            raise _NotAConfigFile(f"is {kind}, not a regular file")
+            raise NotARegularFile(f"is {kind}, not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -461,15 +465,15 @@ def _read_regular_file(path: str, limit: int) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
         if size > limit or st.st_size > limit:
-            raise _NotAConfigFile(f"is larger than {limit} bytes, the limit for a config file")
+            raise NotARegularFile(f"is larger than {limit} bytes, the limit")
         return b"".join(chunks)
     finally:
         os.close(fd)
 
 
-def _nesting(value: object) -> int:
-    """How deep tables and arrays nest in ``value`` (0 for a scalar); iterative, never deeper
-    than :data:`MAX_NESTING` + 1 (enough to know it is too deep)."""
+def nesting_depth(value: object, limit: int = MAX_NESTING) -> int:
+    """How deep mappings and lists nest in ``value`` (0 for a scalar); iterative, and it stops
+    at ``limit`` + 1 (enough to know it is too deep)."""
     deepest = 0
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
@@ -483,7 +487,7 @@ def _nesting(value: object) -> int:
             continue
         depth += 1
         deepest = max(deepest, depth)
-        if deepest > MAX_NESTING:
+        if deepest > limit:
             return deepest
         stack.extend((child, depth) for child in children)
     return deepest

@@ -805,7 +805,7 @@ def test_symlinked_directories_do_not_make_imports_grow(tmp_path: Path) -> None:
         (lambda p: p.mkdir(), "is a directory, not a regular file"),
         (
             lambda p: p.write_bytes(b"#" * (cfg.MAX_CONFIG_BYTES + 1)),
-            f"is larger than {cfg.MAX_CONFIG_BYTES} bytes, the limit for a config file",
+            f"is larger than {cfg.MAX_CONFIG_BYTES} bytes, the limit",
         ),
     ],
 )
