@@ -231,3 +231,34 @@ def test_a_symlink_planted_in_a_world_writable_state_dir_is_never_followed(
     assert sorted(os.listdir(playground)) == ["config.json", "output.log"]
     assert modes_under(reachable.state, reachable.root) == before
     os.unlink(shared / task_id)  # the attacker's link is no bundle the leak check should see
+
+
+# -- case 4: spec files; case 5: the longest IDs ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"process": {"args": ["\xff"]}}', "is not UTF-8 (invalid start byte at byte 23)"),
+        (b'{"process": {"args": ["sh"]}, "root": {"path": 5}}', ": root.path: expected a string"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests objects and arrays more than 32 deep"),
+    ],
+)
+def test_a_bad_spec_file_is_one_line_naming_it(
+    taskplane: Taskplane, tmp_path: Path, content: bytes, message: str
+) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_bytes(content)
+    line = single_error_line(taskplane("run", "--spec", str(spec), "x"))
+    assert line.startswith(f"taskplane: spec file {str(spec)!r}"), line
+    assert message in line
+    assert "internal error" not in line
+
+
+def test_the_longest_valid_id_runs_with_its_hostname_cut_to_64(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    longest = (task_id + "-" + "x" * 76)[:76]
+    result = runner("run", "--rm", "--rootfs", str(busybox_rootfs), longest, "--", "hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == longest[:64] + "\n"
