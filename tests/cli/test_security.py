@@ -8,8 +8,11 @@ leaked (the ``runner`` fixture).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -19,7 +22,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from .conftest import Taskplane, single_error_line
+from .conftest import Taskplane, single_error_line, wait_for_line
 
 pytestmark = pytest.mark.integration
 
@@ -262,3 +265,82 @@ def test_the_longest_valid_id_runs_with_its_hostname_cut_to_64(
     result = runner("run", "--rm", "--rootfs", str(busybox_rootfs), longest, "--", "hostname")
     assert result.returncode == 0, result.stderr
     assert result.stdout == longest[:64] + "\n"
+
+
+# -- case 6: logging under attack ------------------------------------------------------------
+
+
+def _nofile_1024() -> None:
+    # A common default: the limit the flood of issue 9 ran into.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def _probe(path: Path) -> None:
+    """Send one request on a fresh connection and wait for the answer or the close."""
+    from runtime_v2.api import ttrpc_pb2
+    from runtime_v2.ttrpc import encode_frame
+
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(30)  # only to stop a hung test
+        probe.connect(str(path))
+        request = ttrpc_pb2.Request(service="probe", method="probe").SerializeToString()
+        probe.sendall(encode_frame(1, 1, 0, request))
+        with contextlib.suppress(ConnectionError):
+            probe.recv(1)
+
+
+def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    run = subprocess.Popen(
+        runner.argv(
+            "--log-level",
+            "warning",
+            "run",
+            "--rm",
+            "--rootfs",
+            str(busybox_rootfs),
+            task_id,
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 60",
+        ),
+        cwd=runner.cwd,
+        env=runner.env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_nofile_1024,
+    )
+    try:
+        assert wait_for_line(run.stdout) == "ready\n"  # type: ignore[arg-type]
+        # The run process serves the events socket from boot on; flood it and hold it all.
+        flood = []
+        refused = 0
+        for _ in range(3000):
+            conn = socket.socket(socket.AF_UNIX)
+            try:
+                conn.connect(str(runner.state / "taskplane.sock.ttrpc"))
+                conn.send(b"\0\0\0\x10garbage")
+            except OSError:
+                refused += 1
+                conn.close()
+            else:
+                flood.append(conn)
+        # Connections are accepted in order: once a probe behind the flood gets an answer (or
+        # is closed), the server has been through every flooding connection.
+        _probe(runner.state / "taskplane.sock.ttrpc")
+        for conn in flood:
+            conn.close()
+        killed = runner("tasks", "kill", "--signal", "KILL", task_id)
+        assert killed.returncode == 0, killed.stderr
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 128 + 9, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) <= 3, stderr
+    assert "ttrpc: refused a connection: 256 connections are open" in stderr
