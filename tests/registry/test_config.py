@@ -98,12 +98,12 @@ def decode_errors(data: Mapping[str, Any], regs: Any = REGS) -> list[str]:
 def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     path = write(tmp_path / "config.toml", "")
     config = cfg.load_config(path)
-    assert config.version == 3
+    assert config.version == 1  # no version: a containerd 1.x file, as containerd 2 reads it
     assert config.root == "/var/lib/taskplane"
     assert config.state == "/run/taskplane"
     assert config.plugins == {}
     assert config.files == (str(path),)
-    assert Config.from_mapping({}) == Config(files=("<dict>",))
+    assert Config.from_mapping({}) == Config(version=1, files=("<dict>",))
 
 
 def test_top_level_values_are_read(tmp_path: Path) -> None:
@@ -167,19 +167,40 @@ def test_unknown_key_without_a_close_match_lists_valid_keys() -> None:
         Config.from_mapping({"zzz": 1}, file="config.toml")
 
 
-def test_containerd_only_key_says_taskplane_does_not_use_it() -> None:
+KNOWN = cfg.KnownSettings(
+    top_level={"grpc": "containerd's gRPC API; taskplane has none"},
+    plugins={"io.containerd.grpc.v1.cri": "containerd's CRI"},
+    plugin_keys={TASK.uri: {"shim_debug": "containerd's shim debug switch"}},
+    timeouts={"io.containerd.timeout.bolt.open": "containerd's bolt deadline"},
+    used_timeouts=frozenset({"io.containerd.timeout.shim.load"}),
+    rename_v1=lambda name: {"task": TASK.uri, "cri": "io.containerd.grpc.v1.cri"}.get(name, name),
+)
+
+
+def test_a_known_top_level_key_is_a_warning_naming_what_is_ignored() -> None:
+    config = Config.from_mapping({"grpc": {"address": "/x"}}, file="config.toml", known=KNOWN)
+    assert [str(w) for w in config.warnings] == [
+        "config.toml: grpc: warning: containerd's gRPC API; taskplane has none: ignored"
+    ]
+
+
+def test_without_a_catalogue_a_containerd_key_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_mapping({"grpc": {"address": "/x"}}, file="config.toml")
-    assert issues_of(info) == [
-        "config.toml: grpc: unknown key (a containerd setting taskplane does not use)"
-    ]
+    assert issues_of(info)[0].startswith("config.toml: grpc: unknown key")
+
+
+def test_a_misspelt_known_key_is_an_error_suggesting_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"grpcc": {}}, file="config.toml", known=KNOWN)
+    assert issues_of(info) == ['config.toml: grpcc: unknown key (did you mean "grpc"?)']
 
 
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (1, "version: unsupported config version 1 (supported: 2, 3)"),
-        (4, "version: unsupported config version 4 (supported: 2, 3)"),
+        (0, "version: unsupported config version 0 (supported: 1, 2, 3, 4)"),
+        (5, "version: unsupported config version 5 (supported: 1, 2, 3, 4)"),
         ("3", 'version: expected an integer, got str "3"'),
         (True, "version: expected an integer, got bool true"),
         (3.0, "version: expected an integer, got float 3.0"),
@@ -191,11 +212,20 @@ def test_version_must_be_a_supported_integer(version: object, message: str) -> N
     assert issues_of(info) == [f"config.toml: {message}"]
 
 
-def test_version_4_in_a_file_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "config.toml", "version = 4\n")
+def test_version_5_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", "version = 5\n")
     with pytest.raises(ConfigError) as info:
         cfg.load_config(path)
-    assert issues_of(info) == [f"{path}: version: unsupported config version 4 (supported: 2, 3)"]
+    assert issues_of(info) == [
+        f"{path}: version: unsupported config version 5 (supported: 1, 2, 3, 4)"
+    ]
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_every_containerd_config_version_is_read(version: int) -> None:
+    config = Config.from_mapping({"version": version, "plugins": {TASK.uri: {}}})
+    assert config.version == version
+    assert cfg.migrate(config, REGS).version == max(version, cfg.CONFIG_VERSION)
 
 
 @pytest.mark.parametrize(
@@ -377,13 +407,26 @@ def test_drop_in_version_may_not_exceed_the_root_version(tmp_path: Path) -> None
     ]
 
 
-def test_drop_in_without_version_takes_the_root_version(tmp_path: Path) -> None:
+def test_drop_in_without_version_is_version_1(tmp_path: Path) -> None:
+    # containerd 2: every file is migrated from its own version; none given means 1.x.
     main = write(tmp_path / "config.toml", 'version = 2\nimports = ["d.toml"]\n')
     write(tmp_path / "d.toml", '[plugins."a.b"]\nx = 1\n')
     config = cfg.load_config(main)
     assert [(layer.version, layer.plugins) for layer in config.layers] == [
         (2, {}),
-        (2, {"a.b": {"x": 1}}),
+        (1, {"a.b": {"x": 1}}),
+    ]
+
+
+def test_a_root_without_version_may_not_import_a_versioned_drop_in(tmp_path: Path) -> None:
+    # containerd's TestLoadConfigWithImportsRejectsHigherVersionThanHeaderlessRoot.
+    main = write(tmp_path / "config.toml", 'imports = ["d.toml"]\n')
+    drop = write(tmp_path / "d.toml", "version = 2\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [
+        f"{drop}: version: drop-in config version 2 is higher than the root config version 1 "
+        f"({main})"
     ]
 
 
@@ -392,7 +435,7 @@ def test_errors_of_every_file_are_reported_together(tmp_path: Path) -> None:
         tmp_path / "config.toml",
         'imports = ["a.toml", "b.toml", "gone.toml"]\nrooot = "/x"\n',
     )
-    a = write(tmp_path / "a.toml", "version = 5\nrequired_plugins = [3]\n")
+    a = write(tmp_path / "a.toml", "version = 7\nrequired_plugins = [3]\n")
     b = write(tmp_path / "b.toml", "this is not toml\n")
     with pytest.raises(ConfigError) as info:
         cfg.load_config(main)
@@ -680,7 +723,7 @@ def test_migration_cannot_change_the_config_it_was_given() -> None:
 
 
 def test_version_3_config_is_not_migrated() -> None:
-    config = Config.from_mapping({"plugins": {TASK.uri: {"shim_timeout": 1.0}}})
+    config = Config.from_mapping({"version": 3, "plugins": {TASK.uri: {"shim_timeout": 1.0}}})
     assert cfg.migrate(config, MIGRATING) is config
 
 
