@@ -53,7 +53,7 @@ from google.protobuf.message import DecodeError
 
 import registry
 from plugins import securefs, types
-from plugins.containerd_config import TIMEOUT_SHIM_CLEANUP
+from plugins.containerd_config import TIMEOUT_SHIM_CLEANUP, TIMEOUT_SHIM_SHUTDOWN
 from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
@@ -61,7 +61,7 @@ from runtime_v2.binary import ShimBinary, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
-from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
+from runtime_v2.shim import SHUTDOWN_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
 __all__ = [
@@ -354,6 +354,7 @@ class ShimManager:
         #: The config's ``[timeouts]`` (key -> seconds): see :meth:`timeout`.
         self.timeouts: Mapping[str, float] = dict(timeouts or {})
         self.cleanup_timeout = self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
+        self.shutdown_timeout = self.timeout(TIMEOUT_SHIM_SHUTDOWN, SHUTDOWN_TIMEOUT)
         self.containers = containers
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
@@ -645,7 +646,9 @@ class ShimManager:
         return [f"unix://{os.path.join(d, name)}" for d in dirs]
 
     def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
-        """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing)."""
+        """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing); its
+        Shutdown deadline becomes the config's."""
+        shim.shutdown_timeout = self.shutdown_timeout
 
         async def on_close() -> None:
             if binary is not None:
@@ -666,6 +669,7 @@ class ShimManager:
         """
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
+        shim.shutdown_timeout = self.shutdown_timeout
         task = ShimTask(shim)
         if not shim.shim_pid:  # the version negotiation did not finish
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,18 @@ from _fake_shim import FakeShim
 
 import plugins.builtin
 import runtime_v2.builtin
-from plugins.containerd_config import CATALOGUE, TIMEOUT_SHIM_CLEANUP, TIMEOUT_SHIM_LOAD
+from plugins.containerd_config import (
+    CATALOGUE,
+    TIMEOUT_SHIM_CLEANUP,
+    TIMEOUT_SHIM_LOAD,
+    TIMEOUT_SHIM_SHUTDOWN,
+)
 from plugins.events import Exchange
 from registry import boot_async
 from registry.config import check_config
-from runtime_v2 import TaskManager
+from runtime_v2 import TaskManager, ttrpc
 from runtime_v2.bundle import new_bundle
+from runtime_v2.shim import SHUTDOWN_TIMEOUT, Shim, ShimTask
 from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimConfig, ShimManager, migrate_sched_core
 
 TASK_URI = "io.containerd.runtime.v2.task"
@@ -108,7 +115,8 @@ def test_a_version_2_sched_core_becomes_the_shim_env() -> None:
 
 def test_a_version_2_sched_core_keeps_the_env_the_file_sets() -> None:
     plugins = {TASK_URI: {"sched_core": True}, SHIM_URI: {"env": ["A=1"]}}
-    assert migrate_sched_core(plugins, 2) == {TASK_URI: {}, SHIM_URI: {"env": ["A=1", "SCHED_CORE=1"]}}
+    migrated = migrate_sched_core(plugins, 2)
+    assert migrated == {TASK_URI: {}, SHIM_URI: {"env": ["A=1", "SCHED_CORE=1"]}}
     assert plugins == {TASK_URI: {"sched_core": True}, SHIM_URI: {"env": ["A=1"]}}  # pure
 
 
@@ -122,3 +130,45 @@ def test_a_version_3_sched_core_is_a_warning_not_migrated() -> None:
     )
     assert checked.decoded[SHIM_URI] == ShimConfig()
     assert [w.path for w in checked.warnings] == [f'plugins."{TASK_URI}".sched_core']
+    plugins = {TASK_URI: {"sched_core": True}}
+    assert migrate_sched_core(plugins, 3) == plugins
+
+
+class DeadlineShim(FakeShim):
+    """A fake shim that records how long each call's deadline had left when it arrived."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, versions=(2, 3))
+        self.remaining: dict[str, float | None] = {}
+
+    def _handler(self, name: str) -> Any:
+        inner = super()._handler(name)
+
+        async def handle(request: Any, ctx: Any) -> Any:
+            self.remaining[name] = None if ctx.deadline is None else ctx.deadline - time.monotonic()
+            return await inner(request, ctx)
+
+        return handle
+
+
+async def test_the_shutdown_timeout_is_the_deadline_of_the_shutdown_call(base: Path) -> None:
+    fake = await DeadlineShim(str(base / "d.sock")).start()
+    shims = ShimManager(
+        exchange=Exchange(),
+        grpc_address=str(base / "tp.sock"),
+        ttrpc_address=str(base / "tp.sock.ttrpc"),
+        timeouts={TIMEOUT_SHIM_SHUTDOWN: 0.5},
+    )
+    client = await ttrpc.Client.connect(fake.address)
+    try:
+        bundle = new_bundle(str(base / "root"), str(base / "state"), "cfgns", "t1", b"{}")
+        shim = Shim(bundle, client, address=fake.address, version=3)
+        shims.watch(shim, None)
+        await ShimTask(shim).shutdown()
+        remaining = fake.remaining["Shutdown"]
+        # The deadline sent is the configured 0.5 s (less the time on the way), not the 3 s default.
+        assert remaining is not None and remaining <= 0.5 < SHUTDOWN_TIMEOUT
+    finally:
+        await client.close()
+        await shims.aclose()
+        await fake.stop()
