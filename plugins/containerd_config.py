@@ -138,13 +138,15 @@ TIMEOUT_SHIM_LOAD = "io.containerd.timeout.shim.load"
 TIMEOUT_SHIM_SHUTDOWN = "io.containerd.timeout.shim.shutdown"
 
 _TIMEOUTS: Mapping[str, str] = {
-    "io.containerd.timeout.bolt.open": "containerd's bolt database open deadline; taskplane has none",
+    "io.containerd.timeout.bolt.open": "containerd's bolt database deadline; taskplane has none",
     "io.containerd.timeout.cri.defercleanup": "containerd's CRI deadline; taskplane has no CRI",
-    "io.containerd.timeout.metrics.shimstats": "containerd's shim stats deadline; taskplane has no metrics",
-    "io.containerd.timeout.task.state": (
-        "containerd's deadline for a task state query; taskplane waits on the shim's own deadline"
+    "io.containerd.timeout.metrics.shimstats": (
+        "containerd's shim stats deadline; taskplane has no metrics"
     ),
-}  # fmt: skip
+    "io.containerd.timeout.task.state": (
+        "containerd's deadline for its tasks service's State calls; taskplane has none"
+    ),
+}
 
 # containerd's version 1 names of its core plugins (``v1MigratePluginName``).
 _V1_NAMES: Mapping[str, str] = {

@@ -142,9 +142,7 @@ class ConfigError(Exception):
     ``warnings`` holds what the same check found ignored (not part of ``str()``).
     """
 
-    def __init__(
-        self, issues: Iterable[ConfigIssue], warnings: Iterable[ConfigIssue] = ()
-    ) -> None:
+    def __init__(self, issues: Iterable[ConfigIssue], warnings: Iterable[ConfigIssue] = ()) -> None:
         self.issues: list[ConfigIssue] = list(issues)
         self.warnings: list[ConfigIssue] = list(warnings)
         super().__init__("\n".join(str(i) for i in self.issues))
@@ -677,7 +675,9 @@ def parse_duration(value: object) -> float:
     """Seconds in a Go duration string (``"5s"``, ``"1m30s"``, ``"100ms"``, ``"0"``), as
     containerd's ``[timeouts]`` holds; a negative or malformed one is a ValueError."""
     if not isinstance(value, str):
-        raise ValueError(f'expected a duration string such as "5s", got {_cv.describe_value(value)}')
+        raise ValueError(
+            f'expected a duration string such as "5s", got {_cv.describe_value(value)}'
+        )
     text = value[1:] if value[:1] == "+" else value
     if text == "0":
         return 0.0

@@ -987,7 +987,7 @@ def test_suggest_uses_the_similarity_cutoff() -> None:
 def test_a_known_plugin_table_is_a_warning_and_a_close_typo_of_it_an_error() -> None:
     checked = check({"version": 3, "plugins": {"io.containerd.grpc.v1.cri": {"x": 1}}})
     assert [str(w) for w in checked.warnings] == [
-        "<dict>: plugins.\"io.containerd.grpc.v1.cri\": warning: containerd's CRI: ignored"
+        '<dict>: plugins."io.containerd.grpc.v1.cri": warning: containerd\'s CRI: ignored'
     ]
     assert "io.containerd.grpc.v1.cri" not in checked.decoded
     assert check_errors({"version": 3, "plugins": {"io.containerd.grpc.v1.crii": {}}}) == [
@@ -1113,7 +1113,9 @@ def test_timeouts_of_a_later_file_override_and_name_their_file(tmp_path: Path) -
         tmp_path / "config.toml",
         'version = 3\nimports = ["d.toml"]\n[timeouts]\n"io.containerd.timeout.shim.load" = "2s"\n',
     )
-    drop = write(tmp_path / "d.toml", 'version = 3\n[timeouts]\n"io.containerd.timeout.shim.load" = "3s"\n')
+    drop = write(
+        tmp_path / "d.toml", 'version = 3\n[timeouts]\n"io.containerd.timeout.shim.load" = "3s"\n'
+    )
     config = cfg.load_config(main, KNOWN)
     assert config.timeouts == {"io.containerd.timeout.shim.load": 3.0}
     assert config.file_for(["timeouts", "io.containerd.timeout.shim.load"]) == str(drop)
