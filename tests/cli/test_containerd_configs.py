@@ -143,3 +143,28 @@ def test_booting_with_the_two_mistakes_names_both_and_starts_nothing(
     assert lines(result.stderr) == [f"taskplane: {e}" for e in expected]
     assert result.stdout == ""
     assert not taskplane.state.exists() or not any(taskplane.state.iterdir())
+
+
+def test_the_readme_shows_config_validate_as_it_is(taskplane: Taskplane) -> None:
+    # The README's example is Debian's containerd 1.6.20 run through config validate: every
+    # line it shows is in the real output, and its counts are right.
+    text = (REPO / "README.md").read_text()
+    start = text.index("$ containerd config default > c.toml\n")
+    example = text[start : text.index("```", start)]
+    first, strict = example.split("$ sed -i '1i invented = 1' c.toml", 1)
+    (taskplane.cwd / "c.toml").write_text(config_default("debian-1.6"))
+
+    result = taskplane("config", "validate", "c.toml")
+    warnings = lines(result.stderr)
+    shown = [line for line in first.splitlines() if line.startswith("taskplane: ")]
+    assert shown and all(line in warnings for line in shown)
+    assert f"... ({len(warnings)} warnings in all)" in first
+    assert "\nc.toml: ok\n" in first and result.stdout == "c.toml: ok\n"
+
+    path = taskplane.cwd / "c.toml"
+    path.write_text("invented = 1\n" + path.read_text())
+    result = taskplane("config", "validate", "--strict", "c.toml")
+    assert result.returncode == 1 and strict.rstrip().endswith("\n1")
+    errors = lines(result.stderr)
+    assert errors[1:] == [w.replace(": warning: ", ": ") for w in warnings]
+    assert [line for line in strict.splitlines() if line.startswith("taskplane: ")] == errors[:1]
