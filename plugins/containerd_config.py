@@ -46,58 +46,87 @@ UNIMPLEMENTED_TOP_LEVEL: Mapping[str, str] = {
 
 # What each plugin type is for, to explain an ignored plugin table in one phrase.
 _TYPES = {
+    "io.containerd.content.v1": "{id} store",
     "io.containerd.cri.v1": "CRI (Kubernetes) {id} settings",
     "io.containerd.differ.v1": "{id} layer differ",
     "io.containerd.gc.v1": "metadata garbage collector",
     "io.containerd.grpc.v1": "{id} gRPC service",
+    "io.containerd.http.v1": "{id} HTTP endpoint",
     "io.containerd.image-verifier.v1": "{id} image verifier",
     "io.containerd.internal.v1": "internal {id} service",
+    "io.containerd.lease.v1": "lease {id}",
     "io.containerd.metadata.v1": "{id} metadata database (taskplane keeps its own in SQLite)",
     "io.containerd.metrics.v1": "{id} metrics",
     "io.containerd.monitor.v1": "{id} task monitor",
     "io.containerd.monitor.container.v1": "container {id} monitor",
     "io.containerd.monitor.task.v1": "{id} task monitor",
     "io.containerd.mount-handler.v1": "{id} mount handler",
+    "io.containerd.mount-manager.v1": "{id} mount manager",
     "io.containerd.nri.v1": "NRI (node resource interface) plugin host",
+    "io.containerd.podsandbox.controller.v1": "{id} pod sandbox controller",
     "io.containerd.runtime.v1": "runtime v1 (containerd-shim, removed in 2.0)",
     "io.containerd.sandbox.controller.v1": "{id} sandbox controller",
+    "io.containerd.sandbox.store.v1": "{id} sandbox store",
     "io.containerd.server.v1": "{id} server",
     "io.containerd.service.v1": "{id}",
     "io.containerd.snapshotter.v1": "{id} snapshotter (taskplane takes a ready root filesystem)",
+    "io.containerd.streaming.v1": "streaming {id}",
     "io.containerd.tracing.processor.v1": "{id} tracing exporter",
     "io.containerd.transfer.v1": "{id} image transfer service",
+    "io.containerd.ttrpc.v1": "{id} ttrpc service",
+    "io.containerd.warning.v1": "{id} warnings",
 }
 
 # Every plugin URI with a config table in the ``config default`` of containerd 1.6, 1.7 and
-# 2.0-2.4, plus the ones users commonly list in disabled_plugins.
+# 2.0-2.4, and every other plugin containerd 2.4's ``ctr plugins ls`` lists (users name them in
+# disabled_plugins), except the ones taskplane implements.
 _PLUGINS = (
+    "io.containerd.content.v1.content",
     "io.containerd.cri.v1.images",
     "io.containerd.cri.v1.runtime",
     "io.containerd.differ.v1.erofs",
+    "io.containerd.differ.v1.walking",
     "io.containerd.gc.v1.scheduler",
-    "io.containerd.grpc.v1.cri",
-    "io.containerd.grpc.v1.introspection",
+    *(
+        f"io.containerd.grpc.v1.{id_}"
+        for id_ in (
+            "containers", "content", "cri", "diff", "events", "healthcheck", "images",
+            "introspection", "leases", "mounts", "namespaces", "sandbox-controllers",
+            "sandboxes", "snapshots", "streaming", "tasks", "transfer", "version",
+        )
+    ),
+    "io.containerd.http.v1.pprof",
     "io.containerd.image-verifier.v1.bindir",
     "io.containerd.internal.v1.opt",
     "io.containerd.internal.v1.restart",
     "io.containerd.internal.v1.tracing",
+    "io.containerd.lease.v1.manager",
     "io.containerd.metadata.v1.bolt",
+    "io.containerd.metrics.v1.grpc-otel",
     "io.containerd.metrics.v1.grpc-prometheus",
     "io.containerd.monitor.v1.cgroups",
     "io.containerd.monitor.container.v1.restart",
     "io.containerd.monitor.task.v1.cgroups",
     "io.containerd.mount-handler.v1.erofs",
+    "io.containerd.mount-manager.v1.bolt",
     "io.containerd.nri.v1.nri",
+    "io.containerd.podsandbox.controller.v1.podsandbox",
     "io.containerd.runtime.v1.linux",
     "io.containerd.sandbox.controller.v1.podsandbox",
     "io.containerd.sandbox.controller.v1.shim",
+    "io.containerd.sandbox.store.v1.local",
     "io.containerd.server.v1.debug",
     "io.containerd.server.v1.grpc",
     "io.containerd.server.v1.grpc-tcp",
     "io.containerd.server.v1.metrics",
     "io.containerd.server.v1.ttrpc",
-    "io.containerd.service.v1.diff-service",
-    "io.containerd.service.v1.tasks-service",
+    *(
+        f"io.containerd.service.v1.{id_}-service"
+        for id_ in (
+            "containers", "content", "diff", "images", "introspection", "leases",
+            "namespaces", "snapshots", "tasks",
+        )
+    ),
     "io.containerd.snapshotter.v1.aufs",
     "io.containerd.snapshotter.v1.blockfile",
     "io.containerd.snapshotter.v1.btrfs",
@@ -106,9 +135,12 @@ _PLUGINS = (
     "io.containerd.snapshotter.v1.native",
     "io.containerd.snapshotter.v1.overlayfs",
     "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.streaming.v1.manager",
     "io.containerd.tracing.processor.v1.otlp",
     "io.containerd.transfer.v1.local",
-)
+    "io.containerd.ttrpc.v1.otelttrpc",
+    "io.containerd.warning.v1.deprecations",
+)  # fmt: skip
 
 
 def _explain(uri: str) -> str:
