@@ -494,8 +494,9 @@ async def boot_async(
     TASKPLANE_DISABLE_PLUGIN_AUTOLOAD=1). ``root``/``state`` override the config's. ``known``
     names settings that are ignored with a warning (logged once here) instead of being errors.
 
-    Steps: load the config, migrate it to version 3, decode every plugin's config (ConfigError
-    lists every problem), order the plugins (PluginCircularDependency), check required
+    Steps: load the config, migrate it to version 3, decode every plugin's config (one
+    ConfigError lists every problem of the three; each ignored setting is logged once as a
+    warning), order the plugins (PluginCircularDependency), check required
     plugins, then initialise each plugin in order. Raises BootError when a required plugin
     does not load or a plugin that registered readiness fails (what loaded is closed first).
     Every other outcome is a status on the host.
