@@ -1138,3 +1138,18 @@ def test_parse_duration_rejects_what_go_rejects_and_negatives(text: str) -> None
 def test_parse_duration_names_a_value_that_is_no_string() -> None:
     with pytest.raises(ValueError, match='expected a duration string such as "5s", got int 5'):
         cfg.parse_duration(5)
+
+
+def test_a_failing_migration_does_not_hide_the_decode_errors() -> None:
+    def broken(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    regs = (Reg(TASK.type, TASK.id, TaskConfig, broken),)
+    with pytest.raises(ConfigError) as info:
+        cfg.check_config({"version": 2, "plugins": {TASK.uri: {"platfroms": []}}}, regs)
+    assert [str(i) for i in info.value.issues] == [
+        '<dict>: plugins: config migration of plugin "io.containerd.runtime.v2.task" from '
+        "version 2 failed: boom",
+        '<dict>: plugins."io.containerd.runtime.v2.task".platfroms: unknown key (did you mean '
+        '"platforms"?)',
+    ]
