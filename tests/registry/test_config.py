@@ -1153,3 +1153,11 @@ def test_a_failing_migration_does_not_hide_the_decode_errors() -> None:
         '<dict>: plugins."io.containerd.runtime.v2.task".platfroms: unknown key (did you mean '
         '"platforms"?)',
     ]
+
+
+def test_a_root_with_a_bad_version_is_one_error_not_one_per_drop_in(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = "3"\nimports = ["d.toml"]\n')
+    write(tmp_path / "d.toml", "version = 3\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [f'{main}: version: expected an integer, got str "3"']
