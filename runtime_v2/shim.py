@@ -444,7 +444,13 @@ class ShimTask:
             stderr=stderr,
             spec=_process_spec_any(process_spec),
         )
-        await self.shim.call("Exec", request, empty_pb2.Empty)
+        try:
+            await self.shim.call("Exec", request, empty_pb2.Empty)
+        except errdefs.AlreadyExists:
+            # The runc shim says only "id <exec id>"; say which exec of which task.
+            raise errdefs.AlreadyExists(
+                f'exec "{exec_id}" of task "{self.id}" already exists'
+            ) from None
         return Process(self, exec_id)
 
     def process(self, exec_id: str) -> Process:
