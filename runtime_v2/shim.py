@@ -447,10 +447,8 @@ class ShimTask:
         try:
             await self.shim.call("Exec", request, empty_pb2.Empty)
         except errdefs.AlreadyExists:
-            # The runc shim says only "id <exec id>"; say which exec of which task.
-            raise errdefs.AlreadyExists(
-                f'exec "{exec_id}" of task "{self.id}" already exists'
-            ) from None
+            # The runc shim says only "id <exec id>"; the caller knows the task.
+            raise errdefs.AlreadyExists(f'exec "{exec_id}" already exists') from None
         return Process(self, exec_id)
 
     def process(self, exec_id: str) -> Process:

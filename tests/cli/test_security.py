@@ -345,3 +345,21 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
     assert "Traceback" not in stderr
     assert len(stderr.splitlines()) <= 3, stderr
     assert "ttrpc: refused a connection: 256 connections are open" in stderr
+
+
+def test_a_duplicate_exec_id_says_it_already_exists(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    started = runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    first = runner.popen(
+        "tasks", "exec", "--exec-id", "e1", task_id, "--", "sh", "-c", "echo up; sleep 60"
+    )
+    try:
+        assert wait_for_line(first.stdout) == "up\n"  # type: ignore[arg-type]
+        line = single_error_line(runner("tasks", "exec", "--exec-id", "e1", task_id, "--", "true"))
+        assert line == f'taskplane: cannot exec in task "{task_id}": exec "e1" already exists'
+    finally:
+        removed = runner("tasks", "rm", "-f", task_id)
+        first.communicate(timeout=60)
+    assert removed.returncode == 0, removed.stderr
