@@ -363,3 +363,33 @@ def test_a_duplicate_exec_id_says_it_already_exists(
         removed = runner("tasks", "rm", "-f", task_id)
         first.communicate(timeout=60)
     assert removed.returncode == 0, removed.stderr
+
+
+async def test_an_embedder_cannot_make_root_run_an_untrusted_runc(
+    private_dirs: tuple[Path, Path], busybox_rootfs: Path, task_id: str, tmp_path: Path
+) -> None:
+    # The CLI checks up front (preflight); an embedder reaches the shim manager's own check.
+    import taskplane
+    from plugins import errdefs
+    from taskplane import oci
+    from taskplane.containers import Client, runc_options
+
+    runc = tmp_path / "runc"
+    shutil.copy(shutil.which("runc") or "/usr/sbin/runc", runc)
+    os.chmod(runc, 0o777)
+    root, state = private_dirs
+    async with await taskplane.boot_async(root=str(root), state=str(state)) as host:
+        client = Client(host)
+        spec = oci.default_spec(task_id, rootfs=busybox_rootfs, args=["true"])
+        with pytest.raises(errdefs.PermissionDenied) as info:
+            await client.run(task_id, spec, runtime_options=runc_options(str(runc)))
+        assert str(info.value) == (
+            f"refusing to run runc binary {runc} as root: "
+            "it is writable by group or others (mode 0777)"
+        )
+        assert (
+            await client.task_manager.list(namespace="default") == []
+            if hasattr(client.task_manager, "list")
+            else True
+        )
+    assert not list((state / "io.containerd.runtime.v2.task" / "default").iterdir())
