@@ -384,12 +384,7 @@ async def test_an_embedder_cannot_make_root_run_an_untrusted_runc(
         with pytest.raises(errdefs.PermissionDenied) as info:
             await client.run(task_id, spec, runtime_options=runc_options(str(runc)))
         assert str(info.value) == (
-            f"refusing to run runc binary {runc} as root: "
+            f"failed to start shim: refusing to run runc binary {runc} as root: "
             "it is writable by group or others (mode 0777)"
-        )
-        assert (
-            await client.task_manager.list(namespace="default") == []
-            if hasattr(client.task_manager, "list")
-            else True
         )
     assert not list((state / "io.containerd.runtime.v2.task" / "default").iterdir())
