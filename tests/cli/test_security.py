@@ -14,6 +14,7 @@ import resource
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -281,8 +282,11 @@ def _probe(path: Path) -> None:
     from runtime_v2.ttrpc import encode_frame
 
     with socket.socket(socket.AF_UNIX) as probe:
-        probe.settimeout(30)  # only to stop a hung test
+        # A blocking connect waits while the backlog is full, up to SO_SNDTIMEO (only there to
+        # stop a hung test); a plain settimeout would make it fail at once with EAGAIN.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 60, 0))
         probe.connect(str(path))
+        probe.settimeout(60)
         request = ttrpc_pb2.Request(service="probe", method="probe").SerializeToString()
         with contextlib.suppress(ConnectionError):  # refused: closed, maybe before we wrote
             probe.sendall(encode_frame(1, 1, 0, request))
@@ -313,10 +317,10 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
         stderr=subprocess.PIPE,
         preexec_fn=_nofile_1024,
     )
+    flood: list[socket.socket] = []
     try:
         assert wait_for_line(run.stdout) == "ready\n"  # type: ignore[arg-type]
         # The run process serves the events socket from boot on; flood it and hold it all.
-        flood = []
         refused = 0
         for _ in range(3000):
             conn = socket.socket(socket.AF_UNIX)
@@ -338,6 +342,8 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
         assert killed.returncode == 0, killed.stderr
         _, stderr = run.communicate(timeout=60)
     finally:
+        for conn in flood:
+            conn.close()
         if run.poll() is None:
             run.kill()
             run.communicate()
