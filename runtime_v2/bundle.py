@@ -325,6 +325,11 @@ def write_file(path: str, data: bytes, mode: int = 0o600, *, exclusive: bool = F
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # os.write names no file: "No space left on device" alone does not say where.
+        raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         os.close(fd)
 

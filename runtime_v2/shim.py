@@ -446,7 +446,11 @@ class ShimTask:
             stderr=stderr,
             spec=_process_spec_any(process_spec),
         )
-        await self.shim.call("Exec", request, empty_pb2.Empty)
+        try:
+            await self.shim.call("Exec", request, empty_pb2.Empty)
+        except errdefs.AlreadyExists:
+            # The runc shim says only "id <exec id>"; the caller knows the task.
+            raise errdefs.AlreadyExists(f'exec "{exec_id}" already exists') from None
         return Process(self, exec_id)
 
     def process(self, exec_id: str) -> Process:

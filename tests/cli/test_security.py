@@ -14,6 +14,7 @@ import resource
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -281,11 +282,14 @@ def _probe(path: Path) -> None:
     from runtime_v2.ttrpc import encode_frame
 
     with socket.socket(socket.AF_UNIX) as probe:
-        probe.settimeout(30)  # only to stop a hung test
+        # A blocking connect waits while the backlog is full, up to SO_SNDTIMEO (only there to
+        # stop a hung test); a plain settimeout would make it fail at once with EAGAIN.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 60, 0))
         probe.connect(str(path))
+        probe.settimeout(60)
         request = ttrpc_pb2.Request(service="probe", method="probe").SerializeToString()
-        probe.sendall(encode_frame(1, 1, 0, request))
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError):  # refused: closed, maybe before we wrote
+            probe.sendall(encode_frame(1, 1, 0, request))
             probe.recv(1)
 
 
@@ -313,13 +317,14 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
         stderr=subprocess.PIPE,
         preexec_fn=_nofile_1024,
     )
+    flood: list[socket.socket] = []
     try:
         assert wait_for_line(run.stdout) == "ready\n"  # type: ignore[arg-type]
         # The run process serves the events socket from boot on; flood it and hold it all.
-        flood = []
         refused = 0
         for _ in range(3000):
             conn = socket.socket(socket.AF_UNIX)
+            conn.setblocking(False)  # a full backlog is EAGAIN, not a hang
             try:
                 conn.connect(str(runner.state / "taskplane.sock.ttrpc"))
                 conn.send(b"\0\0\0\x10garbage")
@@ -337,6 +342,8 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
         assert killed.returncode == 0, killed.stderr
         _, stderr = run.communicate(timeout=60)
     finally:
+        for conn in flood:
+            conn.close()
         if run.poll() is None:
             run.kill()
             run.communicate()
@@ -344,3 +351,46 @@ def test_a_connection_flood_on_the_events_socket_leaves_stderr_short(
     assert "Traceback" not in stderr
     assert len(stderr.splitlines()) <= 3, stderr
     assert "ttrpc: refused a connection: 256 connections are open" in stderr
+
+
+def test_a_duplicate_exec_id_says_it_already_exists(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    started = runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    first = runner.popen(
+        "tasks", "exec", "--exec-id", "e1", task_id, "--", "sh", "-c", "echo up; sleep 60"
+    )
+    try:
+        assert wait_for_line(first.stdout) == "up\n"  # type: ignore[arg-type]
+        line = single_error_line(runner("tasks", "exec", "--exec-id", "e1", task_id, "--", "true"))
+        assert line == f'taskplane: cannot exec in task "{task_id}": exec "e1" already exists'
+    finally:
+        removed = runner("tasks", "rm", "-f", task_id)
+        first.communicate(timeout=60)
+    assert removed.returncode == 0, removed.stderr
+
+
+async def test_an_embedder_cannot_make_root_run_an_untrusted_runc(
+    private_dirs: tuple[Path, Path], busybox_rootfs: Path, task_id: str, tmp_path: Path
+) -> None:
+    # The CLI checks up front (preflight); an embedder reaches the shim manager's own check.
+    import taskplane
+    from plugins import errdefs
+    from taskplane import oci
+    from taskplane.containers import Client, runc_options
+
+    runc = tmp_path / "runc"
+    shutil.copy(shutil.which("runc") or "/usr/sbin/runc", runc)
+    os.chmod(runc, 0o777)
+    root, state = private_dirs
+    async with await taskplane.boot_async(root=str(root), state=str(state)) as host:
+        client = Client(host)
+        spec = oci.default_spec(task_id, rootfs=busybox_rootfs, args=["true"])
+        with pytest.raises(errdefs.PermissionDenied) as info:
+            await client.run(task_id, spec, runtime_options=runc_options(str(runc)))
+        assert str(info.value) == (
+            f"failed to start shim: refusing to run runc binary {runc} as root: "
+            "it is writable by group or others (mode 0777)"
+        )
+    assert not list((state / "io.containerd.runtime.v2.task" / "default").iterdir())
