@@ -53,6 +53,8 @@ from typing import Literal
 
 import attrs
 
+from plugins import securefs
+
 __all__ = [
     "STEPS",
     "Step",
@@ -126,9 +128,9 @@ _held: contextvars.ContextVar[dict[str, _Holder]] = contextvars.ContextVar("task
 def _open_locked(path: str, blocking: bool) -> int | None:
     """Open and flock ``path`` (creating it); None when ``blocking`` is False and a peer holds
     it. Runs in a thread when blocking."""
-    os.makedirs(os.path.dirname(path), 0o711, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Parents made and checked, no symlink followed, like every file taskplane creates.
+        fd = securefs.open_file(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

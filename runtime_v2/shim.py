@@ -62,7 +62,7 @@ M = TypeVar("M", bound=Message)
 
 TASK_SERVICE_V2 = "containerd.task.v2.Task"
 TASK_SERVICE_V3 = "containerd.task.v3.Task"
-#: containerd's ``io.containerd.timeout.shim.shutdown``.
+#: containerd's ``io.containerd.timeout.shim.shutdown`` default (``[timeouts]`` sets it).
 SHUTDOWN_TIMEOUT = 3.0
 #: The deadline of every shim call but ``Wait`` (which lasts as long as the process): a shim that
 #: does not answer (stopped, wedged) fails the call with DeadlineExceeded instead of hanging.
@@ -167,6 +167,8 @@ class Shim:
         self.task_pid = 0
         #: The shim binary that started this shim (runs its ``delete``), when known.
         self.binary: ShimBinary | None = None
+        #: The Shutdown call's deadline; the shim manager sets the config's ``[timeouts]`` one.
+        self.shutdown_timeout = SHUTDOWN_TIMEOUT
 
     @property
     def id(self) -> str:
@@ -258,7 +260,7 @@ def _mark_deleting(bundle: Bundle) -> None:
     try:
         fd = os.open(
             os.path.join(bundle.path, DELETING_MARKER),
-            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
             0o600,
         )
     except OSError:
@@ -455,7 +457,11 @@ class ShimTask:
             stderr=stderr,
             spec=_process_spec_any(process_spec),
         )
-        await self.shim.call("Exec", request, empty_pb2.Empty)
+        try:
+            await self.shim.call("Exec", request, empty_pb2.Empty)
+        except errdefs.AlreadyExists:
+            # The runc shim says only "id <exec id>"; the caller knows the task.
+            raise errdefs.AlreadyExists(f'exec "{exec_id}" already exists') from None
         return Process(self, exec_id)
 
     def process(self, exec_id: str) -> Process:
@@ -518,7 +524,7 @@ class ShimTask:
                 "Shutdown",
                 task_pb2.ShutdownRequest(id=self.id),
                 empty_pb2.Empty,
-                timeout=SHUTDOWN_TIMEOUT,
+                timeout=self.shim.shutdown_timeout,
             )
         except _ttrpc.Closed:
             pass

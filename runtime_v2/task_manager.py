@@ -51,7 +51,8 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 import registry
-from plugins import types
+from plugins import securefs, types
+from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import introspection_pb2, mount_pb2
@@ -60,8 +61,8 @@ from runtime_v2.crashpoint import crashpoint
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.options import effective_runtime_options, with_runc_root
 from runtime_v2.shim import Exit, Shim, ShimTask
-from runtime_v2.shim_load import LoadOutcome, load_existing_shims
-from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimManager, reap_dead_shim
+from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
+from runtime_v2.shim_manager import ShimManager, reap_dead_shim
 from runtime_v2.teardown import force_teardown
 
 __all__ = [
@@ -308,7 +309,10 @@ class TaskManager:
 
     async def load_existing_shims(self) -> list[LoadOutcome]:
         """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
-        self.load_outcomes = await load_existing_shims(self.shims, state=self.state, root=self.root)
+        timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT)  # config's [timeouts]
+        self.load_outcomes = await load_existing_shims(
+            self.shims, state=self.state, root=self.root, timeout=timeout
+        )
         return self.load_outcomes
 
     # -- create ---------------------------------------------------------------------------------
@@ -379,7 +383,7 @@ class TaskManager:
                 # The shim goes on creating the container: let the RPC finish (bounded), so
                 # the teardown below deletes what exists instead of racing with it.
                 with contextlib.suppress(BaseException):
-                    async with asyncio.timeout(CLEANUP_TIMEOUT):
+                    async with asyncio.timeout(self.shims.cleanup_timeout):
                         await create_call
                 raise
             except Exception as exc:
@@ -459,7 +463,9 @@ class TaskManager:
 
     async def _reap_dead(self, shim: Shim) -> Exit:
         self.shims.shims.delete_if_current(shim.namespace, shim.id, shim)
-        exit_ = await reap_dead_shim(shim.binary, shim.bundle, shim.address)
+        exit_ = await reap_dead_shim(
+            shim.binary, shim.bundle, shim.address, self.shims.cleanup_timeout
+        )
         return exit_ or Exit(pid=0, status=255, timestamp=None)
 
     async def remove(self, task_id: str, *, namespace: str, cgroups_path: str = "") -> Exit | None:
@@ -484,7 +490,7 @@ class TaskManager:
             if shim is not None:
                 found = True
                 lock.set_step("deleting")
-                exit_ = await _kill_and_delete(ShimTask(shim))
+                exit_ = await _kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
                 if exit_ is None:  # it did not answer: take it out of the map, tear it down
                     self.shims.shims.delete_if_current(namespace, task_id, shim)
             bundle = self.bundle(task_id, namespace=namespace)
@@ -557,24 +563,22 @@ async def _init(ic: registry.InitContext) -> TaskManager:
     ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
     shims: ShimManager = ic.get_single(types.SHIM_PLUGIN)
     for path in (ic.root, ic.state):
-        os.makedirs(path, 0o711, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o711)
+        securefs.make_dirs(path, 0o711)
     manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
     await manager.load_existing_shims()
     return manager
 
 
-async def _kill_and_delete(task: ShimTask) -> Exit | None:
+async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
     """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
     when the shim did not do it (it does not answer, or died)."""
     try:
-        async with _ttrpc.timeout(CLEANUP_TIMEOUT):
+        async with _ttrpc.timeout(timeout):
             with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
                 await task.kill(signal.SIGKILL, all=True)
             with contextlib.suppress(errdefs.NotFound):
                 await task.wait()
-        async with _ttrpc.timeout(CLEANUP_TIMEOUT):
+        async with _ttrpc.timeout(timeout):
             return await task.delete()
     except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
         log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)

@@ -45,7 +45,7 @@ from plugins import errdefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
 from taskplane import DEFAULT_NAMESPACE
 from taskplane.oci import spec_bytes
-from taskplane.stdio import FifoPair, file_uri, remove_io_dir
+from taskplane.stdio import FifoPair, file_uri, make_io_dir, remove_io_dir
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -479,7 +479,7 @@ class Client:
         uri = file_uri(log_file)
         async with self._lock(container_id) as lock:
             self._reserve(container_id)  # before the io dir: a refused id touches nothing
-            log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_io_dir(log_file.parent)
             try:
                 task = await self._create_task(
                     container_id,
