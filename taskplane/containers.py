@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,7 +42,7 @@ import attrs
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from plugins import errdefs
+from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
 from taskplane import DEFAULT_NAMESPACE
 from taskplane.oci import spec_bytes
@@ -169,6 +170,11 @@ class Client:
         self.created.clear()
 
     def _lock(self, container_id: str) -> Any:
+        # An unsafe io root (e.g. world-writable) is refused as such before anything is created
+        # (the lock file included) or anything in it is looked at.
+        io_root = self.io_dir(container_id).parent
+        if io_root.exists():
+            securefs.check_trusted(io_root)
         return self.task_manager.lock(container_id, namespace=self.namespace)
 
     def _in_use(self, container_id: str) -> str:
@@ -181,8 +187,9 @@ class Client:
             return "it has a container record"
         except errdefs.NotFound:
             pass
-        if self.io_dir(container_id).exists():
-            return f"its io dir {self.io_dir(container_id)} exists"
+        io_dir = self.io_dir(container_id)
+        if os.path.lexists(io_dir):
+            return f"its io dir {io_dir} exists"
         return ""
 
     def _reserve(self, container_id: str) -> None:
