@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
 import pytest
 
 from runtime_v2.api import events_pb2
 
 from .conftest import Taskplane
 from .peer_checks import cgroup_pids, remains, shims_of
-from .test_events import T, Lines
+from .test_events import Lines, T
 
 pytestmark = pytest.mark.integration
 
