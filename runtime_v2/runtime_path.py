@@ -196,10 +196,11 @@ def resolve_runtime_path(
                 break
     if found is None:
         path_dirs = ", ".join(d for d in path_env.split(os.pathsep) if os.path.isabs(d))
+        # containerd's words first (tools match them), where we looked, the errdefs kind last.
         raise errdefs.NotFound(
-            f'runtime "{runtime}" binary not installed "{name}": looked in '
-            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'} "
-            "(never the working directory)"
+            f'runtime "{runtime}" binary not installed "{name}" (looked in '
+            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'}; "
+            "never the working directory): not found"
         )
     found = os.path.abspath(found)
     check_trusted_binary(found, "shim binary")

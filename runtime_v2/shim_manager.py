@@ -98,6 +98,7 @@ __all__ = [
     "reap_dead_shim",
     "registration",
     "run_delete",
+    "wrap_error",
 ]
 
 log = logging.getLogger("taskplane.runtime_v2.shim_manager")
@@ -309,6 +310,24 @@ async def reap_dead_shim(
     if address:
         remove_stale_socket(address)
     return exit
+
+
+def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
+    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
+            cls, errdefs.ContainerdError
+        ):
+            return cls
+    return errdefs.Unknown
+
+
+def wrap_error(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
+    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown), the way
+    containerd wraps with ``fmt.Errorf("prefix: %w", err)``."""
+    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -525,8 +544,12 @@ class ShimManager:
     # -- runtime resolution and -info -----------------------------------------------------------
 
     def resolve_runtime_path(self, runtime: str) -> str:
-        """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary."""
-        return self._resolver.resolve(runtime)
+        """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary;
+        errors say ``failed to resolve runtime path:`` first, as containerd's do."""
+        try:
+            return self._resolver.resolve(runtime)
+        except errdefs.ContainerdError as exc:
+            raise wrap_error(exc, "failed to resolve runtime path") from None
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,

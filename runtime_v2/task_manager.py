@@ -63,6 +63,7 @@ from runtime_v2.options import effective_runtime_options, with_runc_root
 from runtime_v2.shim import Exit, Shim, ShimTask
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager, reap_dead_shim
+from runtime_v2.shim_manager import wrap_error as _wrap
 from runtime_v2.teardown import force_teardown
 
 __all__ = [
@@ -211,7 +212,7 @@ async def validate_runtime_features(
     try:
         info = await shims.runtime_info(runtime, options)
     except errdefs.ContainerdError as exc:
-        raise _wrap(exc, prefix) from exc
+        raise _wrap(exc, f"{prefix}: runtime info") from exc
     try:
         features = typeurl.unpack(info.features)
     except errdefs.ContainerdError as exc:
@@ -222,23 +223,6 @@ async def validate_runtime_features(
         _idmap_enabled(features.value)
     except errdefs.FailedPrecondition as exc:
         raise errdefs.FailedPrecondition(f"{prefix}: idmap mounts not supported: {exc}") from None
-
-
-def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
-    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
-    for cls in type(exc).__mro__:
-        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
-            cls, errdefs.ContainerdError
-        ):
-            return cls
-    return errdefs.Unknown
-
-
-def _wrap(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
-    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown)."""
-    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
-    wrapped.__cause__ = exc
-    return wrapped
 
 
 class TaskManager:
