@@ -55,6 +55,19 @@ async def test_init_sets_platforms_exports_and_private_dirs(base: Path) -> None:
         await host.aclose()
 
 
+async def test_init_keeps_the_mode_an_administrator_gave_existing_dirs(base: Path) -> None:
+    # containerd's init only creates its dirs (0711); existing ones keep their mode.
+    for d in (base / "r" / TASK_URI, base / "s" / TASK_URI):
+        d.mkdir(parents=True)
+        d.chmod(0o750)
+    host = await boot(base)
+    try:
+        for d in (base / "r" / TASK_URI, base / "s" / TASK_URI):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o750
+    finally:
+        await host.aclose()
+
+
 async def test_an_invalid_platform_fails_the_config_load_naming_it(base: Path) -> None:
     config = {"version": 3, "plugins": {TASK_URI: {"platforms": ["linux/amd64", "not/a/real/x"]}}}
     with pytest.raises(ConfigError) as caught:
