@@ -537,9 +537,14 @@ class ShimTask:
         died) raises :class:`runtime_v2.ttrpc.Closed` and leaves the bundle: the dead-shim
         cleanup needs it to run the shim binary's ``delete``, which kills the container. After
         a successful Delete ``remove_task`` runs, so the connection closing is not mistaken for
-        a dead shim. Cancelling the caller does not interrupt the teardown once it has begun.
+        a dead shim. A Delete answered NotFound (an earlier delete was interrupted) still shuts
+        the shim down and removes the bundle, then raises it; ``remove_task`` is left to the
+        caller, which keeps the task registered until it has published what containerd's
+        dead-shim cleanup publishes. Once the shim has deleted the task, a bundle that cannot be
+        removed is logged and the Exit returned, as containerd does. Cancelling the caller does
+        not interrupt the teardown once it has begun.
         """
-        rpc_error: BaseException | None = None
+        rpc_error: errdefs.NotFound | None = None
         response: task_pb2.DeleteResponse | None = None
         try:
             response = await self.shim.call(
@@ -548,22 +553,22 @@ class ShimTask:
         except _ttrpc.Closed:
             raise
         except errdefs.NotFound as exc:
-            # Already deleted in the shim (an earlier, interrupted delete): finish the teardown.
             rpc_error = exc
-            remove_task()
+        # Either way the connection closing from here on is expected, not a dead shim.
+        self.shim.orderly_shutdown = True
         if response is not None:
-            self.shim.orderly_shutdown = True
             remove_task()
             _mark_deleting(self.shim.bundle)
             crashpoint("delete:deleted")
         # From here on the shim is going away: finish even if the caller is cancelled.
-        await asyncio.shield(self._teardown(remove_task))
+        await asyncio.shield(self._teardown())
         if rpc_error is not None:
             raise rpc_error
         assert response is not None
+        remove_task()
         return _exit_from(response.pid, response.exit_status, response.exited_at)
 
-    async def _teardown(self, remove_task: Callable[[], object]) -> None:
+    async def _teardown(self) -> None:
         # Stopping the shim and removing the bundle are independent: do both at once.
         async def stop_shim() -> None:
             try:
@@ -574,15 +579,17 @@ class ShimTask:
                 )
             await self.shim.close()
 
-        try:
-            results = await asyncio.gather(
-                stop_shim(), asyncio.to_thread(self.shim.bundle.delete), return_exceptions=True
-            )
-        finally:
-            remove_task()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        async def remove_bundle() -> None:
+            try:
+                await asyncio.to_thread(self.shim.bundle.delete)
+            except OSError as exc:
+                # containerd logs it and returns the Exit: the task is gone from the shim, and
+                # `tasks rm --force` (or the next create of the id) finishes the removal.
+                log.warning(
+                    "task %s/%s: failed to remove the bundle: %s", self.namespace, self.id, exc
+                )
+
+        await asyncio.gather(stop_shim(), remove_bundle())
 
 
 class Process:

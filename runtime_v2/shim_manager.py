@@ -875,6 +875,15 @@ class ShimManager:
             lock.set_step("")  # the task is gone
         if not self.shims.is_current(namespace, task_id, shim):
             return
+        try:
+            await self.publish_task_gone(namespace, task_id, exit)
+        finally:
+            self.shims.delete(namespace, task_id)
+
+    async def publish_task_gone(self, namespace: str, task_id: str, exit: Exit | None) -> None:
+        """Publish ``/tasks/exit`` and ``/tasks/delete`` for a task whose shim can no longer
+        say how it ended, as containerd's dead-shim cleanup does: ``exit`` is what the shim
+        binary's ``delete`` reported, None for status 255 and pid 0. Failures are logged."""
         if exit is None:
             exit = Exit(pid=0, status=255, timestamp=_dt.datetime.now(_dt.UTC))
         exited_at = exit.timestamp or _dt.datetime.now(_dt.UTC)
@@ -902,8 +911,6 @@ class ShimManager:
             )
         except errdefs.ContainerdError as exc:
             log.warning("task %s/%s: failed to publish exit events: %s", namespace, task_id, exc)
-        finally:
-            self.shims.delete(namespace, task_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -27,7 +27,10 @@ What taskplane does differently from containerd, on purpose:
 - **Delete is idempotent and retriable**: an unknown task gives NotFound; a Delete the shim
   rejects (e.g. the task still runs) changes nothing and can be retried; a task the shim already
   deleted is torn down the rest of the way; a task whose shim died is reaped (the shim binary's
-  ``delete`` runs while the bundle still exists, then the bundle goes).
+  ``delete`` runs while the bundle still exists, then the bundle goes). A task the shim answers
+  NotFound for gets ``/tasks/exit`` and ``/tasks/delete`` as in containerd (whose dead-shim
+  cleanup publishes them), with status 255 and pid 0 always: containerd's carry what the shim
+  binary's ``delete`` said, which for a runc shim is 137 with pid 0, never the real status.
 - **Every shim call has a deadline** (:data:`runtime_v2.shim.CALL_TIMEOUT`, ``Wait`` excepted), and
   :meth:`TaskManager.remove` (``tasks rm --force``) leaves nothing running even when the shim does
   not answer or is gone: it kills the container through runc itself and the shim process.
@@ -437,7 +440,14 @@ class TaskManager:
             except _ttrpc.Closed:
                 exit_ = await self._reap_dead(shim)
             except errdefs.NotFound as exc:
-                lock.set_step("")  # deleted before: the teardown finished it
+                # Deleted in the shim before (an interrupted delete): the teardown finished it.
+                # containerd keeps such a task registered through the shim's shutdown, so its
+                # dead-shim cleanup still publishes the exit and delete; so do we, then forget it.
+                try:
+                    await self.shims.publish_task_gone(namespace, task_id, None)
+                finally:
+                    remove_task()
+                lock.set_step("")
                 raise _wrap(exc, "failed to delete task") from exc
             except errdefs.ContainerdError as exc:
                 lock.set_step(before)  # type: ignore[arg-type]
