@@ -220,31 +220,36 @@ class Shim:
     async def negotiate(
         self, *, version: int = CURRENT_SHIM_VERSION, timeout: float | None = None
     ) -> task_pb2.ConnectResponse:
-        """Find the task API version the shim serves: try ``version`` (v3) first, then v2.
+        """Find the task API version the shim serves: ``version`` (the one it announced)
+        first, then the other one.
 
         Sends ``Connect{id}`` (which doubles as a liveness check) and records the shim pid.
-        A shim that answers v3 with NotImplemented ("service containerd.task.v3.Task") is
-        spoken to over v2 from then on, as containerd does after its downgrade.
+        containerd trusts the announced version and only downgrades v3 to v2 when Create says
+        NotImplemented; a shim that answers NotImplemented for the announced service is spoken
+        to over the other version it serves instead of failing (v3 -> v2 as containerd, and
+        v2 -> v3 for a shim that announced too little).
         """
-        self.version = version
         request = task_pb2.ConnectRequest(id=self.id)
-        while True:
+        candidates = [version, *(v for v in (CURRENT_SHIM_VERSION, 2) if v != version)]
+        refusals: list[str] = []
+        for candidate in candidates:
+            self.version = candidate
             try:
                 response = await self.call(
                     "Connect", request, task_pb2.ConnectResponse, timeout=timeout
                 )
             except errdefs.NotImplemented as exc:
-                if self.version <= 2:
-                    raise errdefs.NotImplemented(
-                        f"shim of task {self.id} at {self.address} serves neither "
-                        f"{TASK_SERVICE_V3} nor {TASK_SERVICE_V2} ({exc}); it is not a "
-                        "containerd runtime v2 shim, or one too new for taskplane"
-                    ) from exc
-                self.downgrade()
+                refusals.append(str(exc))
                 continue
             self.shim_pid = response.shim_pid
             self.task_pid = response.task_pid
             return response
+        self.version = version
+        raise errdefs.NotImplemented(
+            f"shim of task {self.id} at {self.address} serves neither "
+            f"{TASK_SERVICE_V3} nor {TASK_SERVICE_V2} ({'; '.join(refusals)}); it is not a "
+            "containerd runtime v2 shim, or one too new for taskplane"
+        )
 
     async def close(self) -> None:
         """Close the connection (the shim keeps running)."""

@@ -1,8 +1,8 @@
 """The shim plugin (``io.containerd.shim.v1.manager``): starts shims and owns their connections.
 
 containerd's ``shim_manager.go``. The :class:`ShimManager` resolves a runtime name to a shim
-binary, starts it in a task's bundle, connects to it over ttrpc (task API v3 first, v2 when the
-shim does not serve v3), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
+binary, starts it in a task's bundle, connects to it over ttrpc (speaking the task API version
+the shim announced first), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
 serves the ttrpc ``Events.Forward`` service at the TTRPC_ADDRESS shims are given, feeding what
 they send into the event exchange.
 
@@ -80,11 +80,7 @@ from runtime_v2.start_protocol import (
     StartProtocols,
     is_bootstrap_refusal,
 )
-from runtime_v2.start_response import (
-    ShimEndpoint,
-    restore_bootstrap_params,
-    write_bootstrap_json,
-)
+from runtime_v2.start_response import ShimEndpoint, restore_bootstrap_params
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -115,6 +111,9 @@ CLEANUP_TIMEOUT = 5.0
 SHIM_EXIT_TIMEOUT = 2.0
 #: How long a ``-info`` result (or failure) is reused.
 INFO_CACHE_TTL = 10.0
+
+#: Where the shims' log lines go (runtime_v2.binary.ShimLog).
+_SHIM_LOG = logging.getLogger("taskplane.shim")
 
 _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 
@@ -562,6 +561,9 @@ class ShimManager:
             ttrpc_address=self.ttrpc_address,
             socket_dir=self.socket_dir,
             env=self.env,
+            # containerd passes -debug when it logs at debug itself; the shim's lines are
+            # logged to taskplane.shim, so that logger's level decides.
+            debug=_SHIM_LOG.isEnabledFor(logging.DEBUG),
         )
 
     async def runtime_info(
@@ -651,9 +653,10 @@ class ShimManager:
             )
             shim.binary = binary
             self.watch(shim, binary)
-            await shim.negotiate()
-            if shim.version != endpoint.version:
-                write_bootstrap_json(bundle.path, attrs.evolve(endpoint, version=shim.version))
+            # Speak the version the shim announced, as containerd does (a shim that announces
+            # v3 but does not serve it is still spoken to over v2); bootstrap.json keeps what
+            # the shim said.
+            await shim.negotiate(version=max(endpoint.version, 2))
             self.start_protocols.record(runtime_path, start_protocol, shim.version)
             log.debug(
                 "shim %s of %s/%s: start protocol %s, task API v%d",
