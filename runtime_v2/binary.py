@@ -633,7 +633,7 @@ def _our_version() -> str:
     return f"{CONTAINERD_COMPAT_VERSION}+taskplane.{build}"
 
 
-def log_level_for(level: int) -> int:
+def log_level_for(level: int) -> bootstrap_pb2.LogLevel:
     """The ``BootstrapParams.log_level`` for taskplane's effective log ``level``: DEBUG under
     ``--log-level debug`` (as containerd passes its own level), INFO otherwise -- never less,
     because the shim's warnings and errors go into taskplane's create errors."""
