@@ -169,6 +169,9 @@ class Shim:
         self.binary: ShimBinary | None = None
         #: The Shutdown call's deadline; the shim manager sets the config's ``[timeouts]`` one.
         self.shutdown_timeout = SHUTDOWN_TIMEOUT
+        #: The sandbox this task runs in ("" for none): its shim is the sandbox's, which
+        #: outlives the task (containerd's sandboxed tasks).
+        self.sandbox_id = ""
 
     @property
     def id(self) -> str:
@@ -576,6 +579,13 @@ class ShimTask:
     async def _teardown(self) -> None:
         # Stopping the shim and removing the bundle are independent: do both at once.
         async def stop_shim() -> None:
+            sandbox = self.shim.sandbox_id
+            if sandbox and os.path.isdir(os.path.join(os.path.dirname(self.bundle), sandbox)):
+                # The sandbox's shim: it goes with the sandbox (containerd). Once the sandbox
+                # task is gone there is no one else to stop it: asked like any shim, it exits
+                # after its last task.
+                await self.shim.close()
+                return
             try:
                 await self.shutdown()
             except errdefs.ContainerdError as exc:

@@ -30,6 +30,15 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   socket): each task has its own connection; a task's delete or failed create leaves the shim
   and its socket to the other tasks (the shim ignores Shutdown while it has tasks), and when
   it dies every task of it gets the dead-shim cleanup.
+- Sandboxed tasks (``CreateOpts.sandbox_id``, :meth:`ShimManager.join_sandbox`): the sandbox
+  is found by its bundle's ``bootstrap.json`` on disk, so a sandbox created by a peer process
+  works too; containerd looks only in its own map. NotFound (not Unknown) names a missing
+  sandbox. taskplane has no sandbox controller to stop the sandbox's shim, so a sandboxed
+  task deleted after its sandbox task asks the shim to shut down like any task (the shim
+  stays while it has tasks); containerd never does.
+- A Delete the shim answers NotFound publishes ``/tasks/exit`` and ``/tasks/delete`` with
+  status 255 from the deleting process (:meth:`ShimManager.publish_task_gone`), under the
+  task's lock; containerd leaves it to the dead-shim cleanup of the closing connection.
 - ``-info`` results are cached by (binary path, its mtime, options, the runc binary the
   options name and its mtime), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
@@ -80,7 +89,11 @@ from runtime_v2.start_protocol import (
     StartProtocols,
     is_bootstrap_refusal,
 )
-from runtime_v2.start_response import ShimEndpoint, restore_bootstrap_params
+from runtime_v2.start_response import (
+    ShimEndpoint,
+    restore_bootstrap_params,
+    write_bootstrap_json,
+)
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -89,8 +102,10 @@ __all__ = [
     "MAX_SOCKET_DIR_LEN",
     "MAX_SUN_PATH",
     "OPTIONS_FILE",
+    "SANDBOX_FILE",
     "ShimConfig",
     "ShimManager",
+    "read_sandbox_id",
     "reap_dead_shim",
     "registration",
     "run_delete",
@@ -250,6 +265,19 @@ def remove_stale_socket(address: str) -> bool:
         os.unlink(path)
         return True
     return False
+
+
+#: containerd's file naming the sandbox a task's bundle belongs to (its shim is the sandbox's).
+SANDBOX_FILE = "sandbox"
+
+
+def read_sandbox_id(bundle: Bundle) -> str:
+    """The sandbox ``bundle``'s task runs in ("" for none)."""
+    try:
+        with open(os.path.join(bundle.path, SANDBOX_FILE), "rb") as f:
+            return f.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
 
 
 #: The task's effective runtime options in its bundle, so a later process runs ``delete`` with
@@ -620,14 +648,24 @@ class ShimManager:
 
     # -- starting shims -------------------------------------------------------------------------
 
-    async def start(self, bundle: Bundle, *, runtime: str, options: any_pb2.Any | None) -> ShimTask:
+    async def start(
+        self,
+        bundle: Bundle,
+        *,
+        runtime: str,
+        options: any_pb2.Any | None,
+        sandbox_id: str = "",
+    ) -> ShimTask:
         """Start the shim of ``bundle``'s task with the effective ``options`` and connect to it.
 
-        On failure -- or cancellation -- nothing of the shim remains: a shim daemon that was
-        started is shut down (or killed) and its socket removed. The bundle stays for the caller
-        to delete.
+        With ``sandbox_id`` no shim is started: the task runs in the shim of the sandbox task
+        (see :meth:`join_sandbox`). On failure -- or cancellation -- nothing of the shim
+        remains: a shim daemon that was started is shut down (or killed) and its socket
+        removed. The bundle stays for the caller to delete.
         """
         runtime_path = self.resolve_runtime_path(runtime)
+        if sandbox_id:
+            return await self.join_sandbox(bundle, runtime_path, options, sandbox_id)
         if os.path.basename(runtime_path) == binary_name(types.RUNTIME_RUNC_V2):
             # The runc shim runs runc as root too: the same trust check (runtime_path.py).
             shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
@@ -672,6 +710,48 @@ class ShimManager:
                 await asyncio.shield(self.abort(shim))
             else:
                 await asyncio.shield(self.reap_unconnected(binary))
+            raise
+        return ShimTask(shim)
+
+    async def join_sandbox(
+        self, bundle: Bundle, runtime_path: str, options: any_pb2.Any | None, sandbox_id: str
+    ) -> ShimTask:
+        """Connect ``bundle``'s task to the shim of sandbox ``sandbox_id`` (containerd's
+        ``ShimManager.Start`` for a task with a sandbox ID): the sandbox ID goes into the
+        bundle's ``sandbox`` file and the sandbox's ``bootstrap.json`` is copied, so a later
+        process reattaches the task to the same shim.
+
+        The sandbox is found by its bundle on disk (a peer may have created it), not only in
+        this process's map. NotFound names a sandbox that has no shim.
+        """
+        sandbox_bundle = os.path.join(os.path.dirname(bundle.path), sandbox_id)
+        try:
+            endpoint = restore_bootstrap_params(sandbox_bundle)
+        except (errdefs.NotFound, OSError):
+            raise errdefs.NotFound(f"can't find sandbox {sandbox_id}") from None
+        write_file(os.path.join(bundle.path, SANDBOX_FILE), sandbox_id.encode())
+        write_bootstrap_json(bundle.path, endpoint)
+        if options is not None:
+            write_options(bundle, options)
+        write_file(os.path.join(bundle.path, "shim-binary-path"), runtime_path.encode())
+        client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
+        shim = Shim(
+            bundle,
+            client,
+            address=endpoint.address,
+            protocol=endpoint.protocol,
+            version=endpoint.version,
+        )
+        shim.sandbox_id = sandbox_id
+        # Its binary runs `delete` if the shim dies; the log FIFO is the sandbox's.
+        shim.binary = self.binary(runtime_path, bundle)
+        try:
+            self.watch(shim, shim.binary)
+            await shim.negotiate(version=max(endpoint.version, 2))
+            self.shims.add(bundle.namespace, bundle.id, shim)
+        except BaseException:
+            shim.orderly_shutdown = True
+            await asyncio.shield(shim.close())
             raise
         return ShimTask(shim)
 
@@ -808,6 +888,15 @@ class ShimManager:
         shim.orderly_shutdown = True
         shim.shutdown_timeout = self.shutdown_timeout
         task = ShimTask(shim)
+        if shim.sandbox_id:
+            # The sandbox's shim runs on: delete this task in it and let go.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.cleanup_timeout):
+                    await shim.call(
+                        "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
+                    )
+            await shim.close()
+            return
         if not shim.shim_pid:  # the version negotiation did not finish
             with contextlib.suppress(Exception):
                 await shim.negotiate(timeout=self.cleanup_timeout)

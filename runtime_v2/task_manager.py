@@ -152,7 +152,9 @@ class CreateOpts:
     connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
     ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
     ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
-    into one effective value.
+    into one effective value. ``sandbox_id`` names a task of the same namespace whose shim runs
+    this task too (containerd's sandboxed tasks): no shim is started, the bundle records the
+    sandbox in its ``sandbox`` file, and deleting the task leaves that shim running.
     """
 
     spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
@@ -165,6 +167,7 @@ class CreateOpts:
     runtime_options: Any | None = None
     task_options: Any | None = None
     checkpoint: str = ""
+    sandbox_id: str = ""
 
 
 def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
@@ -313,6 +316,8 @@ class TaskManager:
         """
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
+        if opts.sandbox_id:
+            identifiers.validate_task_id(opts.sandbox_id)
         # Computed once; this one value is what the shim runs with everywhere (see _create).
         effective_options = self.effective_options(opts)
         async with self.lock(task_id, namespace=namespace) as lock:
@@ -348,7 +353,10 @@ class TaskManager:
             await validate_runtime_features(self.shims, opts.runtime, opts.spec, effective_options)
             try:
                 task = await self.shims.start(
-                    bundle, runtime=opts.runtime, options=effective_options
+                    bundle,
+                    runtime=opts.runtime,
+                    options=effective_options,
+                    sandbox_id=opts.sandbox_id,
                 )
             except Exception as exc:
                 raise _wrap(exc, "failed to start shim") from exc
