@@ -17,7 +17,7 @@ from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
 from runtime_v2.shim import Shim
 
-from .conftest import TIMEOUT, Dirs, spec_for
+from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
 from .runtimes import Runtime
 
 
@@ -110,3 +110,37 @@ async def test_a_task_in_an_unknown_sandbox_is_refused_and_leaves_nothing(
     ):
         await task_manager.create("lost", opts, namespace=dirs.namespace)
     assert not (dirs.bundles / "lost").exists()
+
+
+async def test_a_later_process_reattaches_a_sandboxed_task_as_sandboxed(
+    dirs: Dirs, busybox_rootfs: Path, runtime: Runtime, leak_check: None
+) -> None:
+    ns = dirs.namespace
+    first = await boot_host(dirs)
+    try:
+        tasks = first.get("io.containerd.runtime.v2", "task")
+        async with asyncio.timeout(TIMEOUT):
+            sandbox = await tasks.create(
+                "sbx", _opts(dirs, busybox_rootfs, "sbx", runtime), namespace=ns
+            )
+            await sandbox.start()
+            task = await tasks.create(
+                "one", _opts(dirs, busybox_rootfs, "one", runtime, "sbx"), namespace=ns
+            )
+            await task.start()
+    finally:
+        await first.aclose()  # the tasks outlive it
+    second = await boot_host(dirs)
+    try:
+        tasks = second.get("io.containerd.runtime.v2", "task")
+        member = await tasks.get("one", namespace=ns)
+        sandbox = await tasks.get("sbx", namespace=ns)
+        assert member.shim.sandbox_id == "sbx" and sandbox.shim.sandbox_id == ""
+        assert member.shim.shim_pid == sandbox.shim.shim_pid
+        async with asyncio.timeout(TIMEOUT):
+            await _stop_and_delete(tasks, member, ns)
+            assert (await sandbox.state()).status is Status.RUNNING
+            await _stop_and_delete(tasks, sandbox, ns)
+    finally:
+        await cleanup_tasks(second.get("io.containerd.runtime.v2", "task"), ns)
+        await second.aclose()
