@@ -14,6 +14,9 @@ that directory would run as root. Empty and relative ``PATH`` entries (which mea
 directory) are skipped for the same reason, as Go's ``exec.LookPath`` refuses them (``ErrDot``).
 
 Found paths are cached per binary name (the first writer wins); absolute paths are not cached.
+A binary found nowhere is NotFound in containerd's words (``runtime "<name>" binary not installed
+"<binary>"``) followed by every place looked in, the errdefs kind last (``: not found``), where
+containerd says ``: file does not exist``.
 
 :func:`check_trusted_binary` is what a root caller runs before executing a shim or runc: the
 binary must be owned by root and writable by nobody else, as sudo requires of its secure path.

@@ -11,6 +11,16 @@ Every call carries the task's namespace in the ttrpc metadata. Errors arrive as
 :mod:`runtime_v2.errdefs` classes from the ttrpc client; a dropped connection
 (:class:`runtime_v2.ttrpc.Closed`) becomes :class:`errdefs.NotFound` for ``state`` as in
 containerd. Go's zero time (``-62135596800`` s) in a timestamp becomes ``None``.
+
+Differences from containerd, on purpose:
+
+- The task API version the shim announced is tried first with ``Connect`` (which doubles as a
+  liveness check); a shim answering NotImplemented there is spoken to over the other version
+  it serves (containerd downgrades v3 to v2 only when Create says NotImplemented, and never
+  upgrades a shim that announced too little).
+- Once the shim has deleted the task, a bundle that cannot be removed is logged and the Exit
+  returned, as in containerd; the task is then forgotten, and ``tasks rm --force`` (or the
+  next create of the id, under its lock) finishes removing the bundle.
 """
 
 from __future__ import annotations
