@@ -681,16 +681,7 @@ class ShimManager:
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
                     "only ttrpc is supported"
                 )
-            client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
-            shim = Shim(
-                bundle,
-                client,
-                address=endpoint.address,
-                protocol=endpoint.protocol,
-                version=endpoint.version,
-            )
-            shim.binary = binary
-            self.watch(shim, binary)
+            shim = await self._connect(bundle, endpoint, binary)
             # Speak the version the shim announced, as containerd does (a shim that announces
             # v3 but does not serve it is still spoken to over v2); bootstrap.json keeps what
             # the shim said.
@@ -734,6 +725,20 @@ class ShimManager:
         if options is not None:
             write_options(bundle, options)
         write_file(os.path.join(bundle.path, "shim-binary-path"), runtime_path.encode())
+        # Its binary runs `delete` if the shim dies; the log FIFO is the sandbox's.
+        shim = await self._connect(bundle, endpoint, self.binary(runtime_path, bundle))
+        shim.sandbox_id = sandbox_id
+        try:
+            await shim.negotiate(version=max(endpoint.version, 2))
+            self.shims.add(bundle.namespace, bundle.id, shim)
+        except BaseException:
+            shim.orderly_shutdown = True
+            await asyncio.shield(shim.close())
+            raise
+        return ShimTask(shim)
+
+    async def _connect(self, bundle: Bundle, endpoint: ShimEndpoint, binary: ShimBinary) -> Shim:
+        """Connect to the shim at ``endpoint`` for ``bundle``'s task, watched for its death."""
         client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
         shim = Shim(
             bundle,
@@ -742,18 +747,9 @@ class ShimManager:
             protocol=endpoint.protocol,
             version=endpoint.version,
         )
-        shim.sandbox_id = sandbox_id
-        # Its binary runs `delete` if the shim dies; the log FIFO is the sandbox's.
-        shim.binary = self.binary(runtime_path, bundle)
-        try:
-            self.watch(shim, shim.binary)
-            await shim.negotiate(version=max(endpoint.version, 2))
-            self.shims.add(bundle.namespace, bundle.id, shim)
-        except BaseException:
-            shim.orderly_shutdown = True
-            await asyncio.shield(shim.close())
-            raise
-        return ShimTask(shim)
+        shim.binary = binary
+        self.watch(shim, binary)
+        return shim
 
     def start_protocol_of(self, runtime: str, runtime_path: str) -> StartProtocol | None:
         """The start protocol ``runtime`` (as named, or its resolved path) is started with:

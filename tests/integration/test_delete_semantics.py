@@ -23,9 +23,14 @@ from .conftest import TIMEOUT, Dirs, spec_for
 from .runtimes import Runtime
 
 
-def _opts(dirs: Dirs, rootfs: Path, task_id: str, runtime: Runtime) -> CreateOpts:
+async def _exited(tasks: Any, dirs: Dirs, rootfs: Path, task_id: str, runtime: Runtime) -> Any:
+    """Task ``task_id`` created, run (``true``) and exited, not deleted."""
     spec = spec_for(rootfs, ["true"], task_id=task_id, namespace=dirs.namespace)
-    return CreateOpts(spec=spec, **runtime.create_kw())
+    opts = CreateOpts(spec=spec, **runtime.create_kw())
+    task = await tasks.create(task_id, opts, namespace=dirs.namespace)
+    await task.start()
+    await task.wait()
+    return task
 
 
 async def test_a_delete_answered_not_found_still_publishes_exit_and_delete(
@@ -34,11 +39,7 @@ async def test_a_delete_answered_not_found_still_publishes_exit_and_delete(
     exchange = host.get("io.containerd.event.v1", "exchange")
     ns = dirs.namespace
     async with asyncio.timeout(TIMEOUT):
-        task = await task_manager.create(
-            "twice", _opts(dirs, busybox_rootfs, "twice", runtime), namespace=ns
-        )
-        await task.start()
-        await task.wait()
+        task = await _exited(task_manager, dirs, busybox_rootfs, "twice", runtime)
         # An earlier delete reached the shim and was cut off before its teardown.
         await task.shim.call(
             "Delete", task_v3_pb2.DeleteRequest(id="twice"), task_v3_pb2.DeleteResponse
@@ -82,11 +83,7 @@ async def test_a_bundle_that_cannot_be_removed_is_logged_and_the_exit_returned(
 ) -> None:
     ns = dirs.namespace
     async with asyncio.timeout(TIMEOUT):
-        task = await task_manager.create(
-            "stuck", _opts(dirs, busybox_rootfs, "stuck", runtime), namespace=ns
-        )
-        await task.start()
-        await task.wait()
+        task = await _exited(task_manager, dirs, busybox_rootfs, "stuck", runtime)
         with _busy_mount(task.shim.bundle.rootfs), caplog.at_level(logging.WARNING):
             exit_ = await task_manager.delete("stuck", namespace=ns)
         assert exit_.status == 0 and exit_.pid > 0

@@ -28,6 +28,19 @@ def _opts(
     return CreateOpts(spec=spec, sandbox_id=sandbox, **runtime.create_kw())
 
 
+async def _sandbox_and_member(
+    tasks: Any, dirs: Dirs, rootfs: Path, runtime: Runtime, member: str
+) -> tuple[Any, Any]:
+    """Start the sandbox task ``sbx`` and the task ``member`` in it."""
+    started = []
+    for task_id, sandbox in (("sbx", ""), (member, "sbx")):
+        opts = _opts(dirs, rootfs, task_id, runtime, sandbox)
+        task = await tasks.create(task_id, opts, namespace=dirs.namespace)
+        await task.start()
+        started.append(task)
+    return started[0], started[1]
+
+
 async def _stop_and_delete(tasks: Any, task: Any, ns: str) -> None:
     await task.kill(signal.SIGKILL)
     await task.wait()
@@ -86,14 +99,9 @@ async def test_a_sandboxed_task_outliving_its_sandbox_task_takes_the_shim_with_i
 ) -> None:
     ns = dirs.namespace
     async with asyncio.timeout(TIMEOUT):
-        sandbox = await task_manager.create(
-            "sbx", _opts(dirs, busybox_rootfs, "sbx", runtime), namespace=ns
+        sandbox, task = await _sandbox_and_member(
+            task_manager, dirs, busybox_rootfs, runtime, "late"
         )
-        await sandbox.start()
-        task = await task_manager.create(
-            "late", _opts(dirs, busybox_rootfs, "late", runtime, "sbx"), namespace=ns
-        )
-        await task.start()
         shim_pid = sandbox.shim.shim_pid
         await _stop_and_delete(task_manager, sandbox, ns)
         os.kill(shim_pid, 0)  # it still serves "late"
@@ -120,14 +128,7 @@ async def test_a_later_process_reattaches_a_sandboxed_task_as_sandboxed(
     try:
         tasks = first.get("io.containerd.runtime.v2", "task")
         async with asyncio.timeout(TIMEOUT):
-            sandbox = await tasks.create(
-                "sbx", _opts(dirs, busybox_rootfs, "sbx", runtime), namespace=ns
-            )
-            await sandbox.start()
-            task = await tasks.create(
-                "one", _opts(dirs, busybox_rootfs, "one", runtime, "sbx"), namespace=ns
-            )
-            await task.start()
+            await _sandbox_and_member(tasks, dirs, busybox_rootfs, runtime, "one")
     finally:
         await first.aclose()  # the tasks outlive it
     second = await boot_host(dirs)
