@@ -3,8 +3,7 @@ containerd 1.6 does it (spec sections 2.1, 2.3, 2.4).
 
 Everything a test creates lives under one short temp dir (sun_path is 108 bytes), plus the
 shim's socket in /run/containerd/s and runc's state in /run/containerd/runc/<ns>/<id>, whose
-names are known in advance. The leak check is the shared ``leak_report`` fixture
-(tests/conftest.py).
+names are known in advance. The leak check is :mod:`tests.leaks` (see conftest.py).
 """
 
 from __future__ import annotations
