@@ -446,19 +446,24 @@ def check_before_teardown(item: pytest.Item) -> None:
 
 @contextlib.contextmanager
 def guarded(
-    node: pytest.Item, scope: Scope, *, after: Callable[[], None] = lambda: None
-) -> Iterator[Scope]:
-    """Register ``scope`` as the test's, for the check before teardown; when the fixture holding
+    node: pytest.Item, *scopes: Scope, after: Callable[[], None] = lambda: None
+) -> Iterator[None]:
+    """Register ``scopes`` as the test's, for the check before teardown; when the fixture holding
     this ends: clean up what was found (the safety net), run ``after`` (e.g. remove the base
     dir) and fail the test naming the leaks."""
-    node.stash.setdefault(SCOPES, []).append(scope)
+    node.stash.setdefault(SCOPES, []).extend(scopes)
     try:
-        yield scope
+        yield
     finally:
-        found = node.stash.get(FOUND, {}).get(id(scope))
-        if found is None:  # torn down without the hook (cannot happen under pytest's runner)
-            found = find_leaks(scope)
-        clean(found, scope)
+        found: dict[str, Leak] = {}  # scopes may share a base dir: a leak is listed once
+        for scope in scopes:
+            leaks = node.stash.get(FOUND, {}).get(id(scope))
+            if leaks is None:  # checked in the test's body, before the teardown hook ran
+                leaks = find_leaks(scope)
+            found.update((str(leak), leak) for leak in leaks)
+        clean(found.values(), scopes[0])
+        for scope in scopes[1:]:
+            clean([], scope)
         after()
     if found:
-        pytest.fail(report(found), pytrace=False)
+        pytest.fail(report(found.values()), pytrace=False)

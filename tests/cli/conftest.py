@@ -1,22 +1,21 @@
 """Fixtures that drive ``taskplane`` as a user does: ``python -m taskplane`` in a subprocess.
 
-Every test gets private, short root and state directories (``/tmp/tpXXXX``). Integration tests
-(marker ``integration``) need root, runc, containerd-shim-runc-v2 and busybox; without them they
-skip, unless TASKPLANE_REQUIRE_INTEGRATION=1, which turns the skip into a failure. After each
-test the private state directory is checked for leaks: no process (a shim) whose command line or
-working directory is under it, and no bundle left in the task manager's state.
+Every test gets private, short root and state directories (``/tmp/tpXXXX``) and its own
+namespace (``TASKPLANE_NAMESPACE`` in the runner's environment; ``Taskplane.other_namespace`` for
+a second one). Integration tests (marker ``integration``) need root, runc,
+containerd-shim-runc-v2 and busybox; without them they skip, unless
+TASKPLANE_REQUIRE_INTEGRATION=1, which turns the skip into a failure. The leak checker
+(:mod:`tests.leaks`) looks at both namespaces before any fixture cleanup: shim and container
+processes, sockets, bundles, work and io dirs, records, runc state, mounts and cgroups.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import IO
 
 import attrs
 import pytest
+
+from tests.leaks import Scope, find_processes, guarded
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
@@ -38,6 +39,10 @@ class Taskplane:
     state: Path
     cwd: Path
     env: dict[str, str]
+    #: The test's own namespace (the default of every command: TASKPLANE_NAMESPACE in ``env``).
+    namespace: str = "default"
+    #: A second namespace of the test's own, for tests about namespaces.
+    other_namespace: str = "other"
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for ``args`` (global options first)."""
@@ -87,63 +92,36 @@ def base_env() -> dict[str, str]:
 
 def processes_under(path: Path) -> list[tuple[int, str]]:
     """(pid, command line) of every process whose cwd or command line mentions ``path``."""
-    needle = str(path)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = (
-                Path(f"/proc/{entry}/cmdline")
-                .read_bytes()
-                .replace(b"\0", b" ")
-                .decode(errors="replace")
-            )
-            try:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-            except OSError:
-                cwd = ""
-        except OSError:
-            continue
-        if needle in cmdline or cwd.startswith(needle):
-            found.append((int(entry), cmdline.strip() or f"[cwd {cwd}]"))
-    return found
-
-
-def leaks_under(state: Path) -> list[str]:
-    """What a finished test left running or on disk under its private state directory."""
-    leaks = [f"process {pid}: {cmd}" for pid, cmd in processes_under(state)]
-    tasks = state / TASK_STATE_DIR
-    if tasks.is_dir():
-        for ns in tasks.iterdir():
-            if ns.is_dir():
-                leaks += [f"bundle {b}" for b in ns.iterdir() if not b.name.startswith(".")]
-    return leaks
-
-
-def _kill_leftovers(state: Path) -> None:
-    """Kill (by pid) the processes our test started under ``state`` so the next test is clean."""
-    for pid, _ in processes_under(state):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    return [
+        (int(leak.what.split(" ", 1)[0]), leak.what)
+        for leak in find_processes(Scope(namespace="\0", base=path))
+    ]
 
 
 @pytest.fixture
-def private_dirs() -> Iterator[tuple[Path, Path]]:
-    """Short private root and state dirs under /tmp, removed afterwards."""
+def private_dirs(request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path, str, str]]:
+    """Short private root and state dirs under /tmp and two unique namespaces; the test fails
+    if anything of them outlives it (checked before any fixture cleanup), then the dirs go."""
     base = Path(tempfile.mkdtemp(prefix="tp", dir="/tmp"))
     root, state = base / "r", base / "s"
-    yield root, state
-    shutil.rmtree(base, ignore_errors=True)
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    namespaces = (name, f"{name}-b")
+    scopes = [Scope(namespace=ns, base=base, state=state, root=root) for ns in namespaces]
+    with guarded(request.node, *scopes, after=lambda: shutil.rmtree(base, ignore_errors=True)):
+        yield root, state, *namespaces
 
 
 @pytest.fixture
-def taskplane(private_dirs: tuple[Path, Path], tmp_path: Path) -> Taskplane:
-    """A :class:`Taskplane` runner with private dirs; cwd is an empty temporary directory."""
-    root, state = private_dirs
+def taskplane(private_dirs: tuple[Path, Path, str, str], tmp_path: Path) -> Taskplane:
+    """A :class:`Taskplane` runner with private dirs and namespaces; cwd is an empty temporary
+    directory."""
+    root, state, namespace, other = private_dirs
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    return Taskplane(root=root, state=state, cwd=cwd, env=base_env())
+    env = {**base_env(), "TASKPLANE_NAMESPACE": namespace}
+    return Taskplane(
+        root=root, state=state, cwd=cwd, env=env, namespace=namespace, other_namespace=other
+    )
 
 
 def missing_integration_prerequisites() -> list[str]:
@@ -185,34 +163,9 @@ def busybox_rootfs(integration_ready: None, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture
-def runner(integration_ready: None, taskplane: Taskplane) -> Iterator[Taskplane]:
-    """The runner of an integration test; fails the test if a shim or bundle leaked."""
-    yield taskplane
-    # A shim exits after its last task is deleted, but only once its event publisher gives up
-    # on events nobody received (seen up to ~10 s when concurrent taskplane processes took
-    # turns serving the events socket): wait for it on a pidfd, bounded, before calling it a
-    # leak.
-    deadline = time.monotonic() + 30
-    for pid, _ in processes_under(taskplane.state):
-        _wait_exit(pid, timeout=max(0.0, deadline - time.monotonic()))
-    leaks = leaks_under(taskplane.state)
-    if leaks:
-        _kill_leftovers(taskplane.state)
-        pytest.fail("the test leaked:\n" + "\n".join(leaks))
-
-
-def _wait_exit(pid: int, timeout: float) -> None:
-    """Wait until process ``pid`` exits or ``timeout`` passes (pidfd + select, no polling)."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
+def runner(integration_ready: None, taskplane: Taskplane) -> Taskplane:
+    """The runner of an integration test (the leak check comes with its private dirs)."""
+    return taskplane
 
 
 RUNC_STATE = Path("/run/containerd/runc")

@@ -173,7 +173,7 @@ def test_run_as_non_root_says_root_is_needed(taskplane: Taskplane, rootfs: Path)
 )
 def test_task_commands_name_an_unknown_id(taskplane: Taskplane, command: list[str]) -> None:
     line = single_error_line(taskplane(*command))
-    assert '"ghost"' in line and 'namespace "default"' in line
+    assert '"ghost"' in line and f'namespace "{taskplane.namespace}"' in line
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.leaks import Scope, find_leaks
 
 from .conftest import Dirs
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
-PROBE = HERE / "leak_probe.py"
+#: Probes that start a task and never delete it: through the TaskManager, through the CLI.
+PROBES = {
+    "integration": (HERE / "leak_probe.py", "test_probe_starts_a_task_and_never_deletes_it"),
+    "cli": (
+        REPO / "tests/cli/leak_probe.py",
+        "test_probe_runs_a_detached_task_and_never_removes_it",
+    ),
+}
 
 
-def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path) -> None:
+@pytest.mark.parametrize("probe_name", sorted(PROBES))
+def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path, probe_name: str) -> None:
+    path, test_name = PROBES[probe_name]
     record = tmp_path / "probe.json"
     result = subprocess.run(
         [
@@ -27,7 +38,7 @@ def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path) -> Non
             "-q",
             "-p",
             "no:cacheprovider",
-            str(HERE / "leak_probe.py"),
+            str(path),
         ],
         cwd=REPO,
         env={**os.environ, "PROBE_RECORD": str(record)},
@@ -40,7 +51,7 @@ def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path) -> Non
     assert "1 passed, 1 error" in result.stdout, result.stdout
     probe = json.loads(record.read_text())
     namespace, pid = probe["namespace"], probe["pid"]
-    assert "ERROR at teardown of test_probe_starts_a_task_and_never_deletes_it" in result.stdout
+    assert f"ERROR at teardown of {test_name}" in result.stdout
     assert "the test leaked (found before any fixture cleanup)" in result.stdout
     # The shim, the container's process (by its cgroup), its runc state and its bundle.
     assert f"-namespace {namespace}" in result.stdout
@@ -49,6 +60,7 @@ def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path) -> Non
     assert f"bundle {probe['base']}/s/io.containerd.runtime.v2.task/{namespace}/probe" in (
         result.stdout
     )
+    assert "shim socket /run/containerd/s/" in result.stdout
     assert f"/{namespace}/probe" in result.stdout  # its cgroups
     # The safety net cleaned up after reporting.
     left = find_leaks(Scope(namespace=namespace, base=Path(probe["base"])))
