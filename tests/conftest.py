@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.prerequisites import need_root, require
+
 REPO = Path(__file__).resolve().parents[1]
 THIRD_PARTY_EXAMPLE = REPO / "examples" / "third_party_runtime"
 
 SHIM_BINARY = "containerd-shim-runc-v2"
 RUNC_BINARY = "runc"
 RUNC_ROOT = Path("/run/containerd/runc")
-REQUIRE_INTEGRATION = "TASKPLANE_REQUIRE_INTEGRATION"
 
 
 # -- prerequisites of the tests against real peers ---------------------------------------------
@@ -56,13 +57,7 @@ def missing_integration_prerequisites(path: str | None = None) -> list[str]:
 
 def require_integration(missing: Iterable[str]) -> None:
     """Skip the test when anything is ``missing``; fail it under TASKPLANE_REQUIRE_INTEGRATION=1."""
-    missing = list(missing)
-    if not missing:
-        return
-    reason = "integration prerequisites missing: " + "; ".join(missing)
-    if os.environ.get(REQUIRE_INTEGRATION) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_INTEGRATION}=1)")
-    pytest.skip(reason)
+    require(missing, what="integration prerequisites missing")
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +74,12 @@ def busybox_rootfs(
     from taskplane.rootfs import build_busybox_rootfs
 
     return build_busybox_rootfs(tmp_path_factory.mktemp("rootfs") / "busybox")
+
+
+@pytest.fixture
+def as_root() -> None:
+    """The test needs root: it skips without, or fails under TASKPLANE_REQUIRE_INTEGRATION=1."""
+    need_root()
 
 
 # -- leak checks ---------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from tests.leaks import Scope, find_processes, guarded
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
-RUNTIME_BINARIES = ("runc", "containerd-shim-runc-v2")
 
 
 @attrs.frozen
@@ -124,42 +123,10 @@ def taskplane(private_dirs: tuple[Path, Path, str, str], tmp_path: Path) -> Task
     )
 
 
-def missing_integration_prerequisites() -> list[str]:
-    """Why integration tests cannot run here (empty when they can)."""
-    from taskplane.rootfs import RootfsError, find_busybox
-
-    missing = []
-    if not sys.platform.startswith("linux"):
-        missing.append(f"not Linux ({sys.platform})")
-    if os.geteuid() != 0:
-        missing.append("not running as root")
-    for binary in RUNTIME_BINARIES:
-        if shutil.which(binary) is None:
-            missing.append(f"{binary} not found in PATH")
-    try:
-        find_busybox()
-    except RootfsError as exc:
-        missing.append(str(exc))
-    return missing
-
-
 @pytest.fixture(scope="session")
-def integration_ready() -> None:
-    """Skip (or fail, with TASKPLANE_REQUIRE_INTEGRATION=1) without the integration setup."""
-    missing = missing_integration_prerequisites()
-    if missing:
-        reason = "integration prerequisites missing: " + "; ".join(missing)
-        if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(reason + " (TASKPLANE_REQUIRE_INTEGRATION=1)")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(integration_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A busybox root filesystem, built once per session."""
-    from taskplane.rootfs import build_busybox_rootfs
-
-    return build_busybox_rootfs(tmp_path_factory.mktemp("rootfs") / "busybox")
+def integration_ready(integration_prerequisites: None) -> None:
+    """Skip (or fail, with TASKPLANE_REQUIRE_INTEGRATION=1) without the integration setup
+    (``integration_prerequisites`` of tests/conftest.py)."""
 
 
 @pytest.fixture

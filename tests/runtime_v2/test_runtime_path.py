@@ -17,6 +17,7 @@ from runtime_v2.runtime_path import (
     default_executable_dirs,
     resolve_runtime_path,
 )
+from tests.prerequisites import need
 
 SHIM = "containerd-shim-runc-v2"
 
@@ -185,8 +186,10 @@ def test_default_executable_dirs_include_the_venv_bin() -> None:
 
 
 def test_the_installed_runc_shim_is_found_on_the_default_path() -> None:
-    if not os.path.exists("/usr/bin/containerd-shim-runc-v2"):
-        pytest.skip("containerd-shim-runc-v2 is not installed")
+    need(
+        os.path.exists("/usr/bin/containerd-shim-runc-v2"),
+        "containerd-shim-runc-v2 is not installed",
+    )
     path = resolve_runtime_path(
         "io.containerd.runc.v2", cache={}, path_env="/usr/local/bin:/usr/bin", cwd="/"
     )
