@@ -319,8 +319,11 @@ async def test_a_dead_shim_is_cleaned_up_and_reported(
     shim, fake = await _registered_shim(manager, base, binary)
     async with manager.exchange.subscribe("/tasks/*", namespace=NS) as events:
         await fake.stop()  # the shim dies
-        task_exit = (await events.get(timeout=TIMEOUT)).unpack(events_pb2.TaskExit)
-        task_delete = (await events.get(timeout=TIMEOUT)).unpack(events_pb2.TaskDelete)
+        exit_event = await events.get(timeout=TIMEOUT)
+        delete_event = await events.get(timeout=TIMEOUT)
+    assert (exit_event.topic, delete_event.topic) == ("/tasks/exit", "/tasks/delete")
+    task_exit = exit_event.unpack(events_pb2.TaskExit)
+    task_delete = delete_event.unpack(events_pb2.TaskDelete)
     assert (task_exit.container_id, task_exit.id) == ("dead", "dead")
     assert (task_exit.pid, task_exit.exit_status) == expected
     assert (task_delete.pid, task_delete.exit_status) == expected
