@@ -224,10 +224,15 @@ async def test_two_processes_on_one_state_dir_share_tasks_without_stepping_on_ea
                 await task.wait()
                 await tasks_a.delete("shared", namespace=dirs.namespace)
                 # The second process sees the connection drop and forgets the task quietly.
-                await shim_b.client.wait_closed()
+                await shim_b.client.wait_closed()  # its on-close callbacks have returned
                 assert await tasks_b.tasks(namespace=dirs.namespace) == []
-                with pytest.raises(TimeoutError):
-                    await events.get(timeout=0.3)
+                # The barrier: published now, it comes after anything the second published.
+                await exchange_b.publish(
+                    "/tasks/oom",
+                    events_pb2.TaskOOM(container_id="barrier"),
+                    namespace=dirs.namespace,
+                )
+                assert (await events.get()).topic == "/tasks/oom"
     finally:
         if second is not None:
             await second.aclose()
