@@ -7,9 +7,11 @@ Every test is leak-checked (tests/leaks.py) before any fixture cleanup.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 import runtime_v2.task_manager as task_manager_module
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
-from runtime_v2.api import runc_options_pb2
+from runtime_v2.api import mount_pb2, runc_options_pb2
 from tests.faults import runc_whose_init_dies_before_start
 
 from .conftest import TIMEOUT, Dirs, spec_for
@@ -80,3 +82,74 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
+
+
+async def test_a_delete_refused_for_a_busy_rootfs_changes_nothing_and_can_be_retried(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    """A process outside the container (cd'ed into it) holds the rootfs mount busy: the shim
+    cannot unmount it (EBUSY), so the delete fails naming that and leaves the task as it was;
+    once the holder is gone the same delete goes through."""
+    spec = json.loads(
+        spec_for(busybox_rootfs, ["sleep", "600"], task_id="busy", namespace=dirs.namespace)
+    )
+    spec["root"] = {"path": "rootfs", "readonly": True}  # the shim mounts it there
+    rootfs = [mount_pb2.Mount(type="bind", source=str(busybox_rootfs), options=["rbind", "ro"])]
+    opts = CreateOpts(spec=json.dumps(spec).encode(), rootfs=rootfs)
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("busy", opts, namespace=dirs.namespace)
+        await task.start()
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        holder = subprocess.Popen(["sleep", "600"], cwd=dirs.bundles / "busy" / "rootfs")
+        try:
+            with pytest.raises(errdefs.ContainerdError) as caught:
+                await task_manager.delete("busy", namespace=dirs.namespace)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert "device or resource busy" in str(caught.value)
+        assert str(dirs.bundles / "busy" / "rootfs") in str(caught.value)
+        assert [t.id for t in await task_manager.tasks(namespace=dirs.namespace)] == ["busy"]
+        assert (await task.state()).status is Status.STOPPED
+        deleted = await task_manager.delete("busy", namespace=dirs.namespace)
+    assert deleted.status == 137
+    assert await task_manager.tasks(namespace=dirs.namespace) == []
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" ")[4] == str(path) for line in f)
+
+
+async def test_after_a_dead_shim_a_busy_rootfs_mount_is_detached_lazily(
+    dirs: Dirs, busybox_rootfs: Path, host: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shim dies (SIGKILL) while a process outside the container holds the rootfs mount
+    busy: the dead-shim cleanup's unmount gets EBUSY and detaches the mount lazily (MNT_DETACH),
+    so the bundle goes; the holder keeps its detached view."""
+    tasks = host.get("io.containerd.runtime.v2", "task")
+    exchange = host.get("io.containerd.event.v1", "exchange")
+    spec = json.loads(
+        spec_for(busybox_rootfs, ["sleep", "600"], task_id="held", namespace=dirs.namespace)
+    )
+    spec["root"] = {"path": "rootfs", "readonly": True}
+    rootfs = [mount_pb2.Mount(type="bind", source=str(busybox_rootfs), options=["rbind", "ro"])]
+    opts = CreateOpts(spec=json.dumps(spec).encode(), rootfs=rootfs)
+    mountpoint = dirs.bundles / "held" / "rootfs"
+    async with asyncio.timeout(TIMEOUT):
+        async with exchange.subscribe("/tasks/delete", namespace=dirs.namespace) as events:
+            task = await tasks.create("held", opts, namespace=dirs.namespace)
+            await task.start()
+            assert _mounted(mountpoint)
+            holder = subprocess.Popen(["sleep", "600"], cwd=mountpoint)
+            try:
+                os.kill(task.shim.shim_pid, signal.SIGKILL)
+                await events.get()  # the dead-shim cleanup is done
+                assert not _mounted(mountpoint)
+                assert not (dirs.bundles / "held").exists()
+                assert os.path.exists(f"/proc/{holder.pid}/cwd/bin/busybox")  # still its view
+            finally:
+                holder.kill()
+                holder.wait()
+    assert await tasks.tasks(namespace=dirs.namespace) == []
