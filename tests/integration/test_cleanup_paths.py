@@ -23,7 +23,8 @@ from runtime_v2 import CreateOpts, Status
 from runtime_v2.api import mount_pb2, runc_options_pb2
 from tests.faults import runc_whose_init_dies_before_start
 
-from .conftest import TIMEOUT, Dirs, spec_for
+from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
+from .test_restart_and_dead_shims import TASKS, start_sleeper
 
 
 async def test_a_task_that_fails_at_start_says_why_and_deletes_cleanly(
@@ -153,3 +154,63 @@ async def test_after_a_dead_shim_a_busy_rootfs_mount_is_detached_lazily(
                 holder.kill()
                 holder.wait()
     assert await tasks.tasks(namespace=dirs.namespace) == []
+
+
+async def test_an_undo_that_fails_is_logged_and_left_to_restart_recovery(
+    dirs: Dirs,
+    busybox_rootfs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A create fails after its shim started, and the undo cannot remove the bundle either: a
+    file sits in its rootfs dir, which Bundle.delete never removes recursively (it may be a
+    mount's content). The caller gets the create's error; the undo's failure is logged. The
+    next boot's restart recovery fails on the bundle too, says so and goes on with the others;
+    once the file is gone a boot removes the bundle."""
+    stray = dirs.bundles / "stuck" / "rootfs" / "stray"
+
+    async def leave_a_file_then_fail(shims: Any, runtime: str, spec: Any, options: Any) -> None:
+        stray.write_text("not ours to remove")
+        raise errdefs.FailedPrecondition("injected: the runtime lacks a feature")
+
+    first = await boot_host(dirs)
+    try:
+        tasks = first.get(*TASKS)
+        async with asyncio.timeout(TIMEOUT):
+            survivor = await start_sleeper(tasks, dirs, busybox_rootfs, "survivor")
+            monkeypatch.setattr(
+                task_manager_module, "validate_runtime_features", leave_a_file_then_fail
+            )
+            spec = spec_for(busybox_rootfs, ["true"], task_id="stuck", namespace=dirs.namespace)
+            with caplog.at_level(logging.WARNING, logger="taskplane.runtime_v2.task_manager"):
+                with pytest.raises(errdefs.FailedPrecondition, match="injected"):
+                    await tasks.create("stuck", CreateOpts(spec=spec), namespace=dirs.namespace)
+            monkeypatch.undo()
+    finally:
+        await first.aclose()
+    assert "failed to remove the bundle after a failed create" in caplog.text
+    assert stray.exists()
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="taskplane.runtime_v2.shim_manager"):
+        second = await boot_host(dirs)  # restart recovery cannot remove it either...
+    try:
+        outcomes = {o.id: o.outcome for o in second.get(*TASKS).load_outcomes}
+        assert outcomes["survivor"] == "reattached"  # ...and goes on with the others
+        assert f"{dirs.namespace}/stuck: failed to remove the bundle" in caplog.text
+        assert "Directory not empty" in caplog.text
+        assert stray.exists()
+    finally:
+        await second.aclose()
+
+    stray.unlink()
+    third = await boot_host(dirs)
+    try:
+        outcomes = {o.id: o.outcome for o in third.get(*TASKS).load_outcomes}
+        assert outcomes == {"stuck": "reaped", "survivor": "reattached"}
+        assert not (dirs.bundles / "stuck").exists()
+        assert not (dirs.work_dirs / "stuck").exists()
+    finally:
+        await cleanup_tasks(third.get(*TASKS), dirs.namespace)
+        await third.aclose()
+    del survivor
