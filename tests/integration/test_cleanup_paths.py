@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 import runtime_v2.task_manager as task_manager_module
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
-from runtime_v2.api import mount_pb2, runc_options_pb2
+from runtime_v2.api import events_pb2, mount_pb2, runc_options_pb2
 from tests.faults import runc_whose_init_dies_before_start
 
 from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
@@ -214,3 +215,58 @@ async def test_an_undo_that_fails_is_logged_and_left_to_restart_recovery(
         await cleanup_tasks(third.get(*TASKS), dirs.namespace)
         await third.aclose()
     del survivor
+
+
+PEER = """
+import asyncio, sys
+import plugins.builtin, runtime_v2.builtin
+from registry import boot_async
+
+async def main() -> None:
+    host = await boot_async({}, builtins=[plugins.builtin, runtime_v2.builtin], autoload=False,
+                            root=sys.argv[1], state=sys.argv[2])
+    print(host.get("io.containerd.shim.v1", "manager").serves_events, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_the_events_address_is_taken_over_from_a_killed_process(
+    dirs: Dirs, busybox_rootfs: Path
+) -> None:
+    """Another taskplane process serves the events address and is SIGKILLed: this one takes
+    the address over, and a real shim's events (its TaskExit) reach it."""
+    peer = subprocess.Popen(
+        [sys.executable, "-c", PEER, str(dirs.root), str(dirs.state)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert peer.stdout is not None
+        assert peer.stdout.readline() == "True\n"  # the peer serves the events address
+        host = await boot_host(dirs)
+        try:
+            manager = host.get("io.containerd.shim.v1", "manager")
+            assert not manager.serves_events
+            peer.kill()
+            peer.communicate()
+            async with asyncio.timeout(TIMEOUT):  # only to stop a hang
+                await manager.events_served.wait()
+                tasks = host.get(*TASKS)
+                exchange = host.get("io.containerd.event.v1", "exchange")
+                spec = spec_for(busybox_rootfs, ["true"], task_id="heard", namespace=dirs.namespace)
+                async with exchange.subscribe("/tasks/exit", namespace=dirs.namespace) as events:
+                    task = await tasks.create(
+                        "heard", CreateOpts(spec=spec), namespace=dirs.namespace
+                    )
+                    pid = await task.start()
+                    exit = (await events.get()).unpack(events_pb2.TaskExit)  # via the shim
+                assert (exit.container_id, exit.pid) == ("heard", pid)
+                await tasks.delete("heard", namespace=dirs.namespace)
+        finally:
+            await host.aclose()
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+            peer.communicate()
