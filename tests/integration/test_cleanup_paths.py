@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop.shimlib import wait_process_exit
 
+import runtime_v2.shim_manager as shim_manager_module
 import runtime_v2.task_manager as task_manager_module
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
@@ -270,3 +272,48 @@ async def test_the_events_address_is_taken_over_from_a_killed_process(
         if peer.returncode is None:
             peer.kill()
             peer.communicate()
+
+
+async def test_a_delete_on_the_closed_connection_of_a_dead_shim(
+    dirs: Dirs, busybox_rootfs: Path, host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shim is SIGKILLed and, while the dead-shim cleanup is still running its binary's
+    delete, a delete of the task comes in: the Delete RPC meets the closed connection. The
+    delete says so; between the two nothing is left (the container is killed, its runc state,
+    bundle and socket go)."""
+    tasks = host.get(*TASKS)
+    real_run_delete = shim_manager_module.run_delete
+    in_cleanup, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_run_delete(binary: Any, bundle: Any) -> Any:
+        in_cleanup.set()
+        await go_on.wait()
+        return await real_run_delete(binary, bundle)
+
+    monkeypatch.setattr(shim_manager_module, "run_delete", held_run_delete)
+    async with asyncio.timeout(TIMEOUT):
+        task = await start_sleeper(tasks, dirs, busybox_rootfs, "gone")
+        container_pid = await task.pid()
+        shim = task.shim
+        os.kill(shim.shim_pid, signal.SIGKILL)
+        await in_cleanup.wait()  # the connection is closed, the cleanup has begun
+        delete_waits = asyncio.Event()
+        real_wait_closed = shim.client.wait_closed
+
+        async def wait_closed() -> None:
+            delete_waits.set()
+            await real_wait_closed()
+
+        monkeypatch.setattr(shim.client, "wait_closed", wait_closed)
+        deleting = asyncio.ensure_future(tasks.delete("gone", namespace=dirs.namespace))
+        # The delete met the closed connection and waits for the cleanup (or, without that
+        # wait, is already done: then the leak check finds the container it leaves).
+        waiting = asyncio.ensure_future(delete_waits.wait())
+        await asyncio.wait([deleting, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        go_on.set()
+        with pytest.raises(errdefs.Unavailable, match="failed to delete task: ttrpc: closed"):
+            await deleting
+        await real_wait_closed()  # the dead-shim cleanup has returned
+        await wait_process_exit(container_pid)
+    assert await tasks.tasks(namespace=dirs.namespace) == []
