@@ -317,3 +317,32 @@ async def test_a_delete_on_the_closed_connection_of_a_dead_shim(
         await real_wait_closed()  # the dead-shim cleanup has returned
         await wait_process_exit(container_pid)
     assert await tasks.tasks(namespace=dirs.namespace) == []
+
+
+async def test_a_teardown_that_cannot_remove_the_bundle_says_so_and_leaves_no_shim(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+) -> None:
+    """The shim deletes the task and exits, but the bundle cannot be removed (a file sits in
+    its rootfs dir, which is never removed recursively): the delete fails naming the bundle,
+    the task is gone from the manager and its shim from the system; a boot removes the rest
+    once it can."""
+    async with asyncio.timeout(TIMEOUT):
+        task = await start_sleeper(task_manager, dirs, busybox_rootfs, "sticky")
+        shim_pid = task.shim.shim_pid
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        stray = dirs.bundles / "sticky" / "rootfs" / "stray"
+        stray.write_text("not ours to remove")
+        rootfs = dirs.bundles / "sticky" / "rootfs"
+        with pytest.raises(OSError, match=f"failed to remove bundle rootfs {rootfs}: Directory"):
+            await task_manager.delete("sticky", namespace=dirs.namespace)
+        await wait_process_exit(shim_pid)  # the shim went all the same
+    assert await task_manager.tasks(namespace=dirs.namespace) == []
+    assert stray.exists()
+    stray.unlink()
+    host = await boot_host(dirs)
+    try:
+        assert [(o.id, o.outcome) for o in host.get(*TASKS).load_outcomes] == [("sticky", "reaped")]
+        assert not (dirs.bundles / "sticky").exists()
+    finally:
+        await host.aclose()
