@@ -255,3 +255,23 @@ async def test_a_creating_marker_left_by_a_dead_creator_is_ignored(
     assert outcomes["crashed"][0] == "removed"
     assert not path.exists()
     assert not (base / "state" / NS / ".crashed.creating").exists()
+
+
+async def test_an_unexpected_error_on_one_bundle_is_reported_and_the_others_still_load(
+    manager: ShimManager, base: Path, fake_runtime: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = await FakeShim(str(base / "ok.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "ok/")] = FakeTask(7)
+    make_bundle(base, "ok", fake_runtime, address=fake.address)
+    corrupt = make_bundle(base, "corrupt", None)
+    (corrupt / "shim-binary-path").mkdir()  # cannot be read: IsADirectoryError
+    try:
+        outcomes = await load(manager, base)
+        assert outcomes["ok"][0] == "reattached"
+        assert outcomes["corrupt"][0] == "skipped"
+        assert outcomes["corrupt"][1].startswith("unexpected error: [Errno 21] Is a directory")
+        assert corrupt.exists()  # left alone for a person to look at
+        assert f"task {NS}/corrupt: restart recovery failed" in caplog.text
+    finally:
+        await manager.aclose()
+        await fake.stop()
