@@ -24,7 +24,7 @@ from typing import IO
 import attrs
 import pytest
 
-from tests.leaks import Scope, find_processes, guarded
+from tests.leaks import Scope, guarded
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
@@ -89,14 +89,6 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def processes_under(path: Path) -> list[tuple[int, str]]:
-    """(pid, command line) of every process whose cwd or command line mentions ``path``."""
-    return [
-        (int(leak.what.split(" ", 1)[0]), leak.what)
-        for leak in find_processes(Scope(namespace="\0", base=path))
-    ]
-
-
 @pytest.fixture
 def private_dirs(request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path, str, str]]:
     """Short private root and state dirs under /tmp and two unique namespaces; the test fails
@@ -135,16 +127,10 @@ def runner(integration_ready: None, taskplane: Taskplane) -> Taskplane:
     return taskplane
 
 
-RUNC_STATE = Path("/run/containerd/runc")
-
-
 @pytest.fixture
-def task_id() -> Iterator[str]:
-    """A unique task id for this test (``<id>-N`` for more); fails if runc state is left."""
-    tid = f"tp-{uuid.uuid4().hex[:10]}"
-    yield tid
-    left = sorted(str(p) for p in RUNC_STATE.glob(f"*/{tid}*")) if RUNC_STATE.is_dir() else []
-    assert not left, f"runc state left behind: {left}"
+def task_id() -> str:
+    """A unique task id for this test (``<id>-N`` for more); the leak check covers it."""
+    return f"tp-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")
