@@ -33,6 +33,8 @@ __all__ = [
     "INTERNAL_PLUGIN",
     "LEASE_PLUGIN",
     "METADATA_PLUGIN",
+    "METRICS_PLUGIN",
+    "MOUNT_HANDLER_PLUGIN",
     "MOUNT_MANAGER_PLUGIN",
     "NRI_API_PLUGIN",
     "POD_SANDBOX_PLUGIN",
@@ -48,6 +50,7 @@ __all__ = [
     "RUNTIME_RUNHCS_V1",
     "SANDBOX_CONTROLLER_PLUGIN",
     "SANDBOX_STORE_PLUGIN",
+    "SERVER_PLUGIN",
     "SERVICE_PLUGIN",
     "SHIM_PLUGIN",
     "SNAPSHOT_PLUGIN",
@@ -115,6 +118,12 @@ SHIM_PLUGIN: Final = "io.containerd.shim.v1"
 HTTP_HANDLER: Final = "io.containerd.http.v1"
 #: The mount manager (containerd 2.2+, ``io.containerd.mount-manager.v1.bolt``).
 MOUNT_MANAGER_PLUGIN: Final = "io.containerd.mount-manager.v1"
+#: A mount handler the mount manager delegates a mount type to (containerd 2.2+).
+MOUNT_HANDLER_PLUGIN: Final = "io.containerd.mount-handler.v1"
+#: A metrics exporter (``io.containerd.metrics.v1.cgroups`` and friends).
+METRICS_PLUGIN: Final = "io.containerd.metrics.v1"
+#: The server itself (containerd registers its own server-level services under it).
+SERVER_PLUGIN: Final = "io.containerd.server.v1"
 
 #: Every plugin type above, in containerd's order.
 ALL_PLUGIN_TYPES: Final[tuple[str, ...]] = (
@@ -146,6 +155,9 @@ ALL_PLUGIN_TYPES: Final[tuple[str, ...]] = (
     SHIM_PLUGIN,
     HTTP_HANDLER,
     MOUNT_MANAGER_PLUGIN,
+    MOUNT_HANDLER_PLUGIN,
+    METRICS_PLUGIN,
+    SERVER_PLUGIN,
 )
 
 #: The runc runtime that supports multiple containers per shim.

@@ -15,6 +15,16 @@ points), and boot::
 
 Every plugin ends a boot in one :class:`PluginStatus`: loaded, skipped, failed, disabled or
 blocked (naming the missing or failed dependency).
+
+Plugin semantics are containerd's (``containerd/plugin``, ``cmd/containerd/server``), so a plugin
+written for containerd behaves the same here: ``requires`` only orders (init runs even when a
+required type has no loaded provider; the plugin decides), every init result -- skipped and
+failed ones too -- is in the :class:`Set`, ``get_single`` refuses a type with several initialised
+plugins, a plugin that registered readiness and then fails or skips aborts the boot, and
+uniqueness is by (type, id). What taskplane adds: a plugin whose init fails while a requirement
+is unmet is reported ``blocked`` with that root cause rather than a bare failure; a circular
+``requires`` is an error naming the cycle, not a panic; ``Meta.capabilities`` appear on the
+status (``plugins ls --json``).
 """
 
 from registry import platforms

@@ -24,7 +24,7 @@ from registry._context import (
     Set,
 )
 from registry._errors import BootError, PluginNotFound, SkipPlugin
-from registry._graph import Blocked, RequirementTracker, find_blocked, plan
+from registry._graph import Blocked, RequirementTracker, plan
 from registry._registration import Registration, Registry
 from registry._status import PluginStatus, Status
 from registry.discovery import LoadFailure, discover
@@ -51,6 +51,9 @@ def _traceback(exc: BaseException) -> BaseException | None:
     is enabled for DEBUG (``--debug``); otherwise the one-line message stands alone."""
     return exc if log.isEnabledFor(logging.DEBUG) else None
 
+
+#: How an abort message says that a plugin did not load.
+_OUTCOME_PHRASES = {"blocked": "was blocked", "skipped": "was skipped", "failed": "failed"}
 
 #: The exports of a status whose plugin exported nothing (shared, read-only).
 _NO_EXPORTS: Mapping[str, str] = MappingProxyType({})
@@ -286,6 +289,7 @@ def _status(
         else _NO_EXPORTS,
         requires=reg.requires,
         dependency=dependency,
+        capabilities=tuple(plugin.meta.capabilities) if plugin is not None else (),
     )
 
 
@@ -335,23 +339,21 @@ class _Boot:
             self.blocks.setdefault(cause, []).append(uri)
 
     def check_required_before_init(self) -> None:
-        """Abort before any init when a required plugin cannot possibly load."""
+        """Abort before any init when a required plugin is not registered or is disabled.
+
+        A required plugin with an unmet requirement still gets its init (``requires`` only
+        orders, as in containerd); it aborts the boot if that init then fails."""
         if not self.required:
             return
         registry = self.host.registry
-        pre_blocked = find_blocked(self.order, self.disabled_regs)
         for uri in self.host.config.required_plugins:
             reg = registry.get(uri)
             if reg is None:
                 problem = "is not registered"
             elif uri in self.disabled:
                 problem = "is disabled by config"
-            elif uri in pre_blocked:
-                problem = f"cannot load: blocked: {pre_blocked[uri].reason}"
             else:
                 continue
-            for blocked_uri, found in pre_blocked.items():
-                self.note_blocked(blocked_uri, found)
             raise BootError(
                 f"required plugin {uri} {problem}",
                 registration=reg,
@@ -385,22 +387,17 @@ class _Boot:
         self.host.statuses = self.ordered_statuses()
 
     async def init_one(self, reg: Registration) -> None:
-        """Decide one plugin's status: blocked, or run its init (loaded/skipped/failed)."""
-        uri = reg.uri
-        found = self.tracker.blocked(reg)
-        if found is not None:
-            self.tracker.record(reg, "blocked", found.reason, found.disabled)
-            self.note_blocked(uri, found)
-            self.placed.append(
-                _status(reg, "blocked", reason=found.reason, dependency=found.dependency)
-            )
-            log.info("plugin %s blocked: %s", uri, found.reason)
-            if uri in self.required:
-                raise await self.abort(
-                    f"required plugin {uri} cannot load: blocked: {found.reason}", reg, None
-                )
-            return
+        """Run one plugin's init and decide its status: loaded, skipped, failed or blocked.
 
+        As in containerd's ``server.New``, ``requires`` only orders: init runs even when a
+        required type has no provider or none of its providers loaded, and the plugin decides
+        whether it can do without (containerd's own task manager treats its mount-manager
+        requirement so). Only when such a plugin's init then fails (or skips) is its status
+        ``blocked``, naming the unmet requirement as the root cause; the init error stays on
+        the status. Every result, skipped and failed included, is added to the Set.
+        """
+        uri = reg.uri
+        unmet = self.tracker.blocked(reg)
         if uri.startswith("/"):  # os.path.join keeps an absolute second part as it is
             root, state = uri, uri
         else:
@@ -429,50 +426,67 @@ class _Boot:
         except Exception as exc:
             error = exc
         elapsed = time.perf_counter() - began
+        plugin = Plugin(reg, plugin_config, ic.meta, instance, error)
+        self.plugins.add(plugin)
 
-        if isinstance(error, SkipPlugin):
+        if error is None:
+            meta = plugin.meta
+            if meta.platforms or meta.exports or meta.capabilities:
+                status = _status(reg, "loaded", init_time=elapsed, plugin=plugin)
+            else:  # the common case, built directly (boot's hottest line)
+                status = PluginStatus(
+                    type=reg.type,
+                    id=reg.id,
+                    uri=uri,
+                    status="loaded",
+                    init_time=elapsed,
+                    exports=_NO_EXPORTS,
+                    requires=reg.requires,
+                )
+            self.placed.append(status)
+            return
+
+        if unmet is not None:
+            reason = unmet.reason
+            self.tracker.record(reg, "blocked", reason, unmet.disabled)
+            self.note_blocked(uri, unmet)
+            status = _status(
+                reg,
+                "blocked",
+                reason=reason,
+                error=error,
+                init_time=elapsed,
+                plugin=plugin,
+                dependency=unmet.dependency,
+            )
+            log.info("plugin %s blocked: %s (its init: %s)", uri, reason, _describe(error))
+        elif isinstance(error, SkipPlugin):
             reason = _describe(error)
             self.tracker.record(reg, "skipped", reason)
             status = _status(reg, "skipped", reason=reason, error=error, init_time=elapsed)
-            self.placed.append(status)
             log.info("plugin %s skipped: %s", uri, reason)
-            ic.release_readiness()  # a skipped plugin will never signal; don't wait on it
         else:
-            plugin = Plugin(reg, plugin_config, ic.meta, instance, error)
-            self.plugins.add(plugin)
-            if error is None:
-                meta = plugin.meta
-                if meta.platforms or meta.exports:
-                    status = _status(reg, "loaded", init_time=elapsed, plugin=plugin)
-                else:  # the common case, built directly (boot's hottest line)
-                    status = PluginStatus(
-                        type=reg.type,
-                        id=reg.id,
-                        uri=uri,
-                        status="loaded",
-                        init_time=elapsed,
-                        exports=_NO_EXPORTS,
-                        requires=reg.requires,
-                    )
-                self.placed.append(status)
-                return
             reason = _describe(error)
             self.tracker.record(reg, "failed", reason)
             status = _status(
                 reg, "failed", reason=reason, error=error, init_time=elapsed, plugin=plugin
             )
-            self.placed.append(status)
             log.warning("plugin %s failed to load: %s", uri, reason, exc_info=_traceback(error))
-            if ic.registered_readiness:
-                raise await self.abort(
-                    f"plugin {uri} registered readiness and then failed: {reason}", reg, error
-                )
-        if uri in self.required:
+        self.placed.append(status)
+        if ic.registered_readiness:
+            # containerd: a plugin that registered readiness must load; a skip counts too.
             raise await self.abort(
-                f"required plugin {uri} did not load: {status.status}: {status.reason}",
+                f"plugin {uri} registered readiness and then {_OUTCOME_PHRASES[status.status]}: "
+                f"{reason}",
                 reg,
                 error,
             )
+        if uri in self.required:
+            if status.status == "blocked":
+                message = f"required plugin {uri} cannot load: blocked: {reason}"
+            else:
+                message = f"required plugin {uri} did not load: {status.status}: {reason}"
+            raise await self.abort(message, reg, error)
 
 
 async def boot_async(

@@ -67,9 +67,9 @@ class Plugin:
 
 
 class Set:
-    """Initialised plugins (loaded or failed), in initialisation order, unique by (type, id).
-
-    Skipped and blocked plugins are never added.
+    """Every plugin whose init ran (loaded, failed, skipped or blocked), in initialisation
+    order, unique by (type, id) -- containerd's ``plugin.Set``. Reading ``instance`` of one
+    that did not load raises its init error (a :class:`SkipPlugin` for a skipped one).
     """
 
     def __init__(self) -> None:
@@ -176,31 +176,27 @@ class InitContext:
         """True if init called :meth:`register_readiness`."""
         return bool(self._ready_callbacks)
 
-    def release_readiness(self) -> None:
-        """Signal every readiness this plugin registered (used for skipped plugins)."""
-        for ready in self._ready_callbacks or ():
-            ready()
-
     def get_single(self, type: str) -> Any:
-        """The instance of the one loaded plugin of ``type``.
+        """The instance of the one initialised plugin of ``type`` (containerd's ``GetSingle``).
 
         Raises :class:`PluginNotFound` if there is none, :class:`PluginMultipleInstances` if
-        several loaded, and the init error if the only plugins of that type failed.
+        several were initialised (whether or not they loaded: as in containerd, disable the
+        ones you do not want), and the init error if the only one did not load.
         """
         of_type = self.plugins.by_type(type)
-        loaded = [p for p in of_type.values() if p.loaded]
-        if len(loaded) == 1:
-            return loaded[0].instance
-        if len(loaded) > 1:
-            uris = ", ".join(p.registration.uri for p in loaded)
+        if not of_type:
+            raise PluginNotFound(
+                f"no plugins registered for {type}", registration=self.registration
+            )
+        if len(of_type) > 1:
+            uris = ", ".join(p.registration.uri for p in of_type.values())
             raise PluginMultipleInstances(
                 f"plugin {self.registration.uri} asked for a single {type} plugin, "
-                f"but several are loaded: {uris}",
+                f"but several are registered: {uris}",
                 registration=self.registration,
             )
-        for failed in of_type.values():
-            return failed.instance  # raises its init error
-        raise PluginNotFound(f"no plugins registered for {type}", registration=self.registration)
+        (only,) = of_type.values()
+        return only.instance
 
     def get_by_id(self, type: str, id: str) -> Any:
         """The instance of plugin ``<type>.<id>``; raises its init error if it failed and
@@ -213,8 +209,10 @@ class InitContext:
         return plugin.instance
 
     def get_by_type(self, type: str) -> dict[str, Plugin]:
-        """Every initialised plugin of ``type`` by id (check ``.error`` or read
-        ``.instance``); raises :class:`PluginNotFound` if there is none."""
+        """Every initialised plugin of ``type`` by id, skipped and failed ones included (check
+        ``.loaded``/``.error`` or read ``.instance``); raises :class:`PluginNotFound` if there
+        is none. containerd's ``GetByType`` fails as a whole when one of them failed; this
+        returns them all and lets the caller choose."""
         found = self.plugins.by_type(type)
         if not found:
             raise PluginNotFound(
@@ -223,5 +221,6 @@ class InitContext:
         return found
 
     def get_all(self) -> list[Plugin]:
-        """Every plugin initialised so far, in initialisation order."""
+        """Every plugin initialised so far (skipped and failed ones included), in
+        initialisation order."""
         return list(self.plugins)

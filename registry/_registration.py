@@ -108,30 +108,40 @@ class Registry:
 
     def __init__(self, registrations: Iterable[Registration] = ()) -> None:
         self._registrations: list[Registration] = []
+        #: URI -> the first registration with it. Two registrations can share a URI
+        #: (type ``a.b`` id ``c`` and type ``a`` id ``b.c``): containerd keeps both, and so
+        #: does this registry; config tables, ``disabled_plugins`` and statuses name them by URI.
         self._by_uri: dict[str, Registration] = {}
+        self._keys: set[tuple[str, str]] = set()
         self.register(*registrations)
 
     def register(self, *regs: Registration) -> None:
         """Add registrations, all or none; raises a :class:`PluginError` subclass naming the
         first bad one (NoType, NoPluginID, IDRegistered, or InvalidRequires: its subclasses
-        WildcardMixedRequires and RequiresOwnType, or itself for an empty required type)."""
-        batch: dict[str, Registration] = {}
+        WildcardMixedRequires and RequiresOwnType, or itself for an empty required type).
+
+        Uniqueness is by (type, id), as containerd's ``checkUnique``: the URI alone may repeat.
+        """
+        batch: dict[tuple[str, str], Registration] = {}
         for reg in regs:
             if not isinstance(reg, Registration):
                 raise TypeError(f"expected a Registration, got {type(reg).__name__}: {reg!r}")
             _check(reg)
-            if reg.uri in self._by_uri or reg.uri in batch:
+            key = (reg.type, reg.id)
+            if key in self._keys or key in batch:
                 raise IDRegistered(f"plugin {reg.uri} is already registered", registration=reg)
-            batch[reg.uri] = reg
+            batch[key] = reg
         self._registrations.extend(regs)
-        self._by_uri.update(batch)
+        self._keys.update(batch)
+        for reg in batch.values():
+            self._by_uri.setdefault(reg.uri, reg)
 
     def registrations(self) -> tuple[Registration, ...]:
         """Every registration, in registration order."""
         return tuple(self._registrations)
 
     def get(self, uri: str) -> Registration | None:
-        """The registration with this URI, or None."""
+        """The (first) registration with this URI, or None."""
         return self._by_uri.get(uri)
 
     def __contains__(self, uri: object) -> bool:

@@ -19,7 +19,9 @@ class PluginStatus:
     ``status`` is one of loaded, skipped (``reason`` from SkipPlugin), failed (``error`` and
     its text in ``reason``), disabled (by config), blocked (``reason`` names the missing type or
     the dependency that did not load; ``dependency`` is that type or URI). ``init_time`` is the
-    seconds spent in init (0.0 when init never ran).
+    seconds spent in init (0.0 when init never ran). A plugin whose init failed while one of
+    its required types had no loaded provider is ``blocked``, not ``failed``: ``reason`` names
+    the unmet requirement and ``error`` is what its init raised.
     """
 
     type: str
@@ -33,3 +35,6 @@ class PluginStatus:
     exports: Mapping[str, str] = attrs.field(factory=dict, eq=False)
     requires: tuple[str, ...] = ()
     dependency: str | None = None
+    #: ``Meta.capabilities`` the plugin declared during init (containerd's introspection
+    #: service exports them).
+    capabilities: tuple[str, ...] = ()

@@ -65,6 +65,7 @@ def status_record(status: PluginStatus) -> dict[str, Any]:
         "init_time": status.init_time,
         "requires": list(status.requires),
         "exports": dict(status.exports),
+        "capabilities": list(status.capabilities),
     }
 
 
@@ -81,6 +82,7 @@ def _failure_rows(host: Host) -> list[dict[str, Any]]:
             "init_time": 0.0,
             "requires": [],
             "exports": {},
+            "capabilities": [],
         }
         for f in host.load_failures
     ]

@@ -40,6 +40,7 @@ def test_plugins_ls_json_gives_every_plugin_one_status(taskplane: Taskplane) -> 
     for record in records:
         assert record["status"] in {"ok", "skip", "error", "disabled", "blocked"}
         assert isinstance(record["init_time"], float)
+        assert isinstance(record["capabilities"], list)
 
 
 def test_plugins_ls_detailed_adds_init_time_and_reason(taskplane: Taskplane) -> None:

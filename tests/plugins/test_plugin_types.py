@@ -18,6 +18,14 @@ def test_plugin_types_are_containerd_names() -> None:
     assert types.MOUNT_MANAGER_PLUGIN == "io.containerd.mount-manager.v1"
 
 
+def test_types_added_in_containerd_2_are_listed() -> None:
+    assert types.METRICS_PLUGIN == "io.containerd.metrics.v1"
+    assert types.SERVER_PLUGIN == "io.containerd.server.v1"
+    assert types.MOUNT_HANDLER_PLUGIN == "io.containerd.mount-handler.v1"
+    for value in (types.METRICS_PLUGIN, types.SERVER_PLUGIN, types.MOUNT_HANDLER_PLUGIN):
+        assert value in types.ALL_PLUGIN_TYPES
+
+
 def test_every_type_is_listed_once_and_exported() -> None:
     assert len(set(types.ALL_PLUGIN_TYPES)) == len(types.ALL_PLUGIN_TYPES)
     for value in types.ALL_PLUGIN_TYPES:

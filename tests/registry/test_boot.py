@@ -32,6 +32,14 @@ from registry import (
 )
 
 
+def need_one_loaded(ic: InitContext, type: str) -> None:
+    """Raise unless a plugin of ``type`` loaded: PluginNotFound when none was initialised,
+    else the init error of the first one (what a plugin that needs the type would do)."""
+    found = ic.get_by_type(type)
+    if not any(p.loaded for p in found.values()):
+        next(iter(found.values())).instance  # noqa: B018 -- raises its init error
+
+
 class Recorder:
     """Records init and close calls across plugins, in order."""
 
@@ -53,6 +61,9 @@ def simple(
         rec.inits.append(ic.registration.uri)
         if init is not None:
             return init(ic)
+        for required in requires:  # a plugin that cannot work without what it requires
+            if required != "*":
+                need_one_loaded(ic, required)
         return Closable(rec, ic.registration.uri)
 
     return Registration(type, id, init=default_init, requires=requires, config=config)
@@ -232,7 +243,7 @@ async def test_async_host_has_no_loop_to_run(dirs: dict[str, Any]) -> None:
     await host.aclose()
 
 
-async def test_skip_plugin_is_skipped_with_its_reason_and_not_added(
+async def test_skipped_plugin_is_in_the_set_with_its_skip_error(
     rec: Recorder, dirs: dict[str, Any]
 ) -> None:
     def skip(ic: InitContext) -> None:
@@ -241,9 +252,46 @@ async def test_skip_plugin_is_skipped_with_its_reason_and_not_added(
     registry = Registry([simple(rec, "t.skipper", init=skip), simple(rec, "t.other")])
     async with await boot_async(dirs, registry=registry) as host:
         assert statuses(host)["t.skipper"] == ("skipped", "runc is not installed")
-        assert host.plugins.get("t", "skipper") is None
+        # containerd's Set holds every init result: GetByID gives the skip error, GetAll lists it
+        skipped = host.plugins.get("t", "skipper")
+        assert skipped is not None and not skipped.loaded
+        assert isinstance(skipped.error, SkipPlugin)
+        assert [p.registration.uri for p in host.plugins] == ["t.skipper", "t.other"]
         with pytest.raises(PluginNotFound, match=r"t\.skipper is not loaded \(skipped: runc"):
             host.get("t", "skipper")
+
+
+async def test_capabilities_declared_in_init_are_on_the_status(dirs: dict[str, Any]) -> None:
+    def init(ic: InitContext) -> object:
+        ic.meta.capabilities.extend(["remap-ids", "only-remap-ids"])
+        return object()
+
+    async with await boot_async(
+        dirs, registry=Registry([Registration("io.containerd.snapshotter.v1", "x", init=init)])
+    ) as host:
+        (status,) = host.statuses
+        assert status.capabilities == ("remap-ids", "only-remap-ids")
+
+
+async def test_a_later_plugin_gets_a_skipped_plugins_skip_error_by_id(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    def skip(ic: InitContext) -> None:
+        raise SkipPlugin("not here")
+
+    seen: list[BaseException] = []
+
+    def later(ic: InitContext) -> object:
+        try:
+            ic.get_by_id("t", "skipper")
+        except SkipPlugin as exc:
+            seen.append(exc)
+        return [p.registration.uri for p in ic.get_all()]
+
+    registry = Registry([simple(rec, "t.skipper", init=skip), simple(rec, "u.later", init=later)])
+    async with await boot_async(dirs, registry=registry) as host:
+        assert [str(e) for e in seen] == ["not here"]
+        assert host.get("u", "later") == ["t.skipper"]
 
 
 async def test_failed_init_is_failed_with_its_error(rec: Recorder, dirs: dict[str, Any]) -> None:
@@ -260,7 +308,7 @@ async def test_failed_init_is_failed_with_its_error(rec: Recorder, dirs: dict[st
         assert info.value.__cause__ is boom
 
 
-async def test_dependent_of_a_failed_plugin_is_blocked_without_running_init(
+async def test_dependent_of_a_failed_plugin_runs_init_and_is_blocked_by_the_root_cause(
     rec: Recorder, dirs: dict[str, Any]
 ) -> None:
     def fail(ic: InitContext) -> None:
@@ -273,7 +321,7 @@ async def test_dependent_of_a_failed_plugin_is_blocked_without_running_init(
         ]
     )
     async with await boot_async(dirs, registry=registry) as host:
-        assert rec.inits == ["io.containerd.shim.v1.manager"]
+        assert rec.inits == ["io.containerd.shim.v1.manager", "io.containerd.runtime.v2.task"]
         status = host.status("io.containerd.runtime.v2.task")
         assert status is not None
         assert status.status == "blocked"
@@ -281,7 +329,34 @@ async def test_dependent_of_a_failed_plugin_is_blocked_without_running_init(
             "requires io.containerd.shim.v1; io.containerd.shim.v1.manager failed: <err>"
         )
         assert status.dependency == "io.containerd.shim.v1.manager"
-        assert status.init_time == 0.0
+        # what its own init raised stays on the status: the dependency's error, re-raised
+        assert isinstance(status.error, RuntimeError) and str(status.error) == "<err>"
+
+
+async def test_requires_only_orders_a_plugin_with_an_optional_dependency_loads(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    # containerd's task manager requires the mount manager but works without it
+    def optional(ic: InitContext) -> str:
+        try:
+            ic.get_single("io.containerd.mount-manager.v1")
+        except PluginNotFound:
+            return "without mounts"
+        return "with mounts"
+
+    registry = Registry(
+        [
+            simple(
+                rec,
+                "io.containerd.runtime.v2.task",
+                "io.containerd.mount-manager.v1",
+                init=optional,
+            )
+        ]
+    )
+    async with await boot_async(dirs, registry=registry) as host:
+        assert statuses(host)["io.containerd.runtime.v2.task"] == ("loaded", None)
+        assert host.get("io.containerd.runtime.v2", "task") == "without mounts"
 
 
 async def test_dependent_runs_when_another_provider_of_the_type_loaded(
@@ -327,7 +402,11 @@ async def test_disabled_and_blocked_statuses(rec: Recorder, dirs: dict[str, Any]
     )
     config = dict(dirs, disabled_plugins=["io.containerd.shim.v1.manager"])
     async with await boot_async(config, registry=registry) as host:
-        assert rec.inits == ["io.containerd.event.v1.exchange"]
+        assert rec.inits == [
+            "io.containerd.runtime.v2.task",
+            "io.containerd.grpc.v1.tasks",
+            "io.containerd.event.v1.exchange",
+        ]
         assert statuses(host) == {
             "io.containerd.runtime.v2.task": (
                 "blocked",
@@ -426,7 +505,7 @@ async def test_required_blocked_plugin_abort_lists_what_the_disabled_plugin_bloc
     config = dict(dirs, disabled_plugins=["snap.a"], required_plugins=["user.u"])
     with pytest.raises(BootError, match=r"required plugin user\.u cannot load: blocked") as info:
         await boot_async(config, registry=registry)
-    assert rec.inits == []
+    assert rec.inits == ["user.u"]
     by_uri = {s.uri: s for s in info.value.statuses}
     assert by_uri["snap.a"].reason == "disabled by config; blocks user.u"
 
@@ -533,7 +612,7 @@ async def test_required_plugin_whose_own_init_fails_aborts_boot(
     assert rec.closes == ["a.first"]
 
 
-async def test_required_plugin_blocked_before_init_aborts_before_any_init(
+async def test_required_plugin_with_an_unmet_requirement_aborts_when_its_init_fails(
     rec: Recorder, dirs: dict[str, Any]
 ) -> None:
     registry = Registry([simple(rec, "a.first"), simple(rec, "runtime.task", "shim.v1")])
@@ -543,7 +622,8 @@ async def test_required_plugin_blocked_before_init_aborts_before_any_init(
         r"requires shim\.v1, which no plugin provides",
     ):
         await boot_async(dict(dirs, required_plugins=["runtime.task"]), registry=registry)
-    assert rec.inits == []
+    assert rec.inits == ["a.first", "runtime.task"]
+    assert rec.closes == ["a.first"]
 
 
 async def test_required_plugin_that_is_disabled_aborts_boot(
@@ -625,15 +705,16 @@ async def test_plugin_that_registered_readiness_then_failed_aborts_boot(
     assert rec.closes == ["a.first"]
 
 
-async def test_skipped_plugin_readiness_does_not_hold_the_host(dirs: dict[str, Any]) -> None:
+async def test_a_skip_after_registering_readiness_aborts_boot(dirs: dict[str, Any]) -> None:
+    # containerd: "plugin failed after registering readiness" -- a skip included
     def init(ic: InitContext) -> None:
         ic.register_readiness()
         raise SkipPlugin("later")
 
-    async with await boot_async(
-        dirs, registry=Registry([Registration("t", "a", init=init)])
-    ) as host:
-        assert host.ready
+    with pytest.raises(
+        BootError, match=r"^plugin t\.a registered readiness and then was skipped: later$"
+    ):
+        await boot_async(dirs, registry=Registry([Registration("t", "a", init=init)]))
 
 
 class AsyncClosable:

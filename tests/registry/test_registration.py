@@ -87,6 +87,15 @@ def test_duplicate_within_one_call_is_rejected() -> None:
         Registry().register(reg("t", "a"), reg("t", "a"))
 
 
+def test_uniqueness_is_by_type_and_id_not_by_uri() -> None:
+    # containerd's checkUnique compares type and id: these two share the URI "a.b.c"
+    registry = Registry([reg("a.b", "c"), reg("a", "b.c")])
+    assert [(r.type, r.id) for r in registry] == [("a.b", "c"), ("a", "b.c")]
+    assert registry.get("a.b.c") is not None
+    with pytest.raises(IDRegistered):
+        registry.register(reg("a", "b.c"))
+
+
 def test_same_id_with_another_type_is_allowed() -> None:
     registry = Registry([reg("t1", "a"), reg("t2", "a")])
     assert len(registry) == 2
