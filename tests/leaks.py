@@ -431,6 +431,9 @@ def report(leaks: Iterable[Leak]) -> str:
 
 # -- the pytest side: check before fixture cleanup ---------------------------------------------
 
+#: A file to append "<namespace> <base dir>" of every scope to, for counting what a whole run
+#: left behind on a machine where other runs go on at the same time.
+SCOPE_RECORD = "TASKPLANE_TEST_SCOPES"
 #: The scopes a test registered (:func:`guarded`).
 SCOPES = pytest.StashKey[list[Scope]]()
 #: What the pytest_runtest_teardown hook (tests/conftest.py) found per scope (by ``id``),
@@ -452,6 +455,9 @@ def guarded(
     this ends: clean up what was found (the safety net), run ``after`` (e.g. remove the base
     dir) and fail the test naming the leaks."""
     node.stash.setdefault(SCOPES, []).extend(scopes)
+    if record := os.environ.get(SCOPE_RECORD):
+        with open(record, "a") as f:
+            f.writelines(f"{s.namespace} {s.base}\n" for s in scopes)
     try:
         yield
     finally:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import attrs
+from google.protobuf.empty_pb2 import Empty
 from google.protobuf.message import Message
 
-from runtime_v2.ttrpc import Client
+from runtime_v2.api import task_v2_pb2
+from runtime_v2.ttrpc import Client, Closed
 from taskplane.rootfs import build_busybox_rootfs
 
 SHIM_BINARY = "containerd-shim-runc-v2"
@@ -182,6 +184,13 @@ class ShimBundle:
         return await client.call(
             service, method, request, response_type, namespace=self.namespace, timeout=TIMEOUT
         )
+
+    async def shutdown(self, client: Client) -> None:
+        """Ask the shim daemon to exit. It may exit before its reply is out, so a closed
+        connection is an answer too: containerd's shimTask.Shutdown ignores ttrpc.ErrClosed
+        (core/runtime/v2/shim.go)."""
+        with contextlib.suppress(Closed):
+            await self.call(client, "Shutdown", task_v2_pb2.ShutdownRequest(id=self.id), Empty)
 
     async def delete(self) -> tuple[int, bytes, bytes]:
         """Run the shim's `delete` command; return (exit code, stdout, stderr)."""
