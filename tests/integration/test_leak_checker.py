@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path, probe_
         result.stdout
     )
     assert "shim socket /run/containerd/s/" in result.stdout
-    assert f"/{namespace}/probe" in result.stdout  # its cgroups
+    assert re.search(rf"cgroup /sys/fs/cgroup/[^/\s]+/{namespace}/probe\n", result.stdout)
     # The safety net cleaned up after reporting.
     left = find_leaks(Scope(namespace=namespace, base=Path(probe["base"])))
     assert left == [], left
