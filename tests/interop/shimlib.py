@@ -105,6 +105,9 @@ class ShimBundle:
         config["root"] = {"path": str(rootfs.resolve()), "readonly": False}
         config["process"]["terminal"] = False
         config["process"]["args"] = args
+        # containerd's layout, so the leak check finds the container's cgroups by namespace
+        # (runc's default, /<id>, names no namespace).
+        config["linux"]["cgroupsPath"] = f"/{self.namespace}/{self.id}"
         config_path.write_text(json.dumps(config, indent=2))
         os.mkfifo(self.bundle / "log", 0o700)
 
