@@ -42,6 +42,7 @@ bench: venv system-packages
 	$(PY) bench/registry.py
 	$(PY) bench/ttrpc.py
 	$(PY) bench/lifecycle.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

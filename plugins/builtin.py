@@ -2,7 +2,8 @@
 
 Registers:
 
-- ``io.containerd.event.v1.exchange`` -- an :class:`~plugins.events.Exchange`;
+- ``io.containerd.event.v1.exchange`` -- an :class:`~plugins.events.Exchange` sharing events
+  with the other processes on the state dir through ``<plugin state>/events.log``;
 - ``io.containerd.metadata.v1.sqlite`` -- a :class:`~plugins.metadata.ContainerStore` on
   ``<plugin root>/meta.db`` (the root directory is created with mode 0711).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 
 from plugins.events import Exchange
+from plugins.events_journal import EventJournal
 from plugins.metadata import DB_FILENAME, ContainerStore
 from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN
 from registry import InitContext, Registration, hookimpl
@@ -27,7 +29,8 @@ METADATA_ID = "sqlite"
 
 
 def _init_exchange(ic: InitContext) -> Exchange:
-    return Exchange()
+    # Nothing is created on disk until the first event or subscription.
+    return Exchange(journal=EventJournal(ic.state))
 
 
 def _init_metadata(ic: InitContext) -> ContainerStore:

@@ -2,7 +2,20 @@
 
 The runtime publishes task events (``/tasks/create``, ``/tasks/exit``, ...) and shims forward
 theirs through the ttrpc ``Events.Forward`` service; both reach every matching subscriber as an
-:class:`EventEnvelope`.
+:class:`EventEnvelope` whose ``event`` is the decoded message (``envelope.event.container_id``)
+whenever its type is known to protobuf's default descriptor pool (importing
+``runtime_v2.api.events_pb2`` registers containerd's event types), else the ``Any``.
+
+Across processes: taskplane is daemonless, and shims forward their events to whichever process
+serves the events socket. An exchange given an :class:`~plugins.events_journal.EventJournal`
+(the built-in plugin's is ``<state>/io.containerd.event.v1.exchange/events.log``) appends every
+event it publishes or receives from a shim to that journal, and from its first
+:meth:`~Exchange.subscribe` on follows the journal, delivering the events other processes
+appended. So every subscriber on a state dir sees the events of every task in it, each once:
+an exchange's own events are delivered when published and skipped when read back from the
+journal. Events from other processes arrive in journal order, within a poll interval (50 ms);
+relative to an exchange's own events they may arrive later than their journal position.
+An exchange that never subscribes never reads the journal.
 
 Example::
 
@@ -21,34 +34,45 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import logging
+import os
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any as _Any
 from typing import Protocol, TypeVar, cast
 
 import attrs
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from plugins import identifiers
 from plugins.errdefs import FailedPrecondition, InvalidArgument, ResourceExhausted
+from plugins.events_journal import EventJournal, Follower, JournalError, Record
 from plugins.identifiers import quote
 
 __all__ = [
     "DEFAULT_MAXSIZE",
+    "DEFAULT_POLL_INTERVAL",
     "EventEnvelope",
     "EventsDropped",
     "Exchange",
     "ForwardedEnvelope",
     "Subscription",
+    "decode_event",
     "validate_topic",
     "validate_topic_filter",
 ]
 
 M = TypeVar("M", bound=Message)
 
+log = logging.getLogger("taskplane.plugins.events")
+
 #: The default queue bound of a subscription.
 DEFAULT_MAXSIZE = 1024
+#: How often (seconds) a subscribed exchange reads the journal for other processes' events.
+DEFAULT_POLL_INTERVAL = 0.05
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Go's zero time.Time, which a Go shim sends when it leaves the timestamp unset.
@@ -104,13 +128,30 @@ def _type_name(type_url: str) -> str:
     return type_url.rsplit("/", 1)[-1]
 
 
+def decode_event(type_url: str, value: bytes) -> Message:
+    """Return the event ``value`` as its message class, found by ``type_url`` in protobuf's
+    default descriptor pool; the ``Any`` itself when the type is unknown or the bytes do not
+    decode (so :meth:`EventEnvelope.unpack` can still say what is wrong)."""
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(_type_name(type_url))
+    except KeyError:
+        return any_pb2.Any(type_url=type_url, value=value)
+    message: Message = message_factory.GetMessageClass(descriptor)()
+    try:
+        message.ParseFromString(value)
+    except DecodeError:
+        return any_pb2.Any(type_url=type_url, value=value)
+    return message
+
+
 @attrs.frozen
 class EventEnvelope:
     """One event as delivered to subscribers.
 
-    ``event`` is the published protobuf message for :meth:`Exchange.publish`, and the
-    protobuf ``Any`` exactly as received for :meth:`Exchange.forward` (this package does not
-    know the event classes); use :meth:`unpack` to get a message either way.
+    ``event`` is the published protobuf message for :meth:`Exchange.publish`; for an event
+    forwarded by a shim or read from the journal it is the message decoded by
+    :func:`decode_event`, or the protobuf ``Any`` when its type is not in the default descriptor
+    pool. :meth:`unpack` returns a given message class either way.
     ``timestamp`` is timezone-aware (UTC), with microsecond precision.
     """
 
@@ -307,6 +348,7 @@ class Subscription:
         Raises :class:`TimeoutError` on timeout, :class:`EventsDropped` after an overflow and
         :class:`EOFError` once the subscription has ended.
         """
+        self._exchange._start_following()
         async with asyncio.timeout(timeout):
             while True:
                 if self._error is not None:
@@ -363,12 +405,30 @@ class Exchange:
     """containerd's event exchange: publish, forward and subscribe.
 
     ``clock`` returns the timestamp given to published events (default: now, UTC).
+    ``journal`` shares events with the other processes on the state dir (see the module
+    docstring); without one the exchange is private to this process. ``poll_interval`` is how
+    often a subscribed exchange reads the journal.
     """
 
-    def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        journal: EventJournal | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._subscriptions: dict[int, Subscription] = {}
         self._closed = False
+        self.journal: EventJournal | None = journal
+        """Where events are shared with other processes (None: not shared)."""
+        self.origin: str = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        """This exchange's name in the journal; its own records are not delivered twice."""
+        self.poll_interval = poll_interval
+        self._follower: Follower | None = None
+        self._following: asyncio.Task[None] | None = None
+        self._append_failing = False
+        self._poll_failing = False
 
     @property
     def subscriber_count(self) -> int:
@@ -379,6 +439,11 @@ class Exchange:
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
+
+    @property
+    def following(self) -> bool:
+        """Whether this exchange reads the journal (from its first subscription on)."""
+        return self._follower is not None
 
     async def publish(self, topic: str, event: Message, *, namespace: str) -> None:
         """Publish ``event`` (a protobuf message) on ``topic`` in ``namespace``.
@@ -393,7 +458,7 @@ class Exchange:
                 f"event on topic {quote(topic)} must be a protobuf message,"
                 f" not {type(event).__name__}"
             )
-        self._dispatch(EventEnvelope(self._clock(), namespace, topic, event))
+        self._publish(EventEnvelope(self._clock(), namespace, topic, event))
 
     async def forward(self, envelope: ForwardedEnvelope) -> None:
         """Deliver an envelope received from a shim, after containerd's validation.
@@ -416,13 +481,13 @@ class Exchange:
                 f"forwarded event on topic {quote(topic)} must be a protobuf Any,"
                 f" not {type(event).__name__}"
             )
-        # A copy (the caller's message stays the caller's), and always the default pool's Any
-        # class, whichever pool the envelope's class came from.
-        copy = any_pb2.Any(
-            type_url=getattr(event, "type_url"),  # noqa: B009 - Message has no typed fields
-            value=getattr(event, "value"),  # noqa: B009
+        # A new message (the caller's stays the caller's), of the default pool's classes
+        # whichever pool the envelope's class came from.
+        decoded = decode_event(
+            getattr(event, "type_url"),  # noqa: B009 - Message has no typed fields
+            getattr(event, "value"),  # noqa: B009
         )
-        self._dispatch(EventEnvelope(timestamp, namespace, topic, copy))
+        self._publish(EventEnvelope(timestamp, namespace, topic, decoded))
 
     def subscribe(
         self,
@@ -436,7 +501,12 @@ class Exchange:
         everything); an event matches if any filter matches, and no filter matches every event.
         ``namespace`` limits events to one namespace. ``maxsize`` bounds the queue (see
         :class:`Subscription` for the overflow policy). Invalid filters raise InvalidArgument;
-        subscribing after :meth:`close` raises FailedPrecondition.
+        subscribing after :meth:`close` raises FailedPrecondition, and a journal that cannot be
+        followed (a symbolic link at its path, ...) raises
+        :class:`~plugins.events_journal.JournalError`.
+
+        With a journal, events other processes appended after this call are delivered too;
+        the first subscription starts following the journal.
         """
         for topic_filter in topics:
             validate_topic_filter(topic_filter)
@@ -447,6 +517,13 @@ class Exchange:
                 f"subscription maxsize must be a positive integer, not {maxsize!r}"
             )
         self._check_open()
+        if self.journal is not None:
+            if self._follower is None:
+                self._follower = self.journal.follow()  # at the journal's end: from now on
+            else:
+                # Hand what was appended before this call to the earlier subscribers only.
+                self._pump()
+            self._start_following()
         subscription = Subscription(self, tuple(topics), namespace, maxsize)
         self._subscriptions[id(subscription)] = subscription
         return subscription
@@ -454,13 +531,25 @@ class Exchange:
     def close(self) -> None:
         """Close the exchange: subscriptions end after their queued envelopes. Idempotent."""
         self._closed = True
+        if self._following is not None:
+            self._following.cancel()
+            self._following = None
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
+        if self.journal is not None:
+            self.journal.close()
         subscriptions, self._subscriptions = self._subscriptions, {}
         for subscription in subscriptions.values():
             subscription._end()
 
     async def aclose(self) -> None:
         """Async alias of :meth:`close`, for hosts that await closing."""
+        following = self._following
         self.close()
+        if following is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.pop(id(subscription), None)
@@ -469,11 +558,91 @@ class Exchange:
         if self._closed:
             raise FailedPrecondition("event exchange is closed")
 
+    def _publish(self, envelope: EventEnvelope) -> None:
+        self._dispatch(envelope)
+        if self.journal is not None:
+            self._append(self.journal, envelope)
+
+    def _append(self, journal: EventJournal, envelope: EventEnvelope) -> None:
+        event = envelope.as_any()
+        record = Record(
+            origin=self.origin,
+            timestamp=envelope.timestamp,
+            namespace=envelope.namespace,
+            topic=envelope.topic,
+            type_url=event.type_url,
+            value=event.value,
+        )
+        try:
+            journal.append(record)
+        except (OSError, JournalError) as exc:
+            # Local subscribers have the event; other processes will not. Say so once per
+            # failing stretch rather than for every event.
+            if not self._append_failing:
+                log.warning(
+                    "event %s in %s not shared with other processes: %s",
+                    envelope.topic,
+                    envelope.namespace,
+                    _os_error_text(exc),
+                )
+            self._append_failing = True
+        else:
+            self._append_failing = False
+
     def _dispatch(self, envelope: EventEnvelope) -> None:
         self._check_open()
         for subscription in list(self._subscriptions.values()):
             if subscription._matches(envelope):
                 subscription._deliver(envelope)
+
+    # -- following the journal ----------------------------------------------------------------
+
+    def _start_following(self) -> None:
+        if self._following is not None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # subscribed outside a loop: the first read starts following
+        self._following = loop.create_task(self._follow(), name="event journal follower")
+
+    async def _follow(self) -> None:
+        while not self._closed:
+            try:
+                self._pump()
+            except Exception as exc:  # keep following: one bad record must not end it
+                log.warning("event journal follower: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.poll_interval)
+
+    def _pump(self) -> None:
+        """Deliver the records other exchanges appended since the last read."""
+        if self._follower is None or self._closed:
+            return
+        try:
+            records = self._follower.poll()
+        except (OSError, JournalError) as exc:
+            if not self._poll_failing:
+                log.warning("cannot read other processes' events: %s", _os_error_text(exc))
+            self._poll_failing = True
+            return
+        self._poll_failing = False
+        for record in records:
+            if record.origin == self.origin:
+                continue  # delivered when this exchange published it
+            try:
+                identifiers.validate(record.namespace, what="journal event namespace")
+                validate_topic(record.topic)
+            except InvalidArgument as exc:
+                log.warning("skipping an event in the journal: %s", exc)
+                continue
+            event = decode_event(record.type_url, record.value)
+            self._dispatch(EventEnvelope(record.timestamp, record.namespace, record.topic, event))
+
+
+def _os_error_text(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _to_datetime(timestamp: object, topic: str) -> datetime:

@@ -25,10 +25,18 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   A connection that drops because another process deleted the task (the bundle is gone or
   marked ``.deleting``) is forgotten quietly.
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
-- ``-info`` results are cached by (binary path, its mtime, options), failures included, for
+- Grouped shims (tasks whose specs carry the same ``io.kubernetes.cri.sandbox-id`` or
+  ``io.containerd.runc.v2.group``; the runc shim's ``start`` answers with the group's live
+  socket): each task has its own connection; a task's delete or failed create leaves the shim
+  and its socket to the other tasks (the shim ignores Shutdown while it has tasks), and when
+  it dies every task of it gets the dead-shim cleanup.
+- ``-info`` results are cached by (binary path, its mtime, options, the runc binary the
+  options name and its mtime), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
-- ``start`` sends the options Any on stdin, or containerd 2.3's ``BootstrapParams`` for the
-  runtimes listed in ``bootstrap_runtimes`` (opt-in: 1.x shims fail on it).
+- ``start`` negotiates the start protocol per shim binary (:mod:`runtime_v2.start_protocol`):
+  the options Any on stdin first, containerd 2.3's ``BootstrapParams`` when the shim refuses
+  that; the answer is remembered per (binary path, mtime). containerd 2.4 decides by the
+  binary's name instead. ``bootstrap_runtimes`` forces ``BootstrapParams`` (no negotiation).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -53,15 +62,27 @@ from google.protobuf.message import DecodeError
 
 import registry
 from plugins import types
-from runtime_v2 import errdefs, ttrpc
-from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2
+from runtime_v2 import errdefs, ttrpc, typeurl
+from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, runc_options_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.binary import ShimBinary, check_env, run_info
+from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver
 from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
-from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
+from runtime_v2.start_protocol import (
+    BOOTSTRAP,
+    LEGACY,
+    BinaryProtocol,
+    StartProtocol,
+    StartProtocols,
+    is_bootstrap_refusal,
+)
+from runtime_v2.start_response import (
+    ShimEndpoint,
+    restore_bootstrap_params,
+    write_bootstrap_json,
+)
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -143,9 +164,10 @@ class ShimConfig:
     ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
     ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
     empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
-    ``bootstrap_runtimes``: runtime names or absolute shim paths whose ``start`` takes
-    containerd 2.3's protobuf ``BootstrapParams`` on stdin instead of the options Any (1.x and
-    2.0-2.2 shims must not be listed: 1.x shims fail on it).
+    ``bootstrap_runtimes``: an override, rarely needed: runtime names or absolute shim paths
+    always started with containerd 2.3's protobuf ``BootstrapParams`` on stdin, without the
+    negotiation every other shim gets (1.x and 2.0-2.2 shims must not be listed: they fail on
+    it).
 
     All three are checked when the config is loaded (``taskplane config validate``).
     """
@@ -343,7 +365,32 @@ class _InfoEntry:
     error: _CachedError | None
 
 
-_InfoKey = tuple[str, int, bytes]
+#: (shim path, its mtime, serialized options, the runc binary the options name, its mtime).
+_InfoKey = tuple[str, int, bytes, str, int]
+
+
+def _runc_binary_of(options: any_pb2.Any | None) -> str | None:
+    """The runc binary a runc shim runs ``runc features`` with for ``options``: their
+    ``binary_name``, else ``runc``; None for options of another type (not a runc shim's)."""
+    if options is None:
+        return "runc"
+    if not typeurl.is_(options, runc_options_pb2.Options):
+        return None
+    with contextlib.suppress(errdefs.ContainerdError):
+        return typeurl.unpack_as(options, runc_options_pb2.Options).binary_name or "runc"
+    return None
+
+
+def _binary_stamp(name: str | None) -> tuple[str, int]:
+    """(path, mtime) of the binary ``name`` as ``exec.LookPath`` finds it on our PATH (what a
+    shim's ``-info`` inherits); ("", -1) for None and an mtime of -1 when it is not found."""
+    if name is None:
+        return "", -1
+    path = name if os.sep in name else shutil.which(name) or name
+    try:
+        return path, os.stat(path).st_mtime_ns
+    except OSError:
+        return path, -1
 
 
 class ShimManager:
@@ -365,6 +412,7 @@ class ShimManager:
         socket_dir: str = "",
         env: Sequence[str] = (),
         bootstrap_runtimes: Sequence[str] = (),
+        state_dir: str | None = None,
     ) -> None:
         self.exchange = exchange
         self.containers = containers
@@ -374,6 +422,8 @@ class ShimManager:
         self.env = list(env)
         #: Runtime names / absolute shim paths started with protobuf BootstrapParams on stdin.
         self.bootstrap_runtimes = frozenset(bootstrap_runtimes)
+        #: The negotiated start protocol per shim binary (kept in ``state_dir`` when given).
+        self.start_protocols = StartProtocols(state_dir)
         self.shims: NSMap[Shim] = NSMap()
         self._resolver = RuntimePathResolver()
         self._info_cache: dict[_InfoKey, _InfoEntry] = {}
@@ -504,7 +554,8 @@ class ShimManager:
     ) -> introspection_pb2.RuntimeInfo:
         """Run ``<shim> -info`` with ``options`` on stdin, cached.
 
-        The cache key is (resolved path, the binary's mtime, serialized options); results and
+        The cache key is (resolved path, the binary's mtime, serialized options, the runc
+        binary the options name -- ``binary_name`` or ``runc`` -- and its mtime); results and
         failures are kept for :data:`INFO_CACHE_TTL` seconds. Concurrent misses for one key share
         a single run. A cached failure is raised as a new exception of the same class and
         message each time.
@@ -514,7 +565,9 @@ class ShimManager:
             mtime = os.stat(path).st_mtime_ns
         except OSError as exc:
             raise errdefs.NotFound(f"runtime binary {path}: {exc.strerror}") from None
-        key: _InfoKey = (path, mtime, options.SerializeToString() if options is not None else b"")
+        serialized = options.SerializeToString() if options is not None else b""
+        # The runc binary is part of the key: replacing runc changes what -info reports.
+        key: _InfoKey = (path, mtime, serialized, *_binary_stamp(_runc_binary_of(options)))
         entry = self._info_cache.get(key)
         if entry is None or entry.expires <= _now():
             run = self._info_runs.get(key)
@@ -563,9 +616,7 @@ class ShimManager:
         try:
             if options is not None:
                 write_options(bundle, options)
-            endpoint = await binary.start(
-                options, bootstrap=self.uses_bootstrap(runtime, runtime_path)
-            )
+            endpoint, start_protocol = await self._start_binary(binary, runtime, options)
             if endpoint.protocol.lower() != "ttrpc":
                 raise errdefs.NotImplemented(
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
@@ -584,6 +635,15 @@ class ShimManager:
             await shim.negotiate()
             if shim.version != endpoint.version:
                 write_bootstrap_json(bundle.path, attrs.evolve(endpoint, version=shim.version))
+            self.start_protocols.record(runtime_path, start_protocol, shim.version)
+            log.debug(
+                "shim %s of %s/%s: start protocol %s, task API v%d",
+                runtime_path,
+                bundle.namespace,
+                bundle.id,
+                start_protocol,
+                shim.version,
+            )
             self.shims.add(bundle.namespace, bundle.id, shim)
         except BaseException:
             if shim is not None:
@@ -592,6 +652,48 @@ class ShimManager:
                 await asyncio.shield(self.reap_unconnected(binary))
             raise
         return ShimTask(shim)
+
+    def start_protocol_of(self, runtime: str, runtime_path: str) -> StartProtocol | None:
+        """The start protocol ``runtime`` (as named, or its resolved path) is started with:
+        :data:`BOOTSTRAP` when ``bootstrap_runtimes`` lists it (the override), else what an
+        earlier start negotiated for this binary, else None (not known yet)."""
+        if self.uses_bootstrap(runtime, runtime_path):
+            return BOOTSTRAP
+        known = self.start_protocols.get(runtime_path)
+        return known.start_protocol if known is not None else None
+
+    def negotiated(self, runtime: str) -> BinaryProtocol | None:
+        """What ``runtime``'s binary is started with and which task API it served, as far as
+        known: the override for a ``bootstrap_runtimes`` entry (task API 0 until a start), else
+        the negotiated record, else None (no task was started with this binary yet)."""
+        path = self.resolve_runtime_path(runtime)
+        known = self.start_protocols.get(path)
+        if self.uses_bootstrap(runtime, path):
+            with contextlib.suppress(OSError):
+                task_api = known.task_api if known and known.start_protocol == BOOTSTRAP else 0
+                return BinaryProtocol(path, os.stat(path).st_mtime_ns, BOOTSTRAP, task_api)
+        return known
+
+    async def _start_binary(
+        self, binary: ShimBinary, runtime: str, options: any_pb2.Any | None
+    ) -> tuple[ShimEndpoint, StartProtocol]:
+        """Run ``binary``'s ``start`` with the protocol it speaks, negotiating it if unknown:
+        :data:`LEGACY` first, then :data:`BOOTSTRAP` when the shim refuses the legacy protocol
+        (a 2.3+ shim refuses before it starts anything, so the retry leaves nothing behind)."""
+        if self.start_protocol_of(runtime, binary.runtime_path) == BOOTSTRAP:
+            return await binary.start(options, bootstrap=True), BOOTSTRAP
+        # Unknown, or known as legacy: a refusal still means "speaks BootstrapParams" (a binary
+        # replaced within the mtime's granularity, or a state file written by hand).
+        try:
+            return await binary.start(options, bootstrap=False), LEGACY
+        except ShimCommandError as exc:
+            if not is_bootstrap_refusal(exc.output):
+                raise
+            log.debug(
+                "shim %s refused the legacy start protocol; retrying with BootstrapParams",
+                binary.runtime_path,
+            )
+        return await binary.start(options, bootstrap=True), BOOTSTRAP
 
     async def reap_unconnected(self, binary: ShimBinary) -> None:
         """A shim whose ``start`` ran (maybe only partly) but that we never connected to.
@@ -650,6 +752,13 @@ class ShimManager:
         dirs = dict.fromkeys([self.socket_dir, DEFAULT_SOCKET_DIR])
         return [f"unix://{os.path.join(d, name)}" for d in dirs]
 
+    def shares_shim(self, shim: Shim) -> bool:
+        """Whether another task in the map is served by ``shim``'s daemon (a grouped shim:
+        same address), so that daemon must outlive ``shim``'s task."""
+        return any(
+            other is not shim and other.address == shim.address for _, _, other in self.shims
+        )
+
     def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
         """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing)."""
 
@@ -666,8 +775,9 @@ class ShimManager:
         """Tear down a shim whose task failed to be created (or that has no task).
 
         Delete the task in the shim, ask the shim to shut down and wait for it to go. A shim
-        that stays (it still has a task) gets its binary's ``delete`` and is killed. The shim is
-        removed from the map first, so no events are published for it; its bundle is left to
+        that stays (it still has a task) gets its binary's ``delete`` and is killed -- unless it
+        is a grouped shim serving other tasks, which is left running (its socket too). The shim
+        is removed from the map first, so no events are published for it; its bundle is left to
         the caller.
         """
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
@@ -683,6 +793,10 @@ class ShimManager:
                         "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
                     )
                 await task.shutdown()
+        if self.shares_shim(shim):
+            # A grouped shim serving other tasks of ours ignores Shutdown and stays, rightly.
+            await shim.close()
+            return
         exited = False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHIM_EXIT_TIMEOUT):
@@ -810,6 +924,7 @@ async def _init(ic: registry.InitContext) -> ShimManager:
         socket_dir=socket_dir,
         env=env,
         bootstrap_runtimes=bootstrap_runtimes,
+        state_dir=ic.state,
     )
     await manager.start_events_server()
     return manager

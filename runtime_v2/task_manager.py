@@ -1,8 +1,8 @@
 """The task plugin (``io.containerd.runtime.v2.task``): creates, finds and deletes tasks.
 
 containerd's ``task_manager.go`` -- the seed file of this project. The :class:`TaskManager` makes
-a task's bundle, has the shim manager start a shim in it, validates the runtime's features and
-sends the Create RPC; it deletes tasks and reloads the shims of a previous process at init.
+a task's bundle, validates the runtime's features, has the shim manager start a shim in the
+bundle and sends the Create RPC; it deletes tasks and reloads a previous process's shims at init.
 
 What taskplane does differently from containerd, on purpose:
 
@@ -11,8 +11,10 @@ What taskplane does differently from containerd, on purpose:
   ``start``, to ``-info`` (feature validation and PluginInfo), to the Create RPC and to the
   shim's ``delete``. containerd picks one of the two blobs at each call site, so task options
   carrying only ``io_uid``/``io_gid`` lost ``binary_name`` (containerd#10249 and friends).
+- **Features are validated before the shim starts**: a spec the runtime cannot run (idmap
+  mounts on runc < 1.2) is refused without starting a shim process.
 - **A failed create leaves nothing**: whatever step fails (bad id, bundle, runtime not found,
-  shim start, feature validation, the Create RPC), the started shim is deleted and shut down and
+  feature validation, shim start, the Create RPC), the started shim is deleted and shut down and
   the bundle and work dir removed. Ids are validated before anything touches the disk. Cleanup
   also runs when the caller is cancelled (an in-flight Create RPC is allowed to finish first, so
   the teardown deletes what the shim made). Create errors carry the shim's warning/error log
@@ -277,18 +279,22 @@ class TaskManager:
     async def _create(
         self, bundle: Bundle, opts: CreateOpts, effective_options: any_pb2.Any | None
     ) -> ShimTask:
-        """Start the shim and create the task, all with ``effective_options``: the shim's
-        ``start`` (which also records them in the bundle for its ``delete``), ``-info`` for
-        feature validation, and the Create RPC."""
+        """Validate the runtime's features, start the shim and create the task, all with
+        ``effective_options``: ``-info`` for feature validation, the shim's ``start`` (which
+        also records them in the bundle for its ``delete``), and the Create RPC.
+
+        Feature validation needs only the runtime, the options and the spec, so it runs before
+        the shim starts and a refused create costs no shim process (containerd starts the shim
+        first)."""
         task: ShimTask | None = None
         try:
+            await validate_runtime_features(self.shims, opts.runtime, opts.spec, effective_options)
             try:
                 task = await self.shims.start(
                     bundle, runtime=opts.runtime, options=effective_options
                 )
             except Exception as exc:
                 raise _wrap(exc, "failed to start shim") from exc
-            await validate_runtime_features(self.shims, opts.runtime, opts.spec, effective_options)
             create_call = asyncio.ensure_future(
                 task.create(
                     rootfs=opts.rootfs,

@@ -2,8 +2,9 @@
 
 taskplane is daemonless: every invocation boots the registry from the config (which reattaches
 to the shims of running tasks), does one thing and exits. The commands live in small modules:
-:mod:`taskplane.cli_plugins`, :mod:`taskplane.cli_config`, :mod:`taskplane.cli_tasks` and
-:mod:`taskplane.cli_demo`; :mod:`taskplane.errors` turns every failure into one line on stderr.
+:mod:`taskplane.cli_plugins`, :mod:`taskplane.cli_config`, :mod:`taskplane.cli_tasks`,
+:mod:`taskplane.cli_events` and :mod:`taskplane.cli_demo`; :mod:`taskplane.errors` turns every
+failure into one line on stderr.
 
 Global options may come before or after the command (``taskplane --namespace x tasks ls`` and
 ``taskplane tasks ls --namespace x`` mean the same). A command to run in a container follows
@@ -125,7 +126,7 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     (``command_after_dashdash``), options may also follow the id (``run id --rm -- ls``).
     """
     command_nargs: Any = "*" if command_after_dashdash else argparse.REMAINDER
-    from taskplane import cli_config, cli_demo, cli_plugins, cli_tasks
+    from taskplane import cli_config, cli_demo, cli_events, cli_plugins, cli_tasks
     from taskplane.containers import DEFAULT_RUNTIME
 
     parser = _Parser(
@@ -284,6 +285,28 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         "--runc-binary",
         metavar="PATH",
         help="runc-compatible binary to pass in the runtime options",
+    )
+
+    # events
+    events = add(
+        commands,
+        "events",
+        cli_events.events,
+        "print events as they happen, from every process on the state dir, until interrupted",
+    )
+    events.add_argument("--json", action="store_true", help="print JSON lines")
+    events.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        action="append",
+        default=[],
+        help="only this topic, or topics under a prefix such as /tasks/* (repeatable)",
+    )
+    events.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="events of every namespace, not only --namespace's",
     )
 
     # demo

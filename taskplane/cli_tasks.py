@@ -368,7 +368,7 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
 
 def runtime_info(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane runtime info``: the runtime's PluginInfo as JSON."""
-    path = preflight.resolve_runtime(args.runtime)
+    preflight.resolve_runtime(args.runtime)  # names what it searched when missing
     if args.runc_binary:
         preflight.find_runc(args.runc_binary)
 
@@ -379,16 +379,23 @@ def runtime_info(opts: Options, args: argparse.Namespace) -> int:
         request = introspection_pb2.RuntimeRequest(runtime_path=args.runtime)
         if args.runc_binary:
             request.options.CopyFrom(typeurl.pack(runc_options(args.runc_binary)))
+        negotiated = client.task_manager.shims.negotiated(args.runtime)
         try:
             info = await client.task_manager.plugin_info(request)
-        except errdefs.ContainerdError as exc:
-            if "flag provided but not defined: -info" in str(exc):
-                raise CLIError(
-                    f"runtime {args.runtime} ({path}) cannot describe itself: its shim has no "
-                    "-info flag (shims older than containerd 2.0, such as 1.6 and 1.7, lack it)"
-                ) from exc
-            raise
-        return runtime_info_record(info)
+        except errdefs.NotImplemented as exc:  # a shim without -info (before containerd 2.0)
+            if negotiated is None or not negotiated.task_api:
+                raise
+            raise CLIError(
+                f"{exc}; taskplane starts it with the {negotiated.start_protocol} start "
+                f"protocol and speaks task API v{negotiated.task_api} to it"
+            ) from exc
+        record = runtime_info_record(info)
+        # taskplane's own addition: how it starts this shim (null until a task has run on it).
+        record["start"] = {
+            "protocol": negotiated.start_protocol if negotiated else None,
+            "task_api": (negotiated.task_api or None) if negotiated else None,
+        }
+        return record
 
     json.dump(_with_client(opts, body), sys.stdout, indent=2)
     sys.stdout.write("\n")

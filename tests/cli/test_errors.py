@@ -282,4 +282,5 @@ def test_runtime_info_prints_plugin_info_as_json(taskplane: Taskplane, tmp_path:
         "options": {"binary_name": sys.executable},
         "features": {"ociVersionMin": "1.0.0"},
         "annotations": {"io.example/answer": "42"},
+        "start": {"protocol": None, "task_api": None},  # no task has run on this shim
     }

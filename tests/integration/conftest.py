@@ -155,3 +155,7 @@ def spec_for(rootfs: Path, args: list[str], *, task_id: str = "t", **kw: Any) ->
     from taskplane.oci import default_spec, spec_bytes
 
     return spec_bytes(default_spec(task_id, rootfs=str(rootfs), args=args, **kw))
+
+
+# -- the shim x runc matrix (tests/integration/runtimes.py) -------------------------------------
+from .runtimes import runtime, upstream  # noqa: E402, F401  (fixtures, registered by import)

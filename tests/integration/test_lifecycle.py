@@ -1,8 +1,10 @@
-"""Real containers through the TaskManager: create, start, wait, kill, exec, pids, delete."""
+"""Real containers through the TaskManager: create, start, wait, kill, exec, pids, stats, pause,
+delete -- each against every shim x runc combination of :mod:`.runtimes`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -10,16 +12,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import empty_pb2
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
 from tests.prerequisites import need
 
 from .conftest import TIMEOUT, Dirs, spec_for
+from .runtimes import Runtime
 
 
-def _opts(dirs: Dirs, rootfs: Path, args: list[str], task_id: str, **kw: Any) -> CreateOpts:
-    return CreateOpts(spec=spec_for(rootfs, args, task_id=task_id, namespace=dirs.namespace), **kw)
+def _opts(
+    dirs: Dirs, rootfs: Path, args: list[str], task_id: str, runtime: Runtime, **kw: Any
+) -> CreateOpts:
+    return CreateOpts(
+        spec=spec_for(rootfs, args, task_id=task_id, namespace=dirs.namespace),
+        **runtime.create_kw(),
+        **kw,
+    )
+
+
+#: The metrics a runc shim reports: cgroup v1 or v2 (containerd/cgroups' stats protos).
+_CGROUP_METRICS = ("io.containerd.cgroups.v1.Metrics", "io.containerd.cgroups.v2.Metrics")
+
+
+def _fields(data: bytes) -> dict[int, Any]:
+    """The top-level fields of a protobuf message we have no class for (number -> value)."""
+    holder = empty_pb2.Empty()
+    holder.ParseFromString(data)
+    return {field.field_number: field.data for field in UnknownFieldSet(holder)}
+
+
+def _pids_current(metrics: bytes) -> int:
+    """``Metrics.pids.current``: field 2 (PidsStat) field 1 in both cgroup v1 and v2 metrics."""
+    return int(_fields(_fields(metrics)[2])[1])
 
 
 def _file_uri(dirs: Dirs, name: str) -> str:
@@ -28,7 +55,7 @@ def _file_uri(dirs: Dirs, name: str) -> str:
 
 
 async def test_task_runs_to_completion_with_output_and_exit_status(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
     out = _file_uri(dirs, "hello.out")
     opts = _opts(
@@ -36,6 +63,7 @@ async def test_task_runs_to_completion_with_output_and_exit_status(
         busybox_rootfs,
         ["/bin/sh", "-c", "echo hello; exit 3"],
         "hello",
+        runtime,
         stdout=out,
         stderr=out,
     )
@@ -60,7 +88,7 @@ async def test_task_runs_to_completion_with_output_and_exit_status(
 
 
 async def test_output_through_fifos_the_containerd_way(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
     dirs.io.mkdir()
     fds: list[int] = []
@@ -77,6 +105,7 @@ async def test_output_through_fifos_the_containerd_way(
             busybox_rootfs,
             ["/bin/sh", "-c", "echo out; echo err >&2"],
             "fifo",
+            runtime,
             stdout=str(dirs.io / "stdout"),
             stderr=str(dirs.io / "stderr"),
         )
@@ -101,9 +130,9 @@ async def test_output_through_fifos_the_containerd_way(
 
 
 async def test_kill_stops_a_sleeping_task(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
-    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "sleeper")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "sleeper", runtime)
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("sleeper", opts, namespace=dirs.namespace)
         await task.start()
@@ -118,10 +147,10 @@ async def test_kill_stops_a_sleeping_task(
 
 
 async def test_exec_runs_a_second_process_in_a_running_task(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
     out = _file_uri(dirs, "exec.out")
-    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "host")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "host", runtime)
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("host", opts, namespace=dirs.namespace)
         init_pid = await task.start()
@@ -149,9 +178,11 @@ async def test_exec_runs_a_second_process_in_a_running_task(
 
 
 async def test_pids_lists_the_processes_of_a_task(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
-    opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "sleep 600 & exec sleep 601"], "pids")
+    opts = _opts(
+        dirs, busybox_rootfs, ["/bin/sh", "-c", "sleep 600 & exec sleep 601"], "pids", runtime
+    )
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("pids", opts, namespace=dirs.namespace)
         init_pid = await task.start()
@@ -165,10 +196,12 @@ async def test_pids_lists_the_processes_of_a_task(
         await task_manager.delete("pids", namespace=dirs.namespace)
 
 
-async def test_twenty_tasks_at_once(dirs: Dirs, busybox_rootfs: Path, task_manager: Any) -> None:
+async def test_twenty_tasks_at_once(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
+) -> None:
     async def lifecycle(i: int) -> int:
         task_id = f"many-{i}"
-        opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", f"exit {i}"], task_id)
+        opts = _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", f"exit {i}"], task_id, runtime)
         task = await task_manager.create(task_id, opts, namespace=dirs.namespace)
         await task.start()
         status = (await task.wait()).status
@@ -181,13 +214,13 @@ async def test_twenty_tasks_at_once(dirs: Dirs, busybox_rootfs: Path, task_manag
 
 
 async def test_same_id_in_two_namespaces_does_not_collide(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
     other = dirs.namespace + "-b"
     async with asyncio.timeout(TIMEOUT):
         a = await task_manager.create(
             "same",
-            _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "exit 1"], "same"),
+            _opts(dirs, busybox_rootfs, ["/bin/sh", "-c", "exit 1"], "same", runtime),
             namespace=dirs.namespace,
         )
         b = await task_manager.create(
@@ -195,7 +228,8 @@ async def test_same_id_in_two_namespaces_does_not_collide(
             CreateOpts(
                 spec=spec_for(
                     busybox_rootfs, ["/bin/sh", "-c", "exit 2"], task_id="same", namespace=other
-                )
+                ),
+                **runtime.create_kw(),
             ),
             namespace=other,
         )
@@ -216,9 +250,9 @@ async def test_same_id_in_two_namespaces_does_not_collide(
 
 
 async def test_creating_an_existing_task_fails_and_keeps_the_first(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
-    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "dup")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "dup", runtime)
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("dup", opts, namespace=dirs.namespace)
         with pytest.raises(errdefs.AlreadyExists):
@@ -234,23 +268,47 @@ async def test_delete_of_an_unknown_task_is_not_found(dirs: Dirs, task_manager: 
         await task_manager.delete("nothing", namespace=dirs.namespace)
 
 
-async def test_task_api_falls_back_to_v2_for_the_debian_shim(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+async def test_each_shim_gets_its_start_protocol_and_task_api_negotiated(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
-    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "v2")
+    """The 1.6 shim: options Any on stdin, task API v2 (it answers v3 with NotImplemented);
+    the 2.4 shim: BootstrapParams (after refusing the Any), task API v3. No configuration."""
+    opts = _opts(dirs, busybox_rootfs, ["/bin/true"], "proto", runtime)
     async with asyncio.timeout(TIMEOUT):
-        task = await task_manager.create("v2", opts, namespace=dirs.namespace)
-        assert task.shim.version == 2  # the 1.6 shim answers v3 with NotImplemented
-        bootstrap = (dirs.bundles / "v2" / "bootstrap.json").read_text()
-        assert '"version":2' in bootstrap and '"protocol":"ttrpc"' in bootstrap
-        assert (
-            (dirs.bundles / "v2" / "shim-binary-path")
-            .read_text()
-            .endswith("containerd-shim-runc-v2")
+        task = await task_manager.create("proto", opts, namespace=dirs.namespace)
+        assert task.shim.version == runtime.task_api
+        bootstrap = json.loads((dirs.bundles / "proto" / "bootstrap.json").read_text())
+        assert (bootstrap["version"], bootstrap["protocol"]) == (runtime.task_api, "ttrpc")
+        # The runc shims record the runc binary they run in <bundle>/runtime at Create.
+        runc = (dirs.bundles / "proto" / "runtime").read_text()
+        assert runc == (runtime.runc or "")  # "": the default, runc on PATH
+        shim_path = (dirs.bundles / "proto" / "shim-binary-path").read_text()
+        assert shim_path == task_manager.shims.resolve_runtime_path(runtime.shim)
+        negotiated = task_manager.shims.negotiated(runtime.shim)
+        assert (negotiated.start_protocol, negotiated.task_api) == (
+            runtime.start_protocol,
+            runtime.task_api,
         )
         await task.start()
         await task.wait()
-        await task_manager.delete("v2", namespace=dirs.namespace)
+        await task_manager.delete("proto", namespace=dirs.namespace)
+
+
+async def test_stats_of_a_running_task_are_its_cgroup_metrics(
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
+) -> None:
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "stats", runtime)
+    async with asyncio.timeout(TIMEOUT):
+        task = await task_manager.create("stats", opts, namespace=dirs.namespace)
+        await task.start()
+        try:
+            stats = await task.stats()
+            assert stats.type_url in _CGROUP_METRICS
+            assert _pids_current(stats.value) >= 1  # the sleep itself
+        finally:
+            await task.kill(signal.SIGKILL)
+            await task.wait()
+            await task_manager.delete("stats", namespace=dirs.namespace)
 
 
 def _cgroup_layout() -> str:
@@ -285,9 +343,9 @@ def test_pause_failure_fails_when_integration_is_required(
 
 
 async def test_pause_and_resume_a_running_task(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, runtime: Runtime
 ) -> None:
-    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "pause")
+    opts = _opts(dirs, busybox_rootfs, ["/bin/sleep", "600"], "pause", runtime)
     async with asyncio.timeout(TIMEOUT):
         task = await task_manager.create("pause", opts, namespace=dirs.namespace)
         await task.start()

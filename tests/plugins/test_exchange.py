@@ -279,7 +279,7 @@ def test_subscribe_rejects_an_invalid_namespace_or_maxsize() -> None:
 # -- forward ------------------------------------------------------------------------------
 
 
-async def test_forwarded_envelope_keeps_the_any_and_unpacks() -> None:
+async def test_forwarded_envelope_carries_the_decoded_event() -> None:
     exchange = Exchange()
     when = datetime(2026, 11, 28, 16, 0, 0, 123456, tzinfo=UTC)
     event = _any(_event("c9"))
@@ -288,12 +288,36 @@ async def test_forwarded_envelope_keeps_the_any_and_unpacks() -> None:
         envelope = await sub.get(timeout=T)
     assert envelope.timestamp == when
     assert envelope.namespace == "ra"
-    assert isinstance(envelope.event, any_pb2.Any)
-    assert envelope.event == event
+    assert type(envelope.event) is wrappers_pb2.StringValue
+    assert envelope.event.value == "c9"  # type: ignore[attr-defined]
     assert envelope.type_url == "google.protobuf.StringValue"
     assert envelope.is_(wrappers_pb2.StringValue)
     assert envelope.unpack(wrappers_pb2.StringValue).value == "c9"
     assert envelope.as_any() == event
+
+
+async def _forward_one(event: any_pb2.Any) -> EventEnvelope:
+    """Forward ``event`` through a new exchange; return what a subscriber got."""
+    exchange = Exchange()
+    async with exchange.subscribe() as sub:
+        await exchange.forward(FakeEnvelope(_timestamp(_NOW), NS, "/tasks/exit", event))
+        return await sub.get(timeout=T)
+
+
+async def test_forwarded_event_of_an_unknown_type_stays_an_any() -> None:
+    event = any_pb2.Any(type_url="example.NotRegistered", value=b"\x0a\x01x")
+    envelope = await _forward_one(event)
+    assert isinstance(envelope.event, any_pb2.Any)
+    assert envelope.event == event
+    assert envelope.type_url == "example.NotRegistered"
+
+
+async def test_forwarded_event_whose_bytes_do_not_decode_stays_an_any() -> None:
+    broken = any_pb2.Any(type_url="google.protobuf.StringValue", value=b"\x0a\x05ab")
+    envelope = await _forward_one(broken)
+    assert envelope.event == broken
+    with pytest.raises(InvalidArgument, match=r"does not decode as google\.protobuf\.StringValue"):
+        envelope.unpack(wrappers_pb2.StringValue)
 
 
 async def test_forward_accepts_a_protobuf_envelope() -> None:

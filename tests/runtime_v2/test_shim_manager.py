@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +43,7 @@ from runtime_v2.shim_manager import (
     check_sun_path,
     write_options,
 )
+from runtime_v2.start_protocol import BinaryProtocol
 
 NS = "testns"
 TIMEOUT = 10
@@ -432,6 +434,27 @@ async def test_touching_the_binary_runs_info_again(manager: ShimManager, base: P
     assert _runs(base) == 2
 
 
+async def test_replacing_the_runc_binary_the_options_name_runs_info_again(
+    manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = str(_info_script(base))
+    runc = base / "bin" / "runc"
+    runc.parent.mkdir()
+    runc.write_text("#!/bin/sh\n")
+    runc.chmod(0o755)
+    named = typeurl.pack(runc_options_pb2.Options(binary_name=str(runc)))
+    monkeypatch.setenv("PATH", f"{runc.parent}:{os.environ['PATH']}")
+    for options in (named, None):  # binary_name, or the shim's default "runc" found on PATH
+        (base / "runs").unlink(missing_ok=True)
+        await manager.runtime_info(script, options)
+        await manager.runtime_info(script, options)
+        assert _runs(base) == 1
+        st = runc.stat()
+        os.utime(runc, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        await manager.runtime_info(script, options)
+        assert _runs(base) == 2
+
+
 async def test_info_entries_expire_after_the_ttl(
     manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -578,3 +601,160 @@ async def test_bootstrap_runtimes_get_bootstrap_params_and_others_the_options_an
         bootstrap_runtimes=[str(plain)],
     )
     assert by_path.uses_bootstrap("io.containerd.plain.v1", str(plain))
+
+
+def _new_api_shim(base: Path, address: str) -> Path:
+    """A shim binary whose ``start`` behaves like a containerd 2.3+ shim's (pkg/shim/compat.go):
+    stdin must be BootstrapParams naming the command line's id and namespace, else it refuses
+    with the deprecated-API message before starting anything. Each start's protocol is logged."""
+    result = bootstrap_pb2.BootstrapResult(version=3, address=address, protocol="ttrpc")
+    (base / "new.result").write_bytes(result.SerializeToString())
+    script = base / "bin" / "containerd-shim-new-v2"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from runtime_v2.api import bootstrap_pb2\n"
+        "args = sys.argv[1:]\n"
+        "if args[-1] != 'start':\n"
+        "    sys.stdin.buffer.read(); sys.exit(0)\n"
+        "flags = dict(zip(args[:-1:2], args[1:-1:2]))\n"
+        "data = sys.stdin.buffer.read()\n"
+        "params = bootstrap_pb2.BootstrapParams()\n"
+        "try:\n"
+        "    params.ParseFromString(data)\n"
+        "except Exception:\n"
+        "    params = None\n"
+        f"log = open({str(base / 'new.starts')!r}, 'a')\n"
+        "if not data or params is None or params.instance_id != flags['-id'] "
+        "or params.namespace != flags['-namespace']:\n"
+        "    log.write('refused\\n')\n"
+        "    print('io.containerd.new.v2: shim was started through the deprecated API but was '\n"
+        "          'built against the new API; if you upgraded containerd, you may need to '\n"
+        "          'restart the daemon')\n"
+        "    sys.exit(1)\n"
+        "log.write('bootstrap\\n')\n"
+        f"sys.stdout.buffer.write(open({str(base / 'new.result')!r}, 'rb').read())\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def _starts(base: Path, name: str) -> list[str]:
+    try:
+        return (base / f"{name}.starts").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+async def _start_and_abort(
+    manager: ShimManager, base: Path, runtime: str, task_id: str, *, versions: tuple[int, ...]
+) -> None:
+    """Start ``runtime`` for a new task (its daemon: a FakeShim at ``base/fake.sock``), then
+    abort it (which shuts the fake down)."""
+    fake = await FakeShim(str(base / "fake.sock"), versions=versions).start()
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, task_id, b"{}")
+    try:
+        task = await manager.start(bundle, runtime=runtime, options=options)
+        await manager.abort(task.shim)
+    finally:
+        bundle.delete()
+        await fake.stop()
+
+
+def _manager(base: Path, **kw: Any) -> ShimManager:
+    return ShimManager(
+        exchange=Exchange(),
+        grpc_address=str(base / "tp.sock"),
+        ttrpc_address=str(base / "tp.sock.ttrpc"),
+        socket_dir="/run/tp-test/s",
+        state_dir=str(base / "shimstate"),
+        **kw,
+    )
+
+
+async def test_a_new_api_shim_is_negotiated_once_and_remembered_across_processes(
+    base: Path,
+) -> None:
+    script = str(_new_api_shim(base, f"unix://{base / 'fake.sock'}"))
+    first = _manager(base)
+    try:
+        await _start_and_abort(first, base, script, "one", versions=(3,))
+        assert _starts(base, "new") == ["refused", "bootstrap"]
+        await _start_and_abort(first, base, script, "two", versions=(3,))  # remembered in memory
+        assert _starts(base, "new")[2:] == ["bootstrap"]
+        assert first.start_protocols.get(script) == BinaryProtocol(
+            script, os.stat(script).st_mtime_ns, "bootstrap", 3
+        )
+    finally:
+        await first.aclose()
+    second = _manager(base)  # a later taskplane process on the same state dir
+    try:
+        await _start_and_abort(second, base, script, "three", versions=(3,))
+        assert _starts(base, "new")[3:] == ["bootstrap"]
+        st = os.stat(script)  # a replaced binary is negotiated again
+        os.utime(script, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        await _start_and_abort(second, base, script, "four", versions=(3,))
+        assert _starts(base, "new")[4:] == ["refused", "bootstrap"]
+    finally:
+        await second.aclose()
+
+
+async def test_an_old_shim_gets_the_options_any_in_one_start_and_that_is_remembered(
+    base: Path,
+) -> None:
+    script = str(_recording_shim(base, "old", f"unix://{base / 'fake.sock'}"))
+    manager = _manager(base)
+    options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
+    try:
+        await _start_and_abort(manager, base, script, "one", versions=(2,))
+    finally:
+        await manager.aclose()
+    assert (base / "old.stdin").read_bytes() == options.SerializeToString()
+    assert _manager(base).start_protocols.get(script) == BinaryProtocol(
+        script, os.stat(script).st_mtime_ns, "legacy", 2
+    )
+
+
+async def test_another_start_failure_is_not_retried_with_bootstrap_params(base: Path) -> None:
+    script = base / "bin" / "containerd-shim-broken-v2"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        'for last in "$@"; do :; done\n'
+        f'[ "$last" = start ] && echo run >> "{base}/broken.starts"\n'
+        "echo no such thing\nexit 1\n"
+    )
+    script.chmod(0o755)
+    manager = _manager(base)
+    try:
+        with pytest.raises(ShimCommandError, match="no such thing"):
+            await _start_and_abort(manager, base, str(script), "one", versions=(3,))
+    finally:
+        await manager.aclose()
+    assert _starts(base, "broken") == ["run"]
+    assert manager.start_protocols.get(str(script)) is None
+
+
+async def test_bootstrap_runtimes_override_the_negotiation(base: Path) -> None:
+    script = str(_new_api_shim(base, f"unix://{base / 'fake.sock'}"))
+    manager = _manager(base, bootstrap_runtimes=[script])
+    try:
+        await _start_and_abort(manager, base, script, "one", versions=(3,))
+    finally:
+        await manager.aclose()
+    assert _starts(base, "new") == ["bootstrap"]
+
+
+async def test_a_wrong_legacy_record_is_corrected_by_the_shims_refusal(base: Path) -> None:
+    script = str(_new_api_shim(base, f"unix://{base / 'fake.sock'}"))
+    _manager(base).start_protocols.record(script, "legacy", 2)  # e.g. a hand-edited file
+    manager = _manager(base)
+    try:
+        await _start_and_abort(manager, base, script, "one", versions=(3,))
+    finally:
+        await manager.aclose()
+    assert _starts(base, "new") == ["refused", "bootstrap"]
+    recorded = _manager(base).start_protocols.get(script)
+    assert recorded is not None and recorded.start_protocol == "bootstrap"
