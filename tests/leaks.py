@@ -124,13 +124,16 @@ def _kill(pid: int) -> Callable[[], None]:
 def find_processes(scope: Scope) -> list[Leak]:
     """Live processes of the test: a command line or cwd naming the base dir, a shim whose
     command line names the namespace, a cgroup path naming the namespace (container
-    processes), or a pid the test recorded. The test process itself and its ancestors are not."""
-    skip = {os.getpid(), *_ancestors()}
+    processes), or a pid the test recorded. Not: the test process, its ancestors and its own
+    children (the harness's, stopped by fixtures such as the CLI tests' events_process; what
+    they started -- daemonized shims, containers -- is not exempt)."""
+    me = os.getpid()
+    skip = {me, *_ancestors()}
     base = str(scope.base).encode()
     ns = scope.namespace.encode()
     leaks = []
     for pid in sorted(set(_pids()) | scope.pids):
-        if pid in skip or not _alive(pid):
+        if pid in skip or not _alive(pid) or _parent(pid) == me:
             continue
         cmdline = _read(f"/proc/{pid}/cmdline") or b""
         argv = cmdline.split(b"\0")
@@ -155,13 +158,15 @@ def find_processes(scope: Scope) -> list[Leak]:
     return leaks
 
 
+def _parent(pid: int) -> int:
+    stat = _read(f"/proc/{pid}/stat")
+    return int(stat[stat.rfind(b")") + 2 :].split()[1]) if stat else 0
+
+
 def _ancestors() -> set[int]:
     pids, pid = set(), os.getpid()
     while pid > 1:
-        stat = _read(f"/proc/{pid}/stat")
-        if stat is None:
-            break
-        pid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        pid = _parent(pid)
         pids.add(pid)
     return pids
 
