@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from plugins import securefs
 from plugins.errdefs import FailedPrecondition
 
 __all__ = [
@@ -223,7 +224,7 @@ class EventJournal:
 
     def _lock(self) -> int:
         if self._lock_fd is None:
-            os.makedirs(self.directory, _DIR_MODE, exist_ok=True)
+            securefs.make_dirs(self.directory, _DIR_MODE)
             self._lock_fd = _open_or_create(self.path + ".lock", os.O_RDWR)
         return self._lock_fd
 
@@ -277,7 +278,7 @@ class EventJournal:
 
         Raises :class:`JournalError` when the path holds a symbolic link or a non-regular file.
         """
-        os.makedirs(self.directory, _DIR_MODE, exist_ok=True)
+        securefs.make_dirs(self.directory, _DIR_MODE)
         return Follower(self)
 
     def close(self) -> None:

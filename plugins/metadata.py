@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from plugins import identifiers
+from plugins import identifiers, securefs
 from plugins.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugins.identifiers import quote
 
@@ -186,11 +186,9 @@ class ContainerStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path: str = os.fspath(path)
         """The database file."""
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, mode=0o711, exist_ok=True)
         # Create the file ourselves so that it (and SQLite's -wal/-shm files, which copy
         # its mode) is private: specs may carry secrets in their environment.
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        os.close(securefs.open_file(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         try:

@@ -6,6 +6,12 @@ override earlier ones, lists are unioned, and ``plugins`` tables are merged key 
 table in a later file changes only the keys it sets). A drop-in file may not have a higher
 ``version`` than the root file; without ``version`` it takes the root file's.
 
+A config is input, not trusted code: files are identified by their real path (a symlinked
+directory cannot make imports grow without end), only regular files are read (a FIFO or
+``/dev/zero`` is refused, not waited on or read forever), and :data:`MAX_CONFIG_BYTES`,
+:data:`MAX_CONFIG_FILES`, :data:`MAX_IMPORT_DEPTH` and :data:`MAX_NESTING` bound the work; each
+limit reached is one issue naming the file.
+
 Unlike containerd, nothing unknown is ignored: unknown keys, wrong types, tables for plugins
 nobody registered and unknown ids in ``disabled_plugins`` / ``required_plugins`` are errors
 naming the file, the TOML path and a likely fix, and all of them are reported at once in one
@@ -23,7 +29,9 @@ from __future__ import annotations
 import builtins
 import copy
 import glob
+import itertools
 import os
+import stat
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,18 +46,25 @@ __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_ROOT",
     "DEFAULT_STATE",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_FILES",
+    "MAX_IMPORT_DEPTH",
+    "MAX_NESTING",
     "SUPPORTED_VERSIONS",
     "Config",
     "ConfigError",
     "ConfigIssue",
     "ConfigLayer",
     "ConfigurablePlugin",
+    "NotARegularFile",
     "coerce_config",
     "decode_plugin_configs",
     "default_config",
     "effective_config_dict",
     "load_config",
     "migrate",
+    "nesting_depth",
+    "read_regular_file",
     "to_toml",
 ]
 
@@ -57,6 +72,15 @@ CONFIG_VERSION = 3
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ROOT = "/var/lib/taskplane"
 DEFAULT_STATE = "/run/taskplane"
+
+#: The largest config file read (1 MiB; containerd's own configs are a few KiB).
+MAX_CONFIG_BYTES = 1 << 20
+#: How many files one config may load, itself and every import included.
+MAX_CONFIG_FILES = 64
+#: How deep imports may chain (the root file is depth 0).
+MAX_IMPORT_DEPTH = 8
+#: How deep tables and arrays may nest in one file (deeper is no config, just an attack).
+MAX_NESTING = 64
 
 _TOP_LEVEL_KEYS = (
     "version",
@@ -225,16 +249,29 @@ class _Loader:
         self.issues.append(ConfigIssue(file, rendered, message))
 
     def load(self, first: str, data: dict[str, Any] | None) -> Config:
-        pending: deque[tuple[str, str | None, dict[str, Any] | None]] = deque([(first, None, data)])
+        pending: deque[tuple[str, str | None, dict[str, Any] | None, int]] = deque(
+            [(first, None, data, 0)]
+        )
         seen: set[str] = set()
         while pending:
-            file, importer, given = pending.popleft()
-            key = file if file.startswith("<") else os.path.abspath(file)
+            file, importer, given, depth = pending.popleft()
+            # The real path: a symlink to a directory must not make one file look like many.
+            key = file if file.startswith("<") else os.path.realpath(file)
             if key in seen:  # import cycles and repeated imports load a file once
                 continue
             seen.add(key)
-            content = given if given is not None else self._read(file, importer)
+            by = f" (imported by {importer})" if importer else ""
+            if len(seen) > MAX_CONFIG_FILES:
+                self.issue(file, "", f"too many config files: more than {MAX_CONFIG_FILES}{by}")
+                break
+            if depth > MAX_IMPORT_DEPTH:
+                self.issue(file, "", f"imports nest more than {MAX_IMPORT_DEPTH} deep{by}")
+                continue
+            content = given if given is not None else self._read(file, by)
             if content is None:
+                continue
+            if nesting_depth(content) > MAX_NESTING:
+                self.issue(file, "", f"tables and arrays nest more than {MAX_NESTING} deep")
                 continue
             self.files.append(file)
             values = self._validate(file, content)
@@ -242,7 +279,7 @@ class _Loader:
             base = os.getcwd() if file.startswith("<") else os.path.dirname(file)
             for pattern in values.imports:
                 for resolved in _resolve_import(base, pattern):
-                    pending.append((resolved, file, None))
+                    pending.append((resolved, file, None, depth + 1))
         if self.root == self.state and self.files:
             self.issue(
                 self.source.get("state", self.files[0]),
@@ -264,11 +301,13 @@ class _Loader:
             layers=tuple(self.layers),
         )
 
-    def _read(self, file: str, importer: str | None) -> dict[str, Any] | None:
-        by = f" (imported by {importer})" if importer else ""
+    def _read(self, file: str, by: str) -> dict[str, Any] | None:
+        """Parse ``file``; None (and an issue) when it is no regular file, too big or bad TOML."""
         try:
-            with open(file, "rb") as f:
-                raw = f.read()
+            raw = read_regular_file(file, MAX_CONFIG_BYTES)
+        except NotARegularFile as e:
+            self.issue(file, "", f"{e}{by}")
+            return None
         except OSError as e:
             self.issue(file, "", f"cannot read config file: {e.strerror or e}{by}")
             return None
@@ -278,6 +317,8 @@ class _Loader:
             self.issue(file, "", f"invalid TOML: not UTF-8 ({e.reason} at byte {e.start}){by}")
         except tomllib.TOMLDecodeError as e:
             self.issue(file, "", f"invalid TOML: {e}{by}")
+        except RecursionError:
+            self.issue(file, "", f"tables and arrays nest more than {MAX_NESTING} deep{by}")
         return None
 
     def _validate(self, file: str, data: Mapping[str, Any]) -> _FileValues:
@@ -395,12 +436,70 @@ def _record_sources(
             _record_sources(source, path, value, file)
 
 
+class NotARegularFile(ValueError):
+    """A path that is no regular file of acceptable size; the message says what it is."""
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of regular file ``path``, at most ``limit`` of them (config and spec files).
+
+    Opened non-blocking, so a FIFO is reported instead of waited on; the size is checked on the
+    open descriptor and again while reading (a file may grow after ``fstat``). Raises
+    :class:`NotARegularFile` (its message completes "<path> ...") or OSError.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "a device")
+            raise NotARegularFile(f"is {kind}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit or st.st_size > limit:
+            raise NotARegularFile(f"is larger than {limit} bytes, the limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def nesting_depth(value: object, limit: int = MAX_NESTING) -> int:
+    """How deep mappings and lists nest in ``value`` (0 for a scalar); iterative, and it stops
+    at ``limit`` + 1 (enough to know it is too deep)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
 def _resolve_import(base: str, pattern: str) -> list[str]:
     path = os.path.normpath(pattern)
     if not os.path.isabs(path):
         path = os.path.join(base, path)
     if glob.has_magic(path):
-        return sorted(glob.glob(path))
+        # One more than the file limit is enough to report it; a glob may match a whole disk.
+        return sorted(itertools.islice(glob.iglob(path), MAX_CONFIG_FILES + 1))
     return [path]
 
 

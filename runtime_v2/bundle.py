@@ -11,7 +11,8 @@ Differences from containerd, on purpose:
   when the user-namespace permission step fails.
 - :meth:`Bundle.delete` is retriable: a hidden ``.<id>`` left by an interrupted delete is removed
   by the next one.
-- Directory modes are set with ``chmod`` after creation, so they do not depend on the umask.
+- Directory modes are set with ``chmod`` after creation, so they do not depend on the umask, and
+  the shared parents are created and checked by :mod:`plugins.securefs`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from plugins import securefs
 from runtime_v2 import errdefs, identifiers
 
 __all__ = [
@@ -163,7 +165,7 @@ def new_bundle(
     path = os.path.join(state_ns, task_id)
     work_dir = os.path.abspath(os.path.join(root, namespace, task_id))
 
-    _mkdir_all(state_ns, _STATE_NS_MODE)
+    securefs.make_dirs(state_ns, _STATE_NS_MODE)
     try:
         os.mkdir(path, _BUNDLE_MODE)
     except FileExistsError:
@@ -180,7 +182,7 @@ def new_bundle(
             if gid != 0:
                 os.chown(path, -1, gid)
                 os.chmod(path, _BUNDLE_REMAPPED_MODE)
-        _mkdir_all(os.path.join(root, namespace), _ROOT_NS_MODE)
+        securefs.make_dirs(os.path.join(root, namespace), _ROOT_NS_MODE)
         os.mkdir(bundle.rootfs, _ROOTFS_MODE)
         os.chmod(bundle.rootfs, _ROOTFS_MODE)
         try:
@@ -308,22 +310,6 @@ def _spec_bytes(spec: bytes | _AnyLike | None) -> tuple[bytes, bool]:
     return value, type_url == OCI_SPEC_TYPE_URL
 
 
-def _mkdir_all(path: str, mode: int) -> None:
-    """``os.MkdirAll``: create ``path`` and missing parents with exactly ``mode``."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        _mkdir_all(parent, mode)
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-        return
-    os.chmod(path, mode)
-
-
 def write_file(path: str, data: bytes, mode: int = 0o600, *, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` with exactly ``mode`` (whatever the umask or an old file's
     mode), replacing any old content; ``exclusive``: FileExistsError when ``path`` exists.
@@ -332,12 +318,18 @@ def write_file(path: str, data: bytes, mode: int = 0o600, *, exclusive: bool = F
     recorded runtime options).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags, mode)
+    # O_NOFOLLOW: a symlink in the file's place is an error (ELOOP), never a redirection.
+    fd = os.open(path, flags | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # os.write names no file: "No space left on device" alone does not say where.
+        raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         os.close(fd)
 

@@ -1,15 +1,22 @@
 """Runtime name to shim binary (containerd's ``resolveRuntimePath`` and ``shim.BinaryName``).
 
 A runtime is named like ``io.containerd.runc.v2`` (its shim binary is
-``containerd-shim-runc-v2``) or by the absolute path of a shim binary. Lookup order for a name,
-as containerd does it:
+``containerd-shim-runc-v2``) or by the absolute path of a shim binary. Lookup order for a name:
 
-1. ``<cwd>/<binary>`` (containerd's working directory; a quirk kept for compatibility);
-2. every directory of ``PATH``;
-3. next to our own executable (the ``taskplane`` console script's directory and
+1. every absolute directory of ``PATH``;
+2. next to our own executable (the ``taskplane`` console script's directory and
    ``<sys.prefix>/bin``, where a virtualenv installs it).
 
+Never the working directory: containerd looks there first (``resolveRuntimePath`` in
+``core/runtime/v2/manager.go``), which is harmless for a daemon whose working directory is
+``/``, but taskplane is a root command run from wherever its user stands, and a shim planted in
+that directory would run as root. Empty and relative ``PATH`` entries (which mean the working
+directory) are skipped for the same reason, as Go's ``exec.LookPath`` refuses them (``ErrDot``).
+
 Found paths are cached per binary name (the first writer wins); absolute paths are not cached.
+
+:func:`check_trusted_binary` is what a root caller runs before executing a shim or runc: the
+binary must be owned by root and writable by nobody else, as sudo requires of its secure path.
 """
 
 from __future__ import annotations
@@ -19,12 +26,18 @@ import stat
 import sys
 from collections.abc import MutableMapping, Sequence
 
+from google.protobuf import any_pb2
+
+from plugins import securefs
 from runtime_v2 import errdefs
 
 __all__ = [
     "RuntimePathResolver",
     "binary_name",
+    "check_runc_binary",
+    "check_trusted_binary",
     "default_executable_dirs",
+    "look_path",
     "resolve_runtime_path",
 ]
 
@@ -67,18 +80,65 @@ def _is_executable_file(path: str) -> bool:
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
-def _look_path(name: str, path_env: str, cwd: str) -> str | None:
+def _look_path(name: str, path_env: str) -> str | None:
     """``exec.LookPath``: the first executable regular file ``<dir>/<name>`` on ``path_env``.
 
-    An empty PATH entry means the current directory, as in Go.
+    Only absolute entries count: an empty or relative one would name the working directory.
     """
     for directory in path_env.split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if not os.path.isabs(candidate):
-            candidate = os.path.join(cwd, candidate)
+        if not os.path.isabs(directory):
+            continue
+        candidate = os.path.join(directory, name)
         if _is_executable_file(candidate):
             return os.path.normpath(candidate)
     return None
+
+
+def look_path(name: str, path_env: str | None = None) -> str | None:
+    """Where ``name`` is found: itself when absolute, else the first hit on the absolute
+    entries of ``path_env`` (default ``$PATH``); None when nowhere."""
+    if os.path.isabs(name):
+        return name if os.path.exists(name) else None
+    if "/" in name:
+        return None
+    return _look_path(name, os.environ.get("PATH", "") if path_env is None else path_env)
+
+
+def check_trusted_binary(path: str, what: str = "binary") -> None:
+    """Refuse, when running as root, to execute ``path`` unless root alone can change it.
+
+    The file and every directory on its real path must be owned by root and not writable by
+    group or others (a sticky root-owned directory like ``/tmp`` is fine): otherwise another
+    user could swap in their own program and have root run it. ``what`` names the binary in
+    the error ("shim binary", "runc binary"). Not running as root, there is nothing to protect.
+    Raises :class:`errdefs.PermissionDenied`, one sentence naming the file and the reason.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        securefs.check_trusted(path)
+    except securefs.UnsafePath as exc:
+        raise errdefs.PermissionDenied(
+            f"refusing to run {what} {path} as root: {exc.detail}"
+        ) from None
+
+
+def check_runc_binary(options: any_pb2.Any | None, path_env: str | None = None) -> None:
+    """As root, check the runc that the runc shim will execute for a task with ``options``.
+
+    That is ``binary_name`` of ``containerd.runc.v1.Options`` when set, else ``runc``, found
+    on ``path_env`` (default ``$PATH``: the shim inherits ours) as the shim finds it. A binary
+    found nowhere is left for the shim to report. Raises :class:`errdefs.PermissionDenied`.
+    """
+    from runtime_v2 import typeurl
+    from runtime_v2.api import runc_options_pb2
+
+    name = ""
+    if options is not None and typeurl.is_(options, runc_options_pb2.Options):
+        name = typeurl.unpack_as(options, runc_options_pb2.Options).binary_name
+    found = look_path(name or "runc", path_env)
+    if found is not None:
+        check_trusted_binary(found, "runc binary")
 
 
 def resolve_runtime_path(
@@ -86,19 +146,19 @@ def resolve_runtime_path(
     *,
     cache: MutableMapping[str, str] | None = None,
     path_env: str | None = None,
-    cwd: str | None = None,
     executable_dirs: Sequence[str] | None = None,
 ) -> str:
     """Return the absolute path of the shim binary for ``runtime``.
 
     ``runtime`` is a runtime name (``io.containerd.runc.v2``) or an absolute binary path (returned
     unchanged after checking it exists; never cached). ``cache`` maps binary names to resolved
-    paths and is filled here (first writer wins). ``path_env``, ``cwd`` and ``executable_dirs``
-    default to ``$PATH``, ``os.getcwd()`` and :func:`default_executable_dirs`.
+    paths and is filled here (first writer wins). ``path_env`` and ``executable_dirs`` default
+    to ``$PATH`` and :func:`default_executable_dirs`. The working directory is never searched.
 
     Raises :class:`errdefs.InvalidArgument` for an empty or malformed name (a relative path is
-    malformed) and :class:`errdefs.NotFound` when the binary is nowhere; that message lists every
-    place it looked.
+    malformed), :class:`errdefs.NotFound` when the binary is nowhere (that message lists every
+    place it looked) and :class:`errdefs.PermissionDenied` when, running as root, the binary
+    found is not one root alone controls (:func:`check_trusted_binary`).
     """
     if runtime == "":
         raise errdefs.InvalidArgument("no runtime name")
@@ -113,6 +173,7 @@ def resolve_runtime_path(
             raise errdefs.InvalidArgument(
                 f"invalid custom binary path: {runtime}: {exc.strerror}"
             ) from None
+        check_trusted_binary(runtime, "shim binary")
         return runtime
     name = binary_name(runtime)
     if "/" in runtime or name == "":
@@ -120,18 +181,13 @@ def resolve_runtime_path(
     if cache is not None:
         cached = cache.get(name)
         if cached is not None:
+            check_trusted_binary(cached, "shim binary")
             return cached
 
-    cwd = os.getcwd() if cwd is None else cwd
     path_env = os.environ.get("PATH", "") if path_env is None else path_env
     dirs = default_executable_dirs() if executable_dirs is None else list(executable_dirs)
 
-    found: str | None = None
-    in_cwd = os.path.join(cwd, name)
-    if os.path.exists(in_cwd):
-        found = in_cwd
-    if found is None:
-        found = _look_path(name, path_env, cwd)
+    found = _look_path(name, path_env)
     if found is None:
         for directory in dirs:
             candidate = os.path.join(directory, name)
@@ -139,12 +195,14 @@ def resolve_runtime_path(
                 found = candidate
                 break
     if found is None:
-        path_dirs = ", ".join(d or "." for d in path_env.split(os.pathsep)) if path_env else ""
+        path_dirs = ", ".join(d for d in path_env.split(os.pathsep) if os.path.isabs(d))
         raise errdefs.NotFound(
-            f'runtime "{runtime}" binary not installed "{name}": looked in {cwd}, '
-            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'}"
+            f'runtime "{runtime}" binary not installed "{name}": looked in '
+            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'} "
+            "(never the working directory)"
         )
     found = os.path.abspath(found)
+    check_trusted_binary(found, "shim binary")
     if cache is not None:
         found = cache.setdefault(name, found)
     return found
@@ -161,12 +219,10 @@ class RuntimePathResolver:
         self,
         *,
         path_env: str | None = None,
-        cwd: str | None = None,
         executable_dirs: Sequence[str] | None = None,
     ) -> None:
         self.cache: dict[str, str] = {}
         self._path_env = path_env
-        self._cwd = cwd
         self._executable_dirs = executable_dirs
 
     def resolve(self, runtime: str) -> str:
@@ -175,6 +231,5 @@ class RuntimePathResolver:
             runtime,
             cache=self.cache,
             path_env=self._path_env,
-            cwd=self._cwd,
             executable_dirs=self._executable_dirs,
         )

@@ -248,7 +248,7 @@ def _mark_deleting(bundle: Bundle) -> None:
     try:
         fd = os.open(
             os.path.join(bundle.path, DELETING_MARKER),
-            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
             0o600,
         )
     except OSError:
@@ -444,7 +444,11 @@ class ShimTask:
             stderr=stderr,
             spec=_process_spec_any(process_spec),
         )
-        await self.shim.call("Exec", request, empty_pb2.Empty)
+        try:
+            await self.shim.call("Exec", request, empty_pb2.Empty)
+        except errdefs.AlreadyExists:
+            # The runc shim says only "id <exec id>"; the caller knows the task.
+            raise errdefs.AlreadyExists(f'exec "{exec_id}" already exists') from None
         return Process(self, exec_id)
 
     def process(self, exec_id: str) -> Process:

@@ -33,6 +33,7 @@ from typing import Literal
 
 import attrs
 
+from plugins import securefs
 from runtime_v2 import errdefs, identifiers
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import task_v3_pb2 as task_pb2
@@ -85,10 +86,8 @@ def creating(state: str, namespace: str, task_id: str) -> Iterator[None]:
     ``STATE/<ns>/.<id>.creating`` is locked for the duration and removed afterwards; a marker
     nobody holds (its creator crashed) is ignored and removed by restart recovery.
     """
-    ns_dir = os.path.join(state, namespace)
-    os.makedirs(ns_dir, 0o711, exist_ok=True)
     path = _creating_path(state, namespace, task_id)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = securefs.open_file(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -102,7 +101,7 @@ def _being_created(state: str, namespace: str, task_id: str) -> bool:
     """Whether another live process holds the creating marker of the task."""
     path = _creating_path(state, namespace, task_id)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
     try:

@@ -61,14 +61,14 @@ from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import DecodeError
 
 import registry
-from plugins import types
+from plugins import securefs, types
 from runtime_v2 import errdefs, ttrpc, typeurl
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, runc_options_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
-from runtime_v2.runtime_path import RuntimePathResolver
+from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
 from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
@@ -459,9 +459,8 @@ class ShimManager:
         """
         path = self.ttrpc_address
         check_sun_path(path, "ttrpc address")
-        os.makedirs(os.path.dirname(path) or ".", 0o711, exist_ok=True)
         # Serialise the live-or-stale check and the bind among processes on this state dir.
-        lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock_fd = securefs.open_file(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
             if self._closing:
@@ -611,6 +610,10 @@ class ShimManager:
         to delete.
         """
         runtime_path = self.resolve_runtime_path(runtime)
+        if os.path.basename(runtime_path) == binary_name(types.RUNTIME_RUNC_V2):
+            # The runc shim runs runc as root too: the same trust check (runtime_path.py).
+            shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
+            check_runc_binary(options, shim_path_env[-1] if shim_path_env else None)
         binary = self.binary(runtime_path, bundle)
         shim: Shim | None = None
         try:

@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 import attrs
 
+from plugins import securefs
+
 __all__ = [
     "BOOTSTRAP",
     "DEPRECATED_API_REFUSAL",
@@ -175,8 +177,8 @@ class StartProtocols:
         file = self.file
         if file is None or self.state_dir is None:
             return
-        os.makedirs(self.state_dir, 0o711, exist_ok=True)
-        lock_fd = os.open(file + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        securefs.make_dirs(self.state_dir, 0o711)
+        lock_fd = securefs.open_file(file + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             entries = self._read_file()

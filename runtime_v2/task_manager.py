@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,7 +40,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 import registry
-from plugins import types
+from plugins import securefs, types
 from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.bundle import Bundle, new_bundle
@@ -412,9 +411,7 @@ async def _init(ic: registry.InitContext) -> TaskManager:
     ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
     shims: ShimManager = ic.get_single(types.SHIM_PLUGIN)
     for path in (ic.root, ic.state):
-        os.makedirs(path, 0o711, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o711)
+        securefs.make_dirs(path, 0o711)
     manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
     await manager.load_existing_shims()
     return manager

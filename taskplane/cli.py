@@ -319,6 +319,39 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     return parser
 
 
+class OneLineFormatter(logging.Formatter):
+    """``taskplane: LEVEL logger: message``, one line per record.
+
+    A logged exception adds its type and message to the line; its traceback is printed only
+    with ``--debug``, so the stderr of a command that succeeds carries no tracebacks (a benign
+    race logged by a library is one line, not thirty).
+    """
+
+    def __init__(self, *, debug: bool = False) -> None:
+        super().__init__("taskplane: %(levelname)s %(name)s: %(message)s")
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.debug or not (record.exc_info or record.stack_info):
+            return super().format(record)
+        exc = record.exc_info[1] if record.exc_info else None
+        line = logging.LogRecord(
+            record.name,
+            record.levelno,
+            record.pathname,
+            record.lineno,
+            record.getMessage(),
+            None,
+            None,
+        )
+        line.levelname = record.levelname
+        text = super().format(line)
+        if exc is not None:
+            detail = " ".join(str(exc).split())
+            text += f" ({type(exc).__name__}{': ' + detail if detail else ''})"
+        return text
+
+
 def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     """Split ``argv`` at the first ``--``: options before, the container command after."""
     args = list(argv)
@@ -337,11 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.cmd = [*ns.cmd, *(trailing or [])]
     elif trailing is not None:
         parser.error(f"unexpected arguments after '--': {' '.join(trailing) or '(none)'}")
-    logging.basicConfig(
-        level=getattr(logging, ns.log_level.upper()),
-        format="taskplane: %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # What a daemon started by systemd has: whatever umask the user typed the command under,
+    # files taskplane and the shims it starts create are never group- or world-writable.
+    os.umask(0o022)
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(OneLineFormatter(debug=ns.debug))
+    logging.basicConfig(level=getattr(logging, ns.log_level.upper()), handlers=[log_handler])
     handler: Handler = ns.handler
     try:
         opts = Options(

@@ -28,7 +28,7 @@ from plugins import errdefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
 from taskplane import DEFAULT_NAMESPACE
 from taskplane.oci import spec_bytes
-from taskplane.stdio import FifoPair, file_uri, remove_io_dir
+from taskplane.stdio import FifoPair, file_uri, make_io_dir, remove_io_dir
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -245,7 +245,7 @@ class Client:
         cannot be created or started. Returns the started task.
         """
         log = self.log_path(container_id)
-        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_io_dir(log.parent)
         uri = file_uri(log)
         try:
             task = await self.create_task(

@@ -19,10 +19,14 @@ from typing import Any
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
+    "HOST_NAME_MAX",
     "MASKED_PATHS",
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_NESTING",
     "OCI_VERSION",
     "READONLY_PATHS",
     "SpecError",
+    "default_hostname",
     "default_spec",
     "load_spec",
     "process_spec",
@@ -78,6 +82,9 @@ READONLY_PATHS: tuple[str, ...] = (
 )
 
 _NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
+
+#: The longest hostname Linux accepts (``HOST_NAME_MAX``; ``sethostname`` fails with EINVAL).
+HOST_NAME_MAX = 64
 
 
 class SpecError(ValueError):
@@ -168,7 +175,8 @@ def default_spec(
     """Return containerd's default Linux spec for ``container_id`` running ``args`` in ``rootfs``.
 
     ``rootfs`` is made absolute with symlinks resolved (runc resolves a relative ``root.path``
-    against the bundle, not the caller's directory, and refuses a symlinked rootfs). The cgroup
+    against the bundle, not the caller's directory, and refuses a symlinked rootfs). The
+    hostname is :func:`default_hostname` (the ID, at most 64 characters). The cgroup
     is ``/<namespace>/<container_id>``, as containerd does, so runc removes it when the
     container is deleted.
     """
@@ -176,7 +184,7 @@ def default_spec(
         "ociVersion": OCI_VERSION,
         "process": process_spec(args, env=env, cwd=cwd, terminal=terminal),
         "root": {"path": os.path.realpath(os.fspath(rootfs)), "readonly": False},
-        "hostname": container_id,
+        "hostname": default_hostname(container_id),
         "mounts": _mounts(),
         "linux": {
             "cgroupsPath": f"/{namespace}/{container_id}",
@@ -188,25 +196,143 @@ def default_spec(
     }
 
 
+#: The largest spec file read (containerd's generated specs are a few KiB).
+MAX_SPEC_BYTES = 1 << 20
+#: How deep objects and arrays may nest in a spec file.
+MAX_SPEC_NESTING = 32
+
+# The shape of the spec fields taskplane or runc read, checked before anything uses them (an
+# OCI spec has many more fields; those are runc's to judge). A dict is an object with those
+# keys, a one-item list an array of that, "*" any key of an object; a type is a JSON scalar.
+_SPEC_SHAPE: dict[str, Any] = {
+    "ociVersion": str,
+    "hostname": str,
+    "process": {
+        "terminal": bool,
+        "args": [str],
+        "env": [str],
+        "cwd": str,
+        "user": {"uid": int, "gid": int, "umask": int, "additionalGids": [int]},
+        "capabilities": {k: [str] for k in ("bounding", "effective", "permitted", "inheritable")},
+        "rlimits": [{"type": str, "hard": int, "soft": int}],
+        "noNewPrivileges": bool,
+    },
+    "root": {"path": str, "readonly": bool},
+    "mounts": [{"destination": str, "type": str, "source": str, "options": [str]}],
+    "annotations": {"*": str},
+    "linux": {
+        "cgroupsPath": str,
+        "namespaces": [{"type": str, "path": str}],
+        "maskedPaths": [str],
+        "readonlyPaths": [str],
+        "uidMappings": [{"containerID": int, "hostID": int, "size": int}],
+        "gidMappings": [{"containerID": int, "hostID": int, "size": int}],
+    },
+}
+_JSON_TYPE = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object"}
+
+
+def default_hostname(container_id: str) -> str:
+    """The container's hostname: its ID, cut to the first :data:`HOST_NAME_MAX` characters.
+
+    IDs may be 76 characters long but hostnames stop at 64; cutting (rather than refusing the
+    ID) keeps every valid ID usable. IDs are ASCII, so characters are bytes.
+    """
+    return container_id[:HOST_NAME_MAX]
+
+
 def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an OCI spec JSON file, raising :class:`SpecError` naming the file when it is bad."""
+    """Read an OCI spec JSON file, raising :class:`SpecError` naming the file when it is bad.
+
+    Bad means: not a regular file, larger than :data:`MAX_SPEC_BYTES`, not UTF-8, not JSON,
+    nested deeper than :data:`MAX_SPEC_NESTING`, no ``process.args`` or ``root.path``, or a
+    value of the wrong type in a field taskplane or runc reads; the message names the JSON path.
+    """
+    from registry.config import NotARegularFile, nesting_depth, read_regular_file
+
     name = os.fspath(path)
     try:
-        with open(name, encoding="utf-8") as f:
-            data = json.load(f)
+        raw = read_regular_file(name, MAX_SPEC_BYTES)
     except FileNotFoundError:
         raise SpecError(f"spec file {name!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"spec file {name!r} is not valid JSON: {exc}") from None
+    except NotARegularFile as exc:
+        raise SpecError(f"spec file {name!r} {exc}") from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file {name!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file {name!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec file {name!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SpecError(
+            f"spec file {name!r} nests objects and arrays more than {MAX_SPEC_NESTING} deep"
+        ) from None
     if not isinstance(data, dict):
-        raise SpecError(f"spec file {name!r} must hold a JSON object, not {type(data).__name__}")
-    if not isinstance(data.get("process"), dict) or not data["process"].get("args"):
+        raise SpecError(f"spec file {name!r} must hold a JSON object, not {_json_type(data)}")
+    if nesting_depth(data, MAX_SPEC_NESTING) > MAX_SPEC_NESTING:
+        raise SpecError(
+            f"spec file {name!r} nests objects and arrays more than {MAX_SPEC_NESTING} deep"
+        )
+    problem = _shape_problem(data, _SPEC_SHAPE, "")
+    if problem is not None:
+        raise SpecError(f"spec file {name!r}: {problem}")
+    if not data.get("process", {}).get("args"):
         raise SpecError(f"spec file {name!r} has no process.args")
-    if not isinstance(data.get("root"), dict) or not data["root"].get("path"):
+    if not data.get("root", {}).get("path"):
         raise SpecError(f"spec file {name!r} has no root.path")
+    hostname = data.get("hostname", "")
+    if len(hostname.encode()) > HOST_NAME_MAX:
+        raise SpecError(
+            f"spec file {name!r}: hostname: longer than {HOST_NAME_MAX} bytes "
+            "(the kernel's HOST_NAME_MAX; runc would fail in sethostname)"
+        )
     return data
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, float):
+        return "a number"
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _shape_problem(value: object, shape: Any, where: str) -> str | None:
+    """The first value in ``value`` that does not fit ``shape``, as "<path>: expected ...".
+
+    ``where`` is the JSON path so far; nesting is bounded by the shape (and by the caller's
+    depth check), so recursion is shallow.
+    """
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or '(top)'}: expected an object, got {_json_type(value)}"
+        for key, sub in value.items():
+            inner = shape.get(key, shape.get("*"))
+            if inner is not None:
+                problem = _shape_problem(sub, inner, f"{where}.{key}" if where else key)
+                if problem is not None:
+                    return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where}: expected an array, got {_json_type(value)}"
+        for i, item in enumerate(value):
+            problem = _shape_problem(item, shape[0], f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    # bool is an int in Python, not in JSON.
+    if not isinstance(value, shape) or (shape is int and isinstance(value, bool)):
+        return f"{where}: expected {_JSON_TYPE[shape]}, got {_json_type(value)}"
+    if isinstance(value, str) and "\0" in value:
+        return f"{where}: contains a NUL character"
+    return None
 
 
 def spec_bytes(spec: Mapping[str, Any]) -> bytes:

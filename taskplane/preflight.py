@@ -5,7 +5,6 @@ sentence saying exactly what is missing and where taskplane looked.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 from plugins.types import RUNTIME_RUNC_V2
@@ -52,14 +51,14 @@ def require_rootfs(path: str) -> str:
 
 
 def _search_path() -> list[str]:
-    return [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
+    return [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if os.path.isabs(p)]
 
 
 def resolve_runtime(runtime: str) -> str:
     """Return the shim binary ``runtime`` names, resolved exactly as the shim manager will.
 
-    Raises :class:`Missing` naming the binary and every place looked (the current directory,
-    PATH, next to taskplane), or :class:`CLIError` for a malformed name.
+    Raises :class:`Missing` naming the binary and every place looked (PATH, next to
+    taskplane), or :class:`CLIError` for a malformed name.
     """
     from plugins import errdefs
     from runtime_v2.runtime_path import binary_name, resolve_runtime_path
@@ -85,17 +84,25 @@ def uses_runc(runtime: str) -> bool:
 def find_runc(binary: str | None = None) -> str:
     """Return the runc binary the runc shim will run (``binary`` or ``runc`` on PATH).
 
+    A relative path is refused: the shim runs in the bundle, not in our working directory, and
+    the working directory is never searched. As root, a binary anyone but root could change is
+    refused too (:func:`runtime_v2.runtime_path.check_trusted_binary`).
+
     Raises :class:`Missing` naming the binary and where it was looked for.
     """
+    from runtime_v2.runtime_path import check_trusted_binary, look_path
+
     name = binary or "runc"
-    if os.sep in name:
+    if os.sep in name and not os.path.isabs(name):
+        raise CLIError(f"runc binary {name} must be an absolute path or a name to look up in PATH")
+    if os.path.isabs(name):
         if not os.path.exists(name):
             raise Missing(f"runc binary {name} does not exist")
         if not os.access(name, os.X_OK):
             raise Missing(f"runc binary {name} is not executable")
-        return os.path.abspath(name)
-    found = shutil.which(name)
+    found = look_path(name)
     if found:
+        check_trusted_binary(found, "runc binary")
         return found
     raise Missing(
         f"runc is not installed: {name} not found in PATH ({os.pathsep.join(_search_path())}); "

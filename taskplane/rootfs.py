@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from plugins import securefs
+
 __all__ = ["BUSYBOX_CANDIDATES", "RootfsError", "build_busybox_rootfs", "find_busybox"]
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -45,11 +47,12 @@ def build_busybox_rootfs(dest: str | os.PathLike[str], *, busybox: str | None = 
     applets = subprocess.run(
         [source, "--list"], check=True, capture_output=True, text=True
     ).stdout.split()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # Explicit modes: the rootfs must not depend on the caller's umask.
+    securefs.make_dirs(target.parent, 0o755)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for d in _DIRS:
-        (tmp / d).mkdir(parents=True, exist_ok=True)
+        securefs.make_dirs(tmp / d, 0o755)
     os.chmod(tmp / "tmp", 0o1777)
     shutil.copy2(source, tmp / "bin" / "busybox")
     for applet in applets:
@@ -59,6 +62,8 @@ def build_busybox_rootfs(dest: str | os.PathLike[str], *, busybox: str | None = 
     (tmp / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (tmp / "etc" / "group").write_text("root:x:0:\n")
     (tmp / "etc" / "hostname").write_text("taskplane\n")
+    for name in ("passwd", "group", "hostname"):
+        os.chmod(tmp / "etc" / name, 0o644)
     try:
         os.rename(tmp, target)
     except OSError:

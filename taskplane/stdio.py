@@ -20,14 +20,30 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-__all__ = ["FifoPair", "file_uri", "remove_io_dir"]
+from plugins import securefs
+
+__all__ = ["FifoPair", "file_uri", "make_io_dir", "remove_io_dir"]
 
 _CHUNK = 65536
+#: A FIFO we just made is opened without following a symlink put in its place meanwhile.
+_FIFO_FLAGS = os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def file_uri(path: str | os.PathLike[str]) -> str:
     """Return the ``file://`` stdio URI of an absolute ``path`` (the shim appends to it)."""
     return "file://" + os.path.abspath(os.fspath(path))
+
+
+def make_io_dir(path: str | os.PathLike[str]) -> Path:
+    """Create a task's io directory (0700) and its shared parents (0711), whatever the umask.
+
+    Every existing component is checked by :mod:`plugins.securefs`: a parent another user could
+    write to, or a symlink someone else planted in the io directory's place, is refused before
+    anything is written through it (the shim appends a detached task's log as root).
+    """
+    directory = Path(path)
+    securefs.make_dirs(directory.parent, 0o711)
+    return Path(securefs.make_dirs(directory, 0o700))
 
 
 def remove_io_dir(path: str | os.PathLike[str]) -> None:
@@ -51,14 +67,14 @@ class FifoPair:
 
     def open(self) -> FifoPair:
         """Create both FIFOs (mode 0600) and open their read ends; returns self."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_io_dir(self.directory)
         try:
             for path in (self.stdout, self.stderr):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 os.mkfifo(path, 0o600)
-                self._readers.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-                self._keepalive.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+                self._readers.append(os.open(path, os.O_RDONLY | _FIFO_FLAGS))
+                self._keepalive.append(os.open(path, os.O_WRONLY | _FIFO_FLAGS))
         except BaseException:
             self.close()
             raise

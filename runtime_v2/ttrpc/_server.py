@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import socket
 import stat
 import time
@@ -23,6 +24,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from plugins import securefs
 from runtime_v2 import errdefs
 from runtime_v2.api import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
@@ -41,9 +43,62 @@ from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
 from runtime_v2.ttrpc._peer import PeerCredentials, read_peer_credentials, same_user
 from runtime_v2.ttrpc._writer import FrameWriter
 
-__all__ = ["CallContext", "Handler", "PeerCredentials", "Server", "same_user"]
+__all__ = [
+    "LOG_INTERVAL",
+    "MAX_CONNECTIONS",
+    "CallContext",
+    "Handler",
+    "PeerCredentials",
+    "Server",
+    "same_user",
+]
 
 log = logging.getLogger("runtime_v2.ttrpc")
+
+#: Connections one server holds at once (and never more than a quarter of the process's open
+#: file limit); further ones are closed as soon as they are accepted. A flood must not use up
+#: the process's descriptors, which the rest of taskplane needs: at the limit asyncio's accept
+#: loop logs a traceback per attempt, and unmounting a rootfs fails.
+MAX_CONNECTIONS = 256
+#: Seconds between two log lines about the same kind of refused connection; the ones between
+#: are counted and the count is logged with the next line (or when the server closes).
+LOG_INTERVAL = 10.0
+
+
+class _ThrottledLog:
+    """Log a repeated warning once per :data:`LOG_INTERVAL`, counting the repeats in between.
+
+    Under a connection flood every connection fails the same way; one line per connection is
+    hundreds of thousands of lines. ``warn(key, message)`` logs the first, then at most one line
+    per interval that says how many were not logged; :meth:`flush` logs what is left.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, tuple[int, str]] = {}
+
+    def warn(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < LOG_INTERVAL:
+            count, _ = self._skipped.get(key, (0, message))
+            self._skipped[key] = (count + 1, message)
+            return
+        self._last[key] = now
+        count, _ = self._skipped.pop(key, (0, message))
+        log.warning("%s%s", message, _more(count))
+
+    def flush(self) -> None:
+        for count, message in self._skipped.values():
+            log.warning("%s%s", message, _more(count, last=True))
+        self._skipped.clear()
+
+
+def _more(count: int, *, last: bool = False) -> str:
+    if count == 0:
+        return ""
+    return f" ({count} more like this {'not logged' if last else 'since the last line'})"
+
 
 _REQUEST = int(MessageType.REQUEST)
 _RESPONSE = int(MessageType.RESPONSE)
@@ -117,11 +172,25 @@ class Server:
 
     ``check_peer`` decides from the client's SO_PEERCRED credentials whether to accept a
     connection (default :func:`same_user`; None accepts everyone). Rejected connections are
-    closed without a frame.
+    closed without a frame, as are connections beyond ``max_connections`` at once (default:
+    :data:`MAX_CONNECTIONS`, at most a quarter of the open file limit). Refusals
+    are logged throttled: one line per kind every :data:`LOG_INTERVAL` seconds with a count.
     """
 
-    def __init__(self, *, check_peer: Callable[[PeerCredentials], bool] | None = same_user) -> None:
+    def __init__(
+        self,
+        *,
+        check_peer: Callable[[PeerCredentials], bool] | None = same_user,
+        max_connections: int | None = None,
+    ) -> None:
         self._check_peer = check_peer
+        if max_connections is None:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            max_connections = MAX_CONNECTIONS
+            if soft != resource.RLIM_INFINITY:
+                max_connections = max(1, min(MAX_CONNECTIONS, soft // 4))
+        self._max_connections = max_connections
+        self._throttled = _ThrottledLog()
         self._services: dict[str, dict[str, _Method]] = {}
         self._listeners: list[asyncio.AbstractServer] = []
         self._paths: list[str] = []
@@ -227,6 +296,7 @@ class Server:
 
     def _stop_listening(self) -> None:
         self._shutting_down = True
+        self._throttled.flush()
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
@@ -252,7 +322,7 @@ def _remove_stale_socket(address: str, path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+        securefs.make_dirs(os.path.dirname(os.path.abspath(path)), 0o711)
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise errdefs.AlreadyExists(f"ttrpc address {address!r} exists and is not a socket")
@@ -293,26 +363,36 @@ class _ServerConnection(asyncio.Protocol):
         if server._shutting_down:
             transport.abort()
             return
+        if len(server._connections) >= server._max_connections:
+            server._throttled.warn(
+                "full",
+                f"ttrpc: refused a connection: {server._max_connections} connections are open",
+            )
+            transport.abort()
+            return
         server._connections.add(self)
         sock = transport.get_extra_info("socket")
         try:
             self._peer = read_peer_credentials(sock)
         except OSError as exc:
-            log.warning("ttrpc: cannot read peer credentials, closing connection: %s", exc)
+            server._throttled.warn(
+                "peercred", f"ttrpc: cannot read peer credentials, closing connection: {exc}"
+            )
             transport.abort()
             return
         check = server._check_peer
         try:
             accepted = check is None or check(self._peer)
-        except Exception:
-            log.exception("ttrpc: peer check raised; rejecting the connection")
+        except Exception as exc:
+            server._throttled.warn(
+                "check", f"ttrpc: peer check raised {exc!r}; rejecting the connection"
+            )
             accepted = False
         if not accepted:
-            log.warning(
-                "ttrpc: rejected connection from pid %d (uid %d, gid %d): peer check failed",
-                self._peer.pid,
-                self._peer.uid,
-                self._peer.gid,
+            server._throttled.warn(
+                "rejected",
+                f"ttrpc: rejected connection from pid {self._peer.pid} (uid {self._peer.uid}, "
+                f"gid {self._peer.gid}): peer check failed",
             )
             transport.abort()
 
@@ -327,9 +407,11 @@ class _ServerConnection(asyncio.Protocol):
                     # Other types (including Response) are ignored for forward compatibility.
                 else:
                     self._send_oversize(frame.stream_id, OversizedMessage(frame.length))
-        except Exception:
-            # A bug here must cost this connection only, never the server.
-            log.exception("ttrpc: closing connection after an internal error")
+        except Exception as exc:
+            # A bug here must cost this connection only, never the server (nor flood the log).
+            self._server._throttled.warn(
+                "internal", f"ttrpc: closing connection after an internal error: {exc!r}"
+            )
             self.abort()
 
     def eof_received(self) -> bool:

@@ -783,3 +783,93 @@ def test_unquoted_plugin_uri_says_to_quote_it(tmp_path: Path) -> None:
         f'{path}: plugins.io: no plugin "io" is registered '
         '(quote the plugin URI: [plugins."io.containerd.runtime.v2.task"])'
     ]
+
+
+# -- hostile configs (issue 9): every limit is one issue naming the file ----------------------
+
+
+def test_symlinked_directories_do_not_make_imports_grow(tmp_path: Path) -> None:
+    # Two links back to their own directory: by abspath every "d/l1/l2/l1/..." is a new file.
+    d = tmp_path / "d"
+    main = write(d / "config.toml", 'imports = ["l1/config.toml", "l2/config.toml"]\n')
+    os.symlink(".", d / "l1")
+    os.symlink(".", d / "l2")
+    assert cfg.load_config(main).files == (str(main),)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
+        (lambda p: os.symlink("/dev/zero", p), "is a device, not a regular file"),
+        (lambda p: p.mkdir(), "is a directory, not a regular file"),
+        (
+            lambda p: p.write_bytes(b"#" * (cfg.MAX_CONFIG_BYTES + 1)),
+            f"is larger than {cfg.MAX_CONFIG_BYTES} bytes, the limit",
+        ),
+    ],
+)
+def test_only_regular_files_of_bounded_size_are_read(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    main = write(tmp_path / "config.toml", 'imports = ["bad.toml"]\n')
+    bad = tmp_path / "bad.toml"
+    make(bad)
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [f"{bad}: {message} (imported by {main})"]
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(bad)
+    assert issues_of(info) == [f"{bad}: {message}"]
+
+
+def test_a_config_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    main = tmp_path / "config.toml"
+    main.write_bytes(b"#" * cfg.MAX_CONFIG_BYTES)
+    assert cfg.load_config(main).files == (str(main),)
+
+
+def test_the_number_of_files_is_capped(tmp_path: Path) -> None:
+    for i in range(cfg.MAX_CONFIG_FILES + 5):
+        write(tmp_path / "conf.d" / f"{i:03}.toml", "")
+    main = write(tmp_path / "config.toml", 'imports = ["conf.d/*.toml"]\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    [line] = issues_of(info)
+    assert f"too many config files: more than {cfg.MAX_CONFIG_FILES} (imported by {main})" in line
+
+
+def test_the_depth_of_imports_is_capped(tmp_path: Path) -> None:
+    depth = cfg.MAX_IMPORT_DEPTH + 1
+    for i in range(depth + 1):
+        write(tmp_path / f"{i}.toml", f'imports = ["{i + 1}.toml"]\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(tmp_path / "0.toml")
+    assert issues_of(info) == [
+        f"{tmp_path}/{depth}.toml: imports nest more than {cfg.MAX_IMPORT_DEPTH} deep "
+        f"(imported by {tmp_path}/{depth - 1}.toml)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 5000 + "]" * 5000 + "\n",  # past the recursion limit of the parser
+        "x = " + "[" * (cfg.MAX_NESTING + 1) + "]" * (cfg.MAX_NESTING + 1) + "\n",
+        "x = " + "{a = " * (cfg.MAX_NESTING + 1) + "1" + "}" * (cfg.MAX_NESTING + 1) + "\n",
+    ],
+)
+def test_deep_nesting_is_one_clear_error(tmp_path: Path, text: str) -> None:
+    main = tmp_path / "config.toml"
+    main.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [f"{main}: tables and arrays nest more than {cfg.MAX_NESTING} deep"]
+
+
+def test_deep_nesting_in_a_mapping_is_one_clear_error() -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(cfg.MAX_NESTING + 1):
+        deep = {"plugins": deep}
+    with pytest.raises(ConfigError, match=f"nest more than {cfg.MAX_NESTING} deep"):
+        Config.from_mapping(deep, file="config.toml")
