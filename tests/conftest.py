@@ -13,7 +13,6 @@ The leak checker itself is :mod:`tests.leaks` (importable: pytest puts the repos
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,37 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.prerequisites import need_root, require
+from tests.prerequisites import missing_integration_prerequisites, need_root, require
 
 REPO = Path(__file__).resolve().parents[1]
 THIRD_PARTY_EXAMPLE = REPO / "examples" / "third_party_runtime"
 
-SHIM_BINARY = "containerd-shim-runc-v2"
-RUNC_BINARY = "runc"
 RUNC_ROOT = Path("/run/containerd/runc")
 
 
 # -- prerequisites of the tests against real peers ---------------------------------------------
-
-
-def missing_integration_prerequisites(path: str | None = None) -> list[str]:
-    """Why tests against the real runc shim cannot run here (empty when they can).
-
-    ``path`` is the PATH to look for runc and the shim in (default: ours).
-    """
-    from taskplane.rootfs import RootfsError, find_busybox
-
-    missing = []
-    for binary in (RUNC_BINARY, SHIM_BINARY):
-        if shutil.which(binary, path=path) is None:
-            missing.append(f"{binary} is not installed (not on PATH)")
-    try:
-        find_busybox()
-    except RootfsError as exc:
-        missing.append(str(exc))
-    if os.geteuid() != 0:
-        missing.append("not running as root (real containers need root)")
-    return missing
 
 
 def require_integration(missing: Iterable[str]) -> None:

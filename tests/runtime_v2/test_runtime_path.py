@@ -212,7 +212,7 @@ def test_a_module_path_in_argv0_is_not_a_place_to_look(monkeypatch: pytest.Monke
 # -- trust: as root, only binaries root alone controls are run (sudo's secure_path rule) -----
 
 NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the trust check applies to root")
+needs_root = pytest.mark.usefixtures("as_root")  # the trust check applies to root
 
 
 @needs_root
