@@ -415,6 +415,7 @@ class _Boot:
             config=plugin_config,
             plugins=self.plugins,
             readiness=self.register_readiness,
+            timeouts=self.host.config.timeouts,
         )
         began = time.perf_counter()
         error: Exception | None = None
@@ -497,16 +498,19 @@ async def boot_async(
     registry: Registry | None = None,
     root: str | None = None,
     state: str | None = None,
+    known: _config.KnownSettings = _config.NOTHING_KNOWN,
 ) -> Host:
     """Boot plugins on the running event loop and return the :class:`Host`.
 
     ``config`` is a TOML file path, a mapping shaped like the file, a ``Config``, or None for
     the defaults. Plugins come from ``registry`` if given, else from :func:`discover`
     (``builtins``, then entry points unless ``autoload`` is False or
-    TASKPLANE_DISABLE_PLUGIN_AUTOLOAD=1). ``root``/``state`` override the config's.
+    TASKPLANE_DISABLE_PLUGIN_AUTOLOAD=1). ``root``/``state`` override the config's. ``known``
+    names settings that are ignored with a warning (logged once here) instead of being errors.
 
-    Steps: load the config, migrate it to version 3, decode every plugin's config (ConfigError
-    lists every problem), order the plugins (PluginCircularDependency), check required
+    Steps: load the config, migrate it to version 3, decode every plugin's config (one
+    ConfigError lists every problem of the three; each ignored setting is logged once as a
+    warning), order the plugins (PluginCircularDependency), check required
     plugins, then initialise each plugin in order. Raises BootError when a required plugin
     does not load or a plugin that registered readiness fails (what loaded is closed first).
     Every other outcome is a status on the host.
@@ -516,8 +520,10 @@ async def boot_async(
     if registry is None:
         registry, failures = discover(builtins, autoload)
     registrations = registry.registrations()
-    cfg = _config.migrate(_config.coerce_config(config), registrations)
-    decoded = _config.decode_plugin_configs(cfg, registrations)
+    checked = _config.check_config(config, registrations, known)
+    for warning in checked.warnings:
+        log.warning("config: %s", warning)
+    cfg, decoded = checked.config, dict(checked.decoded)
     host = Host(
         registry=registry,
         config=cfg,
@@ -541,6 +547,7 @@ def boot(
     registry: Registry | None = None,
     root: str | None = None,
     state: str | None = None,
+    known: _config.KnownSettings = _config.NOTHING_KNOWN,
 ) -> Host:
     """Synchronous :func:`boot_async`: the returned Host owns a new event loop on which the
     plugins were initialised; use ``host.run(coro)`` to drive it and ``host.close()`` (or
@@ -561,6 +568,7 @@ def boot(
                 registry=registry,
                 root=root,
                 state=state,
+                known=known,
             )
         )
     except BaseException:

@@ -59,8 +59,14 @@ def render_path(path: Iterable[PathPart]) -> str:
     return out
 
 
+#: How alike (difflib's ratio, 0..1) a name must be to a candidate to suggest it: a typo or two
+#: in a word ("platfroms", "disabled_plugin") is above it, another plugin URI of the same shape
+#: ("io.containerd.grpc.v1.cri" for "io.containerd.shim.v1.manager": 0.70) is not.
+SIMILARITY_CUTOFF = 0.8
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate *name* was probably meant to be, or None.
+    """The candidate *name* was probably meant to be, or None when none is close.
 
     Spelling variants (``BinaryName`` / ``binary_name``) and a bare plugin id for its full
     URI (``task`` -> ``io.containerd.runtime.v2.task``) are found as well as close typos.
@@ -74,7 +80,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
         tails = [c for c in cands if c.endswith("." + name)]
         if len(tails) == 1:
             return tails[0]
-    close = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, cands, n=1, cutoff=SIMILARITY_CUTOFF)
     return close[0] if close else None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -143,14 +143,20 @@ class InitContext:
         config: Any = None,
         plugins: Set | None = None,
         readiness: Callable[[], Callable[[], None]] | None = None,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.registration = registration
         self.properties: dict[str, str] = properties if properties is not None else {}
+        self.timeouts: Mapping[str, float] = timeouts if timeouts is not None else {}
         self.config: Any = config
         self.meta = Meta()
         self.plugins: Set = plugins if plugins is not None else Set()
         self._readiness = readiness
         self._ready_callbacks: list[Callable[[], None]] | None = None
+
+    def timeout(self, key: str, default: float) -> float:
+        """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
+        return self.timeouts.get(key, default)
 
     @property
     def root(self) -> str:

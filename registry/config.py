@@ -4,7 +4,9 @@ Loading follows containerd 2 (``LoadConfig``): the file's ``imports`` (globs all
 to the importing file) are loaded breadth-first after it, each file at most once; later files
 override earlier ones, lists are unioned, and ``plugins`` tables are merged key by key (a
 table in a later file changes only the keys it sets). A drop-in file may not have a higher
-``version`` than the root file; without ``version`` it takes the root file's.
+``version`` than the root file; a file without ``version`` is version 1, as in containerd 2.
+Each file is migrated from its own version. An import is a glob only when it contains ``*``,
+and ``*`` matches dot-files as Go's ``filepath.Glob`` does.
 
 A config is input, not trusted code: files are identified by their real path (a symlinked
 directory cannot make imports grow without end), only regular files are read (a FIFO or
@@ -31,6 +33,7 @@ import copy
 import glob
 import itertools
 import os
+import re
 import stat
 import tomllib
 from collections import deque
@@ -51,12 +54,15 @@ __all__ = [
     "MAX_IMPORT_DEPTH",
     "MAX_NESTING",
     "SUPPORTED_VERSIONS",
+    "CheckedConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
     "ConfigLayer",
     "ConfigurablePlugin",
+    "KnownSettings",
     "NotARegularFile",
+    "check_config",
     "coerce_config",
     "decode_plugin_configs",
     "default_config",
@@ -64,12 +70,16 @@ __all__ = [
     "load_config",
     "migrate",
     "nesting_depth",
+    "parse_duration",
     "read_regular_file",
     "to_toml",
 ]
 
+#: The version taskplane writes and migrates older files to (version 4 is read as is).
 CONFIG_VERSION = 3
-SUPPORTED_VERSIONS = (2, 3)
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
+#: The version of a file without ``version`` (containerd 2: such a file is a 1.x config).
+UNVERSIONED = 1
 DEFAULT_ROOT = "/var/lib/taskplane"
 DEFAULT_STATE = "/run/taskplane"
 
@@ -90,14 +100,8 @@ _TOP_LEVEL_KEYS = (
     "required_plugins",
     "imports",
     "plugins",
+    "timeouts",
 )
-# containerd top-level keys taskplane has no use for: say so instead of guessing a typo.
-_CONTAINERD_ONLY_KEYS = frozenset(
-    {
-        "temp", "debug", "oom_score", "cgroup", "proxy_plugins", "timeouts",
-        "stream_processors", "grpc", "ttrpc", "metrics",
-    }
-)  # fmt: skip
 
 
 class ConfigurablePlugin(Protocol):
@@ -117,24 +121,64 @@ class ConfigurablePlugin(Protocol):
 
 @attrs.frozen
 class ConfigIssue:
-    """One problem in a config file: the file, the TOML path ("" for the whole file), what."""
+    """One problem in a config file: the file, the TOML path ("" for the whole file), what;
+    ``warning`` for a setting that is ignored rather than wrong (``file: path: warning: ...``)."""
 
     file: str
     path: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
+        message = f"warning: {self.message}" if self.warning else self.message
         if self.path:
-            return f"{self.file}: {self.path}: {self.message}"
-        return f"{self.file}: {self.message}"
+            return f"{self.file}: {self.path}: {message}"
+        return f"{self.file}: {message}"
 
 
 class ConfigError(Exception):
-    """Every problem found in a configuration; ``str()`` is one line per issue."""
+    """Every error found in a configuration; ``str()`` is one line per issue.
 
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+    ``warnings`` holds what the same check found ignored (not part of ``str()``).
+    """
+
+    def __init__(self, issues: Iterable[ConfigIssue], warnings: Iterable[ConfigIssue] = ()) -> None:
         self.issues: list[ConfigIssue] = list(issues)
+        self.warnings: list[ConfigIssue] = list(warnings)
         super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def _identity(name: str) -> str:
+    return name
+
+
+@attrs.frozen
+class KnownSettings:
+    """Settings a config may hold that are known but not implemented: key -> explanation.
+
+    Such a setting is a warning saying it is ignored (the explanation completes
+    ``"<key>: <explanation>"``); an unknown setting not listed here stays an error. The registry
+    knows no plugin types: taskplane passes ``plugins.containerd_config.CATALOGUE``, the
+    catalogue of containerd's configuration surface.
+
+    ``top_level``: top-level keys and tables (their content is not checked). ``plugins``:
+    plugin URIs whose whole table is ignored (and whose ids may be disabled).
+    ``plugin_keys``: uri -> key -> explanation, for keys in the tables of plugins that are
+    registered. ``timeouts``: ``[timeouts]`` keys nothing uses. ``used_timeouts``: the
+    ``[timeouts]`` keys plugins read (:meth:`Config.timeout`). ``rename_v1``: a version 1
+    file's plugin name (a bare id such as ``cri``) -> its URI.
+    """
+
+    top_level: Mapping[str, str] = attrs.field(factory=dict)
+    plugins: Mapping[str, str] = attrs.field(factory=dict)
+    plugin_keys: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    timeouts: Mapping[str, str] = attrs.field(factory=dict)
+    used_timeouts: frozenset[str] = frozenset()
+    rename_v1: Callable[[str], str] = _identity
+
+
+#: No catalogue: every unknown setting is an error.
+NOTHING_KNOWN = KnownSettings()
 
 
 @attrs.frozen
@@ -162,22 +206,30 @@ class Config:
     required_plugins: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    timeouts: Mapping[str, float] = attrs.field(factory=dict)
     files: tuple[str, ...] = ()
     source: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
     layers: tuple[ConfigLayer, ...] = attrs.field(default=(), eq=False, repr=False)
+    warnings: tuple[ConfigIssue, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], file: str = "<dict>") -> Config:
+    def from_mapping(
+        cls, data: Mapping[str, Any], file: str = "<dict>", known: KnownSettings = NOTHING_KNOWN
+    ) -> Config:
         """Validate a config given as a mapping (as parsed TOML); *file* names it in errors.
 
         ``imports`` are followed relative to *file*'s directory, or the current directory
         when *file* is not a path (``<dict>``). Raises :class:`ConfigError`.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                [ConfigIssue(file, "", f"expected a table, got {_cv.describe_value(data)}")]
-            )
-        return _Loader().load(file, copy.deepcopy(dict(data)))
+        config, issues = _load_mapping(data, file, known)
+        if issues:
+            raise ConfigError(issues, config.warnings)
+        return config
+
+    def timeout(self, key: str, default: float) -> float:
+        """``[timeouts]`` *key* in seconds (e.g. ``io.containerd.timeout.shim.cleanup``), or
+        *default* when the file does not set it."""
+        return self.timeouts.get(key, default)
 
     def file_for(self, path: str | Sequence[str | int]) -> str:
         """The file that set TOML *path* (or its nearest parent); the root file otherwise.
@@ -195,24 +247,84 @@ class Config:
         return self.files[0] if self.files else "<config>"
 
 
-def coerce_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | None) -> Config:
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
+
+
+def coerce_config(source: ConfigSource, known: KnownSettings = NOTHING_KNOWN) -> Config:
     """A :class:`Config` from a file path, a mapping shaped like the file, a Config (returned
     as is) or None (the defaults)."""
-    if source is None:
-        return Config()
-    if isinstance(source, Config):
-        return source
-    if isinstance(source, str | os.PathLike):
-        return load_config(source)
-    return Config.from_mapping(source)
+    config, issues = _coerce(source, known)
+    if issues:
+        raise ConfigError(issues, config.warnings)
+    return config
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], known: KnownSettings = NOTHING_KNOWN) -> Config:
     """Load a config file and its imports; raises :class:`ConfigError` listing every problem.
 
     A missing or unreadable file and invalid TOML are issues naming the file (and the line).
     """
-    return _Loader().load(os.fspath(path), None)
+    config, issues = _Loader(known).load(os.fspath(path), None)
+    if issues:
+        raise ConfigError(issues, config.warnings)
+    return config
+
+
+def _load_mapping(
+    data: Mapping[str, Any], file: str, known: KnownSettings
+) -> tuple[Config, list[ConfigIssue]]:
+    if not isinstance(data, Mapping):
+        issue = ConfigIssue(file, "", f"expected a table, got {_cv.describe_value(data)}")
+        return Config(), [issue]
+    return _Loader(known).load(file, copy.deepcopy(dict(data)))
+
+
+def _coerce(source: ConfigSource, known: KnownSettings) -> tuple[Config, list[ConfigIssue]]:
+    """The config and the errors found loading it (a Config as far as it could be read)."""
+    if source is None:
+        return Config(), []
+    if isinstance(source, Config):
+        return source, []
+    if isinstance(source, str | os.PathLike):
+        return _Loader(known).load(os.fspath(source), None)
+    return _load_mapping(source, "<dict>", known)
+
+
+@attrs.frozen
+class CheckedConfig:
+    """A config checked in full: loaded, migrated and every plugin's table decoded.
+
+    ``decoded`` maps uri -> config instance (see :func:`decode_plugin_configs`); ``warnings``
+    lists every ignored setting, in file order.
+    """
+
+    config: Config
+    decoded: Mapping[str, object]
+    warnings: tuple[ConfigIssue, ...]
+
+
+def check_config(
+    source: ConfigSource,
+    registrations: Iterable[ConfigurablePlugin],
+    known: KnownSettings = NOTHING_KNOWN,
+) -> CheckedConfig:
+    """Load, migrate and decode *source* (see :func:`coerce_config`), reporting every problem
+    of every phase at once: raises :class:`ConfigError` with all the errors (its ``warnings``
+    too) when there is any. A file with invalid TOML is skipped, so the rest is still checked.
+    """
+    regs = list(registrations)
+    config, issues = _coerce(source, known)
+    warnings = list(config.warnings)
+    try:
+        config = migrate(config, regs)
+    except ConfigError as e:
+        issues.extend(e.issues)
+    decoded, found, ignored = _decode(config, regs, known)
+    issues.extend(found)
+    warnings.extend(ignored)
+    if issues:
+        raise ConfigError(issues, warnings)
+    return CheckedConfig(config, decoded, tuple(warnings))
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -227,11 +339,16 @@ class _FileValues:
     required_plugins: list[str] = attrs.Factory(list)
     imports: list[str] = attrs.Factory(list)
     plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    timeouts: dict[str, float] = attrs.Factory(dict)
+    bad_version: bool = False  # reported: the file is read as the root's version, not as 1.x
 
 
 class _Loader:
-    def __init__(self) -> None:
+    def __init__(self, known: KnownSettings = NOTHING_KNOWN) -> None:
+        self.known = known
         self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []
+        self.timeouts: dict[str, float] = {}
         self.files: list[str] = []
         self.layers: list[ConfigLayer] = []
         self.source: dict[str, str] = {}
@@ -248,7 +365,11 @@ class _Loader:
         rendered = path if isinstance(path, str) else _cv.render_path(path)
         self.issues.append(ConfigIssue(file, rendered, message))
 
-    def load(self, first: str, data: dict[str, Any] | None) -> Config:
+    def warn(self, file: str, path: Sequence[str | int], message: str) -> None:
+        self.warnings.append(_ignored(file, _cv.render_path(path), message))
+
+    def load(self, first: str, data: dict[str, Any] | None) -> tuple[Config, list[ConfigIssue]]:
+        """The config as far as it could be read, and every error found reading it."""
         pending: deque[tuple[str, str | None, dict[str, Any] | None, int]] = deque(
             [(first, None, data, 0)]
         )
@@ -286,9 +407,7 @@ class _Loader:
                 "state",
                 f"must differ from root (both are {self.root})",
             )
-        if self.issues:
-            raise ConfigError(self.issues)
-        return Config(
+        config = Config(
             version=self.root_version if self.root_version is not None else CONFIG_VERSION,
             root=self.root,
             state=self.state,
@@ -297,9 +416,12 @@ class _Loader:
             imports=tuple(self.lists["imports"]),
             plugins=_merge_layers(self.layers),
             files=tuple(self.files),
+            timeouts=self.timeouts,
             source=self.source,
             layers=tuple(self.layers),
+            warnings=tuple(self.warnings),
         )
+        return config, self.issues
 
     def _read(self, file: str, by: str) -> dict[str, Any] | None:
         """Parse ``file``; None (and an issue) when it is no regular file, too big or bad TOML."""
@@ -323,13 +445,18 @@ class _Loader:
 
     def _validate(self, file: str, data: Mapping[str, Any]) -> _FileValues:
         values = _FileValues()
+        known = self.known.top_level
         for key in data:
             if key in _TOP_LEVEL_KEYS:
                 continue
-            if key in _CONTAINERD_ONLY_KEYS:
-                self.issue(file, [key], "unknown key (a containerd setting taskplane does not use)")
+            if key in known:
+                self.warn(file, [key], known[key])
             else:
-                self.issue(file, [key], _cv.unknown_key_message(key, _TOP_LEVEL_KEYS))
+                hint = _cv.suggest(key, [*_TOP_LEVEL_KEYS, *known])
+                if hint is not None:
+                    self.issue(file, [key], f"unknown key (did you mean {_cv.quote(hint)}?)")
+                else:
+                    self.issue(file, [key], _cv.unknown_key_message(key, _TOP_LEVEL_KEYS))
 
         if "version" in data:
             v = data["version"]
@@ -344,6 +471,7 @@ class _Loader:
                 )
             else:
                 values.version = v
+            values.bad_version = values.version is None
 
         for name in ("root", "state"):
             if name not in data:
@@ -391,21 +519,49 @@ class _Loader:
                             f"expected a table, got {_cv.describe_value(table)}",
                         )
 
+        if "timeouts" in data:
+            self._timeouts(file, data["timeouts"], values.timeouts)
+
+        if values.version == 1 or (values.version is None and not values.bad_version):
+            # containerd 2's version 1 migration: plugins were named by bare id ("cri").
+            rename = self.known.rename_v1
+            values.plugins = {rename(uri): table for uri, table in values.plugins.items()}
+            values.disabled_plugins = [rename(uri) for uri in values.disabled_plugins]
+            values.required_plugins = [rename(uri) for uri in values.required_plugins]
         return values
 
+    def _timeouts(self, file: str, table: object, into: dict[str, float]) -> None:
+        if not isinstance(table, Mapping):
+            self.issue(file, "timeouts", f"expected a table, got {_cv.describe_value(table)}")
+            return
+        used, ignored = self.known.used_timeouts, self.known.timeouts
+        for key, value in table.items():
+            path = ["timeouts", key]
+            if key in used:
+                try:
+                    into[key] = parse_duration(value)
+                except ValueError as e:
+                    self.issue(file, path, str(e))
+            elif key in ignored:
+                self.warn(file, path, ignored[key])
+            else:
+                hint = _cv.suggest(key, [*used, *ignored])
+                fix = f" (did you mean {_cv.quote(hint)}?)" if hint else ""
+                self.issue(file, path, f"unknown timeout{fix}")
+
     def _merge(self, file: str, values: _FileValues, raw: Mapping[str, Any]) -> None:
+        version = values.version if values.version is not None else UNVERSIONED
+        if values.bad_version:
+            version = self.root_version if self.root_version is not None else CONFIG_VERSION
         if self.root_version is None:
-            self.root_version = values.version if values.version is not None else CONFIG_VERSION
-            version = self.root_version
-        else:
-            version = values.version if values.version is not None else self.root_version
-            if version > self.root_version:
-                self.issue(
-                    file,
-                    "version",
-                    f"drop-in config version {version} is higher than the root config "
-                    f"version {self.root_version} ({self.files[0]})",
-                )
+            self.root_version = version
+        elif version > self.root_version:
+            self.issue(
+                file,
+                "version",
+                f"drop-in config version {version} is higher than the root config "
+                f"version {self.root_version} ({self.files[0]})",
+            )
         for name in ("version", "root", "state"):
             if name in raw:
                 self.source[name] = file
@@ -423,6 +579,9 @@ class _Loader:
         if values.plugins:
             self.source["plugins"] = file
             _record_sources(self.source, ("plugins",), values.plugins, file)
+        if values.timeouts:
+            self.timeouts.update(values.timeouts)
+            _record_sources(self.source, ("timeouts",), values.timeouts, file)
         self.layers.append(ConfigLayer(file, version, values.plugins))
 
 
@@ -494,13 +653,46 @@ def nesting_depth(value: object, limit: int = MAX_NESTING) -> int:
 
 
 def _resolve_import(base: str, pattern: str) -> list[str]:
+    """containerd's ``resolveImports``: relative to the importing file's directory, a glob only
+    when it contains ``*`` (``?`` and ``[`` alone are plain characters), and ``*`` matches
+    dot-files as Go's ``filepath.Glob`` does."""
     path = os.path.normpath(pattern)
     if not os.path.isabs(path):
         path = os.path.join(base, path)
-    if glob.has_magic(path):
+    if "*" in path:
         # One more than the file limit is enough to report it; a glob may match a whole disk.
-        return sorted(itertools.islice(glob.iglob(path), MAX_CONFIG_FILES + 1))
+        matches = glob.iglob(path, include_hidden=True)
+        return sorted(itertools.islice(matches, MAX_CONFIG_FILES + 1))
     return [path]
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0}
+_DURATION_UNITS |= {"m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in a Go duration string (``"5s"``, ``"1m30s"``, ``"100ms"``, ``"0"``), as
+    containerd's ``[timeouts]`` holds; a negative or malformed one is a ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f'expected a duration string such as "5s", got {_cv.describe_value(value)}'
+        )
+    text = value[1:] if value[:1] == "+" else value
+    if text == "0":
+        return 0.0
+    total, pos = 0.0, 0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None or m.group(1) in ("", "."):
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(
+            f"invalid duration {_cv.quote(value)} (a number and a unit: ns, us, ms, s, m, h)"
+        )
+    return total
 
 
 def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
@@ -582,7 +774,9 @@ _converter = _cv.make_converter()
 
 
 def decode_plugin_configs(
-    config: Config, registrations: Iterable[ConfigurablePlugin]
+    config: Config,
+    registrations: Iterable[ConfigurablePlugin],
+    known: KnownSettings = NOTHING_KNOWN,
 ) -> dict[str, object]:
     """Decode every registered plugin's table into its attrs config class, strictly.
 
@@ -591,23 +785,53 @@ def decode_plugin_configs(
     config class. Migrates *config* first when it is older than version 3. Raises
     :class:`ConfigError` with every problem: unknown keys, wrong types, failing attrs
     validators, tables for unregistered plugins, unknown ids in ``disabled_plugins`` /
-    ``required_plugins``.
+    ``required_plugins``. What *known* names is ignored (see :func:`check_config` for the
+    warnings).
     """
     regs = list(registrations)
-    config = migrate(config, regs)
+    decoded, issues, ignored = _decode(migrate(config, regs), regs, known)
+    if issues:
+        raise ConfigError(issues, ignored)
+    return decoded
+
+
+def _ignored(file: str, path: str, explanation: str) -> ConfigIssue:
+    return ConfigIssue(file, path, f"{explanation}: ignored", warning=True)
+
+
+def _decode(
+    config: Config, regs: Sequence[ConfigurablePlugin], known: KnownSettings
+) -> tuple[dict[str, object], list[ConfigIssue], list[ConfigIssue]]:
+    """(decoded, errors, warnings) of a migrated config."""
     by_uri = {r.uri: r for r in regs}
+    names = [*by_uri, *(u for u in known.plugins if u not in by_uri)]
     issues: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
 
     def add(path: Sequence[str | int], message: str, file: str | None = None) -> None:
         issues.append(ConfigIssue(file or config.file_for(path), _cv.render_path(path), message))
 
+    def ignore(path: Sequence[str | int], explanation: str, file: str | None = None) -> None:
+        warnings.append(_ignored(file or config.file_for(path), _cv.render_path(path), explanation))
+
     for uri, table in config.plugins.items():
-        if uri not in by_uri:
-            add(["plugins", uri], _not_registered(uri, by_uri, table))
+        if uri in by_uri:
+            continue
+        if uri in known.plugins:
+            ignore(["plugins", uri], known.plugins[uri])
+        else:
+            add(["plugins", uri], _not_registered(uri, names, table))
     for name in ("disabled_plugins", "required_plugins"):
         for i, uri in enumerate(getattr(config, name)):
-            if uri not in by_uri:
-                add([name], _not_registered(uri, by_uri), config.file_for([name, i]))
+            file = config.file_for([name, i])
+            if uri in by_uri:
+                continue
+            if uri not in known.plugins:
+                add([name], _not_registered(uri, names), file)
+            elif name == "disabled_plugins":
+                ignore([name, i], f"{_cv.quote(uri)} is {known.plugins[uri]}", file)
+            else:
+                add([name], f"plugin {_cv.quote(uri)} cannot load: {known.plugins[uri]}", file)
     for i, uri in enumerate(config.required_plugins):
         if uri in config.disabled_plugins:
             add(
@@ -621,6 +845,11 @@ def decode_plugin_configs(
         uri = reg.uri
         prefix = ("plugins", uri)
         raw = config.plugins.get(uri)
+        unimplemented = known.plugin_keys.get(uri, {})
+        if raw is not None and unimplemented:
+            for key in [k for k in raw if k in unimplemented]:
+                ignore((*prefix, key), unimplemented[key])
+            raw = {k: v for k, v in raw.items() if k not in unimplemented}
         cls = reg.config
         if cls is None:
             decoded[uri] = None
@@ -637,15 +866,13 @@ def decode_plugin_configs(
             add((*prefix, *path), message)
         if not found:
             decoded[uri] = instance
-    if issues:
-        raise ConfigError(issues)
-    return decoded
+    return decoded, issues, warnings
 
 
-def _not_registered(uri: str, by_uri: Mapping[str, object], table: object = None) -> str:
+def _not_registered(uri: str, names: Sequence[str], table: object = None) -> str:
     message = f"no plugin {_cv.quote(uri)} is registered"
     # [plugins.io.containerd.x.y] without quotes nests a table per dot: name the fix.
-    for known in by_uri:
+    for known in names:
         first, *rest = known.split(".")
         if first != uri or not rest:
             continue
@@ -654,7 +881,7 @@ def _not_registered(uri: str, by_uri: Mapping[str, object], table: object = None
             node = node.get(part) if isinstance(node, Mapping) else None
         if node is not None:
             return f'{message} (quote the plugin URI: [plugins."{known}"])'
-    hint = _cv.suggest(uri, by_uri)
+    hint = _cv.suggest(uri, names)
     return f"{message} (did you mean {_cv.quote(hint)}?)" if hint else message
 
 

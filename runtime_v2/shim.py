@@ -60,7 +60,7 @@ M = TypeVar("M", bound=Message)
 
 TASK_SERVICE_V2 = "containerd.task.v2.Task"
 TASK_SERVICE_V3 = "containerd.task.v3.Task"
-#: containerd's ``io.containerd.timeout.shim.shutdown``.
+#: containerd's ``io.containerd.timeout.shim.shutdown`` default (``[timeouts]`` sets it).
 SHUTDOWN_TIMEOUT = 3.0
 
 #: Go's zero ``time.Time`` as a protobuf Timestamp (0001-01-01T00:00:00Z).
@@ -162,6 +162,8 @@ class Shim:
         self.task_pid = 0
         #: The shim binary that started this shim (runs its ``delete``), when known.
         self.binary: ShimBinary | None = None
+        #: The Shutdown call's deadline; the shim manager sets the config's ``[timeouts]`` one.
+        self.shutdown_timeout = SHUTDOWN_TIMEOUT
 
     @property
     def id(self) -> str:
@@ -511,7 +513,7 @@ class ShimTask:
                 "Shutdown",
                 task_pb2.ShutdownRequest(id=self.id),
                 empty_pb2.Empty,
-                timeout=SHUTDOWN_TIMEOUT,
+                timeout=self.shim.shutdown_timeout,
             )
         except _ttrpc.Closed:
             pass

@@ -53,7 +53,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -62,6 +62,7 @@ from google.protobuf.message import DecodeError
 
 import registry
 from plugins import securefs, types
+from plugins.containerd_config import TIMEOUT_SHIM_CLEANUP, TIMEOUT_SHIM_SHUTDOWN
 from runtime_v2 import errdefs, ttrpc, typeurl
 from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, runc_options_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
@@ -69,7 +70,7 @@ from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
-from runtime_v2.shim import Exit, Shim, ShimTask, is_being_deleted
+from runtime_v2.shim import SHUTDOWN_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
     LEGACY,
@@ -106,7 +107,7 @@ MAX_SUN_PATH = 108
 MAX_SOCKET_DIR_LEN = MAX_SUN_PATH - 1 - 1 - 64
 #: Where shims put their sockets when run as root (containerd's ``defaultSocketDir``).
 DEFAULT_SOCKET_DIR = "/run/containerd/s"
-#: containerd's ``io.containerd.timeout.shim.cleanup``.
+#: containerd's ``io.containerd.timeout.shim.cleanup`` default (``[timeouts]`` sets it).
 CLEANUP_TIMEOUT = 5.0
 #: How long a shim may take to exit after Shutdown before it is killed.
 SHIM_EXIT_TIMEOUT = 2.0
@@ -301,7 +302,10 @@ async def run_delete(binary: ShimBinary, bundle: Bundle) -> Exit:
 
 
 async def reap_dead_shim(
-    binary: ShimBinary | None, bundle: Bundle, address: str | None
+    binary: ShimBinary | None,
+    bundle: Bundle,
+    address: str | None,
+    timeout: float = CLEANUP_TIMEOUT,
 ) -> Exit | None:
     """Clean up after a shim that is gone: its binary's ``delete`` (which kills and deletes the
     container), then the bundle, then the shim's stale socket.
@@ -312,7 +316,7 @@ async def reap_dead_shim(
     exit: Exit | None = None
     if binary is not None:
         try:
-            async with asyncio.timeout(CLEANUP_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 exit = await run_delete(binary, bundle)
         except Exception as exc:
             log.warning(
@@ -413,8 +417,13 @@ class ShimManager:
         env: Sequence[str] = (),
         bootstrap_runtimes: Sequence[str] = (),
         state_dir: str | None = None,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.exchange = exchange
+        #: The config's ``[timeouts]`` (key -> seconds): see :meth:`timeout`.
+        self.timeouts: Mapping[str, float] = dict(timeouts or {})
+        self.cleanup_timeout = self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
+        self.shutdown_timeout = self.timeout(TIMEOUT_SHIM_SHUTDOWN, SHUTDOWN_TIMEOUT)
         self.containers = containers
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
@@ -435,6 +444,10 @@ class ShimManager:
         #: Set while this process serves the events address.
         self.events_served = asyncio.Event()
         self._closing = False
+
+    def timeout(self, key: str, default: float) -> float:
+        """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
+        return self.timeouts.get(key, default)
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -485,7 +498,7 @@ class ShimManager:
 
     async def _watch_events_owner(self) -> None:
         try:
-            client = await ttrpc.Client.connect(self.ttrpc_address, timeout=CLEANUP_TIMEOUT)
+            client = await ttrpc.Client.connect(self.ttrpc_address, timeout=self.cleanup_timeout)
         except (errdefs.ContainerdError, OSError):
             client = None  # the owner just went away: try again right now
         if client is not None:
@@ -496,7 +509,7 @@ class ShimManager:
                     "Probe",
                     empty_pb2.Empty(),
                     empty_pb2.Empty,
-                    timeout=CLEANUP_TIMEOUT,
+                    timeout=self.cleanup_timeout,
                 )
             except errdefs.NotImplemented:
                 pass  # the expected answer of a live server
@@ -721,13 +734,13 @@ class ShimManager:
             if path is not None and not os.path.exists(path):
                 continue
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLEANUP_TIMEOUT):
-                    client = await ttrpc.Client.connect(address, timeout=CLEANUP_TIMEOUT)
+                async with asyncio.timeout(self.cleanup_timeout):
+                    client = await ttrpc.Client.connect(address, timeout=self.cleanup_timeout)
                     shim = Shim(bundle, client, address=address)
                     shim.orderly_shutdown = True
                     await self.abort(shim)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLEANUP_TIMEOUT):
+            async with asyncio.timeout(self.cleanup_timeout):
                 await run_delete(binary, bundle)
         binary.close()
         for address in addresses:
@@ -763,7 +776,9 @@ class ShimManager:
         )
 
     def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
-        """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing)."""
+        """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing); its
+        Shutdown deadline becomes the config's."""
+        shim.shutdown_timeout = self.shutdown_timeout
 
         async def on_close() -> None:
             if binary is not None:
@@ -785,12 +800,13 @@ class ShimManager:
         """
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
+        shim.shutdown_timeout = self.shutdown_timeout
         task = ShimTask(shim)
         if not shim.shim_pid:  # the version negotiation did not finish
             with contextlib.suppress(Exception):
-                await shim.negotiate(timeout=CLEANUP_TIMEOUT)
+                await shim.negotiate(timeout=self.cleanup_timeout)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLEANUP_TIMEOUT):
+            async with asyncio.timeout(self.cleanup_timeout):
                 with contextlib.suppress(errdefs.ContainerdError):
                     await shim.call(
                         "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
@@ -812,7 +828,7 @@ class ShimManager:
             binary = shim.binary
             if binary is not None:
                 with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLEANUP_TIMEOUT):
+                    async with asyncio.timeout(self.cleanup_timeout):
                         await run_delete(binary, shim.bundle)
             pid = shim.shim_pid or _peer_pid(shim.client)
             if pid and self._group_of(shim.bundle) != shim.id:
@@ -847,7 +863,7 @@ class ShimManager:
             self.shims.delete_if_current(namespace, task_id, shim)
             return
         log.info("shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id)
-        exit = await reap_dead_shim(binary, shim.bundle, shim.address)
+        exit = await reap_dead_shim(binary, shim.bundle, shim.address, self.cleanup_timeout)
         if not self.shims.is_current(namespace, task_id, shim):
             return
         if exit is None:
@@ -928,9 +944,34 @@ async def _init(ic: registry.InitContext) -> ShimManager:
         env=env,
         bootstrap_runtimes=bootstrap_runtimes,
         state_dir=ic.state,
+        timeouts=ic.timeouts,
     )
     await manager.start_events_server()
     return manager
+
+
+def migrate_sched_core(plugins: Mapping[str, Any], from_version: int) -> dict[str, Any]:
+    """Config migration from version 2 (or 1): the task plugin's ``sched_core = true`` becomes
+    ``SCHED_CORE=1`` in this plugin's ``env``, as containerd 2's shim manager migration does
+    (``core/runtime/v2/shim_manager.go``). Unlike containerd's, an ``env`` the file already
+    sets is kept; a non-boolean ``sched_core`` is left for the decoder to report."""
+    task_uri = f"{types.RUNTIME_PLUGIN_V2}.task"
+    out = dict(plugins)
+    task = out.get(task_uri)
+    if from_version >= 3 or not isinstance(task, Mapping) or "sched_core" not in task:
+        return out
+    sched_core = task["sched_core"]
+    if not isinstance(sched_core, bool):
+        return out
+    out[task_uri] = {k: v for k, v in task.items() if k != "sched_core"}
+    if sched_core:
+        uri = f"{types.SHIM_PLUGIN}.manager"
+        shim = dict(out.get(uri) or {})
+        env = shim.get("env", [])
+        if isinstance(env, list) and "SCHED_CORE=1" not in env:
+            shim["env"] = [*env, "SCHED_CORE=1"]
+        out[uri] = shim
+    return out
 
 
 def registration() -> registry.Registration:
@@ -941,4 +982,5 @@ def registration() -> registry.Registration:
         init=_init,
         requires=(types.EVENT_PLUGIN, types.METADATA_PLUGIN),
         config=ShimConfig,
+        config_migration=migrate_sched_core,
     )

@@ -41,13 +41,14 @@ from google.protobuf.message import Message
 
 import registry
 from plugins import securefs, types
+from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.bundle import Bundle, new_bundle
 from runtime_v2.options import effective_runtime_options
 from runtime_v2.shim import Exit, ShimTask
-from runtime_v2.shim_load import LoadOutcome, creating, load_existing_shims
-from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimManager
+from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, creating, load_existing_shims
+from runtime_v2.shim_manager import ShimManager
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -251,7 +252,10 @@ class TaskManager:
 
     async def load_existing_shims(self) -> list[LoadOutcome]:
         """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
-        self.load_outcomes = await load_existing_shims(self.shims, state=self.state, root=self.root)
+        timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT)  # config's [timeouts]
+        self.load_outcomes = await load_existing_shims(
+            self.shims, state=self.state, root=self.root, timeout=timeout
+        )
         return self.load_outcomes
 
     # -- create ---------------------------------------------------------------------------------
@@ -311,7 +315,7 @@ class TaskManager:
                 # The shim goes on creating the container: let the RPC finish (bounded), so
                 # the teardown below deletes what exists instead of racing with it.
                 with contextlib.suppress(BaseException):
-                    async with asyncio.timeout(CLEANUP_TIMEOUT):
+                    async with asyncio.timeout(self.shims.cleanup_timeout):
                         await create_call
                 raise
             except Exception as exc:

@@ -86,6 +86,7 @@ async def boot_async(
     modules or objects with hookimpls (handy in tests). Close the host with ``await host.aclose()``
     or ``async with``.
     """
+    from plugins.containerd_config import CATALOGUE
     from registry import boot_async as registry_boot_async
 
     return await registry_boot_async(
@@ -94,6 +95,7 @@ async def boot_async(
         autoload=autoload,
         root=root,
         state=state,
+        known=CATALOGUE,
     )
 
 
@@ -109,6 +111,7 @@ def boot(
 
     Use it as a context manager (``with taskplane.boot() as host:``) or call ``host.close()``.
     """
+    from plugins.containerd_config import CATALOGUE
     from registry import boot as registry_boot
 
     return registry_boot(
@@ -117,4 +120,5 @@ def boot(
         autoload=autoload,
         root=root,
         state=state,
+        known=CATALOGUE,
     )

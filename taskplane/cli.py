@@ -176,9 +176,15 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         "print the effective config (after imports and migration)",
     )
     validate = add(
-        config_cmds, "validate", cli_config.validate, "check a config file; print every error"
+        config_cmds,
+        "validate",
+        cli_config.validate,
+        "check a config file; print every error and ignored setting",
     )
     validate.add_argument("file", metavar="FILE")
+    validate.add_argument(
+        "--strict", action="store_true", help="treat ignored settings (warnings) as errors"
+    )
 
     # run
     run = add(

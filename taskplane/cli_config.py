@@ -4,7 +4,9 @@
 third-party plugins) as TOML that ``validate`` accepts. ``dump`` prints the config in effect:
 the ``--config`` file (or the embedded defaults) merged with its imports, migrated to version 3,
 every plugin's table decoded with its defaults filled in, and ``--root``/``--state`` applied.
-``validate`` checks a file strictly and prints every problem, one per line, then exits 1.
+``validate`` checks a file strictly and prints every problem on stderr, one per line: errors,
+then warnings (``warning:``) for containerd settings taskplane ignores. It exits 1 on any error,
+0 on warnings alone; ``--strict`` makes every warning an error.
 """
 
 from __future__ import annotations
@@ -44,24 +46,35 @@ def dump(opts: Options, args: argparse.Namespace) -> int:
     """Print the effective config."""
     import attrs
 
-    from registry.config import (
-        coerce_config,
-        decode_plugin_configs,
-        effective_config_dict,
-        to_toml,
-    )
+    from plugins.containerd_config import CATALOGUE
+    from registry.config import check_config, effective_config_dict, to_toml
 
-    config = coerce_config(opts.config)
-    decoded = decode_plugin_configs(config, registrations())  # migrates to version 3 first
+    checked = check_config(opts.config, registrations(), CATALOGUE)  # migrated to version 3
+    config = checked.config
     config = attrs.evolve(config, root=opts.root or config.root, state=opts.state or config.state)
-    sys.stdout.write(to_toml(effective_config_dict(config, decoded)))
+    sys.stdout.write(to_toml(effective_config_dict(config, checked.decoded)))
     return 0
 
 
 def validate(opts: Options, args: argparse.Namespace) -> int:
-    """Check ``args.file``; print ``<file>: ok`` or raise the ConfigError listing every issue."""
-    from registry.config import decode_plugin_configs, load_config
+    """Check ``args.file``: every error and warning on stderr, ``<file>: ok`` on stdout when
+    there is no error; exit 1 on any error (and on any warning with ``--strict``)."""
+    import attrs
 
-    decode_plugin_configs(load_config(args.file), registrations())
+    from plugins.containerd_config import CATALOGUE
+    from registry.config import ConfigError, check_config
+    from taskplane.errors import PROG
+
+    try:
+        warnings = list(check_config(args.file, registrations(), CATALOGUE).warnings)
+        errors = []
+    except ConfigError as e:
+        errors, warnings = e.issues, e.warnings
+    if args.strict:
+        errors, warnings = [*errors, *(attrs.evolve(w, warning=False) for w in warnings)], []
+    for issue in [*errors, *warnings]:
+        print(f"{PROG}: {issue}", file=sys.stderr)
+    if errors:
+        return 1
     print(f"{args.file}: ok")
     return 0

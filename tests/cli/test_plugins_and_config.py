@@ -322,3 +322,62 @@ def test_config_validate_checks_plugin_values_like_the_socket_dir_length(
     )
     line = single_error_line(taskplane("config", "validate", str(path)))
     assert "socket_dir" in line and f"{len(long_dir)} characters" in line
+
+
+# -- containerd's settings taskplane does not implement (issue 15) -----------------------------
+
+
+def test_config_validate_warns_about_containerd_settings_and_exits_0(
+    taskplane: Taskplane, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "c.toml",
+        'version = 3\n[grpc]\naddress = "/run/containerd/containerd.sock"\n'
+        '[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "pause"\n',
+    )
+    result = taskplane("config", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert lines(result.stderr) == [
+        f"taskplane: {path}: grpc: warning: containerd's gRPC API; taskplane has none: ignored",
+        f'taskplane: {path}: plugins."io.containerd.grpc.v1.cri": warning: containerd\'s cri '
+        "gRPC service; taskplane does not implement it: ignored",
+    ]
+    assert result.stdout == f"{path}: ok\n"
+
+
+def test_config_validate_prints_errors_before_warnings_and_exits_1(
+    taskplane: Taskplane, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "c.toml", 'version = 3\noom_score = -999\ndisabled_plugin = ["x"]\n')
+    result = taskplane("config", "validate", str(path))
+    assert result.returncode == 1
+    assert lines(result.stderr) == [
+        f'taskplane: {path}: disabled_plugin: unknown key (did you mean "disabled_plugins"?)',
+        f"taskplane: {path}: oom_score: warning: the containerd daemon's OOM score; taskplane "
+        "has no daemon: ignored",
+    ]
+    assert result.stdout == ""
+
+
+def test_config_validate_strict_makes_warnings_errors(taskplane: Taskplane, tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "version = 3\noom_score = -999\n")
+    result = taskplane("config", "validate", "--strict", str(path))
+    assert result.returncode == 1
+    assert lines(result.stderr) == [
+        f"taskplane: {path}: oom_score: the containerd daemon's OOM score; taskplane has no "
+        "daemon: ignored"
+    ]
+
+
+def test_config_dump_leaves_out_what_is_ignored(taskplane: Taskplane, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.toml",
+        'version = 2\n[grpc]\naddress = "/x"\n[plugins."io.containerd.runtime.v2.task"]\n'
+        "sched_core = true\n",
+    )
+    result = taskplane("--config", str(path), "config", "dump")
+    assert result.returncode == 0, result.stderr
+    data = tomllib.loads(result.stdout)
+    assert "grpc" not in data
+    assert data["plugins"][SHIM_MANAGER_URI]["env"] == ["SCHED_CORE=1"]
+    assert "sched_core" not in data["plugins"][TASK_URI]

@@ -98,12 +98,12 @@ def decode_errors(data: Mapping[str, Any], regs: Any = REGS) -> list[str]:
 def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     path = write(tmp_path / "config.toml", "")
     config = cfg.load_config(path)
-    assert config.version == 3
+    assert config.version == 1  # no version: a containerd 1.x file, as containerd 2 reads it
     assert config.root == "/var/lib/taskplane"
     assert config.state == "/run/taskplane"
     assert config.plugins == {}
     assert config.files == (str(path),)
-    assert Config.from_mapping({}) == Config(files=("<dict>",))
+    assert Config.from_mapping({}) == Config(version=1, files=("<dict>",))
 
 
 def test_top_level_values_are_read(tmp_path: Path) -> None:
@@ -167,19 +167,40 @@ def test_unknown_key_without_a_close_match_lists_valid_keys() -> None:
         Config.from_mapping({"zzz": 1}, file="config.toml")
 
 
-def test_containerd_only_key_says_taskplane_does_not_use_it() -> None:
+KNOWN = cfg.KnownSettings(
+    top_level={"grpc": "containerd's gRPC API; taskplane has none"},
+    plugins={"io.containerd.grpc.v1.cri": "containerd's CRI"},
+    plugin_keys={TASK.uri: {"shim_debug": "containerd's shim debug switch"}},
+    timeouts={"io.containerd.timeout.bolt.open": "containerd's bolt deadline"},
+    used_timeouts=frozenset({"io.containerd.timeout.shim.load"}),
+    rename_v1=lambda name: {"task": TASK.uri, "cri": "io.containerd.grpc.v1.cri"}.get(name, name),
+)
+
+
+def test_a_known_top_level_key_is_a_warning_naming_what_is_ignored() -> None:
+    config = Config.from_mapping({"grpc": {"address": "/x"}}, file="config.toml", known=KNOWN)
+    assert [str(w) for w in config.warnings] == [
+        "config.toml: grpc: warning: containerd's gRPC API; taskplane has none: ignored"
+    ]
+
+
+def test_without_a_catalogue_a_containerd_key_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_mapping({"grpc": {"address": "/x"}}, file="config.toml")
-    assert issues_of(info) == [
-        "config.toml: grpc: unknown key (a containerd setting taskplane does not use)"
-    ]
+    assert issues_of(info)[0].startswith("config.toml: grpc: unknown key")
+
+
+def test_a_misspelt_known_key_is_an_error_suggesting_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"grpcc": {}}, file="config.toml", known=KNOWN)
+    assert issues_of(info) == ['config.toml: grpcc: unknown key (did you mean "grpc"?)']
 
 
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (1, "version: unsupported config version 1 (supported: 2, 3)"),
-        (4, "version: unsupported config version 4 (supported: 2, 3)"),
+        (0, "version: unsupported config version 0 (supported: 1, 2, 3, 4)"),
+        (5, "version: unsupported config version 5 (supported: 1, 2, 3, 4)"),
         ("3", 'version: expected an integer, got str "3"'),
         (True, "version: expected an integer, got bool true"),
         (3.0, "version: expected an integer, got float 3.0"),
@@ -191,11 +212,20 @@ def test_version_must_be_a_supported_integer(version: object, message: str) -> N
     assert issues_of(info) == [f"config.toml: {message}"]
 
 
-def test_version_4_in_a_file_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "config.toml", "version = 4\n")
+def test_version_5_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.toml", "version = 5\n")
     with pytest.raises(ConfigError) as info:
         cfg.load_config(path)
-    assert issues_of(info) == [f"{path}: version: unsupported config version 4 (supported: 2, 3)"]
+    assert issues_of(info) == [
+        f"{path}: version: unsupported config version 5 (supported: 1, 2, 3, 4)"
+    ]
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_every_containerd_config_version_is_read(version: int) -> None:
+    config = Config.from_mapping({"version": version, "plugins": {TASK.uri: {}}})
+    assert config.version == version
+    assert cfg.migrate(config, REGS).version == max(version, cfg.CONFIG_VERSION)
 
 
 @pytest.mark.parametrize(
@@ -366,24 +396,36 @@ def test_mapping_imports_are_relative_to_the_working_directory(
     assert config.files == ("<dict>", os.path.join(str(tmp_path), "drop.toml"))
 
 
-def test_drop_in_version_may_not_exceed_the_root_version(tmp_path: Path) -> None:
-    main = write(tmp_path / "config.toml", 'version = 2\nimports = ["d.toml"]\n')
-    drop = write(tmp_path / "d.toml", "version = 3\n")
+@pytest.mark.parametrize(
+    ("root_version", "drop_version"),
+    [
+        # containerd's TestLoadConfigWithImportsWithHigerVersion (an error, not a migration).
+        ("version = 2\n", 3),
+        # containerd's TestLoadConfigWithImportsRejectsHigherVersionThanHeaderlessRoot.
+        ("", 2),
+    ],
+)
+def test_drop_in_version_may_not_exceed_the_root_version(
+    tmp_path: Path, root_version: str, drop_version: int
+) -> None:
+    main = write(tmp_path / "config.toml", root_version + 'imports = ["d.toml"]\n')
+    drop = write(tmp_path / "d.toml", f"version = {drop_version}\n")
     with pytest.raises(ConfigError) as info:
         cfg.load_config(main)
     assert issues_of(info) == [
-        f"{drop}: version: drop-in config version 3 is higher than the root config version 2 "
-        f"({main})"
+        f"{drop}: version: drop-in config version {drop_version} is higher than the root config "
+        f"version {drop_version - 1} ({main})"
     ]
 
 
-def test_drop_in_without_version_takes_the_root_version(tmp_path: Path) -> None:
+def test_drop_in_without_version_is_version_1(tmp_path: Path) -> None:
+    # containerd 2: every file is migrated from its own version; none given means 1.x.
     main = write(tmp_path / "config.toml", 'version = 2\nimports = ["d.toml"]\n')
     write(tmp_path / "d.toml", '[plugins."a.b"]\nx = 1\n')
     config = cfg.load_config(main)
     assert [(layer.version, layer.plugins) for layer in config.layers] == [
         (2, {}),
-        (2, {"a.b": {"x": 1}}),
+        (1, {"a.b": {"x": 1}}),
     ]
 
 
@@ -392,7 +434,7 @@ def test_errors_of_every_file_are_reported_together(tmp_path: Path) -> None:
         tmp_path / "config.toml",
         'imports = ["a.toml", "b.toml", "gone.toml"]\nrooot = "/x"\n',
     )
-    a = write(tmp_path / "a.toml", "version = 5\nrequired_plugins = [3]\n")
+    a = write(tmp_path / "a.toml", "version = 7\nrequired_plugins = [3]\n")
     b = write(tmp_path / "b.toml", "this is not toml\n")
     with pytest.raises(ConfigError) as info:
         cfg.load_config(main)
@@ -680,7 +722,7 @@ def test_migration_cannot_change_the_config_it_was_given() -> None:
 
 
 def test_version_3_config_is_not_migrated() -> None:
-    config = Config.from_mapping({"plugins": {TASK.uri: {"shim_timeout": 1.0}}})
+    config = Config.from_mapping({"version": 3, "plugins": {TASK.uri: {"shim_timeout": 1.0}}})
     assert cfg.migrate(config, MIGRATING) is config
 
 
@@ -873,3 +915,249 @@ def test_deep_nesting_in_a_mapping_is_one_clear_error() -> None:
         deep = {"plugins": deep}
     with pytest.raises(ConfigError, match=f"nest more than {cfg.MAX_NESTING} deep"):
         Config.from_mapping(deep, file="config.toml")
+
+
+# -- issue 15: known-but-ignored settings, one pass, versions, imports, timeouts ----------------
+
+
+def check(data: Mapping[str, Any], known: cfg.KnownSettings = KNOWN) -> cfg.CheckedConfig:
+    return cfg.check_config(data, REGS, known)
+
+
+def check_errors(data: Mapping[str, Any], known: cfg.KnownSettings = KNOWN) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        check(data, known)
+    return [str(i).removeprefix("<dict>: ") for i in info.value.issues]
+
+
+def test_every_phase_reports_its_problems_in_one_pass() -> None:
+    # An unknown top-level key (loading), an unknown plugin table and an unknown disabled id
+    # (decoding): all three at once, not the first phase's only.
+    errors = check_errors(
+        {
+            "version": 3,
+            "disabled_plugin": ["x"],
+            "disabled_plugins": ["io.example.nothing.v1.x"],
+            "plugins": {"io.example.nosuch.v1.other": {}},
+        }
+    )
+    assert errors == [
+        'disabled_plugin: unknown key (did you mean "disabled_plugins"?)',
+        'plugins."io.example.nosuch.v1.other": no plugin "io.example.nosuch.v1.other" is '
+        "registered",
+        'disabled_plugins: no plugin "io.example.nothing.v1.x" is registered',
+    ]
+
+
+def test_a_file_with_invalid_toml_does_not_hide_the_other_files_problems(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = 3\nimports = ["bad.toml"]\n[plugins."x.y"]\n')
+    bad = write(tmp_path / "bad.toml", "not toml\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.check_config(main, REGS)
+    assert [(i.file, i.path) for i in info.value.issues] == [
+        (str(bad), ""),
+        (str(main), 'plugins."x.y"'),
+    ]
+
+
+@pytest.mark.parametrize("uri", ["io.containerd.grpc.v1.cri", "io.containerd.nosuch.v1.other"])
+def test_did_you_mean_is_not_offered_for_names_that_are_not_close(uri: str) -> None:
+    # Both used to get "did you mean io.containerd.shim.v1.manager?" (ratios 0.70 and 0.76).
+    assert decode_errors({"version": 3, "plugins": {uri: {}}}) == [
+        f'config.toml: plugins."{uri}": no plugin "{uri}" is registered'
+    ]
+
+
+def test_did_you_mean_is_offered_for_a_close_name() -> None:
+    assert check_errors({"version": 3, "plugins": {"io.containerd.shim.v1.manger": {}}}) == [
+        'plugins."io.containerd.shim.v1.manger": no plugin "io.containerd.shim.v1.manger" is '
+        'registered (did you mean "io.containerd.shim.v1.manager"?)'
+    ]
+
+
+def test_suggest_uses_the_similarity_cutoff() -> None:
+    from registry import _config_convert as cv
+
+    assert cv.suggest("platfroms", ["platforms", "env"]) == "platforms"  # 0.89
+    assert cv.suggest("plat", ["platforms", "env"]) is None  # 0.62
+    assert cv.SIMILARITY_CUTOFF == 0.8
+
+
+def test_a_known_plugin_table_is_a_warning_and_a_close_typo_of_it_an_error() -> None:
+    checked = check({"version": 3, "plugins": {"io.containerd.grpc.v1.cri": {"x": 1}}})
+    assert [str(w) for w in checked.warnings] == [
+        '<dict>: plugins."io.containerd.grpc.v1.cri": warning: containerd\'s CRI: ignored'
+    ]
+    assert "io.containerd.grpc.v1.cri" not in checked.decoded
+    assert check_errors({"version": 3, "plugins": {"io.containerd.grpc.v1.crii": {}}}) == [
+        'plugins."io.containerd.grpc.v1.crii": no plugin "io.containerd.grpc.v1.crii" is '
+        'registered (did you mean "io.containerd.grpc.v1.cri"?)'
+    ]
+
+
+def test_disabling_a_known_plugin_warns_and_requiring_it_is_an_error() -> None:
+    checked = check({"version": 3, "disabled_plugins": ["io.containerd.grpc.v1.cri"]})
+    assert [str(w) for w in checked.warnings] == [
+        '<dict>: disabled_plugins[0]: warning: "io.containerd.grpc.v1.cri" is containerd\'s CRI: '
+        "ignored"
+    ]
+    assert check_errors({"version": 3, "required_plugins": ["io.containerd.grpc.v1.cri"]}) == [
+        'required_plugins: plugin "io.containerd.grpc.v1.cri" cannot load: containerd\'s CRI'
+    ]
+
+
+def test_a_known_key_of_a_registered_plugin_is_a_warning_and_not_decoded() -> None:
+    checked = check({"version": 3, "plugins": {TASK.uri: {"shim_debug": True, "concurrency": 2}}})
+    assert [str(w) for w in checked.warnings] == [
+        f'<dict>: plugins."{TASK.uri}".shim_debug: warning: containerd\'s shim debug switch: '
+        "ignored"
+    ]
+    assert checked.decoded[TASK.uri] == TaskConfig(concurrency=2)
+    assert check_errors({"version": 3, "plugins": {TASK.uri: {"shim_debugg": True}}}) == [
+        f'plugins."{TASK.uri}".shim_debugg: unknown key (valid keys: "concurrency", "default", '
+        '"max_shims", "mode", "platforms", "runtimes", "sched_core", "timeout")'
+    ]
+
+
+def test_a_version_1_file_has_its_bare_plugin_ids_renamed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        'disabled_plugins = ["cri"]\n[plugins.task]\nconcurrency = 3\n',
+    )
+    checked = cfg.check_config(path, REGS, KNOWN)
+    assert checked.config.disabled_plugins == ("io.containerd.grpc.v1.cri",)
+    assert checked.decoded[TASK.uri] == TaskConfig(concurrency=3)
+    assert [w.path for w in checked.warnings] == ["disabled_plugins[0]"]
+
+
+def test_an_explicit_version_1_is_renamed_too_but_version_2_is_not() -> None:
+    assert check({"version": 1, "plugins": {"task": {}}}).config.plugins == {TASK.uri: {}}
+    assert check_errors({"version": 2, "plugins": {"task": {}}}) == [
+        'plugins.task: no plugin "task" is registered (did you mean '
+        '"io.containerd.runtime.v2.task"?)'
+    ]
+
+
+def test_each_import_is_migrated_from_its_own_version(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        f'version = 3\nimports = ["old.toml", "v1.toml"]\n[plugins."{TASK.uri}"]\n'
+        "shim_timeout = 1.0\n",
+    )
+    write(tmp_path / "old.toml", f'version = 2\n[plugins."{TASK.uri}"]\nshim_timeout = 5.0\n')
+    write(tmp_path / "v1.toml", "[plugins.manager]\nenv = []\n")
+    config = cfg.load_config(main, KNOWN)
+    assert [layer.version for layer in config.layers] == [3, 2, 1]
+    migrated = cfg.migrate(config, MIGRATING)
+    assert migrated.plugins[TASK.uri] == {"shim_timeout": 1.0, "timeout": 5.0}
+
+
+def test_an_import_is_a_glob_only_when_it_has_a_star(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = 3\nimports = ["a?.toml", "[b].toml"]\n')
+    literal = write(tmp_path / "a?.toml", "")
+    write(tmp_path / "ab.toml", 'root = "/not/me"\n')
+    write(tmp_path / "b.toml", 'root = "/nor/me"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    # "a?.toml" is that file, not a pattern; "[b].toml" is a file that does not exist.
+    assert [i.file for i in info.value.issues] == [str(tmp_path / "[b].toml")]
+    write(main, 'version = 3\nimports = ["a?.toml"]\n')
+    assert cfg.load_config(main).files == (str(main), str(literal))
+
+
+def test_a_star_matches_dot_files_as_go_does(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = 3\nimports = ["conf.d/*.toml"]\n')
+    hidden = write(tmp_path / "conf.d" / ".hidden.toml", 'root = "/from/hidden"\n')
+    shown = write(tmp_path / "conf.d" / "z.toml", 'state = "/from/z"\n')
+    config = cfg.load_config(main)
+    assert config.files == (str(main), str(hidden), str(shown))
+    assert (config.root, config.state) == ("/from/hidden", "/from/z")
+
+
+def test_timeouts_used_are_parsed_known_ones_warn_and_unknown_ones_are_errors() -> None:
+    checked = check(
+        {
+            "version": 3,
+            "timeouts": {
+                "io.containerd.timeout.shim.load": "1m30s",
+                "io.containerd.timeout.bolt.open": "0s",
+            },
+        }
+    )
+    assert checked.config.timeouts == {"io.containerd.timeout.shim.load": 90.0}
+    assert checked.config.timeout("io.containerd.timeout.shim.load", 5.0) == 90.0
+    assert checked.config.timeout("io.containerd.timeout.shim.cleanup", 5.0) == 5.0
+    assert [w.path for w in checked.warnings] == ['timeouts."io.containerd.timeout.bolt.open"']
+    errors = check_errors(
+        {
+            "version": 3,
+            "timeouts": {
+                "io.containerd.timeout.shim.lod": "1s",
+                "io.containerd.timeout.shim.load": "5 s",
+                "io.example.nothing": "1s",
+            },
+        }
+    )
+    assert errors == [
+        'timeouts."io.containerd.timeout.shim.lod": unknown timeout '
+        '(did you mean "io.containerd.timeout.shim.load"?)',
+        'timeouts."io.containerd.timeout.shim.load": invalid duration "5 s" (a number and a '
+        "unit: ns, us, ms, s, m, h)",
+        'timeouts."io.example.nothing": unknown timeout',
+    ]
+
+
+def test_timeouts_of_a_later_file_override_and_name_their_file(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "config.toml",
+        'version = 3\nimports = ["d.toml"]\n[timeouts]\n"io.containerd.timeout.shim.load" = "2s"\n',
+    )
+    drop = write(
+        tmp_path / "d.toml", 'version = 3\n[timeouts]\n"io.containerd.timeout.shim.load" = "3s"\n'
+    )
+    config = cfg.load_config(main, KNOWN)
+    assert config.timeouts == {"io.containerd.timeout.shim.load": 3.0}
+    assert config.file_for(["timeouts", "io.containerd.timeout.shim.load"]) == str(drop)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0.0), ("5s", 5.0), ("100ms", 0.1), ("1m0s", 60.0), ("1h2m3.5s", 3723.5),
+     ("1.5m", 90.0), ("250us", 0.00025), ("250µs", 0.00025), ("7ns", 7e-9), ("+2s", 2.0)],
+)  # fmt: skip
+def test_parse_duration_reads_go_durations(text: str, seconds: float) -> None:
+    assert cfg.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "-1s", "s", "5 s", "5x", ".s", "1h-2m", "5sec"])
+def test_parse_duration_rejects_what_go_rejects_and_negatives(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        cfg.parse_duration(text)
+
+
+def test_parse_duration_names_a_value_that_is_no_string() -> None:
+    with pytest.raises(ValueError, match='expected a duration string such as "5s", got int 5'):
+        cfg.parse_duration(5)
+
+
+def test_a_failing_migration_does_not_hide_the_decode_errors() -> None:
+    def broken(plugins: Mapping[str, Any], version: int) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    regs = (Reg(TASK.type, TASK.id, TaskConfig, broken),)
+    with pytest.raises(ConfigError) as info:
+        cfg.check_config({"version": 2, "plugins": {TASK.uri: {"platfroms": []}}}, regs)
+    assert [str(i) for i in info.value.issues] == [
+        '<dict>: plugins: config migration of plugin "io.containerd.runtime.v2.task" from '
+        "version 2 failed: boom",
+        '<dict>: plugins."io.containerd.runtime.v2.task".platfroms: unknown key (did you mean '
+        '"platforms"?)',
+    ]
+
+
+def test_a_root_with_a_bad_version_is_one_error_not_one_per_drop_in(tmp_path: Path) -> None:
+    main = write(tmp_path / "config.toml", 'version = "3"\nimports = ["d.toml"]\n')
+    write(tmp_path / "d.toml", "version = 3\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(main)
+    assert issues_of(info) == [f'{main}: version: expected an integer, got str "3"']
