@@ -191,3 +191,31 @@ def wait_for_line(stream: IO[str], timeout: float = 20) -> str:
         if not sel.select(timeout):
             pytest.fail(f"no output within {timeout}s")
     return stream.readline()
+
+
+def run_example(
+    runner: Taskplane, node: pytest.Item, example: str, namespace: str, rootfs: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<example>.py``'s ``main(rootfs, work)`` in a work dir of the test's (run as
+    a script it makes its own in /tmp), leak-checked like every test under the example's own
+    ``namespace``; its exit code is main()'s result."""
+    work = runner.state.parent / example
+    scope = Scope(namespace=namespace, base=work, state=work / "state", root=work / "root")
+    with guarded(node, scope):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import asyncio, importlib, sys; sys.path.insert(0, sys.argv[1]); "
+                "example = importlib.import_module(sys.argv[2]); "
+                "sys.exit(asyncio.run(example.main(sys.argv[3], sys.argv[4])))",
+                str(REPO / "examples"),
+                example,
+                str(rootfs),
+                str(work),
+            ],
+            env=runner.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )

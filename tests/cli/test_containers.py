@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.leaks import Scope, guarded
-
 from .conftest import (
-    REPO,
     Taskplane,
     lines,
+    run_example,
     single_error_line,
     wait_for_line,
 )
@@ -292,29 +290,7 @@ def test_demo_runs_a_container(runner: Taskplane, tmp_path: Path) -> None:
 def test_embed_example_runs(
     runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
 ) -> None:
-    import subprocess
-    import sys
-
-    # The example's main() in a work dir of ours (run as a script it makes its own in /tmp),
-    # checked for leaks like every test; its namespace is the example's own, "embed".
-    work = runner.state.parent / "embed"
-    scope = Scope(namespace="embed", base=work, state=work / "state", root=work / "root")
-    with guarded(request.node, scope):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import asyncio, sys; sys.path.insert(0, sys.argv[1]); import embed; "
-                "sys.exit(asyncio.run(embed.main(sys.argv[2], sys.argv[3])))",
-                str(REPO / "examples"),
-                str(busybox_rootfs),
-                str(work),
-            ],
-            env=runner.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    result = run_example(runner, request.node, "embed", "embed", busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert "hello from hello\n" in result.stdout
     assert "sleeper: exit status 137" in result.stdout

@@ -14,7 +14,6 @@ import logging
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -25,9 +24,8 @@ import pytest
 from google.protobuf import any_pb2
 
 from runtime_v2.api import events_pb2
-from tests.leaks import Scope, guarded
 
-from .conftest import REPO, Taskplane
+from .conftest import Taskplane, run_example
 
 T = 30.0  # seconds to wait for a line that should come at once (stops a hung test only)
 READY = "following events in"
@@ -445,26 +443,7 @@ async def test_taskplane_events_prints_a_real_shim_events_served_by_another_proc
 def test_events_example_runs(
     runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
 ) -> None:
-    # The example's main() in a work dir of ours (run as a script it makes its own in /tmp),
-    # checked for leaks like every test; its namespace is the example's own, "demo".
-    work = runner.state.parent / "events"
-    scope = Scope(namespace="demo", base=work, state=work / "state", root=work / "root")
-    with guarded(request.node, scope):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import asyncio, sys; sys.path.insert(0, sys.argv[1]); import events; "
-                "asyncio.run(events.main(sys.argv[2], sys.argv[3]))",
-                str(REPO / "examples"),
-                str(busybox_rootfs),
-                str(work),
-            ],
-            env=runner.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    result = run_example(runner, request.node, "events", "demo", busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "/tasks/create: web",
