@@ -534,6 +534,10 @@ class ShimTask:
             )
         except _ttrpc.Closed as exc:
             rpc_error = exc
+            # The shim is gone. The manager's dead-shim cleanup (the shim binary's delete, which
+            # kills and deletes the container) needs the bundle: let it finish before the
+            # teardown below removes the bundle.
+            await self.shim.client.wait_closed()
         except errdefs.NotFound as exc:
             # Already deleted in the shim (an earlier, interrupted delete): finish the teardown.
             rpc_error = exc
