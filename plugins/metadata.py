@@ -11,9 +11,11 @@ Example::
     store.update("default", attrs.evolve(c, labels={"tier": "front"}), fieldpaths=("labels",))
     store.delete("default", "web")
 
-Concurrency: the database runs in WAL mode with a busy timeout, and every write is one
-``BEGIN IMMEDIATE`` transaction, so several threads (one connection, serialised by a lock) and
-several processes (each with its own store) can use the same file at once. Methods are
+Concurrency: the database runs in WAL mode with a busy timeout (the switch to WAL, which SQLite
+answers "locked" at once when two processes open a new database together, is retried), and
+every write is one ``BEGIN IMMEDIATE`` transaction, so several threads (one connection,
+serialised by a lock) and several processes (each with its own store) can use the same file at
+once. Methods are
 synchronous; SQLite answers these small queries in microseconds.
 """
 
@@ -24,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -127,6 +130,25 @@ def _validate_container(container: Container, where: str) -> None:
     _validate_labels(container.labels, where)
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process does the same.
+
+    Switching a new database to WAL needs its exclusive lock; two processes that open it at the
+    same moment (two ``taskplane`` commands on a fresh state dir) both hold a shared lock, and
+    SQLite answers one of them "database is locked" at once, without its busy handler (waiting
+    could deadlock). The other finishes within milliseconds, so retrying is enough.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
+
+
 def _what(namespace: str, container_id: str) -> str:
     return f"container {quote(container_id)} in namespace {quote(namespace)}"
 
@@ -204,7 +226,7 @@ class ContainerStore:
             ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             self._conn = conn
             self._migrate()

@@ -10,7 +10,9 @@ Differences from containerd, on purpose:
 - :func:`new_bundle` leaves nothing behind on *any* failure; containerd leaks the bundle directory
   when the user-namespace permission step fails.
 - :meth:`Bundle.delete` is retriable: a hidden ``.<id>`` left by an interrupted delete is removed
-  by the next one.
+  by the next one, also when it is in the way of the rename (a leftover ``.<id>`` never poisons
+  the id). :func:`new_bundle` removes one too. Both run under the task's lock
+  (:mod:`runtime_v2.locks`), which is what makes a leftover safe to remove.
 - Directory modes are set with ``chmod`` after creation, so they do not depend on the umask, and
   the shared parents are created and checked by :mod:`plugins.securefs`.
 """
@@ -29,6 +31,7 @@ import attrs
 
 from plugins import securefs
 from runtime_v2 import errdefs, identifiers
+from runtime_v2.crashpoint import crashpoint
 
 __all__ = [
     "OCI_SPEC_TYPE_URL",
@@ -166,6 +169,10 @@ def new_bundle(
     work_dir = os.path.abspath(os.path.join(root, namespace, task_id))
 
     securefs.make_dirs(state_ns, _STATE_NS_MODE)
+    # What an interrupted delete of an earlier task with this id left (the caller holds the
+    # task's lock): finish removing it.
+    remove_all(_hidden(path))
+    remove_all(_hidden(work_dir))
     try:
         os.mkdir(path, _BUNDLE_MODE)
     except FileExistsError:
@@ -368,6 +375,14 @@ def _atomic_delete(path: str) -> None:
     except FileNotFoundError:
         if not os.path.lexists(hidden):
             return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        # A ``.name`` left by an interrupted delete is in the way (the caller holds the task's
+        # lock, so it is ours to finish): remove it, then take its place.
+        remove_all(hidden)
+        os.rename(path, hidden)
+    crashpoint("delete:bundle-removal")
     remove_all(hidden)
 
 

@@ -24,6 +24,7 @@ The result remembers where each field came from, and the same value is passed to
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Mapping
 from typing import Literal, TypeAlias
@@ -36,7 +37,14 @@ from google.protobuf.message import Message
 from runtime_v2 import errdefs, typeurl
 from runtime_v2.api import runc_options_pb2
 
-__all__ = ["EffectiveOptions", "Source", "effective_runtime_options"]
+__all__ = [
+    "RUNC_RUNTIMES",
+    "EffectiveOptions",
+    "Source",
+    "effective_runtime_options",
+    "is_runc_runtime",
+    "with_runc_root",
+]
 
 #: Where an effective field came from.
 Source = Literal["runtime", "task"]
@@ -201,3 +209,36 @@ def effective_runtime_options(
         name: ("task" if name in task_fields else "runtime") for name in _set_fields(merged)
     }
     return EffectiveOptions(any=typeurl.pack(merged), message=merged, sources=sources)
+
+
+#: Runtime names whose shim takes ``containerd.runc.v1.Options`` (the runc shim).
+RUNC_RUNTIMES = frozenset({"io.containerd.runc.v2", "io.containerd.runc.v1"})
+_RUNC_SHIM_BINARY = "containerd-shim-runc-v2"
+
+
+def is_runc_runtime(runtime: str) -> bool:
+    """Whether ``runtime`` (a name or a shim path) is the runc shim."""
+    return runtime in RUNC_RUNTIMES or os.path.basename(runtime) == _RUNC_SHIM_BINARY
+
+
+def with_runc_root(effective: EffectiveOptions, *, runtime: str, root: str) -> EffectiveOptions:
+    """``effective`` with ``root`` (runc's ``--root``) set, unless the options already set one.
+
+    Each state dir gets its own runc root so that two state dirs never see, reap or kill each
+    other's runc containers (containerd-shim-runc-v2 runs ``runc --root <root>/<namespace>``;
+    the default ``/run/containerd/runc`` is shared by every state dir). Options of another type
+    are returned as they are; no options at all become ``Options{root}`` for the runc shim only.
+    """
+    message = effective.runc_options
+    if message is None:
+        if effective.any is not None or not is_runc_runtime(runtime):
+            return effective
+        message = runc_options_pb2.Options()
+    if message.root:
+        return effective
+    rooted = runc_options_pb2.Options()
+    rooted.CopyFrom(message)
+    rooted.root = root
+    return attrs.evolve(
+        effective, any=typeurl.pack(rooted), message=rooted, sources=effective.sources
+    )

@@ -31,6 +31,7 @@ from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import mount_pb2, task_types_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.crashpoint import crashpoint
 from runtime_v2.start_response import CURRENT_SHIM_VERSION
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from runtime_v2.bundle import Bundle
 
 __all__ = [
+    "CALL_TIMEOUT",
     "CURRENT_SHIM_VERSION",
     "DELETING_MARKER",
     "SHUTDOWN_TIMEOUT",
@@ -62,6 +64,9 @@ TASK_SERVICE_V2 = "containerd.task.v2.Task"
 TASK_SERVICE_V3 = "containerd.task.v3.Task"
 #: containerd's ``io.containerd.timeout.shim.shutdown`` default (``[timeouts]`` sets it).
 SHUTDOWN_TIMEOUT = 3.0
+#: The deadline of every shim call but ``Wait`` (which lasts as long as the process): a shim that
+#: does not answer (stopped, wedged) fails the call with DeadlineExceeded instead of hanging.
+CALL_TIMEOUT = 30.0
 
 #: Go's zero ``time.Time`` as a protobuf Timestamp (0001-01-01T00:00:00Z).
 _GO_ZERO_SECONDS = -62135596800
@@ -202,7 +207,12 @@ class Shim:
         *,
         timeout: float | None = None,
     ) -> M:
-        """Call ``method`` of the task service with the task's namespace in the metadata."""
+        """Call ``method`` of the task service with the task's namespace in the metadata.
+
+        Every call but ``Wait`` has a deadline (``timeout``, else :data:`CALL_TIMEOUT`).
+        """
+        if timeout is None and method != "Wait":
+            timeout = CALL_TIMEOUT
         return await self.client.call(
             self.service, method, request, response_type, namespace=self.namespace, timeout=timeout
         )
@@ -379,6 +389,7 @@ class ShimTask:
             "Start", task_pb2.StartRequest(id=self.id), task_pb2.StartResponse
         )
         self.shim.task_pid = response.pid
+        crashpoint("start:started")
         return response.pid
 
     async def kill(self, signal: int, all: bool = False) -> None:
@@ -521,8 +532,10 @@ class ShimTask:
     async def delete(self, remove_task: Callable[[], object] = lambda: None) -> Exit:
         """Delete the task in the shim, shut the shim down and remove the bundle.
 
-        containerd's ``shimTask.delete``: a Delete RPC error other than NotFound (or a closed
-        connection) is returned without touching the shim, so the delete can be retried. After
+        containerd's ``shimTask.delete``: a Delete RPC error other than NotFound is returned
+        without touching the shim, so the delete can be retried. A closed connection (the shim
+        died) raises :class:`runtime_v2.ttrpc.Closed` and leaves the bundle: the dead-shim
+        cleanup needs it to run the shim binary's ``delete``, which kills the container. After
         a successful Delete ``remove_task`` runs, so the connection closing is not mistaken for
         a dead shim. Cancelling the caller does not interrupt the teardown once it has begun.
         """
@@ -532,12 +545,8 @@ class ShimTask:
             response = await self.shim.call(
                 "Delete", task_pb2.DeleteRequest(id=self.id), task_pb2.DeleteResponse
             )
-        except _ttrpc.Closed as exc:
-            rpc_error = exc
-            # The shim is gone. The manager's dead-shim cleanup (the shim binary's delete, which
-            # kills and deletes the container) needs the bundle: let it finish before the
-            # teardown below removes the bundle.
-            await self.shim.client.wait_closed()
+        except _ttrpc.Closed:
+            raise
         except errdefs.NotFound as exc:
             # Already deleted in the shim (an earlier, interrupted delete): finish the teardown.
             rpc_error = exc
@@ -546,6 +555,7 @@ class ShimTask:
             self.shim.orderly_shutdown = True
             remove_task()
             _mark_deleting(self.shim.bundle)
+            crashpoint("delete:deleted")
         # From here on the shim is going away: finish even if the caller is cancelled.
         await asyncio.shield(self._teardown(remove_task))
         if rpc_error is not None:

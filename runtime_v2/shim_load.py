@@ -11,12 +11,20 @@ decides one :class:`LoadOutcome`:
   ``shim-binary-path`` and no container record); it was unmounted and removed.
 - ``skipped``: the shim did not answer within the deadline. It is left in place, untouched
   (a wedged or overloaded shim is not a dead one -- containerd#13784), and its work dir is kept.
+  Also skipped: a task whose lock another process holds (it is being created, deleted or
+  reaped there).
+
+Peers (:mod:`runtime_v2.locks`): every bundle is handled under its task's lock, taken with
+``LOCK_NB``, so recovery never reaps what a peer is building or removing; a task whose lock is
+free but whose bundle says a delete began (``.deleting``) is finished. Work dirs are not swept:
+each ``ROOT/<ns>/<id>`` is removed only under that id's lock and only when no bundle exists for it
+then, so a task created after the listing keeps its work dir.
 
 Differences from containerd: bundles load in parallel with a bound (:data:`PARALLELISM`) and each
 has a deadline (:data:`LOAD_TIMEOUT`), so one wedged shim cannot hang boot (containerd#5597);
 every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
 task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
-After the bundles, work dirs in ``ROOT/<ns>`` that belong to no loaded task are removed.
+After the bundles, work dirs in ``ROOT/<ns>`` whose task has no bundle are removed.
 As in containerd, a bundle's ``log`` FIFO is opened and drained before its shim is contacted
 (a shim blocked on a full log pipe cannot answer); it stays open only for reattached shims.
 """
@@ -25,20 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-from collections.abc import Iterator
 from typing import Literal
 
 import attrs
 
-from plugins import securefs
 from runtime_v2 import errdefs, identifiers
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary
 from runtime_v2.bundle import Bundle, load_bundle, remove_all
+from runtime_v2.locks import task_lock
 from runtime_v2.shim import Shim
 from runtime_v2.shim_manager import ShimManager, reap_dead_shim
 from runtime_v2.start_response import restore_bootstrap_params
@@ -47,7 +53,6 @@ __all__ = [
     "LOAD_TIMEOUT",
     "PARALLELISM",
     "LoadOutcome",
-    "creating",
     "load_existing_shims",
 ]
 
@@ -71,49 +76,6 @@ class LoadOutcome:
     id: str
     outcome: Outcome
     reason: str
-
-
-def _creating_path(state: str, namespace: str, task_id: str) -> str:
-    return os.path.join(state, namespace, f".{task_id}.creating")
-
-
-@contextlib.contextmanager
-def creating(state: str, namespace: str, task_id: str) -> Iterator[None]:
-    """Mark task ``task_id`` as being created by this process (an flock'ed marker file).
-
-    Several taskplane processes may share a state directory; one that boots while another is
-    half-way through a create must not take the new bundle for an orphan. The marker
-    ``STATE/<ns>/.<id>.creating`` is locked for the duration and removed afterwards; a marker
-    nobody holds (its creator crashed) is ignored and removed by restart recovery.
-    """
-    path = _creating_path(state, namespace, task_id)
-    fd = securefs.open_file(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(fd)
-
-
-def _being_created(state: str, namespace: str, task_id: str) -> bool:
-    """Whether another live process holds the creating marker of the task."""
-    path = _creating_path(state, namespace, task_id)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # left by a creator that died
-        return False
-    finally:
-        os.close(fd)
 
 
 class _Done(Exception):
@@ -172,8 +134,7 @@ async def load_existing_shims(
 
         ns_outcomes = await asyncio.gather(*(one(i) for i in ids))
         outcomes.extend(ns_outcomes)
-        keep = {o.id for o in ns_outcomes if o.outcome == "skipped"}
-        _cleanup_work_dirs(manager, root, namespace, keep)
+        await _cleanup_work_dirs(state, root, namespace)
     return outcomes
 
 
@@ -186,12 +147,23 @@ async def _load_bundle(
             identifiers.validate_task_id(task_id)
         except errdefs.InvalidArgument:
             raise _Done("skipped", "the directory name is not a task id; left alone") from None
-        if _being_created(state, namespace, task_id):
-            raise _Done("skipped", "being created by another process; left alone")
-        if not os.listdir(bundle.path):
-            await _remove(bundle)
-            raise _Done("removed", "empty bundle")
-        await _load_shim(manager, bundle, timeout)
+        lock = task_lock(bundle.path)
+        async with lock.try_acquire() as taken:
+            if not taken:
+                raise _Done("skipped", "another process is working on it (its lock is held)")
+            try:
+                try:
+                    empty = not os.listdir(bundle.path)
+                except FileNotFoundError:
+                    raise _Done("removed", "removed by another process meanwhile") from None
+                if empty:
+                    await _remove(bundle)
+                    raise _Done("removed", "empty bundle")
+                await _load_shim(manager, bundle, timeout)
+            except _Done as done:
+                if done.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
+                    lock.set_step("")  # the task is gone: its recorded step with it
+                raise
     except _Done as done:
         outcome = LoadOutcome(namespace, task_id, done.outcome, done.reason)
     except Exception as exc:  # unexpected: keep going with the other bundles
@@ -335,20 +307,27 @@ async def _has_task(shim: Shim) -> bool:
     return True
 
 
-def _cleanup_work_dirs(manager: ShimManager, root: str, namespace: str, keep: set[str]) -> None:
-    """Remove ``ROOT/<ns>/<id>`` dirs that belong to no loaded task."""
+async def _cleanup_work_dirs(state: str, root: str, namespace: str) -> None:
+    """Remove each ``ROOT/<ns>/<id>`` whose task has no bundle, under that task's lock."""
     ns_root = os.path.join(root, namespace)
     try:
         entries = os.listdir(ns_root)
     except FileNotFoundError:
         return
-    loaded = manager.shims.ids(namespace) | keep
     for entry in entries:
-        if entry in loaded:
-            continue
-        path = os.path.join(ns_root, entry)
-        log.info("restart recovery: removing stray work dir %s", path)
+        task_id = entry[1:] if entry.startswith(".") else entry
         try:
-            remove_all(path)
-        except OSError as exc:
-            log.warning("failed to remove stray work dir %s: %s", path, exc)
+            identifiers.validate_task_id(task_id)
+        except errdefs.InvalidArgument:
+            continue
+        bundle = load_bundle(state, namespace, task_id)
+        async with task_lock(bundle.path).try_acquire() as taken:
+            # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
+            if not taken or os.path.lexists(bundle.path):
+                continue
+            path = os.path.join(ns_root, entry)
+            log.info("restart recovery: removing stray work dir %s", path)
+            try:
+                await asyncio.to_thread(remove_all, path)
+            except OSError as exc:
+                log.warning("failed to remove stray work dir %s: %s", path, exc)

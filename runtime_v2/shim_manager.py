@@ -68,9 +68,10 @@ from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, ru
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
+from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
 from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
-from runtime_v2.shim import SHUTDOWN_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
+from runtime_v2.shim import CALL_TIMEOUT, SHUTDOWN_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
     LEGACY,
@@ -638,7 +639,7 @@ class ShimManager:
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
                     "only ttrpc is supported"
                 )
-            client = await ttrpc.Client.connect(endpoint.address)
+            client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
             shim = Shim(
                 bundle,
                 client,
@@ -862,8 +863,17 @@ class ShimManager:
             )
             self.shims.delete_if_current(namespace, task_id, shim)
             return
-        log.info("shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id)
-        exit = await reap_dead_shim(binary, shim.bundle, shim.address, self.cleanup_timeout)
+        # Under the task's lock (runtime_v2.locks): a peer deleting or recreating the task
+        # finishes first, and what it removed is not reaped twice.
+        async with task_lock(shim.bundle.path) as lock:
+            if is_being_deleted(shim.bundle):
+                self.shims.delete_if_current(namespace, task_id, shim)
+                return
+            log.info(
+                "shim of %s/%s disconnected; cleaning up after the dead shim", namespace, task_id
+            )
+            exit = await reap_dead_shim(binary, shim.bundle, shim.address, self.cleanup_timeout)
+            lock.set_step("")  # the task is gone
         if not self.shims.is_current(namespace, task_id, shim):
             return
         if exit is None:

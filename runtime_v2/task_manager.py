@@ -18,12 +18,21 @@ What taskplane does differently from containerd, on purpose:
   the bundle and work dir removed. Ids are validated before anything touches the disk. Cleanup
   also runs when the caller is cancelled (an in-flight Create RPC is allowed to finish first, so
   the teardown deletes what the shim made). Create errors carry the shim's warning/error log
-  lines. While a create runs, an flock'ed ``.<id>.creating`` marker tells other taskplane
-  processes on the same state dir not to take the young bundle for an orphan.
+  lines.
+- **Peers on one state dir** (:mod:`runtime_v2.locks`): create, delete, :meth:`TaskManager.remove`
+  and restart recovery take the task's lock first, the id is reserved (step ``creating``) before
+  the bundle exists, and each step is recorded so the next process can finish or undo a crashed
+  one. Each state dir has its own runc root (``STATE/.runc``, set in the effective options unless
+  the user set ``root``), so no state dir sees or kills another's runc containers.
 - **Delete is idempotent and retriable**: an unknown task gives NotFound; a Delete the shim
   rejects (e.g. the task still runs) changes nothing and can be retried; a task the shim already
-  deleted is torn down the rest of the way. The container record in the metadata store is not
-  required (containerd main requires it, which turns a missing record into a leaked shim).
+  deleted is torn down the rest of the way; a task whose shim died is reaped (the shim binary's
+  ``delete`` runs while the bundle still exists, then the bundle goes).
+- **Every shim call has a deadline** (:data:`runtime_v2.shim.CALL_TIMEOUT`, ``Wait`` excepted), and
+  :meth:`TaskManager.remove` (``tasks rm --force``) leaves nothing running even when the shim does
+  not answer or is gone: it kills the container through runc itself and the shim process.
+- The container record in the metadata store is not required (containerd main requires it,
+  which turns a missing record into a leaked shim).
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -43,12 +54,16 @@ import registry
 from plugins import securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from runtime_v2 import errdefs, identifiers, typeurl
+from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import introspection_pb2, mount_pb2
-from runtime_v2.bundle import Bundle, new_bundle
-from runtime_v2.options import effective_runtime_options
-from runtime_v2.shim import Exit, ShimTask
-from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, creating, load_existing_shims
-from runtime_v2.shim_manager import ShimManager
+from runtime_v2.bundle import Bundle, load_bundle, new_bundle
+from runtime_v2.crashpoint import crashpoint
+from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
+from runtime_v2.options import effective_runtime_options, with_runc_root
+from runtime_v2.shim import Exit, Shim, ShimTask
+from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
+from runtime_v2.shim_manager import ShimManager, reap_dead_shim
+from runtime_v2.teardown import force_teardown
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -63,6 +78,8 @@ __all__ = [
 
 log = logging.getLogger("taskplane.runtime_v2.task_manager")
 
+#: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).
+RUNC_ROOT_DIR = ".runc"
 #: The runtime used when :class:`CreateOpts` names none.
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 #: ``Meta.exports["log-uri-schemes"]`` on Linux.
@@ -244,11 +261,51 @@ class TaskManager:
         self.shims = shims
         #: What restart recovery did with each bundle found at init.
         self.load_outcomes: list[LoadOutcome] = []
+        self._at_close: list[Callable[[], Awaitable[object]]] = []
 
     @property
     def id(self) -> str:
         """``io.containerd.runtime.v2.task``."""
         return f"{types.RUNTIME_PLUGIN_V2}.task"
+
+    @property
+    def runc_root(self) -> str:
+        """This state dir's runc root (runc's ``--root`` is ``<runc_root>/<namespace>``)."""
+        return os.path.join(self.state, RUNC_ROOT_DIR)
+
+    def bundle(self, task_id: str, *, namespace: str) -> Bundle:
+        """Where task ``task_id``'s bundle is (or would be); no I/O."""
+        identifiers.validate_namespace(namespace)
+        identifiers.validate_task_id(task_id)
+        return load_bundle(self.state, namespace, task_id)
+
+    def lock(self, task_id: str, *, namespace: str) -> TaskLock:
+        """The lock of task ``task_id`` (:mod:`runtime_v2.locks`). Hold it around several calls
+        that must not interleave with a peer's; the calls of this class take it themselves
+        (re-entrantly)."""
+        return task_lock(self.bundle(task_id, namespace=namespace).path)
+
+    def step(self, task_id: str, *, namespace: str) -> str:
+        """The recorded lifecycle step of ``task_id`` ("" for none), read without the lock."""
+        return read_step(lock_path(self.bundle(task_id, namespace=namespace).path))
+
+    def in_use(self, task_id: str, *, namespace: str) -> str:
+        """Why ``task_id`` cannot be created ("" when it can); meant to be called under its lock."""
+        bundle = self.bundle(task_id, namespace=namespace)
+        if self.shims.shims.contains(namespace, task_id):
+            return "it has a task"
+        if os.path.lexists(bundle.path):
+            return f"its bundle {bundle.path} exists"
+        step = read_step(lock_path(bundle.path))
+        if step:
+            return f"an interrupted {step} step left it behind"
+        return ""
+
+    def effective_options(self, opts: CreateOpts) -> any_pb2.Any | None:
+        """The effective runtime options a task created with ``opts`` runs with (this state
+        dir's runc root included)."""
+        effective = effective_runtime_options(opts.runtime_options, opts.task_options)
+        return with_runc_root(effective, runtime=opts.runtime, root=self.runc_root).any
 
     async def load_existing_shims(self) -> list[LoadOutcome]:
         """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
@@ -269,15 +326,25 @@ class TaskManager:
         """
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
-        if self.shims.shims.contains(namespace, task_id):
-            raise errdefs.AlreadyExists(
-                f'task "{task_id}" in namespace "{namespace}": already exists'
-            )
         # Computed once; this one value is what the shim runs with everywhere (see _create).
-        effective_options = effective_runtime_options(opts.runtime_options, opts.task_options).any
-        with creating(self.state, namespace, task_id):
-            bundle = new_bundle(self.root, self.state, namespace, task_id, opts.spec)
-            return await self._create(bundle, opts, effective_options)
+        effective_options = self.effective_options(opts)
+        async with self.lock(task_id, namespace=namespace) as lock:
+            why = self.in_use(task_id, namespace=namespace)
+            if why:
+                raise errdefs.AlreadyExists(
+                    f'task "{task_id}" in namespace "{namespace}": already exists ({why})'
+                )
+            lock.set_step("creating")  # the id is reserved: nothing of it exists yet
+            crashpoint("create:reserved")
+            try:
+                bundle = new_bundle(self.root, self.state, namespace, task_id, opts.spec)
+                crashpoint("create:bundle")
+                task = await self._create(bundle, opts, effective_options)
+            except BaseException:
+                lock.set_step("")  # _create (or new_bundle) left nothing: the id is free
+                raise
+            lock.set_step("created")
+            return task
 
     async def _create(
         self, bundle: Bundle, opts: CreateOpts, effective_options: any_pb2.Any | None
@@ -298,6 +365,7 @@ class TaskManager:
                 )
             except Exception as exc:
                 raise _wrap(exc, "failed to start shim") from exc
+            crashpoint("create:shim")
             create_call = asyncio.ensure_future(
                 task.create(
                     rootfs=opts.rootfs,
@@ -325,6 +393,7 @@ class TaskManager:
                 if problems:  # the shim's own account of what went wrong
                     wrapped = type(wrapped)(f"{wrapped}; shim log:\n{problems}")
                 raise wrapped from exc
+            crashpoint("create:created")
         except BaseException:
             await asyncio.shield(self._undo_create(bundle, task))
             raise
@@ -367,17 +436,84 @@ class TaskManager:
         """Delete a stopped task: the shim deletes it, shuts down, and the bundle is removed.
 
         NotFound for an unknown task; the shim's error (e.g. FailedPrecondition for a running
-        task) leaves the task as it was, so the call can be retried.
+        task) leaves the task as it was, so the call can be retried. A task whose shim died is
+        reaped (its shim binary's ``delete`` kills and deletes the container) and the Exit of
+        that command is returned (status 255 when it said nothing).
         """
-        shim = self.shims.shims.get(namespace, task_id)
+        async with self.lock(task_id, namespace=namespace) as lock:
+            shim = self.shims.shims.get(namespace, task_id)
 
-        def remove_task() -> None:
-            self.shims.shims.delete_if_current(namespace, task_id, shim)
+            def remove_task() -> None:
+                self.shims.shims.delete_if_current(namespace, task_id, shim)
 
-        try:
-            return await ShimTask(shim).delete(remove_task)
-        except errdefs.ContainerdError as exc:
-            raise _wrap(exc, "failed to delete task") from exc
+            before = lock.step()
+            lock.set_step("deleting")
+            try:
+                exit_ = await ShimTask(shim).delete(remove_task)
+            except _ttrpc.Closed:
+                exit_ = await self._reap_dead(shim)
+            except errdefs.NotFound as exc:
+                lock.set_step("")  # deleted before: the teardown finished it
+                raise _wrap(exc, "failed to delete task") from exc
+            except errdefs.ContainerdError as exc:
+                lock.set_step(before)  # type: ignore[arg-type]
+                raise _wrap(exc, "failed to delete task") from exc
+            lock.set_step("")
+            return exit_
+
+    async def _reap_dead(self, shim: Shim) -> Exit:
+        self.shims.shims.delete_if_current(shim.namespace, shim.id, shim)
+        exit_ = await reap_dead_shim(
+            shim.binary, shim.bundle, shim.address, self.shims.cleanup_timeout
+        )
+        return exit_ or Exit(pid=0, status=255, timestamp=None)
+
+    async def remove(self, task_id: str, *, namespace: str, cgroups_path: str = "") -> Exit | None:
+        """Remove task ``task_id`` whatever state it is in (``tasks rm --force``).
+
+        Under the task's lock: a task with a shim that answers is killed (SIGKILL to every
+        process), waited for and deleted; then whatever is left -- a shim that does not answer
+        or is gone, a crashed step, a bundle without a shim, runc state without a bundle -- is
+        torn down by :func:`runtime_v2.teardown.force_teardown` (runc kill and delete with the
+        task's runc root and binary, the shim process, the bundle, the work dir, the socket).
+        ``cgroups_path`` is the container's cgroup, for when the bundle (whose ``config.json``
+        names it) is gone. Returns the task's Exit when the shim gave one; NotFound when there
+        was nothing at all.
+        Raises :class:`errdefs.Unavailable` naming the task when something could not be removed.
+        """
+        async with self.lock(task_id, namespace=namespace) as lock:
+            found = bool(lock.step())
+            exit_: Exit | None = None
+            shim: Shim | None = None
+            with contextlib.suppress(errdefs.NotFound):
+                shim = self.shims.shims.get(namespace, task_id)
+            if shim is not None:
+                found = True
+                lock.set_step("deleting")
+                exit_ = await _kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
+                if exit_ is None:  # it did not answer: take it out of the map, tear it down
+                    self.shims.shims.delete_if_current(namespace, task_id, shim)
+            bundle = self.bundle(task_id, namespace=namespace)
+            if os.path.lexists(bundle.path):
+                lock.set_step("deleting")
+            outcome = await force_teardown(
+                bundle,
+                root=self.root,
+                runc_root=self.runc_root,
+                shim=shim if exit_ is None else None,
+                shims=self.shims,
+                cgroups_path=cgroups_path,
+            )
+            found = found or outcome.found
+            if outcome.problems:
+                raise errdefs.Unavailable(
+                    f'task "{task_id}" in namespace "{namespace}" could not be removed: '
+                    + "; ".join(outcome.problems)
+                )
+            lock.set_step("")
+            if not found:
+                raise errdefs.NotFound(f'task "{task_id}" in namespace "{namespace}": not found')
+            return exit_
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -398,8 +534,20 @@ class TaskManager:
         options = request.options if request.HasField("options") else None
         return await self.shims.runtime_info(request.runtime_path, options)
 
+    def at_close(self, callback: Callable[[], Awaitable[object]]) -> None:
+        """Await ``callback()`` when the host closes, before the shim connections close (an
+        embedder's ``Client(cleanup_on_close=True)`` deletes its tasks there)."""
+        self._at_close.append(callback)
+
     async def aclose(self) -> None:
-        """Nothing to do: the shim manager closes the connections and leaves shims running."""
+        """Run the :meth:`at_close` callbacks (failures are logged); the shim manager then
+        closes the connections and leaves shims running."""
+        callbacks, self._at_close = self._at_close, []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception as exc:
+                log.warning("a task manager close callback failed: %s", exc)
 
 
 async def _init(ic: registry.InitContext) -> TaskManager:
@@ -419,6 +567,22 @@ async def _init(ic: registry.InitContext) -> TaskManager:
     manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
     await manager.load_existing_shims()
     return manager
+
+
+async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
+    """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
+    when the shim did not do it (it does not answer, or died)."""
+    try:
+        async with _ttrpc.timeout(timeout):
+            with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
+                await task.kill(signal.SIGKILL, all=True)
+            with contextlib.suppress(errdefs.NotFound):
+                await task.wait()
+        async with _ttrpc.timeout(timeout):
+            return await task.delete()
+    except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
+        log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
+        return None
 
 
 def registration() -> registry.Registration:

@@ -234,21 +234,21 @@ def run(opts: Options, args: argparse.Namespace) -> int:
 
 
 def ls(opts: Options, args: argparse.Namespace) -> int:
-    """``taskplane tasks ls``: TASK PID STATUS for every task in the namespace."""
+    """``taskplane tasks ls``: TASK PID STATUS for every task in the namespace.
+
+    Nothing is hidden: a task whose shim does not answer is UNKNOWN, what an interrupted command
+    left (a record, an io dir, a lifecycle step, runc state, no bundle) is ORPHAN, and a task a
+    peer is creating or deleting right now is CREATING / DELETING (see ``Client.entries``).
+    """
     from runtime_v2 import identifiers
 
     identifiers.validate_namespace(opts.namespace)
 
     async def body(client: Client) -> list[list[str]]:
-        rows = []
-        for task in sorted(await client.tasks(), key=lambda t: t.id):
-            try:
-                state = await task.state()
-                pid, status = str(state.pid), state.status.value.upper()
-            except errdefs.ContainerdError:
-                pid, status = "-", "UNKNOWN"
-            rows.append([task.id, pid, status])
-        return rows
+        return [
+            [entry.id, str(entry.pid) if entry.pid else "-", entry.status]
+            for entry in await client.entries()
+        ]
 
     print(format_table(["TASK", "PID", "STATUS"], _with_client(opts, body)))
     return 0
@@ -323,8 +323,8 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
 
     async def body(client: Client) -> int:
         task = await client.task(args.id)
-        record = client.container(args.id)
-        base = json.loads(record.spec or b"{}").get("process", {})
+        # The record's spec, else the bundle's: a lost metadata record does not stop exec.
+        base = client.spec(args.id).get("process", {})
         # The container's environment, then --env (a later value of the same key wins).
         process = oci.process_spec(
             args.cmd, env=[*base.get("env", []), *args.env], cwd=args.cwd or base.get("cwd", "/")

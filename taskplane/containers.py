@@ -9,13 +9,31 @@ together and removed together. :class:`Client` does that for the command line an
         client = Client(host, namespace="default")
         result = await client.run("hello", oci.default_spec("hello", rootfs=..., args=[...]))
         print(result.exit_status, result.stdout)
+
+Peers (see :mod:`runtime_v2.locks`): every method that touches a container takes its task's
+lock first, so several ``taskplane`` processes and embedders can share a state dir. An id is in
+use while it has a task, a bundle, a recorded lifecycle step, a container record or an io dir;
+the check happens under the lock before anything is created, and a failed create removes only
+what it created itself. ``run`` holds the lock while it creates and starts the task and again
+while it deletes it, not while the process runs.
+
+Each container's cgroup is ``/taskplane@<namespace>@<id>@<8 hex of the state dir>`` (when the
+spec leaves it to taskplane): the Client's namespace is the namespace of everything it creates,
+and two state dirs never share a cgroup.
+
+``Client(host, namespace, cleanup_on_close=True)`` kills and deletes the containers it created
+when the host closes (also on an exception, e.g. ``async with host:``) or when the client is
+closed (``async with Client(...)`` / :meth:`Client.aclose`); by default they keep running.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import signal as _signal
+import hashlib
+import json
+import logging
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +42,7 @@ import attrs
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from plugins import errdefs
+from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
 from taskplane import DEFAULT_NAMESPACE
 from taskplane.oci import spec_bytes
@@ -36,8 +54,12 @@ __all__ = [
     "TASK_MANAGER_ID",
     "Client",
     "RunResult",
+    "TaskEntry",
+    "cgroups_path",
     "runc_options",
 ]
+
+log = logging.getLogger("taskplane.containers")
 
 #: The id of the runtime v2 task manager plugin (other runtime v2 plugins may be installed).
 TASK_MANAGER_ID = "task"
@@ -46,12 +68,36 @@ DEFAULT_RUNTIME = RUNTIME_RUNC_V2
 #: Directory under the state dir holding each task's FIFOs and detached log
 #: (``<state>/taskplane.io/<namespace>/<id>/``).
 IO_DIR_NAME = "taskplane.io"
-#: How long ``delete(force=True)`` waits for a killed task to exit.
-KILL_TIMEOUT = 10.0
 #: How long to wait for the shim to finish copying output after the process exited.
 DRAIN_TIMEOUT = 5.0
 
 _ACTIVE = ("created", "running", "paused", "pausing")
+#: The cgroup path :func:`taskplane.oci.default_spec` writes (before the state dir's hash).
+_DEFAULT_CGROUPS = re.compile(r"^/taskplane@[^@/]*@(?P<id>[^@/]+)$")
+#: How long ``tasks ls`` waits for a shim's State before showing the task as UNKNOWN.
+LIST_TIMEOUT = 2.0
+
+
+def cgroups_path(state: str, namespace: str, container_id: str) -> str:
+    """The cgroup of ``container_id`` in ``namespace`` of the state dir ``state``: unique per
+    (state dir, namespace, id), with the namespace name in it and no parent directory."""
+    digest = hashlib.sha256(str(Path(state).resolve()).encode()).hexdigest()[:8]
+    return f"/taskplane@{namespace}@{container_id}@{digest}"
+
+
+@attrs.frozen
+class TaskEntry:
+    """One row of :meth:`Client.entries`: a task, or what is left of one.
+
+    ``status`` is the shim's (CREATED, RUNNING, STOPPED, PAUSED, ...); UNKNOWN when a bundle
+    exists but its shim does not answer; CREATING/DELETING while a peer holds the task's lock in
+    that step; ORPHAN for leftovers with no bundle (a container record, an io dir, a lifecycle
+    step or runc state of an interrupted command). ``pid`` is 0 when unknown.
+    """
+
+    id: str
+    pid: int
+    status: str
 
 
 @attrs.frozen
@@ -93,12 +139,92 @@ def _single_instance(host: Any, plugin_type: str) -> Any:
 class Client:
     """Create, find and delete containers with their tasks in one namespace of a booted Host."""
 
-    def __init__(self, host: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self, host: Any, namespace: str = DEFAULT_NAMESPACE, *, cleanup_on_close: bool = False
+    ) -> None:
         from runtime_v2 import identifiers
 
         identifiers.validate_namespace(namespace)
         self.host = host
         self.namespace = namespace
+        self.cleanup_on_close = cleanup_on_close
+        #: Ids of the containers this client created and did not delete.
+        self.created: set[str] = set()
+        if cleanup_on_close:
+            self.task_manager.at_close(self.aclose)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.cleanup_on_close:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Kill and delete every container this client created (``cleanup_on_close``)."""
+        for container_id in sorted(self.created):
+            try:
+                await self.delete(container_id, force=True)
+            except errdefs.ContainerdError as exc:
+                log.warning("cleanup of container %s failed: %s", container_id, exc)
+        self.created.clear()
+
+    def _lock(self, container_id: str) -> Any:
+        # An unsafe io root (e.g. world-writable) is refused as such before anything is created
+        # (the lock file included) or anything in it is looked at.
+        io_root = self.io_dir(container_id).parent
+        if io_root.exists():
+            securefs.check_trusted(io_root)
+        return self.task_manager.lock(container_id, namespace=self.namespace)
+
+    def _in_use(self, container_id: str) -> str:
+        """Why ``container_id`` is in use ("" when free); call under its lock."""
+        why: str = self.task_manager.in_use(container_id, namespace=self.namespace)
+        if why:
+            return why
+        try:
+            self.store.get(self.namespace, container_id)
+            return "it has a container record"
+        except errdefs.NotFound:
+            pass
+        io_dir = self.io_dir(container_id)
+        if os.path.lexists(io_dir):
+            return f"its io dir {io_dir} exists"
+        return ""
+
+    def _reserve(self, container_id: str) -> None:
+        why = self._in_use(container_id)
+        if why:
+            raise errdefs.AlreadyExists(
+                f'container id "{container_id}" is already in use in namespace '
+                f'"{self.namespace}" ({why}; remove it with: taskplane tasks rm {container_id})'
+            )
+
+    def _cgroups_path(self, container_id: str) -> str:
+        """The container's cgroup when taskplane chose it (unique to this container, so a
+        forced teardown may empty and remove it), else "" (a spec's own cgroup is runc's)."""
+        own = cgroups_path(self.host.state, self.namespace, container_id)
+        linux = self.spec_or_empty(container_id).get("linux")
+        spec_path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+        return own if spec_path in (None, own) else ""
+
+    def spec_or_empty(self, container_id: str) -> dict[str, Any]:
+        """:meth:`spec`, or {} when neither the record nor the bundle has one."""
+        try:
+            return self.spec(container_id)
+        except errdefs.NotFound:
+            return {}
+
+    def _with_cgroups(self, container_id: str, spec: Mapping[str, Any]) -> Mapping[str, Any]:
+        linux = spec.get("linux")
+        if not isinstance(linux, Mapping):
+            return spec
+        current = linux.get("cgroupsPath")
+        match = _DEFAULT_CGROUPS.match(current) if isinstance(current, str) else None
+        if current and (match is None or match["id"] != container_id):
+            return spec  # the spec chose its own cgroup
+        path = cgroups_path(self.host.state, self.namespace, container_id)
+        return {**spec, "linux": {**linux, "cgroupsPath": path}}
 
     @property
     def task_manager(self) -> Any:
@@ -133,13 +259,36 @@ class Client:
         If the task cannot be created the record is removed again, so a failed create leaves
         nothing behind. An id in use raises ``errdefs.AlreadyExists`` naming it.
         """
-        from plugins.metadata import Container
         from runtime_v2 import identifiers
-        from runtime_v2.task_manager import CreateOpts
 
         identifiers.validate_task_id(container_id)
+        async with self._lock(container_id):
+            self._reserve(container_id)
+            return await self._create_task(
+                container_id,
+                spec,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                stdout=stdout,
+                stderr=stderr,
+            )
+
+    async def _create_task(
+        self,
+        container_id: str,
+        spec: Mapping[str, Any],
+        *,
+        runtime: str,
+        runtime_options: Message | any_pb2.Any | None,
+        stdout: str,
+        stderr: str,
+    ) -> Any:
+        """create_task once the id is reserved (its lock held, nothing of it exists)."""
+        from plugins.metadata import Container
+        from runtime_v2.task_manager import CreateOpts
+
         options_any = _pack(runtime_options)
-        data = spec_bytes(spec)
+        data = spec_bytes(self._with_cgroups(container_id, spec))
         record = Container(
             id=container_id,
             runtime_name=runtime,
@@ -154,7 +303,7 @@ class Client:
                 f'"{self.namespace}" (remove it with: taskplane tasks rm {container_id})'
             ) from None
         try:
-            return await self.task_manager.create(
+            task = await self.task_manager.create(
                 container_id,
                 CreateOpts(
                     spec=data,
@@ -169,6 +318,8 @@ class Client:
             with contextlib.suppress(errdefs.NotFound):
                 self.store.delete(self.namespace, container_id)
             raise
+        self.created.add(container_id)
+        return task
 
     async def task(self, container_id: str) -> Any:
         """The task of ``container_id``; ``errdefs.NotFound`` naming it when there is none."""
@@ -183,6 +334,66 @@ class Client:
         """Every task in this namespace."""
         return list(await self.task_manager.tasks(namespace=self.namespace))
 
+    async def entries(self) -> list[TaskEntry]:
+        """Every task of this namespace and every leftover of one (see :class:`TaskEntry`),
+        sorted by id. A shim that does not answer within :data:`LIST_TIMEOUT` shows UNKNOWN."""
+        from runtime_v2 import identifiers, ttrpc
+        from runtime_v2.locks import ids_with_steps
+
+        tm = self.task_manager
+        rows: dict[str, TaskEntry] = {}
+        for task in await self.tasks():
+            try:
+                async with ttrpc.timeout(LIST_TIMEOUT):
+                    state = await task.state()
+                rows[task.id] = TaskEntry(task.id, state.pid, state.status.value.upper())
+            except (errdefs.ContainerdError, TimeoutError):
+                rows[task.id] = TaskEntry(task.id, 0, "UNKNOWN")
+        ns_dir = Path(tm.state) / self.namespace
+        candidates: set[str] = set(ids_with_steps(str(ns_dir)))
+        if ns_dir.is_dir():
+            candidates |= {p.name for p in ns_dir.iterdir() if not p.name.startswith(".")}
+        io_root = Path(self.host.state) / IO_DIR_NAME / self.namespace
+        if io_root.is_dir():
+            candidates |= {p.name for p in io_root.iterdir()}
+        with contextlib.suppress(errdefs.ContainerdError):
+            candidates |= {c.id for c in self.store.list(self.namespace)}
+        runc_ns = Path(tm.runc_root) / self.namespace
+        if runc_ns.is_dir():
+            candidates |= {p.name for p in runc_ns.iterdir()}
+        for container_id in candidates - set(rows):
+            try:
+                identifiers.validate_task_id(container_id)
+            except errdefs.InvalidArgument:
+                continue
+            rows[container_id] = TaskEntry(container_id, 0, await self._leftover(container_id))
+        return [rows[k] for k in sorted(rows)]
+
+    async def _leftover(self, container_id: str) -> str:
+        tm = self.task_manager
+        step = str(tm.step(container_id, namespace=self.namespace))
+        async with self._lock(container_id).try_acquire() as taken:
+            if not taken and step in ("creating", "deleting"):
+                return step.upper()  # a peer is in that step right now
+        if Path(tm.bundle(container_id, namespace=self.namespace).path).exists():
+            return "UNKNOWN"  # a bundle whose shim did not answer (or a peer holds its lock)
+        return "ORPHAN"
+
+    def spec(self, container_id: str) -> dict[str, Any]:
+        """The OCI spec of ``container_id``: from its record, else from its bundle (a task stays
+        usable when the metadata database lost its record). NotFound naming it otherwise."""
+        with contextlib.suppress(errdefs.NotFound):
+            record = self.store.get(self.namespace, container_id)
+            if record.spec:
+                return dict(json.loads(record.spec))
+        config = Path(self.task_manager.bundle(container_id, namespace=self.namespace).path)
+        try:
+            return dict(json.loads((config / "config.json").read_bytes()))
+        except (OSError, ValueError):
+            raise errdefs.NotFound(
+                f'no container "{container_id}" in namespace "{self.namespace}"'
+            ) from None
+
     def container(self, container_id: str) -> Any:
         """The container record of ``container_id`` (``errdefs.NotFound`` naming it)."""
         try:
@@ -196,40 +407,64 @@ class Client:
         """Delete the task (if any), the container record and the io directory.
 
         A task that has not exited raises ``errdefs.FailedPrecondition`` unless ``force``, which
-        kills it (SIGKILL to every process) and waits for it first. Returns the task's Exit, or
-        None when there was only a record. Nothing at all raises ``errdefs.NotFound``.
+        kills it -- through runc itself when its shim does not answer or is gone -- so nothing
+        of it keeps running (``errdefs.Unavailable`` naming it when that fails). Leftovers of an
+        interrupted command (a lifecycle step, a record, an io dir) are removed too. Returns the
+        task's Exit, or None when there was no task. Nothing at all raises ``errdefs.NotFound``.
         """
         from runtime_v2 import identifiers
 
         identifiers.validate_task_id(container_id)
-        exit_ = None
-        found = False
-        try:
-            task = await self.task_manager.get(container_id, namespace=self.namespace)
-        except errdefs.NotFound:
-            task = None
-        if task is not None:
-            found = True
-            status = await _status_of(task)
-            if status in _ACTIVE:
-                if not force:
+        tm = self.task_manager
+        async with self._lock(container_id):
+            exit_ = None
+            found = False
+            try:
+                task = await tm.get(container_id, namespace=self.namespace)
+            except errdefs.NotFound:
+                task = None
+            if task is not None and not force:
+                status = await _status_of(task)
+                if status in _ACTIVE:
                     raise errdefs.FailedPrecondition(
                         f'task "{container_id}" is {status}; stop it first '
                         f"(taskplane tasks kill {container_id}) or use --force"
                     )
-                await _kill_and_wait(task)
-            exit_ = await self.task_manager.delete(container_id, namespace=self.namespace)
-        try:
-            self.store.delete(self.namespace, container_id)
-            found = True
-        except errdefs.NotFound:
-            pass
-        remove_io_dir(self.io_dir(container_id))
-        if not found:
-            raise errdefs.NotFound(
-                f'no container or task "{container_id}" in namespace "{self.namespace}"'
-            )
-        return exit_
+            if task is None and not force:
+                bundle = Path(tm.bundle(container_id, namespace=self.namespace).path)
+                if bundle.exists() or (Path(tm.runc_root) / self.namespace / container_id).exists():
+                    raise errdefs.FailedPrecondition(
+                        f'task "{container_id}" has a container but its shim does not answer; '
+                        f"remove it with: taskplane tasks rm --force {container_id}"
+                    )
+            if task is not None and not force:
+                exit_ = await tm.delete(container_id, namespace=self.namespace)
+                found = True
+            else:
+                try:
+                    exit_ = await tm.remove(
+                        container_id,
+                        namespace=self.namespace,
+                        cgroups_path=self._cgroups_path(container_id),
+                    )
+                    found = True
+                except errdefs.NotFound:
+                    pass
+            try:
+                self.store.delete(self.namespace, container_id)
+                found = True
+            except errdefs.NotFound:
+                pass
+            io_dir = self.io_dir(container_id)
+            if io_dir.exists():
+                found = True
+                remove_io_dir(io_dir)
+            self.created.discard(container_id)
+            if not found:
+                raise errdefs.NotFound(
+                    f'no container or task "{container_id}" in namespace "{self.namespace}"'
+                )
+            return exit_
 
     async def start_detached(
         self,
@@ -244,27 +479,33 @@ class Client:
         The task outlives this process (``taskplane run -d``); nothing is left behind when it
         cannot be created or started. Returns the started task.
         """
-        log = self.log_path(container_id)
-        make_io_dir(log.parent)
-        uri = file_uri(log)
-        try:
-            task = await self.create_task(
-                container_id,
-                spec,
-                runtime=runtime,
-                runtime_options=runtime_options,
-                stdout=uri,
-                stderr=uri,
-            )
-        except BaseException:
-            remove_io_dir(log.parent)
-            raise
-        try:
-            await task.start()
-        except BaseException:
-            with contextlib.suppress(errdefs.ContainerdError):
-                await self.delete(container_id, force=True)
-            raise
+        from runtime_v2 import identifiers
+
+        identifiers.validate_task_id(container_id)
+        log_file = self.log_path(container_id)
+        uri = file_uri(log_file)
+        async with self._lock(container_id) as lock:
+            self._reserve(container_id)  # before the io dir: a refused id touches nothing
+            make_io_dir(log_file.parent)
+            try:
+                task = await self._create_task(
+                    container_id,
+                    spec,
+                    runtime=runtime,
+                    runtime_options=runtime_options,
+                    stdout=uri,
+                    stderr=uri,
+                )
+            except BaseException:
+                remove_io_dir(log_file.parent)  # ours: created above, after the reservation
+                raise
+            try:
+                await task.start()
+            except BaseException:
+                with contextlib.suppress(errdefs.ContainerdError):
+                    await self.delete(container_id, force=True)
+                raise
+            lock.set_step("running")
         return task
 
     async def run(
@@ -297,43 +538,59 @@ class Client:
 
             return write
 
+        from runtime_v2 import identifiers
+
+        identifiers.validate_task_id(container_id)
         io_dir = self.io_dir(container_id)
-        fifos = FifoPair(io_dir).open()
+        # Held while the task is created and started (and undone on failure), released while it
+        # runs, so a peer's ``tasks rm --force`` is not blocked by an attached run.
+        lock = self._lock(container_id)
+        await lock.__aenter__()
+        locked = True
         try:
+            self._reserve(container_id)  # before the io dir: a refused id touches nothing
+            fifos = FifoPair(io_dir).open()
             try:
-                task = await self.create_task(
-                    container_id,
-                    spec,
-                    runtime=runtime,
-                    runtime_options=runtime_options,
-                    stdout=fifos.stdout,
-                    stderr=fifos.stderr,
-                )
-            except BaseException:
-                fifos.close()
-                remove_io_dir(io_dir)
-                raise
-            try:
-                async with fifos.copying(
-                    sink(out, on_stdout), sink(err, on_stderr), DRAIN_TIMEOUT
-                ) as drain:
-                    try:
-                        await task.start()
-                    except BaseException:
-                        if not remove:  # a task that never started is no use to anyone
-                            with contextlib.suppress(errdefs.ContainerdError):
-                                await self.delete(container_id, force=True)
-                        raise
-                    fifos.release()
-                    if started is not None:
-                        started(task)
-                    exit_ = await task.wait()
-                    await drain()
+                try:
+                    task = await self._create_task(
+                        container_id,
+                        spec,
+                        runtime=runtime,
+                        runtime_options=runtime_options,
+                        stdout=fifos.stdout,
+                        stderr=fifos.stderr,
+                    )
+                except BaseException:
+                    fifos.close()
+                    remove_io_dir(io_dir)  # ours: created above, after the reservation
+                    raise
+                try:
+                    async with fifos.copying(
+                        sink(out, on_stdout), sink(err, on_stderr), DRAIN_TIMEOUT
+                    ) as drain:
+                        try:
+                            await task.start()
+                        except BaseException:
+                            if not remove:  # a task that never started is no use to anyone
+                                with contextlib.suppress(errdefs.ContainerdError):
+                                    await self.delete(container_id, force=True)
+                            raise
+                        lock.set_step("running")
+                        locked = False
+                        await lock.__aexit__(None, None, None)
+                        fifos.release()
+                        if started is not None:
+                            started(task)
+                        exit_ = await _wait(task)
+                        await drain()
+                finally:
+                    if remove:
+                        await self.delete(container_id, force=True)
             finally:
-                if remove:
-                    await self.delete(container_id, force=True)
+                fifos.close()
         finally:
-            fifos.close()
+            if locked:
+                await lock.__aexit__(None, None, None)
         return RunResult(exit_status=exit_.status, stdout=b"".join(out), stderr=b"".join(err))
 
 
@@ -346,14 +603,13 @@ async def _status_of(task: Any) -> str:
     return str(getattr(status, "value", status)).lower()
 
 
-async def _kill_and_wait(task: Any) -> None:
-    waiter = asyncio.ensure_future(task.wait())
+async def _wait(task: Any) -> Any:
+    """``task.wait()``; a shim that dies meanwhile is one clear error naming the task."""
+    from runtime_v2 import ttrpc
+
     try:
-        with contextlib.suppress(errdefs.NotFound):
-            await task.kill(_signal.SIGKILL, all=True)
-        await asyncio.wait_for(waiter, KILL_TIMEOUT)
-    finally:
-        if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(BaseException):
-                await waiter
+        return await task.wait()
+    except ttrpc.Closed:
+        raise errdefs.Unavailable(
+            f'the shim of task "{task.id}" died while the task ran; its exit status is lost'
+        ) from None

@@ -177,8 +177,9 @@ def default_spec(
     ``rootfs`` is made absolute with symlinks resolved (runc resolves a relative ``root.path``
     against the bundle, not the caller's directory, and refuses a symlinked rootfs). The
     hostname is :func:`default_hostname` (the ID, at most 64 characters). The cgroup
-    is ``/<namespace>/<container_id>``, as containerd does, so runc removes it when the
-    container is deleted.
+    is ``/taskplane@<namespace>@<container_id>``: one directory with no parent of its own, so
+    runc's delete leaves nothing (a ``/<namespace>/`` parent would stay forever on cgroup v1);
+    :class:`taskplane.Client` adds the state dir's hash to make it unique per state dir.
     """
     return {
         "ociVersion": OCI_VERSION,
@@ -187,7 +188,7 @@ def default_spec(
         "hostname": default_hostname(container_id),
         "mounts": _mounts(),
         "linux": {
-            "cgroupsPath": f"/{namespace}/{container_id}",
+            "cgroupsPath": f"/taskplane@{namespace}@{container_id}",
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": ns} for ns in _NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),

@@ -36,7 +36,7 @@ def test_default_spec_matches_containerds_defaults(tmp_path: Path) -> None:
     assert process["env"] == [f"PATH={oci.DEFAULT_PATH}"]
     assert process["capabilities"]["bounding"] == list(oci.DEFAULT_CAPABILITIES)
     assert len(oci.DEFAULT_CAPABILITIES) == 14
-    assert spec["linux"]["cgroupsPath"] == "/ns/web"
+    assert spec["linux"]["cgroupsPath"] == "/taskplane@ns@web"
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
     assert "/proc/sys" in spec["linux"]["readonlyPaths"]
 

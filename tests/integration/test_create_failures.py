@@ -209,7 +209,10 @@ async def test_effective_options_reach_start_info_create_and_delete(
     runtime, record = wrapper_runtime(dirs, info)
     runtime_options = runc_options_pb2.Options(binary_name=runc)
     task_options = runc_options_pb2.Options(io_uid=1000, io_gid=1000)
-    expected = runc_options_pb2.Options(binary_name=runc, io_uid=1000, io_gid=1000)
+    # Plus the state dir's own runc root (runtime_v2.options.with_runc_root).
+    expected = runc_options_pb2.Options(
+        binary_name=runc, io_uid=1000, io_gid=1000, root=tasks.runc_root
+    )
 
     def recorded(name: str) -> runc_options_pb2.Options:
         any_ = typeurl.any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
@@ -264,7 +267,12 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     runc = shutil.which("runc")
     assert runc is not None
     runtime, record = wrapper_runtime(dirs)
-    expected = runc_options_pb2.Options(binary_name=runc, io_uid=1000, io_gid=1000)
+    expected = runc_options_pb2.Options(
+        binary_name=runc,
+        io_uid=1000,
+        io_gid=1000,
+        root=str(dirs.state / "io.containerd.runtime.v2.task" / ".runc"),
+    )
     first = await boot_host(dirs)
     try:
         tasks = first.get("io.containerd.runtime.v2", "task")

@@ -226,11 +226,15 @@ async def test_the_2_4_shim_accepts_bootstrap_params_after_refusing_the_options_
     # One refused legacy start (the Any on stdin), then BootstrapParams; the second task is
     # started with BootstrapParams at once.
     assert _actions(record) == ["start", "start", "start"]
-    assert (record / "start.1").read_bytes() == typeurl.pack(options).SerializeToString()
+    # The effective options: the user's plus the state dir's own runc root.
+    effective = runc_options_pb2.Options(
+        binary_name=str(UPSTREAM_RUNC), root=task_manager.runc_root
+    )
+    assert (record / "start.1").read_bytes() == typeurl.pack(effective).SerializeToString()
     for n, task_id in ((2, "one"), (3, "two")):
         params = bootstrap_pb2.BootstrapParams.FromString((record / f"start.{n}").read_bytes())
         assert (params.instance_id, params.namespace) == (task_id, dirs.namespace)
-        assert [e.value for e in params.extensions] == [typeurl.pack(options)]
+        assert [e.value for e in params.extensions] == [typeurl.pack(effective)]
 
 
 async def test_bootstrap_runtimes_starts_the_shim_with_bootstrap_params_at_once(

@@ -186,6 +186,33 @@ def test_stale_work_dir_is_recreated_empty(dirs: tuple[str, str]) -> None:
     assert list(stale.iterdir()) == []
 
 
+def test_a_leftover_hidden_bundle_and_work_dir_are_finished_by_new_bundle(
+    dirs: tuple[str, str],
+) -> None:
+    """What a crash during removal left (``.<id>``, non-empty) never poisons the id."""
+    root, state = dirs
+    for base in (state, root):
+        hidden = Path(base, NS, f".{ID}")
+        hidden.mkdir(parents=True)
+        (hidden / "f").write_text("left by a crash")
+    b = new_bundle(root, state, NS, ID, _spec())
+    b.delete()
+    assert _leftovers(root, state) == []
+
+
+def test_delete_replaces_a_leftover_hidden_bundle_in_the_way(dirs: tuple[str, str]) -> None:
+    """A non-empty ``.<id>`` appearing after the bundle was made (an earlier delete of the id
+    crashed) is removed, not an obstacle to the rename."""
+    root, state = dirs
+    b = new_bundle(root, state, NS, ID, _spec())
+    for base in (state, root):
+        hidden = Path(base, NS, f".{ID}")
+        hidden.mkdir()
+        (hidden / "f").write_text("left by a crash")
+    b.delete()
+    assert _leftovers(root, state) == []
+
+
 def _fail(*_args: object, **_kwargs: object) -> None:
     raise OSError(5, "injected failure")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import stat
@@ -16,7 +17,8 @@ from _fake_shim import FakeShim, FakeTask
 from plugins.events import Exchange
 from runtime_v2 import shim_load
 from runtime_v2.bundle import new_bundle
-from runtime_v2.shim_load import creating, load_existing_shims
+from runtime_v2.locks import lock_path, read_step
+from runtime_v2.shim_load import load_existing_shims
 from runtime_v2.shim_manager import ShimManager
 
 NS = "loadns"
@@ -234,27 +236,35 @@ async def test_no_state_dir_means_nothing_to_load(manager: ShimManager, base: Pa
     assert not os.path.exists(base / "nothing")
 
 
-async def test_a_bundle_another_process_is_creating_is_left_alone(
+async def test_a_bundle_whose_lock_a_peer_holds_is_left_alone(
     manager: ShimManager, base: Path
 ) -> None:
-    state = str(base / "state")
-    with creating(state, NS, "young"):
-        path = make_bundle(base, "young", None)  # no shim yet: looks like an orphan
+    path = make_bundle(base, "young", None)  # no shim yet: looks like an orphan
+    # A peer process's flock: another open file description on the task's lock file.
+    fd = os.open(lock_path(str(path)), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         outcomes = await load(manager, base)
-    assert outcomes["young"] == ("skipped", "being created by another process; left alone")
+    finally:
+        os.close(fd)
+    assert outcomes["young"] == ("skipped", "another process is working on it (its lock is held)")
     assert path.exists()
-    assert not (base / "state" / NS / ".young.creating").exists()
+    os.unlink(lock_path(str(path)))
+    await load(manager, base)  # the lock is free now: removed (no shim)
+    assert not path.exists()
 
 
-async def test_a_creating_marker_left_by_a_dead_creator_is_ignored(
+async def test_a_lock_left_by_a_dead_creator_does_not_protect_its_bundle(
     manager: ShimManager, base: Path
 ) -> None:
     path = make_bundle(base, "crashed", None)
-    (base / "state" / NS / ".crashed.creating").write_text("")
+    Path(lock_path(str(path))).write_text("creating")  # nobody holds it
     outcomes = await load(manager, base)
     assert outcomes["crashed"][0] == "removed"
     assert not path.exists()
-    assert not (base / "state" / NS / ".crashed.creating").exists()
+    # The task is gone with its bundle: so is its step (and the lock file).
+    assert read_step(lock_path(str(path))) == ""
+    assert not os.path.exists(lock_path(str(path)))
 
 
 async def test_an_unexpected_error_on_one_bundle_is_reported_and_the_others_still_load(
@@ -275,3 +285,21 @@ async def test_an_unexpected_error_on_one_bundle_is_reported_and_the_others_stil
     finally:
         await manager.aclose()
         await fake.stop()
+
+
+async def test_a_work_dir_whose_task_is_locked_by_a_peer_stays(
+    manager: ShimManager, base: Path
+) -> None:
+    work = base / "root" / NS / "newcomer"
+    work.mkdir(parents=True)
+    lock = lock_path(str(base / "state" / NS / "newcomer"))
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a peer is creating "newcomer" (no bundle yet)
+        await load(manager, base)
+        assert work.exists()
+    finally:
+        os.close(fd)
+    await load(manager, base)
+    assert not work.exists()
