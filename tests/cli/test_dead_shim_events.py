@@ -25,19 +25,17 @@ from .test_events import Lines, T
 
 pytestmark = pytest.mark.integration
 
-NS = "default"
-
 #: A peer: boots on the state dir (restart recovery connects it to every live shim), says so,
 #: then waits until its connection to the task's shim is gone and its cleanup has returned.
 _PEER = """
 import asyncio, sys
 import taskplane
 
-async def main(root, state, task_id):
+async def main(root, state, namespace, task_id):
     host = await taskplane.boot_async(root=root, state=state)
     try:
         tasks = host.get("io.containerd.runtime.v2", "task")
-        task = await tasks.get(task_id, namespace="default")
+        task = await tasks.get(task_id, namespace=namespace)
         print("connected", flush=True)
         await task.shim.client.wait_closed()
         print("done", flush=True)
@@ -50,7 +48,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 def _peer(tp: Taskplane, task_id: str) -> tuple[subprocess.Popen[str], Lines]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _PEER, str(tp.root), str(tp.state), task_id],
+        [sys.executable, "-c", _PEER, str(tp.root), str(tp.state), tp.namespace, task_id],
         cwd=tp.cwd,
         env=tp.env,
         text=True,
@@ -68,6 +66,7 @@ async def test_a_dead_shim_is_reported_once_however_many_processes_were_connecte
     import plugins.builtin
     import registry
 
+    ns = runner.namespace
     started = runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "300")
     assert started.returncode == 0, started.stderr
     peers = [_peer(runner, task_id) for _ in range(2)]
@@ -76,9 +75,9 @@ async def test_a_dead_shim_is_reported_once_however_many_processes_were_connecte
         builtins=[plugins.builtin], autoload=False, root=str(runner.root), state=str(runner.state)
     ) as host:
         exchange = host.get("io.containerd.event.v1", "exchange")
-        async with exchange.subscribe(namespace=NS) as subscription:
+        async with exchange.subscribe(namespace=ns) as subscription:
             try:
-                (shim,) = shims_of(runner.state, NS, task_id)
+                (shim,) = shims_of(runner.state, ns, task_id)
                 os.kill(shim, signal.SIGKILL)
                 for proc, out in peers:
                     assert await asyncio.to_thread(out.next) == "done"
@@ -92,14 +91,14 @@ async def test_a_dead_shim_is_reported_once_however_many_processes_were_connecte
                     proc.stdout.close()
             # Every cleanup has returned: an event published after them ends what we count.
             marker = events_pb2.TaskOOM(container_id="end-marker")
-            await exchange.publish("/tasks/oom", marker, namespace=NS)
+            await exchange.publish("/tasks/oom", marker, namespace=ns)
             envelopes = []
             while (envelope := await subscription.get(timeout=T)).event != marker:
                 envelopes.append(envelope)
     mine = [e for e in envelopes if getattr(e.event, "container_id", None) == task_id]
     assert [e.topic for e in mine] == ["/tasks/exit", "/tasks/delete"]
     assert mine[0].event.exit_status == 128 + signal.SIGKILL  # the shim binary's delete killed it
-    assert cgroup_pids(NS, task_id) == []
+    assert cgroup_pids(ns, task_id) == []
     # The container record and io dir are the CLI's: `tasks rm` removes them.
     assert runner("tasks", "rm", task_id).returncode == 0
-    assert remains(runner.root, runner.state, NS, task_id) == []
+    assert remains(runner.root, runner.state, ns, task_id) == []
