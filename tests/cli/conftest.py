@@ -125,6 +125,18 @@ def leaks_under(state: Path) -> list[str]:
     return leaks
 
 
+#: The overlay snapshotter's layers under the root dir: ``<root>/<uri>/snapshots/<ns>/<id>``.
+OVERLAY_LAYERS = Path("io.containerd.snapshotter.v1.overlayfs") / "snapshots"
+
+
+def layers_under(root: Path) -> list[str]:
+    """The overlay layers (upper and work dirs) a finished test left under its root dir."""
+    layers = root / OVERLAY_LAYERS
+    if not layers.is_dir():
+        return []
+    return [f"overlay layer {layer}" for ns in layers.iterdir() for layer in ns.iterdir()]
+
+
 def _kill_leftovers(state: Path) -> None:
     """Kill (by pid) the processes our test started under ``state`` so the next test is clean."""
     for pid, _ in processes_under(state):
@@ -199,7 +211,7 @@ def runner(integration_ready: None, taskplane: Taskplane) -> Iterator[Taskplane]
     deadline = time.monotonic() + 30
     for pid, _ in processes_under(taskplane.state):
         _wait_exit(pid, timeout=max(0.0, deadline - time.monotonic()))
-    leaks = leaks_under(taskplane.state)
+    leaks = leaks_under(taskplane.state) + layers_under(taskplane.root)
     if leaks:
         _kill_leftovers(taskplane.state)
         pytest.fail("the test leaked:\n" + "\n".join(leaks))
