@@ -88,13 +88,13 @@ def test_parse_user_mount_and_volume(tmp_path: Path) -> None:
     ],
 )
 def test_bad_option_text_is_one_clear_error(parse: object, text: str, message: str) -> None:
-    with pytest.raises(oci.SpecError, match=None) as caught:
+    with pytest.raises(oci.SpecError) as caught:
         parse(text)  # type: ignore[operator]
     assert message in str(caught.value)
 
 
 def test_bad_option_values_are_refused() -> None:
-    with pytest.raises(oci.SpecError, match="hostname 'x{65}' must be 1 to 64 bytes"):
+    with pytest.raises(oci.SpecError, match=r"hostname 'x{65}' must be 1 to 64 bytes"):
         oci.SpecOptions(hostname="x" * 65)
     with pytest.raises(oci.SpecError, match="pids limit must be greater than 0"):
         oci.SpecOptions(pids_limit=0)
@@ -211,5 +211,5 @@ def test_metrics_of_cgroup_v1_and_v2_decode_to_the_same_figures() -> None:
 def test_metrics_of_an_unknown_type_name_it() -> None:
     from google.protobuf import any_pb2
 
-    with pytest.raises(errdefs.NotImplemented, match='"example.Other"'):
+    with pytest.raises(errdefs.NotImplemented, match=r'"example\.Other"'):
         decode(any_pb2.Any(type_url="example.Other"))
