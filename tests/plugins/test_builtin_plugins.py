@@ -34,6 +34,7 @@ async def test_builtins_boot_and_work(tmp_path: Path) -> None:
         assert statuses == {
             "io.containerd.event.v1.exchange": "loaded",
             "io.containerd.metadata.v1.sqlite": "loaded",
+            "io.containerd.snapshotter.v1.overlayfs": "loaded",
         }
         exchange = host.get(EVENT_PLUGIN, "exchange")
         store = host.get(METADATA_PLUGIN, "sqlite")
