@@ -79,7 +79,7 @@ def test_memory_cpu_and_pids_limits_are_in_the_containers_cgroup(
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     try:
-        cgroup = cgroups_path(str(runner.state), "default", task_id)
+        cgroup = cgroups_path(str(runner.state), runner.namespace, task_id)
         # The container's own cgroup (cgroup v1 here: one hierarchy per controller).
         v1 = Path("/sys/fs/cgroup")
         assert (v1 / f"memory{cgroup}/memory.limit_in_bytes").read_text() == f"{64 << 20}\n"
@@ -157,7 +157,7 @@ def test_overlay_writes_stay_out_of_the_lower_dir_and_the_layer_goes_with_rm(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout == "private\n"
-    layers = runner.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots" / "default"
+    layers = runner.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots" / runner.namespace
     upper = layers / task_id / "fs"
     assert (upper / "tmp" / "made").read_text() == "private\n"  # the write went to the layer
     assert (upper / "nonexist").is_dir()

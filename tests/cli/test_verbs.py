@@ -89,7 +89,7 @@ def test_ls_quiet_and_json_and_rm_kill_of_several_ids(
         removed = runner("tasks", "rm", ids[0], "nosuch", ids[1])
         assert removed.returncode == 1
         assert lines(removed.stderr) == [
-            'taskplane: no container or task "nosuch" in namespace "default"'
+            f'taskplane: no container or task "nosuch" in namespace "{runner.namespace}"'
         ]
         assert runner("tasks", "ls", "-q").stdout.split() == ids[2:]
     finally:
