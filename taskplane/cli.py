@@ -305,22 +305,24 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     wait.add_argument("id", metavar="ID")
 
     # containers
-    containers = commands.add_parser("containers", help="list containers", aliases=["c"])
-    _global_options(containers, top=False)
-    containers_cmds = containers.add_subparsers(
-        dest="subcommand", metavar="COMMAND", parser_class=_Parser
-    )
-    containers_cmds.required = True
+    def group(name: str, help: str, **kw: Any) -> Any:
+        """A command with sub-commands (``taskplane NAME COMMAND``)."""
+        parser = commands.add_parser(name, help=help, **kw)
+        _global_options(parser, top=False)
+        subcommands = parser.add_subparsers(
+            dest="subcommand", metavar="COMMAND", parser_class=_Parser
+        )
+        subcommands.required = True
+        return subcommands
+
+    containers_cmds = group("containers", "list containers", aliases=["c"])
     _list_format(add(containers_cmds, "ls", cli_containers.ls, "list containers", aliases=["list"]))
     add(
         containers_cmds, "info", cli_containers.info, "print a container record as JSON"
     ).add_argument("id", metavar="ID")
 
     # oci
-    oci_cmd = commands.add_parser("oci", help="OCI spec helpers")
-    _global_options(oci_cmd, top=False)
-    oci_cmds = oci_cmd.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-    oci_cmds.required = True
+    oci_cmds = group("oci", "OCI spec helpers")
     spec = add(
         oci_cmds,
         "spec",
@@ -333,10 +335,7 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     spec.add_argument("cmd", metavar="CMD", nargs=command_nargs, help="the command (default: sh)")
 
     # rootfs
-    rootfs = commands.add_parser("rootfs", help="build root filesystems")
-    _global_options(rootfs, top=False)
-    rootfs_cmds = rootfs.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-    rootfs_cmds.required = True
+    rootfs_cmds = group("rootfs", "build root filesystems")
     add(
         rootfs_cmds,
         "busybox",

@@ -301,17 +301,10 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     nested deeper than :data:`MAX_SPEC_NESTING`, no ``process.args`` or ``root.path``, or a
     value of the wrong type in a field taskplane or runc reads; the message names the JSON path.
     """
-    from registry.config import NotARegularFile, nesting_depth, read_regular_file
+    from registry.config import nesting_depth
 
     name = os.fspath(path)
-    try:
-        raw = read_regular_file(name, MAX_SPEC_BYTES)
-    except FileNotFoundError:
-        raise SpecError(f"spec file {name!r} does not exist") from None
-    except NotARegularFile as exc:
-        raise SpecError(f"spec file {name!r} {exc}") from None
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {name!r}: {exc.strerror}") from None
+    raw = _read_file(name, MAX_SPEC_BYTES, "spec file")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -344,6 +337,20 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
             "(the kernel's HOST_NAME_MAX; runc would fail in sethostname)"
         )
     return data
+
+
+def _read_file(name: str, limit: int, what: str) -> bytes:
+    """The bytes of regular file ``name`` (at most ``limit``); SpecError "<what> '<name>' ..."."""
+    from registry.config import NotARegularFile, read_regular_file
+
+    try:
+        return read_regular_file(name, limit)
+    except FileNotFoundError:
+        raise SpecError(f"{what} {name!r} does not exist") from None
+    except NotARegularFile as exc:
+        raise SpecError(f"{what} {name!r} {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {what} {name!r}: {exc.strerror}") from None
 
 
 def _json_type(value: object) -> str:
@@ -585,17 +592,8 @@ MAX_ENV_FILE_BYTES = 1 << 20
 def parse_env_file(path: str | os.PathLike[str]) -> list[str]:
     """The ``KEY=VALUE`` lines of an env file (ctr's ``--env-file``): blank lines and lines
     starting with ``#`` are skipped; anything else without ``=`` is an error naming the line."""
-    from registry.config import NotARegularFile, read_regular_file
-
     name = os.fspath(path)
-    try:
-        raw = read_regular_file(name, MAX_ENV_FILE_BYTES)
-    except FileNotFoundError:
-        raise SpecError(f"env file {name!r} does not exist") from None
-    except NotARegularFile as exc:
-        raise SpecError(f"env file {name!r} {exc}") from None
-    except OSError as exc:
-        raise SpecError(f"cannot read env file {name!r}: {exc.strerror}") from None
+    raw = _read_file(name, MAX_ENV_FILE_BYTES, "env file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
