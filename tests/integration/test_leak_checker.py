@@ -57,12 +57,17 @@ def test_a_task_never_deleted_fails_the_suite(dirs: Dirs, tmp_path: Path, probe_
     # The shim, the container's process (by its cgroup), its runc state and its bundle.
     assert f"-namespace {namespace}" in result.stdout
     assert f"process {pid} (in a cgroup of the namespace)" in result.stdout
-    assert f"runc state /run/containerd/runc/{namespace}/probe" in result.stdout
+    # runc's root is the state dir's own (runtime_v2.task_manager: per-state-dir runc root)
+    runc_root = f"{probe['base']}/s/io.containerd.runtime.v2.task/.runc"
+    assert f"runc state {runc_root}/{namespace}/probe" in result.stdout
     assert f"bundle {probe['base']}/s/io.containerd.runtime.v2.task/{namespace}/probe" in (
         result.stdout
     )
     assert "shim socket /run/containerd/s/" in result.stdout
-    assert re.search(rf"cgroup /sys/fs/cgroup/[^/\s]+/{namespace}/probe\n", result.stdout)
+    # taskplane's cgroup per (state dir, namespace, id): /taskplane@<ns>@<id>[@<state hash>]
+    assert re.search(
+        rf"cgroup /sys/fs/cgroup/[^/\s]+/taskplane@{namespace}@probe(@[0-9a-f]+)?\n", result.stdout
+    ), result.stdout
     # The safety net cleaned up after reporting.
     left = find_leaks(Scope(namespace=namespace, base=Path(probe["base"])))
     assert left == [], left
