@@ -28,6 +28,13 @@ Example::
 Delivery is in publication order per subscriber. Every subscriber has a bounded queue
 (``maxsize``, default 1024); see :class:`Subscription` for what happens when a subscriber
 falls behind. The exchange is used from one event loop; publish and forward never block.
+
+Subscriptions take containerd's filters (``topic~="/tasks/"``, ``namespace==default``,
+``event.container_id==web``; :mod:`plugins.filters`) as well as taskplane's topic forms
+(``/tasks/exit``, ``/tasks/*``). Differences from containerd's exchange, on purpose: an event's
+integer and boolean fields can be matched too (``event.exit_status==0``; containerd's
+generated adaptors expose only strings and labels), and a bad filter -- a malformed regular
+expression included -- is refused when subscribing.
 """
 
 from __future__ import annotations
@@ -35,10 +42,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any as _Any
 from typing import Protocol, TypeVar, cast
@@ -47,7 +55,7 @@ import attrs
 from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from plugins import identifiers
+from plugins import filters, identifiers
 from plugins.errdefs import FailedPrecondition, InvalidArgument, ResourceExhausted
 from plugins.events_journal import EventJournal, Follower, JournalError, Record
 from plugins.identifiers import quote
@@ -61,6 +69,9 @@ __all__ = [
     "ForwardedEnvelope",
     "Subscription",
     "decode_event",
+    "envelope_field",
+    "is_topic_filter",
+    "validate_filter",
     "validate_topic",
     "validate_topic_filter",
 ]
@@ -246,11 +257,80 @@ def validate_topic_filter(topic_filter: object) -> None:
 
 
 def _topic_matcher(filters: tuple[str, ...]) -> Callable[[str], bool]:
-    if not filters:
-        return lambda topic: True
     exact = frozenset(f for f in filters if not f.endswith("/*"))
     prefixes = tuple(f[:-1] for f in filters if f.endswith("/*"))  # keep the trailing "/"
     return lambda topic: topic in exact or topic.startswith(prefixes)
+
+
+def is_topic_filter(text: str) -> bool:
+    """Whether ``text`` is taskplane's topic form (``/tasks/exit``, ``/tasks/*``) rather than a
+    filter of containerd's language (which starts with a field name or a quote)."""
+    return text.startswith("/")
+
+
+def validate_filter(text: object) -> None:
+    """Raise InvalidArgument unless ``text`` is a topic filter (:func:`validate_topic_filter`)
+    or a filter in containerd's language (:mod:`plugins.filters`)."""
+    if isinstance(text, str) and not is_topic_filter(text):
+        filters.parse(text)
+        return
+    validate_topic_filter(text)
+
+
+def _message_field(message: Message, path: Sequence[str]) -> tuple[str, bool]:
+    """containerd's generated ``Field`` of an event: a field by its protobuf name, a map entry
+    by key, a nested message by a longer path; strings are present when not empty."""
+    value: object = message
+    for name in path:
+        if isinstance(value, Message):
+            field = value.DESCRIPTOR.fields_by_name.get(name)
+            if field is None:
+                return "", False
+            value = getattr(value, name)
+        elif hasattr(value, "keys") and not isinstance(value, str):  # a protobuf map
+            if name not in value:  # type: ignore[operator]
+                return "", False
+            value = value[name]  # type: ignore[index]
+        else:
+            return "", False
+    if isinstance(value, str):
+        return value, value != ""
+    if isinstance(value, bool):
+        return ("true" if value else "false"), True
+    if isinstance(value, int | float):
+        return str(value), True
+    return "", False
+
+
+def envelope_field(envelope: EventEnvelope, path: Sequence[str]) -> tuple[str, bool]:
+    """containerd's envelope adaptor: ``namespace``, ``topic``, and ``event.<field path>``
+    (an event still an ``Any`` -- a type this process does not know -- has no fields)."""
+    if not path:
+        return "", False
+    head, rest = path[0], path[1:]
+    if head == "namespace" and not rest:
+        return envelope.namespace, envelope.namespace != ""
+    if head == "topic" and not rest:
+        return envelope.topic, envelope.topic != ""
+    if head == "event" and rest and not isinstance(envelope.event, any_pb2.Any):
+        return _message_field(envelope.event, rest)
+    return "", False
+
+
+def _matcher(texts: tuple[str, ...]) -> Callable[[EventEnvelope], bool]:
+    """One predicate for a subscription's filters: any topic form or containerd filter."""
+    if not texts:
+        return lambda envelope: True
+    topics = _topic_matcher(tuple(t for t in texts if is_topic_filter(t)))
+    parsed = [filters.parse(t) for t in texts if not is_topic_filter(t)]
+
+    def match(envelope: EventEnvelope) -> bool:
+        if topics(envelope.topic):
+            return True
+        field = functools.partial(envelope_field, envelope)
+        return any(f.match(field) for f in parsed)
+
+    return match
 
 
 class Subscription:
@@ -280,12 +360,12 @@ class Subscription:
     ) -> None:
         self._exchange = exchange
         self.topics: tuple[str, ...] = topics
-        """The topic filters (empty: every topic)."""
+        """The filters: topics, prefixes, containerd filters (empty: every event)."""
         self.namespace: str | None = namespace
         """The namespace filter (None: every namespace)."""
         self.maxsize: int = maxsize
         """The queue bound."""
-        self._matches_topic = _topic_matcher(topics)
+        self._matches_filters = _matcher(topics)
         self._queue: collections.deque[EventEnvelope] = collections.deque()
         self._wakeup = asyncio.Event()
         self._dropped = 0
@@ -297,7 +377,7 @@ class Subscription:
     def _matches(self, envelope: EventEnvelope) -> bool:
         if self.namespace is not None and envelope.namespace != self.namespace:
             return False
-        return self._matches_topic(envelope.topic)
+        return self._matches_filters(envelope)
 
     def _deliver(self, envelope: EventEnvelope) -> None:
         if self._closed:
@@ -497,8 +577,11 @@ class Exchange:
     ) -> Subscription:
         """Return a :class:`Subscription` to events published from now on.
 
-        ``topics`` are exact topics (``/tasks/exit``) or prefixes (``/tasks/*``; ``/*`` is
-        everything); an event matches if any filter matches, and no filter matches every event.
+        ``topics`` are exact topics (``/tasks/exit``), prefixes (``/tasks/*``; ``/*`` is
+        everything) or filters in containerd's language (:mod:`plugins.filters`) over the
+        fields ``namespace``, ``topic`` and ``event.<field>`` (``topic~="/tasks/"``,
+        ``namespace==default,event.container_id==web``); an event matches if any filter
+        matches, and no filter matches every event.
         ``namespace`` limits events to one namespace. ``maxsize`` bounds the queue (see
         :class:`Subscription` for the overflow policy). Invalid filters raise InvalidArgument;
         subscribing after :meth:`close` raises FailedPrecondition, and a journal that cannot be
@@ -508,8 +591,8 @@ class Exchange:
         With a journal, events other processes appended after this call are delivered too;
         the first subscription starts following the journal.
         """
-        for topic_filter in topics:
-            validate_topic_filter(topic_filter)
+        for text in topics:
+            validate_filter(text)
         if namespace is not None:
             identifiers.validate(namespace, what="subscription namespace")
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:

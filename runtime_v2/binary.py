@@ -16,6 +16,16 @@ Differences from containerd, on purpose:
 - When ``start`` exits 0 but its output is unusable, the binary's ``delete`` is run to reap
   whatever it started before the error is raised.
 - A pre-2.0 shim asked for ``-info`` gives :class:`errdefs.NotImplemented` naming its version.
+- ``-debug`` and ``BootstrapParams.log_level`` follow taskplane's log level as containerd's
+  follow its own, except that the shim never logs below info: taskplane's default level is
+  error, and the shim's warnings are what its create errors quote.
+- ``-address``/``GRPC_ADDRESS`` name ``STATE/taskplane.sock``, where nothing listens: taskplane
+  serves no gRPC API (a daemonless peer has nothing there to serve), and the address is what a
+  shim hashes into its socket path, so it must stay one per state dir. A shim that dials it
+  fails at once (no such socket) rather than reaching another daemon; events go to the ttrpc
+  ``TTRPC_ADDRESS`` as with containerd.
+- ``containerd_version`` is ``2.4.0+taskplane.<version>`` (:data:`CONTAINERD_COMPAT_VERSION`):
+  the containerd whose shim protocol taskplane speaks, so version checks accept it.
 """
 
 from __future__ import annotations
@@ -44,12 +54,14 @@ from runtime_v2.shim import Exit, from_timestamp
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
 
 __all__ = [
+    "CONTAINERD_COMPAT_VERSION",
     "LOG_TAIL_BYTES",
     "ShimBinary",
     "ShimCommandError",
     "ShimLog",
     "check_env",
     "default_publish_binary",
+    "log_level_for",
     "run_info",
     "shim_env",
 ]
@@ -403,7 +415,7 @@ class ShimBinary:
         params = bootstrap_pb2.BootstrapParams(
             instance_id=self.bundle.id,
             namespace=self.namespace,
-            log_level=bootstrap_pb2.DEBUG if self.debug else bootstrap_pb2.INFO,
+            log_level=log_level_for(logging.DEBUG if self.debug else logging.INFO),
             containerd_version=_our_version(),
             containerd_ttrpc_address=self.ttrpc_address,
             containerd_grpc_address=self.grpc_address,
@@ -605,8 +617,24 @@ async def _shim_version(runtime_path: str) -> str:
     return match.group(1) if returncode == 0 and match else ""
 
 
+#: The containerd release whose shim protocol taskplane speaks (BootstrapParams of 2.3+, task
+#: API v3): what ``containerd_version`` says, so a shim comparing versions sees a containerd it
+#: supports; taskplane's own version follows as semver build metadata.
+CONTAINERD_COMPAT_VERSION = "2.4.0"
+
+
 def _our_version() -> str:
+    """``2.4.0+taskplane.<version>``: a semver a shim's version checks accept."""
     try:
-        return "taskplane " + importlib.metadata.version("taskplane")
+        ours = importlib.metadata.version("taskplane")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
-        return "taskplane"
+        ours = "dev"
+    build = re.sub(r"[^0-9A-Za-z.-]", "-", ours)  # semver build identifiers
+    return f"{CONTAINERD_COMPAT_VERSION}+taskplane.{build}"
+
+
+def log_level_for(level: int) -> bootstrap_pb2.LogLevel:
+    """The ``BootstrapParams.log_level`` for taskplane's effective log ``level``: DEBUG under
+    ``--log-level debug`` (as containerd passes its own level), INFO otherwise -- never less,
+    because the shim's warnings and errors go into taskplane's create errors."""
+    return bootstrap_pb2.DEBUG if level <= logging.DEBUG else bootstrap_pb2.INFO

@@ -14,6 +14,9 @@ that directory would run as root. Empty and relative ``PATH`` entries (which mea
 directory) are skipped for the same reason, as Go's ``exec.LookPath`` refuses them (``ErrDot``).
 
 Found paths are cached per binary name (the first writer wins); absolute paths are not cached.
+A binary found nowhere is NotFound in containerd's words (``runtime "<name>" binary not installed
+"<binary>"``) followed by every place looked in, the errdefs kind last (``: not found``), where
+containerd says ``: file does not exist``.
 
 :func:`check_trusted_binary` is what a root caller runs before executing a shim or runc: the
 binary must be owned by root and writable by nobody else, as sudo requires of its secure path.
@@ -196,10 +199,11 @@ def resolve_runtime_path(
                 break
     if found is None:
         path_dirs = ", ".join(d for d in path_env.split(os.pathsep) if os.path.isabs(d))
+        # containerd's words first (tools match them), where we looked, the errdefs kind last.
         raise errdefs.NotFound(
-            f'runtime "{runtime}" binary not installed "{name}": looked in '
-            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'} "
-            "(never the working directory)"
+            f'runtime "{runtime}" binary not installed "{name}" (looked in '
+            f"PATH ({path_dirs}), {', '.join(dirs) if dirs else 'no executable dir'}; "
+            "never the working directory): not found"
         )
     found = os.path.abspath(found)
     check_trusted_binary(found, "shim binary")

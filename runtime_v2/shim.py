@@ -11,6 +11,16 @@ Every call carries the task's namespace in the ttrpc metadata. Errors arrive as
 :mod:`runtime_v2.errdefs` classes from the ttrpc client; a dropped connection
 (:class:`runtime_v2.ttrpc.Closed`) becomes :class:`errdefs.NotFound` for ``state`` as in
 containerd. Go's zero time (``-62135596800`` s) in a timestamp becomes ``None``.
+
+Differences from containerd, on purpose:
+
+- The task API version the shim announced is tried first with ``Connect`` (which doubles as a
+  liveness check); a shim answering NotImplemented there is spoken to over the other version
+  it serves (containerd downgrades v3 to v2 only when Create says NotImplemented, and never
+  upgrades a shim that announced too little).
+- Once the shim has deleted the task, a bundle that cannot be removed is logged and the Exit
+  returned, as in containerd; the task is then forgotten, and ``tasks rm --force`` (or the
+  next create of the id, under its lock) finishes removing the bundle.
 """
 
 from __future__ import annotations
@@ -169,6 +179,9 @@ class Shim:
         self.binary: ShimBinary | None = None
         #: The Shutdown call's deadline; the shim manager sets the config's ``[timeouts]`` one.
         self.shutdown_timeout = SHUTDOWN_TIMEOUT
+        #: The sandbox this task runs in ("" for none): its shim is the sandbox's, which
+        #: outlives the task (containerd's sandboxed tasks).
+        self.sandbox_id = ""
 
     @property
     def id(self) -> str:
@@ -220,31 +233,36 @@ class Shim:
     async def negotiate(
         self, *, version: int = CURRENT_SHIM_VERSION, timeout: float | None = None
     ) -> task_pb2.ConnectResponse:
-        """Find the task API version the shim serves: try ``version`` (v3) first, then v2.
+        """Find the task API version the shim serves: ``version`` (the one it announced)
+        first, then the other one.
 
         Sends ``Connect{id}`` (which doubles as a liveness check) and records the shim pid.
-        A shim that answers v3 with NotImplemented ("service containerd.task.v3.Task") is
-        spoken to over v2 from then on, as containerd does after its downgrade.
+        containerd trusts the announced version and only downgrades v3 to v2 when Create says
+        NotImplemented; a shim that answers NotImplemented for the announced service is spoken
+        to over the other version it serves instead of failing (v3 -> v2 as containerd, and
+        v2 -> v3 for a shim that announced too little).
         """
-        self.version = version
         request = task_pb2.ConnectRequest(id=self.id)
-        while True:
+        candidates = [version, *(v for v in (CURRENT_SHIM_VERSION, 2) if v != version)]
+        refusals: list[str] = []
+        for candidate in candidates:
+            self.version = candidate
             try:
                 response = await self.call(
                     "Connect", request, task_pb2.ConnectResponse, timeout=timeout
                 )
             except errdefs.NotImplemented as exc:
-                if self.version <= 2:
-                    raise errdefs.NotImplemented(
-                        f"shim of task {self.id} at {self.address} serves neither "
-                        f"{TASK_SERVICE_V3} nor {TASK_SERVICE_V2} ({exc}); it is not a "
-                        "containerd runtime v2 shim, or one too new for taskplane"
-                    ) from exc
-                self.downgrade()
+                refusals.append(str(exc))
                 continue
             self.shim_pid = response.shim_pid
             self.task_pid = response.task_pid
             return response
+        self.version = version
+        raise errdefs.NotImplemented(
+            f"shim of task {self.id} at {self.address} serves neither "
+            f"{TASK_SERVICE_V3} nor {TASK_SERVICE_V2} ({'; '.join(refusals)}); it is not a "
+            "containerd runtime v2 shim, or one too new for taskplane"
+        )
 
     async def close(self) -> None:
         """Close the connection (the shim keeps running)."""
@@ -537,9 +555,14 @@ class ShimTask:
         died) raises :class:`runtime_v2.ttrpc.Closed` and leaves the bundle: the dead-shim
         cleanup needs it to run the shim binary's ``delete``, which kills the container. After
         a successful Delete ``remove_task`` runs, so the connection closing is not mistaken for
-        a dead shim. Cancelling the caller does not interrupt the teardown once it has begun.
+        a dead shim. A Delete answered NotFound (an earlier delete was interrupted) still shuts
+        the shim down and removes the bundle, then raises it; ``remove_task`` is left to the
+        caller, which keeps the task registered until it has published what containerd's
+        dead-shim cleanup publishes. Once the shim has deleted the task, a bundle that cannot be
+        removed is logged and the Exit returned, as containerd does. Cancelling the caller does
+        not interrupt the teardown once it has begun.
         """
-        rpc_error: BaseException | None = None
+        rpc_error: errdefs.NotFound | None = None
         response: task_pb2.DeleteResponse | None = None
         try:
             response = await self.shim.call(
@@ -548,24 +571,31 @@ class ShimTask:
         except _ttrpc.Closed:
             raise
         except errdefs.NotFound as exc:
-            # Already deleted in the shim (an earlier, interrupted delete): finish the teardown.
             rpc_error = exc
-            remove_task()
+        # Either way the connection closing from here on is expected, not a dead shim.
+        self.shim.orderly_shutdown = True
         if response is not None:
-            self.shim.orderly_shutdown = True
             remove_task()
             _mark_deleting(self.shim.bundle)
             crashpoint("delete:deleted")
         # From here on the shim is going away: finish even if the caller is cancelled.
-        await asyncio.shield(self._teardown(remove_task))
+        await asyncio.shield(self._teardown())
         if rpc_error is not None:
             raise rpc_error
         assert response is not None
+        remove_task()
         return _exit_from(response.pid, response.exit_status, response.exited_at)
 
-    async def _teardown(self, remove_task: Callable[[], object]) -> None:
+    async def _teardown(self) -> None:
         # Stopping the shim and removing the bundle are independent: do both at once.
         async def stop_shim() -> None:
+            sandbox = self.shim.sandbox_id
+            if sandbox and os.path.isdir(os.path.join(os.path.dirname(self.bundle), sandbox)):
+                # The sandbox's shim: it goes with the sandbox (containerd). Once the sandbox
+                # task is gone there is no one else to stop it: asked like any shim, it exits
+                # after its last task.
+                await self.shim.close()
+                return
             try:
                 await self.shutdown()
             except errdefs.ContainerdError as exc:
@@ -574,15 +604,17 @@ class ShimTask:
                 )
             await self.shim.close()
 
-        try:
-            results = await asyncio.gather(
-                stop_shim(), asyncio.to_thread(self.shim.bundle.delete), return_exceptions=True
-            )
-        finally:
-            remove_task()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        async def remove_bundle() -> None:
+            try:
+                await asyncio.to_thread(self.shim.bundle.delete)
+            except OSError as exc:
+                # containerd logs it and returns the Exit: the task is gone from the shim, and
+                # `tasks rm --force` (or the next create of the id) finishes the removal.
+                log.warning(
+                    "task %s/%s: failed to remove the bundle: %s", self.namespace, self.id, exc
+                )
+
+        await asyncio.gather(stop_shim(), remove_bundle())
 
 
 class Process:

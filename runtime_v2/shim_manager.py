@@ -1,8 +1,8 @@
 """The shim plugin (``io.containerd.shim.v1.manager``): starts shims and owns their connections.
 
 containerd's ``shim_manager.go``. The :class:`ShimManager` resolves a runtime name to a shim
-binary, starts it in a task's bundle, connects to it over ttrpc (task API v3 first, v2 when the
-shim does not serve v3), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
+binary, starts it in a task's bundle, connects to it over ttrpc (speaking the task API version
+the shim announced first), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
 serves the ttrpc ``Events.Forward`` service at the TTRPC_ADDRESS shims are given, feeding what
 they send into the event exchange.
 
@@ -30,6 +30,15 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   socket): each task has its own connection; a task's delete or failed create leaves the shim
   and its socket to the other tasks (the shim ignores Shutdown while it has tasks), and when
   it dies every task of it gets the dead-shim cleanup.
+- Sandboxed tasks (``CreateOpts.sandbox_id``, :meth:`ShimManager.join_sandbox`): the sandbox
+  is found by its bundle's ``bootstrap.json`` on disk, so a sandbox created by a peer process
+  works too; containerd looks only in its own map. NotFound (not Unknown) names a missing
+  sandbox. taskplane has no sandbox controller to stop the sandbox's shim, so a sandboxed
+  task deleted after its sandbox task asks the shim to shut down like any task (the shim
+  stays while it has tasks); containerd never does.
+- A Delete the shim answers NotFound publishes ``/tasks/exit`` and ``/tasks/delete`` with
+  status 255 from the deleting process (:meth:`ShimManager.publish_task_gone`), under the
+  task's lock; containerd leaves it to the dead-shim cleanup of the closing connection.
 - ``-info`` results are cached by (binary path, its mtime, options, the runc binary the
   options name and its mtime), failures included, for
   :data:`INFO_CACHE_TTL` seconds; concurrent misses share one run.
@@ -93,11 +102,14 @@ __all__ = [
     "MAX_SOCKET_DIR_LEN",
     "MAX_SUN_PATH",
     "OPTIONS_FILE",
+    "SANDBOX_FILE",
     "ShimConfig",
     "ShimManager",
+    "read_sandbox_id",
     "reap_dead_shim",
     "registration",
     "run_delete",
+    "wrap_error",
 ]
 
 log = logging.getLogger("taskplane.runtime_v2.shim_manager")
@@ -114,6 +126,9 @@ CLEANUP_TIMEOUT = 5.0
 SHIM_EXIT_TIMEOUT = 2.0
 #: How long a ``-info`` result (or failure) is reused.
 INFO_CACHE_TTL = 10.0
+
+#: Where the shims' log lines go (runtime_v2.binary.ShimLog).
+_SHIM_LOG = logging.getLogger("taskplane.shim")
 
 _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 
@@ -273,6 +288,19 @@ def remove_stale_socket(address: str) -> bool:
     return False
 
 
+#: containerd's file naming the sandbox a task's bundle belongs to (its shim is the sandbox's).
+SANDBOX_FILE = "sandbox"
+
+
+def read_sandbox_id(bundle: Bundle) -> str:
+    """The sandbox ``bundle``'s task runs in ("" for none)."""
+    try:
+        with open(os.path.join(bundle.path, SANDBOX_FILE), "rb") as f:
+            return f.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
 #: The task's effective runtime options in its bundle, so a later process runs ``delete`` with
 #: the same options (a serialized ``google.protobuf.Any``, mode 0600).
 OPTIONS_FILE = "taskplane-options.pb"
@@ -330,6 +358,24 @@ async def reap_dead_shim(
     if address:
         remove_stale_socket(address)
     return exit
+
+
+def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
+    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
+            cls, errdefs.ContainerdError
+        ):
+            return cls
+    return errdefs.Unknown
+
+
+def wrap_error(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
+    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown), the way
+    containerd wraps with ``fmt.Errorf("prefix: %w", err)``."""
+    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -546,8 +592,12 @@ class ShimManager:
     # -- runtime resolution and -info -----------------------------------------------------------
 
     def resolve_runtime_path(self, runtime: str) -> str:
-        """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary."""
-        return self._resolver.resolve(runtime)
+        """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary;
+        errors say ``failed to resolve runtime path:`` first, as containerd's do."""
+        try:
+            return self._resolver.resolve(runtime)
+        except errdefs.ContainerdError as exc:
+            raise wrap_error(exc, "failed to resolve runtime path") from None
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
@@ -560,6 +610,9 @@ class ShimManager:
             ttrpc_address=self.ttrpc_address,
             socket_dir=self.socket_dir,
             env=self.env,
+            # containerd passes -debug when it logs at debug itself; the shim's lines are
+            # logged to taskplane.shim, so that logger's level decides.
+            debug=_SHIM_LOG.isEnabledFor(logging.DEBUG),
         )
 
     async def runtime_info(
@@ -616,14 +669,24 @@ class ShimManager:
 
     # -- starting shims -------------------------------------------------------------------------
 
-    async def start(self, bundle: Bundle, *, runtime: str, options: any_pb2.Any | None) -> ShimTask:
+    async def start(
+        self,
+        bundle: Bundle,
+        *,
+        runtime: str,
+        options: any_pb2.Any | None,
+        sandbox_id: str = "",
+    ) -> ShimTask:
         """Start the shim of ``bundle``'s task with the effective ``options`` and connect to it.
 
-        On failure -- or cancellation -- nothing of the shim remains: a shim daemon that was
-        started is shut down (or killed) and its socket removed. The bundle stays for the caller
-        to delete.
+        With ``sandbox_id`` no shim is started: the task runs in the shim of the sandbox task
+        (see :meth:`join_sandbox`). On failure -- or cancellation -- nothing of the shim
+        remains: a shim daemon that was started is shut down (or killed) and its socket
+        removed. The bundle stays for the caller to delete.
         """
         runtime_path = self.resolve_runtime_path(runtime)
+        if sandbox_id:
+            return await self.join_sandbox(bundle, runtime_path, options, sandbox_id)
         if os.path.basename(runtime_path) == binary_name(types.RUNTIME_RUNC_V2):
             # The runc shim runs runc as root too: the same trust check (runtime_path.py).
             shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
@@ -639,19 +702,11 @@ class ShimManager:
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
                     "only ttrpc is supported"
                 )
-            client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
-            shim = Shim(
-                bundle,
-                client,
-                address=endpoint.address,
-                protocol=endpoint.protocol,
-                version=endpoint.version,
-            )
-            shim.binary = binary
-            self.watch(shim, binary)
-            await shim.negotiate()
-            if shim.version != endpoint.version:
-                write_bootstrap_json(bundle.path, attrs.evolve(endpoint, version=shim.version))
+            shim = await self._connect(bundle, endpoint, binary)
+            # Speak the version the shim announced, as containerd does (a shim that announces
+            # v3 but does not serve it is still spoken to over v2); bootstrap.json keeps what
+            # the shim said.
+            await shim.negotiate(version=max(endpoint.version, 2))
             self.start_protocols.record(runtime_path, start_protocol, shim.version)
             log.debug(
                 "shim %s of %s/%s: start protocol %s, task API v%d",
@@ -669,6 +724,53 @@ class ShimManager:
                 await asyncio.shield(self.reap_unconnected(binary))
             raise
         return ShimTask(shim)
+
+    async def join_sandbox(
+        self, bundle: Bundle, runtime_path: str, options: any_pb2.Any | None, sandbox_id: str
+    ) -> ShimTask:
+        """Connect ``bundle``'s task to the shim of sandbox ``sandbox_id`` (containerd's
+        ``ShimManager.Start`` for a task with a sandbox ID): the sandbox ID goes into the
+        bundle's ``sandbox`` file and the sandbox's ``bootstrap.json`` is copied, so a later
+        process reattaches the task to the same shim.
+
+        The sandbox is found by its bundle on disk (a peer may have created it), not only in
+        this process's map. NotFound names a sandbox that has no shim.
+        """
+        sandbox_bundle = os.path.join(os.path.dirname(bundle.path), sandbox_id)
+        try:
+            endpoint = restore_bootstrap_params(sandbox_bundle)
+        except (errdefs.NotFound, OSError):
+            raise errdefs.NotFound(f"can't find sandbox {sandbox_id}") from None
+        write_file(os.path.join(bundle.path, SANDBOX_FILE), sandbox_id.encode())
+        write_bootstrap_json(bundle.path, endpoint)
+        if options is not None:
+            write_options(bundle, options)
+        write_file(os.path.join(bundle.path, "shim-binary-path"), runtime_path.encode())
+        # Its binary runs `delete` if the shim dies; the log FIFO is the sandbox's.
+        shim = await self._connect(bundle, endpoint, self.binary(runtime_path, bundle))
+        shim.sandbox_id = sandbox_id
+        try:
+            await shim.negotiate(version=max(endpoint.version, 2))
+            self.shims.add(bundle.namespace, bundle.id, shim)
+        except BaseException:
+            shim.orderly_shutdown = True
+            await asyncio.shield(shim.close())
+            raise
+        return ShimTask(shim)
+
+    async def _connect(self, bundle: Bundle, endpoint: ShimEndpoint, binary: ShimBinary) -> Shim:
+        """Connect to the shim at ``endpoint`` for ``bundle``'s task, watched for its death."""
+        client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
+        shim = Shim(
+            bundle,
+            client,
+            address=endpoint.address,
+            protocol=endpoint.protocol,
+            version=endpoint.version,
+        )
+        shim.binary = binary
+        self.watch(shim, binary)
+        return shim
 
     def start_protocol_of(self, runtime: str, runtime_path: str) -> StartProtocol | None:
         """The start protocol ``runtime`` (as named, or its resolved path) is started with:
@@ -803,6 +905,15 @@ class ShimManager:
         shim.orderly_shutdown = True
         shim.shutdown_timeout = self.shutdown_timeout
         task = ShimTask(shim)
+        if shim.sandbox_id:
+            # The sandbox's shim runs on: delete this task in it and let go.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.cleanup_timeout):
+                    await shim.call(
+                        "Delete", task_pb2.DeleteRequest(id=shim.id), task_pb2.DeleteResponse
+                    )
+            await shim.close()
+            return
         if not shim.shim_pid:  # the version negotiation did not finish
             with contextlib.suppress(Exception):
                 await shim.negotiate(timeout=self.cleanup_timeout)
@@ -876,6 +987,15 @@ class ShimManager:
             lock.set_step("")  # the task is gone
         if not self.shims.is_current(namespace, task_id, shim):
             return
+        try:
+            await self.publish_task_gone(namespace, task_id, exit)
+        finally:
+            self.shims.delete(namespace, task_id)
+
+    async def publish_task_gone(self, namespace: str, task_id: str, exit: Exit | None) -> None:
+        """Publish ``/tasks/exit`` and ``/tasks/delete`` for a task whose shim can no longer
+        say how it ended, as containerd's dead-shim cleanup does: ``exit`` is what the shim
+        binary's ``delete`` reported, None for status 255 and pid 0. Failures are logged."""
         if exit is None:
             exit = Exit(pid=0, status=255, timestamp=_dt.datetime.now(_dt.UTC))
         exited_at = exit.timestamp or _dt.datetime.now(_dt.UTC)
@@ -903,8 +1023,6 @@ class ShimManager:
             )
         except errdefs.ContainerdError as exc:
             log.warning("task %s/%s: failed to publish exit events: %s", namespace, task_id, exc)
-        finally:
-            self.shims.delete(namespace, task_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

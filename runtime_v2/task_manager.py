@@ -27,7 +27,10 @@ What taskplane does differently from containerd, on purpose:
 - **Delete is idempotent and retriable**: an unknown task gives NotFound; a Delete the shim
   rejects (e.g. the task still runs) changes nothing and can be retried; a task the shim already
   deleted is torn down the rest of the way; a task whose shim died is reaped (the shim binary's
-  ``delete`` runs while the bundle still exists, then the bundle goes).
+  ``delete`` runs while the bundle still exists, then the bundle goes). A task the shim answers
+  NotFound for gets ``/tasks/exit`` and ``/tasks/delete`` as in containerd (whose dead-shim
+  cleanup publishes them), with status 255 and pid 0 always: containerd's carry what the shim
+  binary's ``delete`` said, which for a runc shim is 137 with pid 0, never the real status.
 - **Every shim call has a deadline** (:data:`runtime_v2.shim.CALL_TIMEOUT`, ``Wait`` excepted), and
   :meth:`TaskManager.remove` (``tasks rm --force``) leaves nothing running even when the shim does
   not answer or is gone: it kills the container through runc itself and the shim process.
@@ -63,6 +66,7 @@ from runtime_v2.options import effective_runtime_options, with_runc_root
 from runtime_v2.shim import Exit, Shim, ShimTask
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager, reap_dead_shim
+from runtime_v2.shim_manager import wrap_error as _wrap
 from runtime_v2.teardown import force_teardown
 
 __all__ = [
@@ -148,7 +152,9 @@ class CreateOpts:
     connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
     ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
     ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
-    into one effective value.
+    into one effective value. ``sandbox_id`` names a task of the same namespace whose shim runs
+    this task too (containerd's sandboxed tasks): no shim is started, the bundle records the
+    sandbox in its ``sandbox`` file, and deleting the task leaves that shim running.
     """
 
     spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
@@ -161,6 +167,7 @@ class CreateOpts:
     runtime_options: Any | None = None
     task_options: Any | None = None
     checkpoint: str = ""
+    sandbox_id: str = ""
 
 
 def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
@@ -211,7 +218,7 @@ async def validate_runtime_features(
     try:
         info = await shims.runtime_info(runtime, options)
     except errdefs.ContainerdError as exc:
-        raise _wrap(exc, prefix) from exc
+        raise _wrap(exc, f"{prefix}: runtime info") from exc
     try:
         features = typeurl.unpack(info.features)
     except errdefs.ContainerdError as exc:
@@ -222,23 +229,6 @@ async def validate_runtime_features(
         _idmap_enabled(features.value)
     except errdefs.FailedPrecondition as exc:
         raise errdefs.FailedPrecondition(f"{prefix}: idmap mounts not supported: {exc}") from None
-
-
-def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
-    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
-    for cls in type(exc).__mro__:
-        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
-            cls, errdefs.ContainerdError
-        ):
-            return cls
-    return errdefs.Unknown
-
-
-def _wrap(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
-    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown)."""
-    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
-    wrapped.__cause__ = exc
-    return wrapped
 
 
 class TaskManager:
@@ -326,6 +316,8 @@ class TaskManager:
         """
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
+        if opts.sandbox_id:
+            identifiers.validate_task_id(opts.sandbox_id)
         # Computed once; this one value is what the shim runs with everywhere (see _create).
         effective_options = self.effective_options(opts)
         async with self.lock(task_id, namespace=namespace) as lock:
@@ -361,7 +353,10 @@ class TaskManager:
             await validate_runtime_features(self.shims, opts.runtime, opts.spec, effective_options)
             try:
                 task = await self.shims.start(
-                    bundle, runtime=opts.runtime, options=effective_options
+                    bundle,
+                    runtime=opts.runtime,
+                    options=effective_options,
+                    sandbox_id=opts.sandbox_id,
                 )
             except Exception as exc:
                 raise _wrap(exc, "failed to start shim") from exc
@@ -453,7 +448,14 @@ class TaskManager:
             except _ttrpc.Closed:
                 exit_ = await self._reap_dead(shim)
             except errdefs.NotFound as exc:
-                lock.set_step("")  # deleted before: the teardown finished it
+                # Deleted in the shim before (an interrupted delete): the teardown finished it.
+                # containerd keeps such a task registered through the shim's shutdown, so its
+                # dead-shim cleanup still publishes the exit and delete; so do we, then forget it.
+                try:
+                    await self.shims.publish_task_gone(namespace, task_id, None)
+                finally:
+                    remove_task()
+                lock.set_step("")
                 raise _wrap(exc, "failed to delete task") from exc
             except errdefs.ContainerdError as exc:
                 lock.set_step(before)  # type: ignore[arg-type]

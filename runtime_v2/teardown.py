@@ -159,7 +159,9 @@ async def force_teardown(
         if code != 0 and os.path.isdir(os.path.join(runc_ns_root, task_id)):
             problems.append(f"runc delete --force failed: {out}")
     pids = shim_pids(namespace, task_id, shims.grpc_address)
-    if shim is not None and shim.shim_pid not in pids and _is_shim(shim.shim_pid):
+    # A sandboxed task's shim is the sandbox's: it is not this task's to kill.
+    sandboxed = shim is not None and bool(shim.sandbox_id)
+    if shim is not None and not sandboxed and shim.shim_pid not in pids and _is_shim(shim.shim_pid):
         pids.append(shim.shim_pid)
     for pid in pids:
         found = True

@@ -370,6 +370,13 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         cli_events.events,
         "print events as they happen, from every process on the state dir, until interrupted",
     )
+    events.add_argument(
+        "filters",
+        metavar="FILTER",
+        nargs="*",
+        help='containerd filters such as topic~="/tasks/" or event.container_id==web, or a'
+        " topic or prefix (/tasks/*); an event is printed when any filter matches",
+    )
     events.add_argument("--json", action="store_true", help="print JSON lines")
     events.add_argument(
         "--topic",

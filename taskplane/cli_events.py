@@ -10,10 +10,13 @@ timestamp, namespace, topic, then the event's fields by name (protobuf field nam
 including zero values; strings with spaces or quotes are JSON-quoted, nested values are
 compact JSON). ``--json`` prints JSON lines instead: ``timestamp``, ``namespace``, ``topic``,
 ``type`` and ``event`` (the fields as an object; ``null`` with the raw ``value`` in base64 for a
-type taskplane does not know). ``--topic`` (repeatable) keeps a topic or a prefix (``/tasks/*``);
-events are those of ``--namespace`` unless ``--all-namespaces``. Ctrl-C ends it with status 130
-and SIGTERM with 143, quietly. The journal's warnings (a damaged record skipped, events possibly
-missed) go to stderr whatever ``--log-level`` says.
+type taskplane does not know). Filters select events, as ``ctr events`` takes them: arguments
+in containerd's filter language (``'topic~="/tasks/"'``, ``namespace==default``,
+``event.container_id==web``, comma-separated selectors all matching) or a topic or prefix
+(``/tasks/*``); ``--topic`` (repeatable) keeps a topic or a prefix. An event is printed when any
+filter matches, and only events of ``--namespace`` are, unless ``--all-namespaces``. Ctrl-C ends
+it with status 130 and SIGTERM with 143, quietly. The journal's warnings (a damaged record
+skipped, events possibly missed) go to stderr whatever ``--log-level`` says.
 """
 
 from __future__ import annotations
@@ -104,14 +107,16 @@ def show_journal_warnings() -> None:
 
 def events(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane events``: print events as they happen until interrupted."""
-    from plugins.events import EventsDropped, validate_topic_filter
+    from plugins.events import EventsDropped, validate_filter, validate_topic_filter
     from plugins.types import EVENT_PLUGIN
     from runtime_v2 import identifiers
     from runtime_v2.api import events_pb2  # noqa: F401 - registers containerd's event types
 
-    topics: list[str] = args.topic
-    for topic in topics:
+    for topic in args.topic:
         validate_topic_filter(topic)
+    for text in args.filters:
+        validate_filter(text)
+    topics: list[str] = [*args.topic, *args.filters]
     namespace = None if args.all_namespaces else opts.namespace
     if namespace is not None:
         identifiers.validate_namespace(namespace)

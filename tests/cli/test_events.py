@@ -451,3 +451,34 @@ def test_events_example_runs(
         "/tasks/exit: web exited with status 3",
         "/tasks/delete: web",
     ]
+
+
+def test_events_takes_containerd_filters_and_the_prefix_form(
+    taskplane: Taskplane, events_process: Any
+) -> None:
+    mine, other = taskplane.namespace, taskplane.other_namespace
+    by_topic = events_process("-A", 'topic~="/tasks/"', "--json")
+    by_fields = events_process("-A", f"namespace=={other},event.container_id==d", "/snapshot/*")
+    publish(
+        taskplane,
+        ("/tasks/oom", events_pb2.TaskOOM(container_id="a"), other),
+        ("/snapshot/x", events_pb2.TaskOOM(container_id="c"), mine),
+        ("/tasks/exit", _exit("d", 2), other),
+    )
+    assert [json.loads(by_topic.stdout.next())["event"]["container_id"] for _ in range(2)] == [
+        "a",
+        "d",
+    ]
+    assert [by_fields.stdout.next().split(" ")[1:4] for _ in range(2)] == [
+        [mine, "/snapshot/x", "container_id=c"],
+        [other, "/tasks/exit", "container_id=d"],
+    ]
+
+
+def test_events_rejects_a_malformed_containerd_filter(taskplane: Taskplane) -> None:
+    result = taskplane("events", "topic=/tasks/exit")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "taskplane: filters: parse error: [topic >|=|< /tasks/exit]:"
+        ' expected an operator ("=="|"!="|"~=")'
+    ]

@@ -260,8 +260,8 @@ async def test_publish_rejects_an_event_that_is_not_a_protobuf_message() -> None
         await Exchange().publish("/tasks/exit", not_a_message, namespace=NS)
 
 
-@pytest.mark.parametrize("bad", ["tasks", "/", "/tasks/**", "/tasks/*/exit", "/ta sks/*", "*"])
-def test_subscribe_rejects_an_invalid_topic_filter(bad: str) -> None:
+@pytest.mark.parametrize("bad", ["/", "/tasks/**", "/tasks/*/exit", "/ta sks/*", 7])
+def test_subscribe_rejects_an_invalid_topic_filter(bad: Any) -> None:
     with pytest.raises(InvalidArgument, match="invalid topic filter"):
         Exchange().subscribe(bad)
 

@@ -179,7 +179,9 @@ async def test_start_with_bootstrap_sends_bootstrap_params(fake: FakeShim, bundl
     assert params.instance_id == TASK
     assert params.namespace == NS
     assert params.log_level == bootstrap_pb2.INFO
-    assert params.containerd_version.startswith("taskplane")
+    # A semver of the containerd whose protocol we speak, ours as build metadata.
+    version, _, build = params.containerd_version.partition("+")
+    assert version == "2.4.0" and build.startswith("taskplane.")
     assert params.containerd_ttrpc_address == TTRPC
     assert params.containerd_grpc_address == GRPC
     assert params.containerd_binary == "/usr/bin/tp"
@@ -187,6 +189,18 @@ async def test_start_with_bootstrap_sends_bootstrap_params(fake: FakeShim, bundl
     assert params.socket_dir == "/run/containerd/s"
     assert len(params.extensions) == 1
     assert params.extensions[0].value == options  # not wrapped twice
+
+
+async def test_bootstrap_params_log_at_debug_with_debug(fake: FakeShim, bundle: Bundle) -> None:
+    fake.plan({"start": {"stdout": V3.SerializeToString()}})
+    binary = _binary(fake, bundle, debug=True)
+    try:
+        await binary.start(None, bootstrap=True)
+    finally:
+        binary.close()
+    params = bootstrap_pb2.BootstrapParams.FromString(fake.record("start")["stdin"])
+    assert params.log_level == bootstrap_pb2.DEBUG
+    assert fake.record("start")["argv"][-2:] == ["-debug", "start"]
 
 
 async def test_start_writes_shim_binary_path_and_bootstrap_json(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runtime_v2 import bundle as bundle_module
 from runtime_v2 import errdefs
 from runtime_v2.bundle import (
     OCI_SPEC_TYPE_URL,
@@ -391,3 +395,73 @@ def test_delete_unmounts_bind_mounts_inside_rootfs(dirs: tuple[str, str], tmp_pa
     assert mounts_under(str(tmp_path)) == []
     assert (source / "keep").read_text() == "must survive the delete"
     assert _leftovers(root, state) == []
+
+
+@pytest.fixture
+def busy_rootfs(dirs: tuple[str, str]) -> Iterator[tuple[Bundle, int]]:
+    """A bundle whose rootfs is a tmpfs kept busy by an open file (fd); unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    root, state = dirs
+    b = new_bundle(root, state, NS, ID, _spec())
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", b.rootfs], check=True)
+    fd = os.open(os.path.join(b.rootfs, "held"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        yield b, fd
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        for point in mounts_under(b.rootfs):
+            subprocess.run(["umount", point], check=False)
+
+
+def _count_umounts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every umount2 call (the real one runs)."""
+    calls: list[str] = []
+    real = bundle_module._umount2
+
+    def umount2(path: str, flags: int) -> None:
+        calls.append(path)
+        real(path, flags)
+
+    monkeypatch.setattr(bundle_module, "_umount2", umount2)
+    return calls
+
+
+def test_a_busy_rootfs_is_retried_50_times_then_delete_fails_and_keeps_everything(
+    busy_rootfs: tuple[Bundle, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, _ = busy_rootfs
+    calls = _count_umounts(monkeypatch)
+    with pytest.raises(OSError) as caught:
+        b.delete()
+    assert caught.value.errno == errno.EBUSY
+    assert str(caught.value) == (
+        f"[Errno 16] unmount rootfs {b.rootfs}: failed to unmount target {b.rootfs}:"
+        " device or resource busy"
+    )
+    assert calls == [b.rootfs] * 50  # containerd's 50 tries; never a lazy detach
+    assert mounts_under(b.rootfs) == [b.rootfs]  # still mounted, as reported
+    assert os.path.exists(os.path.join(b.rootfs, "held"))
+
+
+def test_a_rootfs_busy_for_a_moment_is_unmounted_by_a_retry(
+    busy_rootfs: tuple[Bundle, int], monkeypatch: pytest.MonkeyPatch, dirs: tuple[str, str]
+) -> None:
+    b, fd = busy_rootfs
+    calls: list[str] = []
+    real = bundle_module._umount2
+
+    def spy(path: str, flags: int) -> None:
+        calls.append(path)
+        try:
+            real(path, flags)
+        finally:
+            if len(calls) == 3:  # busy three times, then whoever held it lets go
+                os.close(fd)
+
+    monkeypatch.setattr(bundle_module, "_umount2", spy)
+    b.delete()
+    assert calls == [b.rootfs] * 4
+    assert mounts_under(b.rootfs) == []
+    assert _leftovers(*dirs) == []

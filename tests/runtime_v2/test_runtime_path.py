@@ -113,9 +113,9 @@ def test_missing_binary_error_names_every_place_it_looked(env: Env) -> None:
     with pytest.raises(errdefs.NotFound) as info:
         env.resolve("io.containerd.nope.v1", {})
     assert str(info.value) == (
-        'runtime "io.containerd.nope.v1" binary not installed "containerd-shim-nope-v1": '
-        f"looked in PATH ({env.path_env.replace(os.pathsep, ', ')}), {env.exe_dir} "
-        "(never the working directory)"
+        'runtime "io.containerd.nope.v1" binary not installed "containerd-shim-nope-v1" '
+        f"(looked in PATH ({env.path_env.replace(os.pathsep, ', ')}), {env.exe_dir}; "
+        "never the working directory): not found"
     )
 
 

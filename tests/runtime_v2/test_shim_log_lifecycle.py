@@ -27,7 +27,8 @@ from runtime_v2.shim_manager import ShimManager
 NS = "logns"
 TIMEOUT = 10
 
-# start: log what FAKE_LOG holds into the bundle's FIFO, print the fake shim's address.
+# start: log what FAKE_LOG holds into the bundle's FIFO, announce the fake shim's address and
+# task API v3 (what it serves).
 # delete: print a DeleteResponse{pid: 7, exit_status: 137}.
 FAKE_RUNTIME = """\
 #!/bin/bash
@@ -35,7 +36,7 @@ for action; do :; done
 case "$action" in
   start)
     if [ -n "$FAKE_LOG" ]; then printf '%s\\n' "$FAKE_LOG" > log; fi
-    printf '%s' "$FAKE_ADDRESS"
+    printf '{"version":3,"address":"%s","protocol":"ttrpc"}' "$FAKE_ADDRESS"
     ;;
   delete)
     cat > /dev/null

@@ -55,6 +55,19 @@ async def test_init_sets_platforms_exports_and_private_dirs(base: Path) -> None:
         await host.aclose()
 
 
+async def test_init_keeps_the_mode_an_administrator_gave_existing_dirs(base: Path) -> None:
+    # containerd's init only creates its dirs (0711); existing ones keep their mode.
+    for d in (base / "r" / TASK_URI, base / "s" / TASK_URI):
+        d.mkdir(parents=True)
+        d.chmod(0o750)
+    host = await boot(base)
+    try:
+        for d in (base / "r" / TASK_URI, base / "s" / TASK_URI):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o750
+    finally:
+        await host.aclose()
+
+
 async def test_an_invalid_platform_fails_the_config_load_naming_it(base: Path) -> None:
     config = {"version": 3, "plugins": {TASK_URI: {"platforms": ["linux/amd64", "not/a/real/x"]}}}
     with pytest.raises(ConfigError) as caught:
@@ -90,12 +103,34 @@ async def test_bad_ids_are_rejected_before_touching_the_disk(
 
 
 async def test_unknown_runtime_leaves_no_bundle(tasks: TaskManager) -> None:
-    with pytest.raises(errdefs.NotFound, match="failed to start shim"):
+    with pytest.raises(errdefs.NotFound) as caught:
         await tasks.create(
             "t", CreateOpts(spec=b"{}", runtime="io.containerd.nope.v1"), namespace="ns"
         )
+    # containerd's words, which tools match, and the errdefs kind last.
+    text = str(caught.value)
+    assert text.startswith(
+        "failed to start shim: failed to resolve runtime path: "
+        'runtime "io.containerd.nope.v1" binary not installed "containerd-shim-nope-v1" ('
+    )
+    assert text.endswith("never the working directory): not found")
     assert os.listdir(os.path.join(tasks.state, "ns")) == []
     assert os.listdir(os.path.join(tasks.root, "ns")) == []
+
+
+async def test_runtime_info_of_an_unknown_runtime_says_so_as_containerd_does(
+    tasks: TaskManager,
+) -> None:
+    request = introspection_pb2.RuntimeRequest(runtime_path="io.containerd.nope.v1")
+    with pytest.raises(errdefs.NotFound, match=r"^failed to resolve runtime path: runtime "):
+        await tasks.plugin_info(request)
+    spec = CreateOpts(spec=IDMAP_SPEC, runtime="io.containerd.nope.v1")
+    with pytest.raises(errdefs.NotFound) as caught:
+        await tasks.create("t", spec, namespace="ns")
+    assert str(caught.value).startswith(
+        "failed to validate OCI runtime features: runtime info: failed to resolve runtime path: "
+        'runtime "io.containerd.nope.v1" binary not installed'
+    )
 
 
 async def test_get_and_delete_of_unknown_tasks_are_not_found(tasks: TaskManager) -> None:
