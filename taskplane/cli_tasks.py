@@ -24,7 +24,8 @@ from taskplane.cli import Options
 from taskplane.cli_plugins import format_table
 from taskplane.containers import DRAIN_TIMEOUT, Client, runc_options
 from taskplane.errors import CLIError
-from taskplane.stdio import FifoPair
+from taskplane.stdio import FifoPair, StdinFifo
+from taskplane.terminal import Terminal
 
 __all__ = ["exec_", "kill", "logs", "ls", "parse_signal", "rm", "run", "runtime_info", "wait"]
 
@@ -132,6 +133,19 @@ def _about(what: str) -> Iterator[None]:
         raise cls(f"{what}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _attached(tty: bool) -> Iterator[tuple[Terminal | None, list[Any]]]:
+    """With ``tty``: our terminal (stdin's, else stdout's) in raw mode while a process is
+    attached, and window size changes forwarded to the processes appended to the list."""
+    terminal = Terminal.of_caller(0, 1) if tty else None
+    if terminal is None:
+        yield None, []
+        return
+    with terminal.forwarding_resizes() as targets:
+        with terminal.raw() if os.isatty(0) else contextlib.nullcontext():
+            yield terminal, targets
+
+
 class _Output:
     """Writes a process's output to our stdout/stderr as it arrives.
 
@@ -168,6 +182,8 @@ def run(opts: Options, args: argparse.Namespace) -> int:
     _validate_ids(opts, args.id)
     if args.detach and args.rm:
         raise CLIError("--rm and --detach cannot be used together")
+    if args.detach and (args.interactive or args.tty):
+        raise CLIError("--detach cannot be used with -i/--interactive or -t/--tty")
     preflight.require_linux("taskplane run")
     preflight.require_root("taskplane run")
     if args.spec:
@@ -211,16 +227,25 @@ def run(opts: Options, args: argparse.Namespace) -> int:
         forwarder = _SignalForwarder()
         output = _Output(forwarder)
         try:
-            result = await client.run(
-                args.id,
-                spec,
-                runtime=args.runtime,
-                runtime_options=options,
-                on_stdout=output.to(sys.stdout.buffer),
-                on_stderr=output.to(sys.stderr.buffer),
-                remove=args.rm,
-                started=forwarder.attach,
-            )
+            with _attached(args.tty) as (terminal, resized):
+
+                def started(task: Any) -> None:
+                    forwarder.attach(task)
+                    resized.append(task)
+
+                result = await client.run(
+                    args.id,
+                    spec,
+                    runtime=args.runtime,
+                    runtime_options=options,
+                    on_stdout=output.to(sys.stdout.buffer),
+                    on_stderr=output.to(sys.stderr.buffer),
+                    remove=args.rm,
+                    started=started,
+                    stdin=sys.stdin.buffer if args.interactive else None,
+                    tty=args.tty,
+                    tty_size=terminal.size() if terminal else None,
+                )
         finally:
             forwarder.close()
         if output.broken:
@@ -293,23 +318,43 @@ def wait(opts: Options, args: argparse.Namespace) -> int:
 
 
 def logs(opts: Options, args: argparse.Namespace) -> int:
-    """``taskplane tasks logs``: print what a detached task wrote so far."""
+    """``taskplane tasks logs``: print a task's logged output, stdout to stdout and stderr to
+    stderr (``--tail N`` lines, ``--timestamps``); ``--follow`` until the task exits."""
+    from taskplane import logs as tplogs
+
     _validate_ids(opts, args.id)
 
-    async def body(client: Client) -> bytes:
-        path = client.log_path(args.id)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            pass
-        await client.task(args.id)  # NotFound names the id when there is no such task
-        raise CLIError(
-            f'task "{args.id}" has no log file: only detached tasks (run -d) log to {path}'
-        )
+    def show(record: tplogs.Record) -> None:
+        stream = sys.stderr.buffer if record.stream == "stderr" else sys.stdout.buffer
+        if args.timestamps:
+            stream.write(record.time.encode() + b" ")
+        stream.write(record.data)
+        stream.flush()
 
-    sys.stdout.buffer.write(_with_client(opts, body))
-    sys.stdout.flush()
-    return 0
+    async def body(client: Client) -> int:
+        directory = client.log_path(args.id).parent
+        records = tplogs.read_records(directory)
+        task = None
+        if not records or args.follow:
+            try:
+                task = await client.task(args.id)
+            except errdefs.NotFound:
+                if not client.log_path(args.id).exists():
+                    raise
+        if task is None and not client.log_path(args.id).exists():
+            raise CLIError(f'task "{args.id}" has no log (it has not written anything)')
+        shown = tplogs.tail(records, args.tail)
+        for record in shown:
+            show(record)
+        if args.follow and task is not None:
+            async for record in tplogs.follow(directory, task.wait(), skip=len(records)):
+                show(record)
+        return 0
+
+    try:
+        return _with_client(opts, body)
+    except BrokenPipeError:
+        raise
 
 
 def exec_(opts: Options, args: argparse.Namespace) -> int:
@@ -332,30 +377,53 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
         for key in ("user", "capabilities", "rlimits", "noNewPrivileges", "apparmorProfile"):
             if key in base:
                 process[key] = base[key]
-        fifos = FifoPair(client.io_dir(args.id), prefix=f"exec-{args.exec_id}-").open()
+        if args.tty:
+            process["terminal"] = True
+        prefix = f"exec-{args.exec_id}-"
+        fifos = FifoPair(client.io_dir(args.id), prefix=prefix, stderr=not args.tty).open()
+        stdin = StdinFifo(client.io_dir(args.id), prefix).open() if args.interactive else None
+        feeding: asyncio.Future[None] | None = None
         try:
             with _about(f'cannot exec in task "{args.id}"'):
                 proc = await task.exec(
-                    args.exec_id, process, stdout=fifos.stdout, stderr=fifos.stderr
+                    args.exec_id,
+                    process,
+                    stdin=stdin.path if stdin else "",
+                    stdout=fifos.stdout,
+                    stderr=fifos.stderr,
+                    terminal=args.tty,
                 )
             forwarder = _SignalForwarder()
             output = _Output(forwarder)
             try:
-                async with fifos.copying(
-                    output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
-                ) as drain:
-                    with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
-                        await proc.start()
-                    fifos.release()  # an exec's shim side opens its FIFOs in Start, not in Exec
-                    forwarder.attach(proc)
-                    exit_ = await proc.wait()
-                    await drain()
+                with _attached(args.tty) as (terminal, resized):
+                    async with fifos.copying(
+                        output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
+                    ) as drain:
+                        with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
+                            size = terminal.size() if terminal else None
+                            if size is not None:
+                                await proc.resize_pty(*size)
+                            await proc.start()
+                        fifos.release()  # an exec's shim opens its FIFOs in Start, not in Exec
+                        forwarder.attach(proc)
+                        resized.append(proc)
+                        if stdin is not None:
+                            feeding = asyncio.ensure_future(stdin.feed(proc, sys.stdin.buffer))
+                        exit_ = await proc.wait()
+                        await drain()
             finally:
                 forwarder.close()
+                if feeding is not None:
+                    feeding.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeding
                 with contextlib.suppress(errdefs.ContainerdError):
                     await proc.delete()
         finally:
             fifos.close()
+            if stdin is not None:
+                stdin.close()
         if output.broken:
             raise BrokenPipeError
         return int(exit_.status) & 0xFF
