@@ -401,10 +401,12 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
                         output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
                     ) as drain:
                         with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
+                            await proc.start()
+                            # An exec's console exists once it started (runc exec runs in
+                            # Start); resized before its stdin is read, so before any command.
                             size = terminal.size() if terminal else None
                             if size is not None:
                                 await proc.resize_pty(*size)
-                            await proc.start()
                         fifos.release()  # an exec's shim opens its FIFOs in Start, not in Exec
                         forwarder.attach(proc)
                         resized.append(proc)

@@ -186,7 +186,9 @@ def test_detach_with_i_or_t_is_one_clear_error(
 def test_t_runs_the_task_on_a_pseudo_terminal(
     pty_session: type[PtySession], busybox_rootfs: Path, task_id: str
 ) -> None:
-    session = pty_session("run", "--rm", "-t", "--rootfs", str(busybox_rootfs), task_id, "--", "tty")
+    session = pty_session(
+        "run", "--rm", "-t", "--rootfs", str(busybox_rootfs), task_id, "--", "tty"
+    )
     assert session.wait() == 0, session.output
     assert b"/dev/pts/" in session.output
     assert session.modes_now() == session.modes_before
