@@ -229,6 +229,27 @@ def socket_path_of(address: str) -> str | None:
     return None
 
 
+async def _wait_exited(pid: int, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until process ``pid``, not necessarily our child, has
+    exited: its pidfd turns readable then, zombie or not."""
+    pidfd = os.pidfd_open(pid)
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 def remove_stale_socket(address: str) -> bool:
     """Remove the socket file of ``address`` if nothing listens on it; True when removed."""
     path = socket_path_of(address)
@@ -820,6 +841,9 @@ class ShimManager:
             elif pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                    # Until it is dead its socket still takes connections (the kernel's
+                    # backlog), and remove_stale_socket would take it for a live one.
+                    await _wait_exited(pid, CLEANUP_TIMEOUT)
         await shim.close()
         remove_stale_socket(shim.address)
 

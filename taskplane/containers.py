@@ -514,7 +514,7 @@ class Client:
                 remove_io_dir(log_file.parent)  # ours: created above, after the reservation
                 raise
             try:
-                await task.start()
+                await _start(task)
             except BaseException:
                 with contextlib.suppress(errdefs.ContainerdError):
                     await self.delete(container_id, force=True)
@@ -614,7 +614,7 @@ class Client:
                         try:
                             if tty and tty_size is not None:
                                 await task.resize_pty(*tty_size)
-                            await task.start()
+                            await _start(task)
                         except BaseException:
                             if not remove:  # a task that never started is no use to anyone
                                 with contextlib.suppress(errdefs.ContainerdError):
@@ -670,6 +670,23 @@ async def _status_of(task: Any) -> str:
     return str(getattr(status, "value", status)).lower()
 
 
+def _shim_died(task: Any) -> errdefs.Unavailable:
+    return errdefs.Unavailable(
+        f'the shim of task "{task.id}" died while the task ran; its exit status is lost'
+    )
+
+
+async def _start(task: Any) -> None:
+    """``task.start()``; a shim that dies meanwhile (the process may already be running: its
+    output can arrive before the Start answer) is one clear error naming the task."""
+    from runtime_v2 import ttrpc
+
+    try:
+        await task.start()
+    except ttrpc.Closed:
+        raise _shim_died(task) from None
+
+
 async def _wait(task: Any) -> Any:
     """``task.wait()``; a shim that dies meanwhile is one clear error naming the task."""
     from runtime_v2 import ttrpc
@@ -677,6 +694,4 @@ async def _wait(task: Any) -> Any:
     try:
         return await task.wait()
     except ttrpc.Closed:
-        raise errdefs.Unavailable(
-            f'the shim of task "{task.id}" died while the task ran; its exit status is lost'
-        ) from None
+        raise _shim_died(task) from None

@@ -1,22 +1,21 @@
 """Fixtures that drive ``taskplane`` as a user does: ``python -m taskplane`` in a subprocess.
 
-Every test gets private, short root and state directories (``/tmp/tpXXXX``). Integration tests
-(marker ``integration``) need root, runc, containerd-shim-runc-v2 and busybox; without them they
-skip, unless TASKPLANE_REQUIRE_INTEGRATION=1, which turns the skip into a failure. After each
-test the private state directory is checked for leaks: no process (a shim) whose command line or
-working directory is under it, and no bundle left in the task manager's state.
+Every test gets private, short root and state directories (``/tmp/tpXXXX``) and its own
+namespace (``TASKPLANE_NAMESPACE`` in the runner's environment; ``Taskplane.other_namespace`` for
+a second one). Integration tests (marker ``integration``) need root, runc,
+containerd-shim-runc-v2 and busybox; without them they skip, unless
+TASKPLANE_REQUIRE_INTEGRATION=1, which turns the skip into a failure. The leak checker
+(:mod:`tests.leaks`) looks at both namespaces before any fixture cleanup: shim and container
+processes, sockets, bundles, work and io dirs, records, runc state, mounts and cgroups.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +24,10 @@ from typing import IO
 import attrs
 import pytest
 
+from tests.leaks import Scope, guarded
+
 REPO = Path(__file__).resolve().parents[2]
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
-RUNTIME_BINARIES = ("runc", "containerd-shim-runc-v2")
 
 
 @attrs.frozen
@@ -38,6 +38,10 @@ class Taskplane:
     state: Path
     cwd: Path
     env: dict[str, str]
+    #: The test's own namespace (the default of every command: TASKPLANE_NAMESPACE in ``env``).
+    namespace: str = "default"
+    #: A second namespace of the test's own, for tests about namespaces.
+    other_namespace: str = "other"
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for ``args`` (global options first)."""
@@ -85,150 +89,48 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def processes_under(path: Path) -> list[tuple[int, str]]:
-    """(pid, command line) of every process whose cwd or command line mentions ``path``."""
-    needle = str(path)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = (
-                Path(f"/proc/{entry}/cmdline")
-                .read_bytes()
-                .replace(b"\0", b" ")
-                .decode(errors="replace")
-            )
-            try:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-            except OSError:
-                cwd = ""
-        except OSError:
-            continue
-        if needle in cmdline or cwd.startswith(needle):
-            found.append((int(entry), cmdline.strip() or f"[cwd {cwd}]"))
-    return found
-
-
-def leaks_under(state: Path) -> list[str]:
-    """What a finished test left running or on disk under its private state directory."""
-    leaks = [f"process {pid}: {cmd}" for pid, cmd in processes_under(state)]
-    tasks = state / TASK_STATE_DIR
-    if tasks.is_dir():
-        for ns in tasks.iterdir():
-            if ns.is_dir() and not ns.name.startswith("."):
-                leaks += [f"bundle {b}" for b in ns.iterdir() if not b.name.startswith(".")]
-    # The state dir's runc root (runtime_v2.task_manager.RUNC_ROOT_DIR): <root>/<ns>/<id>.
-    runc_root = tasks / ".runc"
-    if runc_root.is_dir():
-        leaks += [f"runc state {c}" for ns in runc_root.iterdir() for c in ns.iterdir()]
-    return leaks
-
-
-def _kill_leftovers(state: Path) -> None:
-    """Kill (by pid) the processes our test started under ``state`` so the next test is clean."""
-    for pid, _ in processes_under(state):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture
-def private_dirs() -> Iterator[tuple[Path, Path]]:
-    """Short private root and state dirs under /tmp, removed afterwards."""
+def private_dirs(request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path, str, str]]:
+    """Short private root and state dirs under /tmp and two unique namespaces; the test fails
+    if anything of them outlives it (checked before any fixture cleanup), then the dirs go."""
     base = Path(tempfile.mkdtemp(prefix="tp", dir="/tmp"))
     root, state = base / "r", base / "s"
-    yield root, state
-    shutil.rmtree(base, ignore_errors=True)
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    namespaces = (name, f"{name}-b")
+    scopes = [Scope(namespace=ns, base=base, state=state, root=root) for ns in namespaces]
+    with guarded(request.node, *scopes, after=lambda: shutil.rmtree(base, ignore_errors=True)):
+        yield root, state, *namespaces
 
 
 @pytest.fixture
-def taskplane(private_dirs: tuple[Path, Path], tmp_path: Path) -> Taskplane:
-    """A :class:`Taskplane` runner with private dirs; cwd is an empty temporary directory."""
-    root, state = private_dirs
+def taskplane(private_dirs: tuple[Path, Path, str, str], tmp_path: Path) -> Taskplane:
+    """A :class:`Taskplane` runner with private dirs and namespaces; cwd is an empty temporary
+    directory."""
+    root, state, namespace, other = private_dirs
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    return Taskplane(root=root, state=state, cwd=cwd, env=base_env())
-
-
-def missing_integration_prerequisites() -> list[str]:
-    """Why integration tests cannot run here (empty when they can)."""
-    from taskplane.rootfs import RootfsError, find_busybox
-
-    missing = []
-    if not sys.platform.startswith("linux"):
-        missing.append(f"not Linux ({sys.platform})")
-    if os.geteuid() != 0:
-        missing.append("not running as root")
-    for binary in RUNTIME_BINARIES:
-        if shutil.which(binary) is None:
-            missing.append(f"{binary} not found in PATH")
-    try:
-        find_busybox()
-    except RootfsError as exc:
-        missing.append(str(exc))
-    return missing
+    env = {**base_env(), "TASKPLANE_NAMESPACE": namespace}
+    return Taskplane(
+        root=root, state=state, cwd=cwd, env=env, namespace=namespace, other_namespace=other
+    )
 
 
 @pytest.fixture(scope="session")
-def integration_ready() -> None:
-    """Skip (or fail, with TASKPLANE_REQUIRE_INTEGRATION=1) without the integration setup."""
-    missing = missing_integration_prerequisites()
-    if missing:
-        reason = "integration prerequisites missing: " + "; ".join(missing)
-        if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(reason + " (TASKPLANE_REQUIRE_INTEGRATION=1)")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(integration_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A busybox root filesystem, built once per session."""
-    from taskplane.rootfs import build_busybox_rootfs
-
-    return build_busybox_rootfs(tmp_path_factory.mktemp("rootfs") / "busybox")
+def integration_ready(integration_prerequisites: None) -> None:
+    """Skip (or fail, with TASKPLANE_REQUIRE_INTEGRATION=1) without the integration setup
+    (``integration_prerequisites`` of tests/conftest.py)."""
 
 
 @pytest.fixture
-def runner(integration_ready: None, taskplane: Taskplane) -> Iterator[Taskplane]:
-    """The runner of an integration test; fails the test if a shim or bundle leaked."""
-    yield taskplane
-    # A shim exits after its last task is deleted, but only once its event publisher gives up
-    # on events nobody received (seen up to ~10 s when concurrent taskplane processes took
-    # turns serving the events socket): wait for it on a pidfd, bounded, before calling it a
-    # leak.
-    deadline = time.monotonic() + 30
-    for pid, _ in processes_under(taskplane.state):
-        _wait_exit(pid, timeout=max(0.0, deadline - time.monotonic()))
-    leaks = leaks_under(taskplane.state)
-    if leaks:
-        _kill_leftovers(taskplane.state)
-        pytest.fail("the test leaked:\n" + "\n".join(leaks))
-
-
-def _wait_exit(pid: int, timeout: float) -> None:
-    """Wait until process ``pid`` exits or ``timeout`` passes (pidfd + select, no polling)."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-
-
-RUNC_STATE = Path("/run/containerd/runc")
+def runner(integration_ready: None, taskplane: Taskplane) -> Taskplane:
+    """The runner of an integration test (the leak check comes with its private dirs)."""
+    return taskplane
 
 
 @pytest.fixture
-def task_id() -> Iterator[str]:
-    """A unique task id for this test (``<id>-N`` for more); fails if runc state is left."""
-    tid = f"tp-{uuid.uuid4().hex[:10]}"
-    yield tid
-    left = sorted(str(p) for p in RUNC_STATE.glob(f"*/{tid}*")) if RUNC_STATE.is_dir() else []
-    assert not left, f"runc state left behind: {left}"
+def task_id() -> str:
+    """A unique task id for this test (``<id>-N`` for more); the leak check covers it."""
+    return f"tp-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")
@@ -289,3 +191,31 @@ def wait_for_line(stream: IO[str], timeout: float = 20) -> str:
         if not sel.select(timeout):
             pytest.fail(f"no output within {timeout}s")
     return stream.readline()
+
+
+def run_example(
+    runner: Taskplane, node: pytest.Item, example: str, namespace: str, rootfs: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<example>.py``'s ``main(rootfs, work)`` in a work dir of the test's (run as
+    a script it makes its own in /tmp), leak-checked like every test under the example's own
+    ``namespace``; its exit code is main()'s result."""
+    work = runner.state.parent / example
+    scope = Scope(namespace=namespace, base=work, state=work / "state", root=work / "root")
+    with guarded(node, scope):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import asyncio, importlib, sys; sys.path.insert(0, sys.argv[1]); "
+                "example = importlib.import_module(sys.argv[2]); "
+                "sys.exit(asyncio.run(example.main(sys.argv[3], sys.argv[4])))",
+                str(REPO / "examples"),
+                example,
+                str(rootfs),
+                str(work),
+            ],
+            env=runner.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )

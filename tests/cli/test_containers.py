@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import (
-    REPO,
     Taskplane,
     lines,
-    processes_under,
+    run_example,
     single_error_line,
     wait_for_line,
 )
@@ -203,7 +202,7 @@ def test_tasks_are_per_namespace(runner: Taskplane, busybox_rootfs: Path, task_i
     assert (
         runner(
             "--namespace",
-            "other",
+            runner.other_namespace,
             "run",
             "-d",
             "--rootfs",
@@ -217,10 +216,10 @@ def test_tasks_are_per_namespace(runner: Taskplane, busybox_rootfs: Path, task_i
     )
     try:
         assert rows(runner("tasks", "ls").stdout) == {}
-        assert task_id in rows(runner("tasks", "ls", "--namespace", "other").stdout)
+        assert task_id in rows(runner("tasks", "ls", "--namespace", runner.other_namespace).stdout)
         single_error_line(runner("tasks", "kill", task_id))
     finally:
-        assert runner("-n", "other", "tasks", "rm", "-f", task_id).returncode == 0
+        assert runner("-n", runner.other_namespace, "tasks", "rm", "-f", task_id).returncode == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
@@ -288,22 +287,13 @@ def test_demo_runs_a_container(runner: Taskplane, tmp_path: Path) -> None:
     assert "lifecycle" in result.stdout
 
 
-def test_embed_example_runs(runner: Taskplane, busybox_rootfs: Path) -> None:
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "embed.py"), str(busybox_rootfs)],
-        env=runner.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_embed_example_runs(
+    runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
+) -> None:
+    result = run_example(runner, request.node, "embed", "embed", busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert "hello from hello\n" in result.stdout
     assert "sleeper: exit status 137" in result.stdout
-    leaked = processes_under(Path("/tmp/tp-embed-"))
-    assert not leaked, leaked
 
 
 def test_run_with_an_absolute_runtime_path(
@@ -337,7 +327,7 @@ def test_a_detached_task_that_cannot_start_leaves_nothing_behind(
     )
     assert "/no/such/binary" in line
     assert rows(runner("tasks", "ls").stdout) == {}
-    assert not (runner.state / "taskplane.io" / "default" / task_id).exists()
+    assert not (runner.state / "taskplane.io" / runner.namespace / task_id).exists()
 
 
 def test_concurrent_invocations_do_not_disturb_each_other(

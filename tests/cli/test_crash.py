@@ -19,7 +19,6 @@ from .peer_checks import remains
 
 pytestmark = pytest.mark.integration
 
-NS = "default"
 
 #: (step, how the crashing command runs): ``-d`` for create/start steps, ``--rm`` for delete.
 STEPS = [
@@ -42,7 +41,7 @@ def test_a_crash_at_each_step_is_undone_by_one_rm_force(
         cmd[-2:] = ["true"]
     crashed = runner(*cmd, env={"TASKPLANE_TEST_CRASH_AT": step})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    assert remains(runner.root, runner.state, NS, task_id) != []
+    assert remains(runner.root, runner.state, runner.namespace, task_id) != []
 
     listed = runner("tasks", "ls")
     assert listed.returncode == 0, listed.stderr
@@ -50,14 +49,14 @@ def test_a_crash_at_each_step_is_undone_by_one_rm_force(
 
     removed = runner("tasks", "rm", "--force", task_id)
     assert removed.returncode == 0, removed.stderr
-    assert remains(runner.root, runner.state, NS, task_id) == []
+    assert remains(runner.root, runner.state, runner.namespace, task_id) == []
     assert task_id not in runner("tasks", "ls").stdout
 
     again = runner(
         "run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--", "sh", "-c", "exit 5"
     )
     assert again.returncode == 5, again.stderr
-    assert remains(runner.root, runner.state, NS, task_id) == []
+    assert remains(runner.root, runner.state, runner.namespace, task_id) == []
 
 
 def test_the_crash_hook_does_nothing_for_another_step(
@@ -83,4 +82,4 @@ def test_the_orphan_of_a_crashed_create_is_removed_by_plain_rm(
     assert f"taskplane tasks rm {task_id}" in refused.stderr
     removed = runner("tasks", "rm", task_id)
     assert removed.returncode == 0, removed.stderr
-    assert remains(runner.root, runner.state, NS, task_id) == []
+    assert remains(runner.root, runner.state, runner.namespace, task_id) == []

@@ -14,7 +14,6 @@ import logging
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from google.protobuf import any_pb2
 
 from runtime_v2.api import events_pb2
 
-from .conftest import REPO, Taskplane, processes_under
+from .conftest import Taskplane, run_example
 
 T = 30.0  # seconds to wait for a line that should come at once (stops a hung test only)
 READY = "following events in"
@@ -173,14 +172,14 @@ def test_events_prints_another_process_events_with_their_fields_by_name(
     watcher = events_process()
     publish(
         taskplane,
-        ("/tasks/oom", events_pb2.TaskOOM(container_id="web"), "default"),
-        ("/tasks/exit", _exit("web", 0), "default"),
+        ("/tasks/oom", events_pb2.TaskOOM(container_id="web"), taskplane.namespace),
+        ("/tasks/exit", _exit("web", 0), taskplane.namespace),
     )
     oom, exit_ = watcher.stdout.next(), watcher.stdout.next()
-    assert oom.endswith(" default /tasks/oom container_id=web")
+    assert oom.endswith(f" {taskplane.namespace} /tasks/oom container_id=web")
     assert oom.startswith("2026-") and oom.split(" ")[0].endswith("Z")
     assert exit_.split(" ")[1:] == [
-        "default",
+        taskplane.namespace,
         "/tasks/exit",
         "container_id=web",
         "id=web",
@@ -192,9 +191,9 @@ def test_events_prints_another_process_events_with_their_fields_by_name(
 
 def test_events_json_prints_one_object_per_event(taskplane: Taskplane, events_process: Any) -> None:
     watcher = events_process("--json")
-    publish(taskplane, ("/tasks/exit", _exit("db", 7), "default"), forward=False)
+    publish(taskplane, ("/tasks/exit", _exit("db", 7), taskplane.namespace), forward=False)
     record = json.loads(watcher.stdout.next())
-    assert record["namespace"] == "default"
+    assert record["namespace"] == taskplane.namespace
     assert record["topic"] == "/tasks/exit"
     assert record["type"] == "containerd.events.TaskExit"
     assert record["event"]["container_id"] == "db"
@@ -211,7 +210,12 @@ def test_events_shows_forwarded_events_decoded_and_unknown_types_raw(
         value=events_pb2.TaskOOM(container_id="fw").SerializeToString(),
     )
     unknown = any_pb2.Any(type_url="example.Unknown", value=b"\x01\x02")
-    publish(taskplane, ("/tasks/oom", known, "default"), ("/x/y", unknown, "default"), forward=True)
+    publish(
+        taskplane,
+        ("/tasks/oom", known, taskplane.namespace),
+        ("/x/y", unknown, taskplane.namespace),
+        forward=True,
+    )
     first, second = json.loads(watcher.stdout.next()), json.loads(watcher.stdout.next())
     assert first["event"] == {"container_id": "fw"}
     assert first["timestamp"] == "2026-11-30T09:00:00.250000Z"
@@ -219,21 +223,27 @@ def test_events_shows_forwarded_events_decoded_and_unknown_types_raw(
 
 
 def test_events_filters_by_topic_and_namespace(taskplane: Taskplane, events_process: Any) -> None:
-    watcher = events_process("--namespace", "other", "--topic", "/tasks/exit", "--json")
+    watcher = events_process(
+        "--namespace", taskplane.other_namespace, "--topic", "/tasks/exit", "--json"
+    )
     every = events_process("-A", "--topic", "/tasks/*")
     publish(
         taskplane,
-        ("/tasks/oom", events_pb2.TaskOOM(container_id="a"), "other"),  # wrong topic
-        ("/tasks/exit", _exit("b", 1), "default"),  # wrong namespace
-        ("/snapshot/x", events_pb2.TaskOOM(container_id="c"), "other"),
-        ("/tasks/exit", _exit("d", 2), "other"),  # the one that matches
+        (
+            "/tasks/oom",
+            events_pb2.TaskOOM(container_id="a"),
+            taskplane.other_namespace,
+        ),  # wrong topic
+        ("/tasks/exit", _exit("b", 1), taskplane.namespace),  # wrong namespace
+        ("/snapshot/x", events_pb2.TaskOOM(container_id="c"), taskplane.other_namespace),
+        ("/tasks/exit", _exit("d", 2), taskplane.other_namespace),  # the one that matches
     )
     # The first line printed is the last event: the others were filtered out.
     assert json.loads(watcher.stdout.next())["event"]["container_id"] == "d"
     assert [line.split(" ")[1:4] for line in (every.stdout.next() for _ in range(3))] == [
-        ["other", "/tasks/oom", "container_id=a"],
-        ["default", "/tasks/exit", "container_id=b"],
-        ["other", "/tasks/exit", "container_id=d"],
+        [taskplane.other_namespace, "/tasks/oom", "container_id=a"],
+        [taskplane.namespace, "/tasks/exit", "container_id=b"],
+        [taskplane.other_namespace, "/tasks/exit", "container_id=d"],
     ]
 
 
@@ -243,7 +253,9 @@ def test_events_says_on_stderr_when_it_skips_a_damaged_record(
     watcher = events_process()
     with open(taskplane.state / "io.containerd.event.v1.exchange" / "events.log", "ab") as f:
         f.write(b"not a record\n")
-    publish(taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="after"), "default"))
+    publish(
+        taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="after"), taskplane.namespace)
+    )
     assert watcher.stdout.next().endswith("/tasks/oom container_id=after")
     status, stderr = watcher.stop()
     assert status == 130
@@ -265,7 +277,7 @@ def test_events_that_falls_behind_says_so_and_goes_on(
         publish(
             taskplane,
             *[
-                ("/tasks/oom", events_pb2.TaskOOM(container_id=f"c{i}"), "default")
+                ("/tasks/oom", events_pb2.TaskOOM(container_id=f"c{i}"), taskplane.namespace)
                 for i in range(5000)
             ],
         )
@@ -277,9 +289,9 @@ def test_events_that_falls_behind_says_so_and_goes_on(
         " 5000 events were dropped; subscribe again and resynchronise"
     )
     # It goes on with a new subscription.
-    publish(taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="last"), "default"))
+    publish(taskplane, ("/tasks/oom", events_pb2.TaskOOM(container_id="last"), taskplane.namespace))
     printed = watcher.stdout.next()
-    assert printed.endswith(" default /tasks/oom container_id=last")
+    assert printed.endswith(f" {taskplane.namespace} /tasks/oom container_id=last")
     status, _ = watcher.stop()
     assert status == 130
 
@@ -388,7 +400,7 @@ async def test_an_embedder_receives_a_real_shim_events_served_by_another_process
     try:
         assert not host.get("io.containerd.shim.v1", "manager").serves_events
         exchange = host.get("io.containerd.event.v1", "exchange")
-        async with exchange.subscribe("/tasks/*", namespace="default") as subscription:
+        async with exchange.subscribe("/tasks/*", namespace=runner.namespace) as subscription:
             result = await asyncio.to_thread(
                 runner, "run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--",
                 "sh", "-c", "exit 3",
@@ -428,14 +440,10 @@ async def test_taskplane_events_prints_a_real_shim_events_served_by_another_proc
 
 
 @pytest.mark.integration
-def test_events_example_runs(runner: Taskplane, busybox_rootfs: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "events.py"), str(busybox_rootfs)],
-        env=runner.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_events_example_runs(
+    runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
+) -> None:
+    result = run_example(runner, request.node, "events", "demo", busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "/tasks/create: web",
@@ -443,5 +451,3 @@ def test_events_example_runs(runner: Taskplane, busybox_rootfs: Path) -> None:
         "/tasks/exit: web exited with status 3",
         "/tasks/delete: web",
     ]
-    leaked = processes_under(Path("/tmp/tp-events-"))
-    assert not leaked, leaked

@@ -20,7 +20,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from .conftest import Taskplane, base_env, missing_integration_prerequisites
+from tests.prerequisites import missing_integration_prerequisites, require
+
+from .conftest import Taskplane, base_env
 
 SHIM = "containerd-shim-runc-v2"
 ID_77 = "a" * 77
@@ -37,8 +39,7 @@ class Ground:
 
 @pytest.fixture(scope="module")
 def ground() -> Iterator[Ground]:
-    if os.geteuid() != 0 or missing_integration_prerequisites():
-        pytest.skip("the catalogue runs as root with the runtime installed")
+    require(missing_integration_prerequisites(), what="the catalogue needs root and the runtime")
     base = Path(tempfile.mkdtemp(prefix="tphost", dir="/tmp"))
     files = base / "files"
     files.mkdir()

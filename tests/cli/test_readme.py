@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,12 +62,18 @@ def test_readme_python_example_runs(title: str, tmp_path: Path) -> None:
     body = dict(blocks("python"))[title]
     script = tmp_path / f"readme_example_{title}.py"  # not named like the module it imports
     script.write_text(body)
+    # The examples make their dirs with tempfile.mkdtemp() and, being short, leave them: TMPDIR
+    # puts those in this test's own temporary directory instead of /tmp.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env=base_env(),
+        env={**base_env(), "TMPDIR": str(scratch)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    assert os.listdir(scratch), "the example made no temporary dir: is TMPDIR still needed?"
+    shutil.rmtree(scratch)

@@ -180,7 +180,7 @@ def test_under_umask_000_nothing_taskplane_creates_is_writable_by_others(
     loose = {p: m for p, m in seen.items() if not m.startswith("l") and int(m[1:], 8) & 0o022}
     assert loose == {}
     assert seen[str(runner.state / IO_DIR)] == "d0711"
-    assert seen[str(runner.state / IO_DIR / "default" / task_id)] == "d0700"
+    assert seen[str(runner.state / IO_DIR / runner.namespace / task_id)] == "d0700"
 
 
 def test_a_user_cannot_plant_a_symlink_in_the_io_directories(
@@ -190,18 +190,19 @@ def test_a_user_cannot_plant_a_symlink_in_the_io_directories(
         reachable, "run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--", "true"
     )
     assert first.returncode == 0, first.stderr
-    for directory in (reachable.state / IO_DIR / "default", reachable.state, reachable.root):
+    for directory in (
+        reachable.state / IO_DIR / reachable.namespace,
+        reachable.state,
+        reachable.root,
+    ):
         planted = as_nobody(f"ln -s {victim_file.parent} {directory}/{task_id}-2")
         assert planted.returncode != 0
         assert "Permission denied" in planted.stderr
 
 
 @pytest.mark.parametrize(
-    "world_writable",
-    [
-        IO_DIR + "/default",
-        "io.containerd.runtime.v2.task/default",
-    ],
+    "world_writable_parent",
+    [IO_DIR, "io.containerd.runtime.v2.task"],
 )
 def test_a_symlink_planted_in_a_world_writable_state_dir_is_never_followed(
     reachable: Taskplane,
@@ -209,11 +210,12 @@ def test_a_symlink_planted_in_a_world_writable_state_dir_is_never_followed(
     task_id: str,
     victim_file: Path,
     playground: Path,
-    world_writable: str,
+    world_writable_parent: str,
 ) -> None:
     # What an older taskplane left under umask 000: a world-writable namespace directory.
+    world_writable = f"{world_writable_parent}/{reachable.namespace}"
     assert reachable("tasks", "ls").returncode == 0  # the plugins' own directories exist
-    for made in (IO_DIR, IO_DIR + "/default", world_writable):
+    for made in (IO_DIR, f"{IO_DIR}/{reachable.namespace}", world_writable):
         (reachable.state / made).mkdir(exist_ok=True)
         os.chmod(reachable.state / made, 0o711)
     shared = reachable.state / world_writable
@@ -372,7 +374,7 @@ def test_a_duplicate_exec_id_says_it_already_exists(
 
 
 async def test_an_embedder_cannot_make_root_run_an_untrusted_runc(
-    private_dirs: tuple[Path, Path], busybox_rootfs: Path, task_id: str, tmp_path: Path
+    private_dirs: tuple[Path, Path, str, str], busybox_rootfs: Path, task_id: str, tmp_path: Path
 ) -> None:
     # The CLI checks up front (preflight); an embedder reaches the shim manager's own check.
     import taskplane
@@ -383,14 +385,14 @@ async def test_an_embedder_cannot_make_root_run_an_untrusted_runc(
     runc = tmp_path / "runc"
     shutil.copy(shutil.which("runc") or "/usr/sbin/runc", runc)
     os.chmod(runc, 0o777)
-    root, state = private_dirs
+    root, state, namespace, _ = private_dirs
     async with await taskplane.boot_async(root=str(root), state=str(state)) as host:
-        client = Client(host)
-        spec = oci.default_spec(task_id, rootfs=busybox_rootfs, args=["true"])
+        client = Client(host, namespace=namespace)
+        spec = oci.default_spec(task_id, rootfs=busybox_rootfs, args=["true"], namespace=namespace)
         with pytest.raises(errdefs.PermissionDenied) as info:
             await client.run(task_id, spec, runtime_options=runc_options(str(runc)))
         assert str(info.value) == (
             f"failed to start shim: refusing to run runc binary {runc} as root: "
             "it is writable by group or others (mode 0777)"
         )
-    assert not list((state / "io.containerd.runtime.v2.task" / "default").iterdir())
+    assert not list((state / "io.containerd.runtime.v2.task" / namespace).iterdir())

@@ -1,22 +1,21 @@
 """Fixtures for real-container tests: runc + containerd-shim-runc-v2 + a busybox rootfs.
 
 Every test gets its own namespace and a short root/state dir in /tmp (unix socket paths must fit
-in 108 bytes) and a booted host with the built-in plugins. An autouse leak checker fails the test
-when anything of it outlives it: a shim process, a shim socket created during the test, a
-bundle, a work dir, runc state or a mount. It cleans up what it finds, so one broken test does
-not break the next.
+in 108 bytes) and a booted host with the built-in plugins. The leak checker (:mod:`tests.leaks`)
+looks at what the test left BEFORE any fixture cleans up (the ``host`` fixture kills and deletes
+leftover tasks afterwards, as a safety net only): shim and container processes, shim sockets,
+bundles, work and io dirs, records, runc state, mounts and cgroups of the namespace. Anything
+found fails the test.
 
 Without the prerequisites (root, runc, the shim, busybox) the tests skip; with
-TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead. ``integration_prerequisites``,
-``busybox_rootfs`` and ``leak_report`` come from ``tests/conftest.py``.
+TASKPLANE_REQUIRE_INTEGRATION=1 they fail instead. ``integration_prerequisites`` and
+``busybox_rootfs`` come from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import os
 import shutil
 import signal
 import tempfile
@@ -27,6 +26,8 @@ from typing import Any
 
 import attrs
 import pytest
+
+from tests.leaks import Scope, guarded
 
 SOCKET_DIR = Path("/run/containerd/s")
 TASK_PLUGIN_DIR = "io.containerd.runtime.v2.task"
@@ -50,20 +51,13 @@ class Dirs:
     root: Path
     state: Path
     namespace: str
-    #: (namespace, id) of every bundle the test created (filled by the leak checker's hook).
-    created: set[tuple[str, str]] = attrs.field(factory=set)
+    #: What the leak checker looks at (task ids are added as bundles are created).
+    scope: Scope
 
     @property
     def grpc_address(self) -> str:
         """The daemon identity shims hash into their socket path."""
         return str(self.state / "taskplane.sock")
-
-    def socket_names(self) -> set[str]:
-        """The socket file names the shims of the created tasks use in /run/containerd/s."""
-        return {
-            hashlib.sha256(os.path.join(self.grpc_address, ns, task_id).encode()).hexdigest()
-            for ns, task_id in self.created
-        }
 
     @property
     def bundles(self) -> Path:
@@ -81,63 +75,32 @@ class Dirs:
         return self.base / "io"
 
 
-def _sockets() -> set[str]:
-    try:
-        return set(os.listdir(SOCKET_DIR))
-    except FileNotFoundError:
-        return set()
-
-
-def find_and_clean_leaks(leaks: Any, dirs: Dirs, sockets_before: set[str]) -> None:
-    """Record in ``leaks`` (the ``leak_report`` fixture) everything of the test still around,
-    removing it."""
-    leaks.shim_processes(cwd_under=dirs.base, argv_has=[dirs.namespace])
-    new_sockets = (_sockets() - sockets_before) & dirs.socket_names()
-    leaks.files("shim socket", [SOCKET_DIR / name for name in sorted(new_sockets)])
-    leaks.runc_state(dirs.namespace)
-    # Tasks run with the state dir's own runc root (runtime_v2.task_manager.RUNC_ROOT_DIR).
-    leaks.entries("runc state", dirs.state / TASK_PLUGIN_DIR / ".runc" / dirs.namespace)
-    leaks.mounts(dirs.base)
-    leaks.entries("bundle", dirs.bundles)
-    leaks.entries("work dir", dirs.work_dirs)
-
-
 @pytest.fixture
-def dirs(integration_prerequisites: None) -> Iterator[Dirs]:
-    """A short base dir in /tmp (sun_path!) with root/ and state/, and a unique namespace."""
+def dirs(
+    integration_prerequisites: None, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Dirs]:
+    """A short base dir in /tmp (sun_path!) with root/ and state/, and a unique namespace; the
+    test fails if anything of the namespace outlives it (checked before any fixture cleanup)."""
     base = Path(tempfile.mkdtemp(prefix="tp", dir="/tmp"))
-    yield Dirs(
-        base=base, root=base / "r", state=base / "s", namespace=f"it-{uuid.uuid4().hex[:10]}"
-    )
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def leak_check(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, leak_report: Any
-) -> Iterator[None]:
-    """Fail the test if a shim, socket, bundle, work dir, runc state or mount outlives it.
-
-    Sockets count when they belong to a task this test created (other tests may run shims at
-    the same time), so bundle creation is observed to learn the ids.
-    """
-    if "dirs" not in request.fixturenames:
-        yield
-        return
-    dirs: Dirs = request.getfixturevalue("dirs")
-    before = _sockets()
+    namespace = f"it-{uuid.uuid4().hex[:10]}"
+    scope = Scope(namespace=namespace, base=base, state=base / "s", root=base / "r")
+    d = Dirs(base=base, root=base / "r", state=base / "s", namespace=namespace, scope=scope)
     import runtime_v2.task_manager as task_manager_module
 
     real_new_bundle = task_manager_module.new_bundle
 
     def recording_new_bundle(root: str, state: str, namespace: str, task_id: str, spec: Any) -> Any:
-        dirs.created.add((namespace, task_id))
+        scope.ids.add(task_id)  # its shim's socket name derives from the id
         return real_new_bundle(root, state, namespace, task_id, spec)
 
     monkeypatch.setattr(task_manager_module, "new_bundle", recording_new_bundle)
-    yield
-    find_and_clean_leaks(leak_report, dirs, before)
-    leak_report.fail_if_any()
+    with guarded(request.node, scope, after=lambda: shutil.rmtree(base, ignore_errors=True)):
+        yield d
+
+
+@pytest.fixture
+def leak_check(dirs: Dirs) -> None:
+    """The leak check of ``dirs`` (kept for tests that name it: ``dirs`` does the check)."""
 
 
 async def boot_host(dirs: Dirs, config: dict[str, Any] | None = None) -> Any:
@@ -156,14 +119,14 @@ async def boot_host(dirs: Dirs, config: dict[str, Any] | None = None) -> Any:
 
 
 @pytest.fixture
-async def host(dirs: Dirs, leak_check: None) -> AsyncIterator[Any]:
+async def host(dirs: Dirs) -> AsyncIterator[Any]:
     """A booted host (exchange, metadata, shim manager, task manager) for the test."""
     h = await boot_host(dirs)
     try:
         yield h
     finally:
-        # Tasks a failing test left behind: kill and delete them so the leak check is about
-        # the code under test, not about an assertion that stopped the test early.
+        # The safety net: tasks the test left behind (already reported by the leak check,
+        # which ran before this) are killed and deleted so the next test starts clean.
         tasks = h.get("io.containerd.runtime.v2", "task")
         await cleanup_tasks(tasks, dirs.namespace)
         await h.aclose()

@@ -31,6 +31,7 @@ from plugins import errdefs
 from runtime_v2 import CreateOpts, Status, typeurl
 from runtime_v2.api import bootstrap_pb2, introspection_pb2, runc_options_pb2
 from taskplane.cli_tasks import runtime_info_record
+from tests.leaks import find_processes
 
 from .conftest import TASK_PLUGIN_DIR, TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
 from .runtimes import (
@@ -88,7 +89,7 @@ def test_the_default_config_runs_a_full_lifecycle_with_the_2_4_shim(
     dirs: Dirs, busybox_rootfs: Path
 ) -> None:
     """The issue's reproducer: ``run --rm --runtime <2.4 shim>`` with no configuration."""
-    dirs.created.add((dirs.namespace, "first"))
+    dirs.scope.ids.add("first")
     result = _taskplane(
         dirs,
         "run", "--rm", "--runtime", str(UPSTREAM_SHIM), "--rootfs", str(busybox_rootfs),
@@ -104,7 +105,7 @@ def test_the_default_config_runs_a_full_lifecycle_with_the_2_4_shim(
 def test_runtime_info_of_the_1_6_shim_names_its_start_protocol_once_a_task_ran(
     dirs: Dirs, busybox_rootfs: Path
 ) -> None:
-    dirs.created.add((dirs.namespace, "old"))
+    dirs.scope.ids.add("old")
     argv = ["run", "--rm", "--rootfs", str(busybox_rootfs), "old", "--", "/bin/true"]
     assert _taskplane(dirs, *argv).returncode == 0
     result = _taskplane(dirs, "runtime", "info", "io.containerd.runc.v2")
@@ -184,7 +185,7 @@ async def test_an_idmapped_bind_mount_shows_the_mapped_owner_with_runc_1_5(
 
 
 async def test_an_idmap_spec_with_runc_1_1_is_refused_before_any_shim_starts(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, leak_report: Any
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any
 ) -> None:
     (dirs.base / "data").mkdir()
     wrapper, record = _recording_wrapper(dirs)
@@ -201,7 +202,7 @@ async def test_an_idmap_spec_with_runc_1_1_is_refused_before_any_shim_starts(
         "missing `mountExtensions.idmap` entry in `features` command"
     )
     assert _actions(record) == ["-info"]  # no start: no shim process was ever started
-    assert leak_report.shim_processes(cwd_under=dirs.base, argv_has=[dirs.namespace]) == []
+    assert find_processes(dirs.scope) == []
     assert not (dirs.bundles / "refused").exists()
 
 

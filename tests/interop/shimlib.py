@@ -3,8 +3,7 @@ containerd 1.6 does it (spec sections 2.1, 2.3, 2.4).
 
 Everything a test creates lives under one short temp dir (sun_path is 108 bytes), plus the
 shim's socket in /run/containerd/s and runc's state in /run/containerd/runc/<ns>/<id>, whose
-names are known in advance. The leak check is the shared ``leak_report`` fixture
-(tests/conftest.py).
+names are known in advance. The leak check is :mod:`tests.leaks` (see conftest.py).
 """
 
 from __future__ import annotations
@@ -21,9 +20,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import attrs
+from google.protobuf.empty_pb2 import Empty
 from google.protobuf.message import Message
 
-from runtime_v2.ttrpc import Client
+from runtime_v2.api import task_v2_pb2
+from runtime_v2.ttrpc import Client, Closed
 from taskplane.rootfs import build_busybox_rootfs
 
 SHIM_BINARY = "containerd-shim-runc-v2"
@@ -104,6 +105,9 @@ class ShimBundle:
         config["root"] = {"path": str(rootfs.resolve()), "readonly": False}
         config["process"]["terminal"] = False
         config["process"]["args"] = args
+        # containerd's layout, so the leak check finds the container's cgroups by namespace
+        # (runc's default, /<id>, names no namespace).
+        config["linux"]["cgroupsPath"] = f"/{self.namespace}/{self.id}"
         config_path.write_text(json.dumps(config, indent=2))
         os.mkfifo(self.bundle / "log", 0o700)
 
@@ -183,6 +187,13 @@ class ShimBundle:
         return await client.call(
             service, method, request, response_type, namespace=self.namespace, timeout=TIMEOUT
         )
+
+    async def shutdown(self, client: Client) -> None:
+        """Ask the shim daemon to exit. It may exit before its reply is out, so a closed
+        connection is an answer too: containerd's shimTask.Shutdown ignores ttrpc.ErrClosed
+        (core/runtime/v2/shim.go)."""
+        with contextlib.suppress(Closed):
+            await self.call(client, "Shutdown", task_v2_pb2.ShutdownRequest(id=self.id), Empty)
 
     async def delete(self) -> tuple[int, bytes, bytes]:
         """Run the shim's `delete` command; return (exit code, stdout, stderr)."""

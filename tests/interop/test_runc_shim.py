@@ -6,7 +6,6 @@ import contextlib
 import shutil
 
 import pytest
-from google.protobuf import empty_pb2
 
 from runtime_v2 import errdefs
 from runtime_v2.api import task_types_pb2, task_v2_pb2, task_v3_pb2
@@ -95,9 +94,7 @@ async def _run_true_through_the_shim(bundle: ShimBundle) -> None:
                 client, "State", task_v2_pb2.StateRequest(id=bundle.id), task_v2_pb2.StateResponse
             )
 
-        await bundle.call(
-            client, "Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty
-        )
+        await bundle.shutdown(client)
         await wait_process_exit(shim_pid)
     finally:
         await client.close()

@@ -83,9 +83,7 @@ async def test_shim_forwards_create_start_exit_delete_to_our_events_server(
 
             events = [await asyncio.wait_for(received.get(), TIMEOUT) for _ in range(4)]
 
-            await bundle.call(
-                client, "Shutdown", task_v2_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty
-            )
+            await bundle.shutdown(client)
             await wait_process_exit(shim_pid)
         finally:
             await client.close()

@@ -33,6 +33,7 @@ from runtime_v2.binary import (
 from runtime_v2.bundle import Bundle, new_bundle
 from runtime_v2.shim import Exit
 from runtime_v2.start_response import ShimEndpoint, read_bootstrap_json
+from tests.prerequisites import need
 
 NS = "testns"
 TASK = "task1"
@@ -548,11 +549,7 @@ REAL_SHIM = shutil.which("containerd-shim-runc-v2") or "/usr/bin/containerd-shim
 
 
 def _require_real_shim() -> None:
-    if os.path.exists(REAL_SHIM) and os.geteuid() == 0:
-        return
-    if os.environ.get("TASKPLANE_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"{REAL_SHIM} is missing or we are not root")
-    pytest.skip(f"{REAL_SHIM} is missing or we are not root")
+    need(os.path.exists(REAL_SHIM) and os.geteuid() == 0, f"{REAL_SHIM} is missing or not root")
 
 
 def _daemon_pids(bundle_path: str) -> list[int]:

@@ -373,7 +373,7 @@ def test_unmount_recursive_of_a_missing_path_is_fine(tmp_path: Path) -> None:
     unmount_recursive(str(tmp_path / "missing"))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount")
+@pytest.mark.usefixtures("as_root")  # to mount
 def test_delete_unmounts_bind_mounts_inside_rootfs(dirs: tuple[str, str], tmp_path: Path) -> None:
     root, state = dirs
     b = new_bundle(root, state, NS, ID, _spec())

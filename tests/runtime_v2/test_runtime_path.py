@@ -17,6 +17,7 @@ from runtime_v2.runtime_path import (
     default_executable_dirs,
     resolve_runtime_path,
 )
+from tests.prerequisites import need
 
 SHIM = "containerd-shim-runc-v2"
 
@@ -190,8 +191,10 @@ def test_default_executable_dirs_include_the_venv_bin() -> None:
 
 
 def test_the_installed_runc_shim_is_found_on_the_default_path() -> None:
-    if not os.path.exists("/usr/bin/containerd-shim-runc-v2"):
-        pytest.skip("containerd-shim-runc-v2 is not installed")
+    need(
+        os.path.exists("/usr/bin/containerd-shim-runc-v2"),
+        "containerd-shim-runc-v2 is not installed",
+    )
     path = resolve_runtime_path(
         "io.containerd.runc.v2", cache={}, path_env="/usr/local/bin:/usr/bin"
     )
@@ -209,7 +212,7 @@ def test_a_module_path_in_argv0_is_not_a_place_to_look(monkeypatch: pytest.Monke
 # -- trust: as root, only binaries root alone controls are run (sudo's secure_path rule) -----
 
 NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the trust check applies to root")
+needs_root = pytest.mark.usefixtures("as_root")  # the trust check applies to root
 
 
 @needs_root

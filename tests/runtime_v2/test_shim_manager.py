@@ -321,8 +321,11 @@ async def test_a_dead_shim_is_cleaned_up_and_reported(
     shim, fake = await _registered_shim(manager, base, binary)
     async with manager.exchange.subscribe("/tasks/*", namespace=NS) as events:
         await fake.stop()  # the shim dies
-        task_exit = (await events.get(timeout=TIMEOUT)).unpack(events_pb2.TaskExit)
-        task_delete = (await events.get(timeout=TIMEOUT)).unpack(events_pb2.TaskDelete)
+        exit_event = await events.get(timeout=TIMEOUT)
+        delete_event = await events.get(timeout=TIMEOUT)
+    assert (exit_event.topic, delete_event.topic) == ("/tasks/exit", "/tasks/delete")
+    task_exit = exit_event.unpack(events_pb2.TaskExit)
+    task_delete = delete_event.unpack(events_pb2.TaskDelete)
     assert (task_exit.container_id, task_exit.id) == ("dead", "dead")
     assert (task_exit.pid, task_exit.exit_status) == expected
     assert (task_delete.pid, task_delete.exit_status) == expected
@@ -353,9 +356,12 @@ async def test_an_orderly_shutdown_publishes_nothing_and_runs_no_delete(
     shim.orderly_shutdown = True
     async with manager.exchange.subscribe("/tasks/*", namespace=NS) as events:
         await fake.stop()
-        await shim.client.wait_closed()
-        with pytest.raises(TimeoutError):
-            await events.get(timeout=0.2)
+        await shim.client.wait_closed()  # every on-close callback (the manager's) has returned
+        # The barrier: an event published now comes after anything the manager published.
+        await manager.exchange.publish(
+            "/tasks/oom", events_pb2.TaskOOM(container_id="barrier"), namespace=NS
+        )
+        assert (await events.get(timeout=TIMEOUT)).topic == "/tasks/oom"
     assert binary.deleted == 0
     assert not manager.shims.contains(NS, "dead")
 
@@ -475,15 +481,38 @@ async def test_info_entries_expire_after_the_ttl(
         clock[0] += 100  # the next loop's script is new (other mtime or content)
 
 
+def _gated(script: Path) -> Path:
+    """Make the info ``script`` wait at a FIFO until :func:`_release` (instead of a sleep)."""
+    gate = script.parent / "gate"
+    os.mkfifo(gate)
+    script.write_text(
+        script.read_text().replace("cat > /dev/null", f'cat > /dev/null; read _ < "{gate}"')
+    )
+    return gate
+
+
+async def _running(gate: Path) -> int:
+    """Wait until a gated script runs (it opened the gate to read); the write end of it."""
+    return await asyncio.to_thread(os.open, gate, os.O_WRONLY)
+
+
+def _release(gate_fd: int) -> None:
+    os.write(gate_fd, b"go\n")
+    os.close(gate_fd)
+
+
 async def test_concurrent_info_misses_share_one_run(manager: ShimManager, base: Path) -> None:
     script = _info_script(base)
-    script.write_text(script.read_text().replace("cat > /dev/null", "cat > /dev/null; sleep 0.2"))
+    gate = _gated(script)
     options = typeurl.pack(runc_options_pb2.Options(binary_name="crun"))
-    results = await asyncio.gather(
+    calls = asyncio.gather(
         manager.runtime_info(str(script), options),
         manager.runtime_info(str(script), options),
         manager.runtime_info(str(script), options),
     )
+    async with asyncio.timeout(TIMEOUT):  # only to stop a hang (a second run waits forever)
+        _release(await _running(gate))  # all three callers asked while the one run waited
+        results = await calls
     assert [r.name for r in results] == ["fake.runtime"] * 3
     assert _runs(base) == 1
     results[0].name = "changed"  # every caller has its own copy
@@ -494,12 +523,15 @@ async def test_a_cancelled_caller_leaves_the_shared_info_run_to_the_others(
     manager: ShimManager, base: Path
 ) -> None:
     script = _info_script(base)
-    script.write_text(script.read_text().replace("cat > /dev/null", "cat > /dev/null; sleep 0.3"))
+    gate = _gated(script)
     first = asyncio.ensure_future(manager.runtime_info(str(script), None))
     second = asyncio.ensure_future(manager.runtime_info(str(script), None))
-    await asyncio.sleep(0.1)
-    first.cancel()
-    assert (await second).name == "fake.runtime"
+    async with asyncio.timeout(TIMEOUT):  # only to stop a hang
+        gate_fd = await _running(gate)  # the shared run has started
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)  # the cancellation is through
+        _release(gate_fd)
+        assert (await second).name == "fake.runtime"
     assert first.cancelled()
     assert _runs(base) == 1
 

@@ -162,6 +162,15 @@ IDMAP_SPEC = json.dumps({"mounts": [{"destination": "/d", "options": ["idmap"]}]
             {"linux": {"mountExtensions": {"idmap": {"enabled": False}}}},
             "entry `mountExtensions.idmap.Enabled` in `features` command not present or disabled",
         ),
+        # An idmap entry without `enabled`, or with anything but the boolean true, is no support.
+        *(
+            (
+                {"linux": {"mountExtensions": {"idmap": idmap}}},
+                "entry `mountExtensions.idmap.Enabled` in `features` command not present or "
+                "disabled",
+            )
+            for idmap in ({}, {"enabled": None}, {"enabled": "true"}, {"supported": True})
+        ),
     ],
 )
 async def test_features_without_idmap_are_rejected_with_containerds_text(

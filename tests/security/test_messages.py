@@ -15,6 +15,7 @@ import pytest
 
 from runtime_v2.bundle import write_file
 from taskplane.errors import report
+from tests.prerequisites import need_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,8 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 KiB tmpfs: a real device with no space left."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    need_root()  # to mount a tmpfs
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)], check=True)

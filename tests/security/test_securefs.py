@@ -56,7 +56,7 @@ def test_a_sticky_root_owned_directory_is_trusted(tmp_path: Path) -> None:
     assert _mode(tmp_path / "tmp" / "mine") == 0o700
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+@pytest.mark.usefixtures("as_root")  # to chown to another user
 def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     (tmp_path / "theirs").mkdir(mode=0o755)
     os.chown(tmp_path / "theirs", NOBODY, NOBODY)
@@ -64,7 +64,7 @@ def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path) -> None:
         securefs.make_dirs(tmp_path / "theirs" / "x")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="lchown to another user needs root")
+@pytest.mark.usefixtures("as_root")  # to lchown to another user
 def test_a_symlink_planted_by_another_user_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / "link")

@@ -31,6 +31,8 @@ from .conftest import (
 
 Req = echo_pb2.EchoRequest
 Resp = echo_pb2.EchoResponse
+#: Only to stop a hung test: what is tested is the deadline or error, never how long it took.
+HANG = 30.0
 
 
 async def echo(client: ttrpc.Client, text: str = "hi", **kw: object) -> echo_pb2.EchoResponse:
@@ -257,11 +259,10 @@ async def test_slow_handler_gets_deadline_exceeded(
     status = response_of((await raw.read_frames(1))[0]).status
     assert (status.code, status.message) == (4, "context deadline exceeded")
     assert echo_service.slow_cancelled.is_set()
-    # Client side: the call gives up at its deadline too.
-    start = time.monotonic()
-    with pytest.raises(errdefs.DeadlineExceeded):
-        await client.call(SERVICE, "Slow", Req(), Resp, timeout=0.05)
-    assert time.monotonic() - start < 2
+    # Client side: the call gives up at its deadline too (Slow never answers by itself).
+    async with asyncio.timeout(HANG):  # only to stop a hang
+        with pytest.raises(errdefs.DeadlineExceeded):
+            await client.call(SERVICE, "Slow", Req(), Resp, timeout=0.05)
 
 
 async def test_handler_sees_deadline_and_nested_calls_inherit_it(socket_path: str) -> None:
@@ -275,31 +276,32 @@ async def test_handler_sees_deadline_and_nested_calls_inherit_it(socket_path: st
         async with await ttrpc.Client.connect(socket_path) as client:
             before = time.monotonic()
             await echo(client, timeout=4)
-    assert inner_seen[0] is not None and before + 3 < inner_seen[0] <= before + 4.01
+            after = time.monotonic()
+    # The deadline is 4 s after the moment of the call, which lies between before and after.
+    assert inner_seen[0] is not None and before + 4 <= inner_seen[0] <= after + 4
 
 
 async def test_ttrpc_timeout_is_sent_as_timeout_nano(client: ttrpc.Client) -> None:
     async with ttrpc.timeout(2) as when:
         assert when is not None and ttrpc.current_deadline() == when
         resp = await echo(client)
-    assert 0 < resp.remaining <= 2
-    assert resp.remaining > 1.5
+        after = time.monotonic()
+    # The server's remaining time was measured before we got its answer.
+    assert when - after <= resp.remaining <= 2
     assert ttrpc.current_deadline() is None
 
 
 async def test_ttrpc_timeout_slow_handler_raises_deadline_exceeded_at_the_deadline(
     client: ttrpc.Client, echo_service: EchoService
 ) -> None:
-    start = time.monotonic()
-    with pytest.raises(errdefs.DeadlineExceeded):
-        async with ttrpc.timeout(0.3):
-            await client.call(SERVICE, "Slow", Req(), Resp)
-    elapsed = time.monotonic() - start
-    assert 0.29 < elapsed < 1.0
-    # The server got the deadline too: its handler was cut off at about the same moment.
-    async with asyncio.timeout(2):
+    async with asyncio.timeout(HANG):  # only to stop a hang
+        with pytest.raises(errdefs.DeadlineExceeded):
+            async with ttrpc.timeout(0.3) as when:
+                await client.call(SERVICE, "Slow", Req(), Resp)
+        assert when is not None and time.monotonic() >= when  # not before the deadline
+        # The server got the deadline too: its handler was cut off.
         await echo_service.slow_cancelled.wait()
-    assert 0 < echo_service.contexts[0].deadline - start <= 0.31  # type: ignore[operator]
+    assert echo_service.contexts[0].deadline is not None
     # The task is not left cancelled: the connection and the task keep working.
     assert (await echo(client, "after")).text == "after"
 
@@ -318,11 +320,10 @@ async def test_ttrpc_timeout_raises_deadline_exceeded_whichever_timer_fires_firs
 
 
 async def test_ttrpc_timeout_cancels_local_work_with_deadline_exceeded() -> None:
-    start = time.monotonic()
     with pytest.raises(errdefs.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired"):
-        async with ttrpc.timeout(0.1):
-            await asyncio.sleep(10)
-    assert 0.09 < time.monotonic() - start < 1.0
+        async with ttrpc.timeout(0.1) as when:
+            await asyncio.sleep(HANG)  # cut off by the timeout, long before this ends
+    assert when is not None and time.monotonic() >= when
 
 
 async def test_ttrpc_timeout_nests_like_go_contexts(client: ttrpc.Client) -> None:
@@ -528,10 +529,9 @@ async def test_connect_refused_fails_fast_naming_the_address(sock_dir: str) -> N
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(path)  # bound but not listening: ECONNREFUSED
     try:
-        start = time.monotonic()
+        # Given all the time in the world, it still fails with the refusal (no retrying).
         with pytest.raises(ttrpc.ConnectionRefused) as info:
-            await ttrpc.Client.connect("unix://" + path)
-        assert time.monotonic() - start < 1
+            await ttrpc.Client.connect("unix://" + path, timeout=HANG)
         assert isinstance(info.value, errdefs.Unavailable)
         assert info.value.address == "unix://" + path
         assert path in str(info.value)
@@ -709,11 +709,10 @@ async def test_connect_to_a_full_backlog_fails_fast_with_unavailable(sock_dir: s
                 filler.connect(path)
             except BlockingIOError:
                 break
-        start = time.monotonic()
+        # Not a wait for the backlog to drain until the timeout: EAGAIN is the answer.
         with pytest.raises(errdefs.Unavailable, match="temporarily unavailable") as info:
-            await ttrpc.Client.connect(path, timeout=5)
+            await ttrpc.Client.connect(path, timeout=HANG)
         assert path in str(info.value)
-        assert time.monotonic() - start < 1
     finally:
         for filler in fillers:
             filler.close()

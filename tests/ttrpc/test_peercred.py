@@ -88,7 +88,7 @@ async def _answer_bytes(socket_path: str, *, user: int, group: int) -> str:
     return out.decode().strip()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another uid/gid")
+@pytest.mark.usefixtures("as_root")  # to run a client as another uid/gid
 @pytest.mark.parametrize(
     ("user", "group", "accepted"),
     [
