@@ -23,7 +23,7 @@ SCRIPT = "echo out1; echo err1 >&2; echo out2; echo err2 >&2"
 
 
 def io_dir(runner: Taskplane, task_id: str) -> Path:
-    return runner.state / "taskplane.io" / "default" / task_id
+    return runner.state / "taskplane.io" / runner.namespace / task_id
 
 
 @integration
@@ -42,8 +42,6 @@ def test_detached_task_logs_keep_stdout_and_stderr_apart(
         assert followed.stderr == "err1\nerr2\n"
         again = runner("tasks", "logs", task_id)
         assert (again.stdout, again.stderr) == ("out1\nout2\n", "err1\nerr2\n")
-        last = runner("tasks", "logs", "--tail", "1", task_id)
-        assert (last.stdout, last.stderr) == ("", "err2\n")
         stamped = runner("tasks", "logs", "--timestamps", task_id)
         assert all(TIME.match(line) for line in stamped.stdout.splitlines()), stamped.stdout
         assert [TIME.sub("", line) for line in stamped.stdout.splitlines()] == ["out1", "out2"]
@@ -55,6 +53,10 @@ def test_detached_task_logs_keep_stdout_and_stderr_apart(
             ("stderr", ["err1\n", "err2\n"]),
         ):
             assert [r["log"] for r in records if r["stream"] == stream] == expected
+        last = runner("tasks", "logs", "--tail", "1", task_id)
+        final = records[-1]
+        shown = {"stdout": last.stdout, "stderr": last.stderr}
+        assert shown == {"stdout": "", "stderr": "", final["stream"]: final["log"]}
     finally:
         removed = runner("tasks", "rm", "--force", task_id)
     assert removed.returncode == 0, removed.stderr
