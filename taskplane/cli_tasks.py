@@ -351,10 +351,7 @@ def logs(opts: Options, args: argparse.Namespace) -> int:
                 show(record)
         return 0
 
-    try:
-        return _with_client(opts, body)
-    except BrokenPipeError:
-        raise
+    return _with_client(opts, body)
 
 
 def exec_(opts: Options, args: argparse.Namespace) -> int:

@@ -176,6 +176,9 @@ async def _drain(fd: int, sink: Callable[[bytes], object]) -> None:
             if not chunk:
                 return
             sink(chunk)
+            # A writer faster than the sink (``yes``, logged line by line) keeps the FIFO
+            # full: let the loop run between chunks (a kill, the other stream) all the same.
+            await asyncio.sleep(0)
     finally:
         loop.remove_reader(fd)
 
