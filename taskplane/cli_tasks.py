@@ -2,8 +2,9 @@
 
 Each command boots the registry (the task manager reattaches to the shims of running tasks),
 does its work through :class:`taskplane.containers.Client` and exits. Attached output flows
-through FIFOs in ``<state>/taskplane.io/<ns>/<id>/``; a detached task's shim appends its output
-to ``output.log`` there (a ``file://`` stdio URI), which ``tasks logs`` prints.
+through FIFOs in ``<state>/taskplane.io/<ns>/<id>/``; every task's output is logged there
+(:mod:`taskplane.logs`: by ``run`` itself, or by the shim's logging binary for ``run -d``),
+which ``tasks logs`` prints.
 """
 
 from __future__ import annotations
