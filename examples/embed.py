@@ -22,18 +22,18 @@ from taskplane.containers import Client
 from taskplane.rootfs import build_busybox_rootfs
 
 
-async def main(rootfs: str, work: str) -> int:
+async def main(rootfs: str, work: str, namespace: str = "embed") -> int:
     # Boot the registry: built-in plugins plus any installed third-party ones.
     async with await taskplane.boot_async(root=f"{work}/root", state=f"{work}/state") as host:
         for status in host.statuses:
             print(f"{status.uri:40} {status.status}")
-        client = Client(host, namespace="embed")
+        client = Client(host, namespace=namespace)
 
         # 1. Run a container to completion and collect its output.
         spec = oci.default_spec(
             "hello",
             rootfs=rootfs,
-            namespace="embed",
+            namespace=namespace,
             args=["/bin/sh", "-c", "echo hello from $(hostname)"],
         )
         result = await client.run("hello", spec)
@@ -41,7 +41,7 @@ async def main(rootfs: str, work: str) -> int:
 
         # 2. Drive a task step by step through the runtime v2 task API.
         spec = oci.default_spec(
-            "sleeper", rootfs=rootfs, namespace="embed", args=["/bin/sleep", "60"]
+            "sleeper", rootfs=rootfs, namespace=namespace, args=["/bin/sleep", "60"]
         )
         task = await client.create_task("sleeper", spec)
         try:

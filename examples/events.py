@@ -23,13 +23,13 @@ from taskplane.containers import Client
 from taskplane.rootfs import build_busybox_rootfs
 
 
-async def main(rootfs: str, work: str) -> None:
+async def main(rootfs: str, work: str, namespace: str = "demo") -> None:
     async with await taskplane.boot_async(root=f"{work}/root", state=f"{work}/state") as host:
         exchange = host.get("io.containerd.event.v1", "exchange")
-        client = Client(host, namespace="demo")
-        async with exchange.subscribe("/tasks/*", namespace="demo") as events:
+        client = Client(host, namespace=namespace)
+        async with exchange.subscribe("/tasks/*", namespace=namespace) as events:
             spec = oci.default_spec(
-                "web", rootfs=rootfs, namespace="demo", args=["/bin/sh", "-c", "exit 3"]
+                "web", rootfs=rootfs, namespace=namespace, args=["/bin/sh", "-c", "exit 3"]
             )
             await client.run("web", spec)
             async for envelope in events:

@@ -5,7 +5,9 @@ Registers:
 - ``io.containerd.event.v1.exchange`` -- an :class:`~plugins.events.Exchange` sharing events
   with the other processes on the state dir through ``<plugin state>/events.log``;
 - ``io.containerd.metadata.v1.sqlite`` -- a :class:`~plugins.metadata.ContainerStore` on
-  ``<plugin root>/meta.db`` (the root directory is created with mode 0711).
+  ``<plugin root>/meta.db`` (the root directory is created with mode 0711);
+- ``io.containerd.snapshotter.v1.overlayfs`` -- an :class:`~plugins.overlay.OverlaySnapshotter`
+  keeping each task's writable layer under ``<plugin root>/snapshots``.
 
 Boot them with ``registry.boot_async(..., builtins=[plugins.builtin])``.
 """
@@ -14,18 +16,23 @@ from __future__ import annotations
 
 import os
 
+import attrs
+
 from plugins.events import Exchange
 from plugins.events_journal import EventJournal
 from plugins.metadata import DB_FILENAME, ContainerStore
-from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN
+from plugins.overlay import OverlaySnapshotter
+from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN, SNAPSHOT_PLUGIN
 from registry import InitContext, Registration, hookimpl
 
-__all__ = ["EXCHANGE_ID", "METADATA_ID", "taskplane_registrations"]
+__all__ = ["EXCHANGE_ID", "METADATA_ID", "OVERLAY_ID", "OverlayConfig", "taskplane_registrations"]
 
 #: The id of the event exchange plugin (``io.containerd.event.v1.exchange``).
 EXCHANGE_ID = "exchange"
 #: The id of the metadata plugin (``io.containerd.metadata.v1.sqlite``).
 METADATA_ID = "sqlite"
+#: The id of the overlay snapshotter (``io.containerd.snapshotter.v1.overlayfs``).
+OVERLAY_ID = "overlayfs"
 
 
 def _init_exchange(ic: InitContext) -> Exchange:
@@ -38,10 +45,33 @@ def _init_metadata(ic: InitContext) -> ContainerStore:
     return ContainerStore(os.path.join(ic.root, DB_FILENAME))
 
 
+def _check_root_path(_: object, attribute: object, value: str) -> None:
+    if value and not os.path.isabs(value):
+        raise ValueError(f"root_path {value!r} must be an absolute path")
+
+
+@attrs.define
+class OverlayConfig:
+    """``[plugins."io.containerd.snapshotter.v1.overlayfs"]``.
+
+    ``root_path``: where the layers live (absolute; empty: the plugin's root directory), as
+    containerd's overlayfs ``root_path``.
+    """
+
+    root_path: str = attrs.field(default="", validator=_check_root_path)
+
+
+def _init_overlay(ic: InitContext) -> OverlaySnapshotter:
+    # Nothing is created on disk until the first layer is prepared.
+    config: OverlayConfig = ic.config if ic.config is not None else OverlayConfig()
+    return OverlaySnapshotter(config.root_path or ic.root)
+
+
 @hookimpl
 def taskplane_registrations() -> list[Registration]:
-    """Return the registrations of the event exchange and the SQLite metadata store."""
+    """Return the registrations of the event exchange, the metadata store and the snapshotter."""
     return [
         Registration(type=EVENT_PLUGIN, id=EXCHANGE_ID, init=_init_exchange),
         Registration(type=METADATA_PLUGIN, id=METADATA_ID, init=_init_metadata),
+        Registration(type=SNAPSHOT_PLUGIN, id=OVERLAY_ID, init=_init_overlay, config=OverlayConfig),
     ]

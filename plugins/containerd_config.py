@@ -69,7 +69,7 @@ _TYPES = {
     "io.containerd.sandbox.store.v1": "{id} sandbox store",
     "io.containerd.server.v1": "{id} server",
     "io.containerd.service.v1": "{id}",
-    "io.containerd.snapshotter.v1": "{id} snapshotter (taskplane takes a ready root filesystem)",
+    "io.containerd.snapshotter.v1": "{id} snapshotter (taskplane has only overlayfs)",
     "io.containerd.streaming.v1": "streaming {id}",
     "io.containerd.tracing.processor.v1": "{id} tracing exporter",
     "io.containerd.transfer.v1": "{id} image transfer service",
@@ -133,7 +133,6 @@ _PLUGINS = (
     "io.containerd.snapshotter.v1.devmapper",
     "io.containerd.snapshotter.v1.erofs",
     "io.containerd.snapshotter.v1.native",
-    "io.containerd.snapshotter.v1.overlayfs",
     "io.containerd.snapshotter.v1.zfs",
     "io.containerd.streaming.v1.manager",
     "io.containerd.tracing.processor.v1.otlp",
@@ -161,6 +160,13 @@ _PLUGIN_KEYS: Mapping[str, Mapping[str, str]] = {
             "containerd 1.x's core scheduling switch, moved to "
             '[plugins."io.containerd.shim.v1.manager"] env = ["SCHED_CORE=1"] in version 3'
         ),
+    },
+    # containerd's overlayfs options beyond root_path (plugins/snapshots/overlay/plugin).
+    "io.containerd.snapshotter.v1.overlayfs": {
+        "upperdir_label": "containerd's label naming each snapshot's upper dir",
+        "sync_remove": "containerd's synchronous snapshot removal (taskplane always is)",
+        "slow_chown": "containerd's chown of layers for idmapped user namespaces",
+        "mount_options": "containerd's extra overlay mount options",
     },
 }
 

@@ -44,6 +44,8 @@ from runtime_v2 import errdefs
 # Imported for their side effect: registering containerd's types in the default pool.
 from runtime_v2.api import (  # noqa: F401
     bootstrap_pb2,
+    cgroups_v1_metrics_pb2,
+    cgroups_v2_metrics_pb2,
     event_pb2,
     events_pb2,
     events_service_pb2,

@@ -143,7 +143,18 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     (``command_after_dashdash``), options may also follow the id (``run id --rm -- ls``).
     """
     command_nargs: Any = "*" if command_after_dashdash else argparse.REMAINDER
-    from taskplane import cli_config, cli_demo, cli_events, cli_plugins, cli_tasks
+    from taskplane import (
+        cli_config,
+        cli_containers,
+        cli_demo,
+        cli_events,
+        cli_oci,
+        cli_plugins,
+        cli_rootfs,
+        cli_run,
+        cli_tasks,
+        cli_verbs,
+    )
     from taskplane.containers import DEFAULT_RUNTIME
 
     parser = _Parser(
@@ -209,9 +220,21 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         "run",
         cli_tasks.run,
         "run a command in a new container",
-        usage="taskplane run [options] (--rootfs DIR | --spec FILE) ID [--] CMD [ARG...]",
+        usage="taskplane run [options] (--rootfs DIR | --spec FILE) ID [--] [CMD [ARG...]]",
     )
-    run.add_argument("--rootfs", metavar="DIR", help="root filesystem directory")
+    cli_run.add_spec_options(run)
+    run.add_argument(
+        "--label",
+        metavar="K=V",
+        action="append",
+        default=[],
+        help="a label on the container record (repeatable)",
+    )
+    run.add_argument(
+        "--overlay",
+        action="store_true",
+        help="give the container a private writable layer over --rootfs (overlayfs snapshotter)",
+    )
     run.add_argument("--rm", action="store_true", help="delete the task and container on exit")
     run.add_argument(
         "-d",
@@ -228,15 +251,6 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     run.add_argument(
         "--runc-binary", metavar="PATH", help="runc-compatible binary the runc shim runs"
     )
-    run.add_argument(
-        "--env",
-        metavar="K=V",
-        action="append",
-        default=[],
-        help="set an environment variable (repeatable)",
-    )
-    run.add_argument("--cwd", metavar="DIR", default="/", help="working directory (default: /)")
-    run.add_argument("--spec", metavar="FILE", help="OCI spec JSON to use instead of the default")
     _io_options(run)
     run.add_argument("id", metavar="ID", help="container and task id")
     run.add_argument(
@@ -248,8 +262,9 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     _global_options(tasks, top=False)
     tasks_cmds = tasks.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     tasks_cmds.required = True
-    add(tasks_cmds, "ls", cli_tasks.ls, "list tasks", aliases=["list"])
-    kill = add(tasks_cmds, "kill", cli_tasks.kill, "signal a task")
+    tasks_ls = add(tasks_cmds, "ls", cli_tasks.ls, "list tasks", aliases=["list"])
+    _list_format(tasks_ls)
+    kill = add(tasks_cmds, "kill", cli_tasks.kill, "signal tasks")
     kill.add_argument(
         "--signal",
         "-s",
@@ -260,10 +275,26 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     kill.add_argument(
         "--all", "-a", action="store_true", help="signal every process in the container"
     )
-    kill.add_argument("id", metavar="ID")
-    rm = add(tasks_cmds, "rm", cli_tasks.rm, "delete a task and its container", aliases=["delete"])
+    kill.add_argument("ids", metavar="ID", nargs="+")
+    rm = add(
+        tasks_cmds, "rm", cli_tasks.rm, "delete tasks and their containers", aliases=["delete"]
+    )
     rm.add_argument("--force", "-f", action="store_true", help="kill the task first if running")
-    rm.add_argument("id", metavar="ID")
+    rm.add_argument("ids", metavar="ID", nargs="+")
+    add(tasks_cmds, "ps", cli_verbs.ps, "list the processes of a task").add_argument(
+        "id", metavar="ID"
+    )
+    add(tasks_cmds, "pause", cli_verbs.pause, "freeze tasks").add_argument(
+        "ids", metavar="ID", nargs="+"
+    )
+    add(tasks_cmds, "resume", cli_verbs.resume, "thaw paused tasks").add_argument(
+        "ids", metavar="ID", nargs="+"
+    )
+    metrics = add(
+        tasks_cmds, "metrics", cli_verbs.metrics, "print a task's memory, cpu, pids and io"
+    )
+    metrics.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    metrics.add_argument("id", metavar="ID")
     exec_ = add(
         tasks_cmds,
         "exec",
@@ -298,6 +329,45 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         tasks_cmds, "wait", cli_tasks.wait, "wait for a task to exit and print its exit status"
     )
     wait.add_argument("id", metavar="ID")
+
+    # containers
+    def group(name: str, help: str, **kw: Any) -> Any:
+        """A command with sub-commands (``taskplane NAME COMMAND``)."""
+        parser = commands.add_parser(name, help=help, **kw)
+        _global_options(parser, top=False)
+        subcommands = parser.add_subparsers(
+            dest="subcommand", metavar="COMMAND", parser_class=_Parser
+        )
+        subcommands.required = True
+        return subcommands
+
+    containers_cmds = group("containers", "list containers", aliases=["c"])
+    _list_format(add(containers_cmds, "ls", cli_containers.ls, "list containers", aliases=["list"]))
+    add(
+        containers_cmds, "info", cli_containers.info, "print a container record as JSON"
+    ).add_argument("id", metavar="ID")
+
+    # oci
+    oci_cmds = group("oci", "OCI spec helpers")
+    spec = add(
+        oci_cmds,
+        "spec",
+        cli_oci.spec,
+        "print the OCI spec 'run' would use (with the same flags) as JSON",
+        usage="taskplane oci spec [options] [ID] [-- CMD [ARG...]]",
+    )
+    cli_run.add_spec_options(spec)
+    spec.add_argument("id", metavar="ID", nargs="?", help="id (hostname and cgroup)")
+    spec.add_argument("cmd", metavar="CMD", nargs=command_nargs, help="the command (default: sh)")
+
+    # rootfs
+    rootfs_cmds = group("rootfs", "build root filesystems")
+    add(
+        rootfs_cmds,
+        "busybox",
+        cli_rootfs.busybox,
+        "build a busybox root filesystem in DIR (from Debian's busybox-static)",
+    ).add_argument("dir", metavar="DIR")
 
     # runtime
     runtime = commands.add_parser("runtime", help="inspect runtimes")
@@ -349,6 +419,13 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         "run 'echo hello from taskplane' in a busybox container (what 'make demo' runs)",
     )
     return parser
+
+
+def _list_format(parser: argparse.ArgumentParser) -> None:
+    """``-q`` (ids only) and ``--json`` for a list command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    group.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 class OneLineFormatter(logging.Formatter):

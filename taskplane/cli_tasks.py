@@ -23,12 +23,27 @@ from plugins import errdefs
 from taskplane import oci, preflight
 from taskplane.cli import Options
 from taskplane.cli_plugins import format_table
+from taskplane.cli_run import check_not_image, spec_from_args
 from taskplane.containers import DRAIN_TIMEOUT, Client, runc_options
 from taskplane.errors import CLIError
 from taskplane.stdio import FifoPair, StdinFifo
 from taskplane.terminal import Terminal
 
-__all__ = ["exec_", "kill", "logs", "ls", "parse_signal", "rm", "run", "runtime_info", "wait"]
+__all__ = [
+    "exec_",
+    "for_each_id",
+    "kill",
+    "logs",
+    "ls",
+    "parse_labels",
+    "parse_signal",
+    "rm",
+    "run",
+    "runtime_info",
+    "validate_ids",
+    "wait",
+    "with_client",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +68,17 @@ def parse_signal(value: str) -> int:
         raise CLIError(f"invalid signal {value}: not a signal name or number") from None
 
 
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``--label K=V`` values as a dict (a later value of the same key wins)."""
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"label {item!r} must have the form KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
 def _validate_ids(opts: Options, task_id: str, exec_id: str | None = None) -> None:
     from runtime_v2 import identifiers
 
@@ -73,6 +99,11 @@ def _with_client(opts: Options, body: Callable[[Client], Awaitable[T]]) -> T:
             await host.aclose()
 
     return asyncio.run(main())
+
+
+#: Public names of the two helpers above, for the command modules next to this one.
+with_client = _with_client
+validate_ids = _validate_ids
 
 
 class _SignalForwarder:
@@ -180,39 +211,16 @@ class _Output:
 
 def run(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane run``: create a container and its task, run it, exit with its status."""
+    check_not_image(args.id, args.cmd)
     _validate_ids(opts, args.id)
     if args.detach and args.rm:
         raise CLIError("--rm and --detach cannot be used together")
     if args.detach and (args.interactive or args.tty):
         raise CLIError("--detach cannot be used with -i/--interactive or -t/--tty")
+    labels = parse_labels(args.label)
     preflight.require_linux("taskplane run")
     preflight.require_root("taskplane run")
-    if args.spec:
-        if args.cmd or args.rootfs or args.env or args.cwd != "/":
-            raise CLIError(
-                "--spec replaces the default spec; do not combine it with --rootfs, --env, "
-                "--cwd or a command"
-            )
-        spec = oci.load_spec(args.spec)
-        # As in an OCI bundle, a relative root.path is relative to the spec file's directory.
-        root_path = os.path.join(os.path.dirname(os.path.abspath(args.spec)), spec["root"]["path"])
-        spec["root"]["path"] = preflight.require_rootfs(root_path)
-    else:
-        if not args.rootfs:
-            raise CLIError("--rootfs DIR is required (or give a complete OCI spec with --spec)")
-        rootfs = preflight.require_rootfs(args.rootfs)
-        if not args.cmd:
-            raise CLIError(
-                f"no command given: taskplane run --rootfs {args.rootfs} {args.id} -- CMD [ARG...]"
-            )
-        spec = oci.default_spec(
-            args.id,
-            rootfs=rootfs,
-            args=args.cmd,
-            env=args.env,
-            cwd=args.cwd,
-            namespace=opts.namespace,
-        )
+    spec = spec_from_args(args, args.id, opts.namespace)
     preflight.resolve_runtime(args.runtime)
     if args.runc_binary or preflight.uses_runc(args.runtime):
         preflight.find_runc(args.runc_binary)
@@ -221,7 +229,12 @@ def run(opts: Options, args: argparse.Namespace) -> int:
     async def body(client: Client) -> int:
         if args.detach:
             await client.start_detached(
-                args.id, spec, runtime=args.runtime, runtime_options=options
+                args.id,
+                spec,
+                runtime=args.runtime,
+                runtime_options=options,
+                labels=labels,
+                overlay=args.overlay,
             )
             print(args.id)
             return 0
@@ -246,6 +259,8 @@ def run(opts: Options, args: argparse.Namespace) -> int:
                     stdin=sys.stdin.buffer if args.interactive else None,
                     tty=args.tty,
                     tty_size=terminal.size() if terminal else None,
+                    labels=labels,
+                    overlay=args.overlay,
                 )
         finally:
             forwarder.close()
@@ -270,39 +285,69 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
 
     identifiers.validate_namespace(opts.namespace)
 
-    async def body(client: Client) -> list[list[str]]:
-        return [
-            [entry.id, str(entry.pid) if entry.pid else "-", entry.status]
-            for entry in await client.entries()
-        ]
+    async def body(client: Client) -> list[Any]:
+        return list(await client.entries())
 
-    print(format_table(["TASK", "PID", "STATUS"], _with_client(opts, body)))
+    entries = _with_client(opts, body)
+    if args.quiet:
+        for entry in entries:
+            print(entry.id)
+    elif args.json:
+        records = [{"id": e.id, "pid": e.pid, "status": e.status} for e in entries]
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        rows = [[e.id, str(e.pid) if e.pid else "-", e.status] for e in entries]
+        print(format_table(["TASK", "PID", "STATUS"], rows))
     return 0
 
 
-def kill(opts: Options, args: argparse.Namespace) -> int:
-    """``taskplane tasks kill``: send a signal (SIGTERM by default) to a task."""
-    _validate_ids(opts, args.id)
-    number = parse_signal(args.signal)
+def for_each_id(
+    opts: Options, ids: list[str], action: Callable[[Client, str], Awaitable[object]]
+) -> int:
+    """Run ``action(client, id)`` for every id in turn, as ctr does for ``rm``/``kill``.
+
+    Every id is tried even when one fails; each failure is one line on stderr naming it and
+    the exit status is 1 if any failed. A single id fails as every other command does.
+    """
+    for task_id in ids:
+        _validate_ids(opts, task_id)
 
     async def body(client: Client) -> int:
-        task = await client.task(args.id)
-        with _about(f'cannot signal task "{args.id}"'):
-            await task.kill(number, all=args.all)
-        return 0
+        failed = 0
+        for task_id in ids:
+            try:
+                await action(client, task_id)
+            except errdefs.ContainerdError as exc:
+                if len(ids) == 1:
+                    raise
+                failed += 1
+                print(f"taskplane: {exc}", file=sys.stderr)
+        return 1 if failed else 0
 
     return _with_client(opts, body)
+
+
+def kill(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane tasks kill ID...``: send a signal (SIGTERM by default) to tasks."""
+    number = parse_signal(args.signal)
+
+    async def action(client: Client, task_id: str) -> None:
+        task = await client.task(task_id)
+        with _about(f'cannot signal task "{task_id}"'):
+            await task.kill(number, all=args.all)
+
+    return for_each_id(opts, args.ids, action)
 
 
 def rm(opts: Options, args: argparse.Namespace) -> int:
-    """``taskplane tasks rm``: delete a stopped task and its container (--force kills first)."""
-    _validate_ids(opts, args.id)
+    """``taskplane tasks rm ID...``: delete stopped tasks and their containers (--force kills
+    first)."""
 
-    async def body(client: Client) -> int:
-        await client.delete(args.id, force=args.force)
-        return 0
+    async def action(client: Client, task_id: str) -> None:
+        await client.delete(task_id, force=args.force)
 
-    return _with_client(opts, body)
+    return for_each_id(opts, args.ids, action)
 
 
 def wait(opts: Options, args: argparse.Namespace) -> int:

@@ -21,6 +21,12 @@ Each container's cgroup is ``/taskplane@<namespace>@<id>@<8 hex of the state dir
 spec leaves it to taskplane): the Client's namespace is the namespace of everything it creates,
 and two state dirs never share a cgroup.
 
+With ``overlay=True`` (``taskplane run --overlay``) the spec's ``root.path`` becomes the read-only
+lower dir of a private writable layer from the overlay snapshotter
+(``io.containerd.snapshotter.v1.overlayfs``), prepared under the task's lock and passed to the
+shim as the Create request's rootfs mounts, as containerd does; the layer is removed with the
+container (and counts as a use of the id until then).
+
 ``Client(host, namespace, cleanup_on_close=True)`` kills and deletes the containers it created
 when the host closes (also on an exception, e.g. ``async with host:``) or when the client is
 closed (``async with Client(...)`` / :meth:`Client.aclose`); by default they keep running.
@@ -44,7 +50,8 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from plugins import errdefs, securefs
-from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2
+from plugins.builtin import OVERLAY_ID
+from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
 from taskplane import DEFAULT_NAMESPACE, logs
 from taskplane.oci import spec_bytes
 from taskplane.stdio import FifoPair, StdinFifo, StdinSource, make_io_dir, remove_io_dir
@@ -185,6 +192,8 @@ class Client:
         why: str = self.task_manager.in_use(container_id, namespace=self.namespace)
         if why:
             return why
+        if self._has_layer(container_id):
+            return "it has an overlay layer"
         try:
             self.store.get(self.namespace, container_id)
             return "it has a container record"
@@ -235,6 +244,27 @@ class Client:
         return self.host.get(RUNTIME_PLUGIN_V2, TASK_MANAGER_ID)
 
     @property
+    def snapshotter(self) -> Any:
+        """The overlay snapshotter (``io.containerd.snapshotter.v1.overlayfs``); NotFound
+        saying why when it is not loaded (e.g. disabled in the config)."""
+        from registry import PluginNotFound
+
+        try:
+            return self.host.get(SNAPSHOT_PLUGIN, OVERLAY_ID)
+        except PluginNotFound as exc:
+            raise errdefs.NotFound(str(exc)) from None
+
+    def _layer_key(self, container_id: str) -> str:
+        return f"{self.namespace}/{container_id}"
+
+    def _has_layer(self, container_id: str) -> bool:
+        try:
+            snapshotter = self.snapshotter
+        except errdefs.ContainerdError:  # the snapshotter is disabled: nothing can be there
+            return False
+        return bool(snapshotter.exists(self._layer_key(container_id)))
+
+    @property
     def store(self) -> Any:
         """The metadata plugin's container store."""
         return _single_instance(self.host, METADATA_PLUGIN)
@@ -256,10 +286,14 @@ class Client:
         runtime_options: Message | any_pb2.Any | None = None,
         stdout: str = "",
         stderr: str = "",
+        labels: Mapping[str, str] | None = None,
+        overlay: bool = False,
     ) -> Any:
         """Create the container record and its task (not started); return the task.
 
-        If the task cannot be created the record is removed again, so a failed create leaves
+        ``labels`` are stored on the container record; ``overlay`` gives the task a private
+        writable layer over the spec's ``root.path`` (see the module docstring). If the task
+        cannot be created the record (and layer) are removed again, so a failed create leaves
         nothing behind. An id in use raises ``errdefs.AlreadyExists`` naming it.
         """
         from runtime_v2 import identifiers
@@ -274,6 +308,8 @@ class Client:
                 runtime_options=runtime_options,
                 stdout=stdout,
                 stderr=stderr,
+                labels=labels,
+                overlay=overlay,
             )
 
     async def _create_task(
@@ -287,46 +323,102 @@ class Client:
         stderr: str,
         stdin: str = "",
         terminal: bool = False,
+        labels: Mapping[str, str] | None = None,
+        overlay: bool = False,
     ) -> Any:
         """create_task once the id is reserved (its lock held, nothing of it exists)."""
         from plugins.metadata import Container
         from runtime_v2.task_manager import CreateOpts
 
         options_any = _pack(runtime_options)
-        data = spec_bytes(self._with_cgroups(container_id, spec))
+        spec = self._with_cgroups(container_id, spec)
+        rootfs: tuple[Any, ...] = ()
+        if overlay:
+            spec, rootfs = self._prepare_layer(container_id, spec)
+        data = spec_bytes(spec)
         record = Container(
             id=container_id,
             runtime_name=runtime,
             runtime_options=options_any.SerializeToString() if options_any is not None else None,
             spec=data,
+            labels=dict(labels or {}),
         )
         try:
-            self.store.create(self.namespace, record)
-        except errdefs.AlreadyExists:
-            raise errdefs.AlreadyExists(
-                f'container id "{container_id}" is already in use in namespace '
-                f'"{self.namespace}" (remove it with: taskplane tasks rm {container_id})'
-            ) from None
-        try:
-            task = await self.task_manager.create(
-                container_id,
-                CreateOpts(
-                    spec=data,
-                    stdin=stdin,
-                    stdout=stdout,
-                    stderr=stderr,
-                    terminal=terminal,
-                    runtime=runtime,
-                    runtime_options=options_any,
-                ),
-                namespace=self.namespace,
-            )
+            try:
+                self.store.create(self.namespace, record)
+            except errdefs.AlreadyExists:
+                raise errdefs.AlreadyExists(
+                    f'container id "{container_id}" is already in use in namespace '
+                    f'"{self.namespace}" (remove it with: taskplane tasks rm {container_id})'
+                ) from None
+            try:
+                task = await self.task_manager.create(
+                    container_id,
+                    CreateOpts(
+                        spec=data,
+                        rootfs=rootfs,
+                        stdin=stdin,
+                        stdout=stdout,
+                        stderr=stderr,
+                        terminal=terminal,
+                        runtime=runtime,
+                        runtime_options=options_any,
+                    ),
+                    namespace=self.namespace,
+                )
+            except BaseException:
+                with contextlib.suppress(errdefs.NotFound):
+                    self.store.delete(self.namespace, container_id)
+                raise
         except BaseException:
-            with contextlib.suppress(errdefs.NotFound):
-                self.store.delete(self.namespace, container_id)
+            if overlay:
+                self.snapshotter.remove(self._layer_key(container_id))
             raise
         self.created.add(container_id)
         return task
+
+    def _prepare_layer(
+        self, container_id: str, spec: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        """Prepare the overlay layer over the spec's root; return the spec rooted at the
+        bundle's ``rootfs`` (where the shim mounts the layer) and the Create rootfs mounts."""
+        from runtime_v2.api import mount_pb2
+
+        root = spec.get("root")
+        lower = root.get("path") if isinstance(root, Mapping) else None
+        if not isinstance(root, Mapping) or not isinstance(lower, str) or not os.path.isabs(lower):
+            raise errdefs.InvalidArgument(
+                f"an overlay needs the spec's root.path to be an absolute directory, not {lower!r}"
+            )
+        mounts = self.snapshotter.prepare(self._layer_key(container_id), os.path.realpath(lower))
+        rooted = {**spec, "root": {**root, "path": "rootfs"}}
+        return rooted, tuple(
+            mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts
+        )
+
+    def containers(self) -> list[Any]:
+        """Every container record of this namespace (``plugins.metadata.Container``), by id."""
+        return sorted(self.store.list(self.namespace), key=lambda c: c.id)
+
+    async def pause(self, container_id: str) -> None:
+        """Freeze every process of the task (its status becomes PAUSED)."""
+        async with self._lock(container_id):
+            await (await self.task(container_id)).pause()
+
+    async def resume(self, container_id: str) -> None:
+        """Thaw a paused task (RUNNING again)."""
+        async with self._lock(container_id):
+            await (await self.task(container_id)).resume()
+
+    async def ps(self, container_id: str) -> list[Any]:
+        """Every process of the task (``runtime_v2.shim.ProcessInfo``: pid and info)."""
+        return list(await (await self.task(container_id)).pids())
+
+    async def metrics(self, container_id: str) -> Any:
+        """The task's cgroup statistics, decoded (:class:`taskplane.metrics.Metrics`)."""
+        from taskplane.metrics import decode
+
+        return decode(await (await self.task(container_id)).stats())
 
     async def task(self, container_id: str) -> Any:
         """The task of ``container_id``; ``errdefs.NotFound`` naming it when there is none."""
@@ -365,6 +457,11 @@ class Client:
             candidates |= {p.name for p in io_root.iterdir()}
         with contextlib.suppress(errdefs.ContainerdError):
             candidates |= {c.id for c in self.store.list(self.namespace)}
+        with contextlib.suppress(errdefs.ContainerdError):
+            prefix = self._layer_key("")
+            candidates |= {
+                k[len(prefix) :] for k in self.snapshotter.keys() if k.startswith(prefix)
+            }
         runc_ns = Path(tm.runc_root) / self.namespace
         if runc_ns.is_dir():
             candidates |= {p.name for p in runc_ns.iterdir()}
@@ -466,6 +563,9 @@ class Client:
             if io_dir.exists():
                 found = True
                 remove_io_dir(io_dir)
+            if self._has_layer(container_id):  # after the task: its rootfs is unmounted now
+                found = True
+                self.snapshotter.remove(self._layer_key(container_id))
             self.created.discard(container_id)
             if not found:
                 raise errdefs.NotFound(
@@ -480,13 +580,16 @@ class Client:
         *,
         runtime: str = DEFAULT_RUNTIME,
         runtime_options: Message | any_pb2.Any | None = None,
+        labels: Mapping[str, str] | None = None,
+        overlay: bool = False,
     ) -> Any:
         """Create and start a task whose output its shim's logging binary writes to the log
         (:mod:`taskplane.logs`, stdout and stderr apart, a timestamp per line).
 
         The task outlives this process (``taskplane run -d``); nothing is left behind when it
-        cannot be created or started. Returns the started task. A spec asking for a terminal is
-        refused: nobody would be attached to it.
+        cannot be created or started. ``labels`` and ``overlay`` are :meth:`create_task`'s.
+        Returns the started task. A spec asking for a terminal is refused: nobody would be
+        attached to it.
         """
         from runtime_v2 import identifiers
 
@@ -509,6 +612,8 @@ class Client:
                     runtime_options=runtime_options,
                     stdout=uri,
                     stderr=uri,
+                    labels=labels,
+                    overlay=overlay,
                 )
             except BaseException:
                 remove_io_dir(log_file.parent)  # ours: created above, after the reservation
@@ -536,14 +641,16 @@ class Client:
         stdin: StdinSource | None = None,
         tty: bool = False,
         tty_size: tuple[int, int] | None = None,
+        labels: Mapping[str, str] | None = None,
+        overlay: bool = False,
     ) -> RunResult:
         """Run a container to completion: create, start, stream output, wait, (delete).
 
         Output is collected into the result and logged (:meth:`logs`); ``on_stdout``/
         ``on_stderr`` additionally see each chunk as it arrives. ``started(task)`` is called
         once the task runs (the command line uses it to forward signals and window sizes).
-        With ``remove`` (the default) the task and record are deleted afterwards, whatever
-        happened.
+        ``labels`` and ``overlay`` are :meth:`create_task`'s. With ``remove`` (the default)
+        the task and record are deleted afterwards, whatever happened.
 
         ``stdin`` (bytes, an async iterator of bytes, or a binary file) is copied to the
         process; when it ends the process's stdin is closed. Without it stdin is /dev/null.
@@ -596,6 +703,8 @@ class Client:
                         stderr=fifos.stderr,
                         stdin=stdin_fifo.path if stdin_fifo else "",
                         terminal=tty,
+                        labels=labels,
+                        overlay=overlay,
                     )
                 except BaseException:
                     fifos.close()

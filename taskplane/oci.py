@@ -7,16 +7,32 @@ paths, and ``root.path`` pointing at the rootfs directory::
 
     spec = default_spec("web", rootfs="/srv/rootfs", args=["/bin/echo", "hi"])
     data = spec_bytes(spec)            # what CreateOpts.spec takes
+
+The container options ``ctr run`` has flags for are keywords (see :class:`SpecOptions`)::
+
+    spec = default_spec(
+        "web", rootfs="/srv/rootfs", args=["/bin/sh"],
+        mounts=[BindMount("/srv/data", "/data", read_only=True)],
+        user=(1000, 1000), read_only=True, memory_limit=64 << 20, cpus=0.5, pids_limit=64,
+    )
+
+and :func:`apply_options` applies the same options to a spec read with :func:`load_spec`.
+The ``parse_*`` functions turn the command line's text (``64m``, ``1000:1000``,
+``type=bind,src=...,dst=...``) into those values, raising :class:`SpecError` naming the text.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 __all__ = [
+    "CPU_PERIOD",
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
     "HOST_NAME_MAX",
@@ -25,10 +41,19 @@ __all__ = [
     "MAX_SPEC_NESTING",
     "OCI_VERSION",
     "READONLY_PATHS",
+    "BindMount",
     "SpecError",
+    "SpecOptions",
+    "apply_options",
     "default_hostname",
     "default_spec",
     "load_spec",
+    "parse_bytes",
+    "parse_cpus",
+    "parse_env_file",
+    "parse_mount",
+    "parse_user",
+    "parse_volume",
     "process_spec",
     "spec_bytes",
 ]
@@ -171,8 +196,19 @@ def default_spec(
     cwd: str = "/",
     namespace: str = "default",
     terminal: bool = False,
+    mounts: Sequence[BindMount] = (),
+    user: tuple[int, int] | None = None,
+    read_only: bool = False,
+    memory_limit: int | None = None,
+    cpus: float | None = None,
+    pids_limit: int | None = None,
+    net_host: bool = False,
+    hostname: str | None = None,
 ) -> dict[str, Any]:
     """Return containerd's default Linux spec for ``container_id`` running ``args`` in ``rootfs``.
+
+    The keywords from ``mounts`` on are :class:`SpecOptions` (what each does is documented
+    there); they are applied with :func:`apply_options`.
 
     ``rootfs`` is made absolute with symlinks resolved (runc resolves a relative ``root.path``
     against the bundle, not the caller's directory, and refuses a symlinked rootfs). The
@@ -181,7 +217,17 @@ def default_spec(
     runc's delete leaves nothing (a ``/<namespace>/`` parent would stay forever on cgroup v1);
     :class:`taskplane.Client` adds the state dir's hash to make it unique per state dir.
     """
-    return {
+    options = SpecOptions(
+        mounts=tuple(mounts),
+        user=user,
+        read_only=read_only,
+        memory_limit=memory_limit,
+        cpus=cpus,
+        pids_limit=pids_limit,
+        net_host=net_host,
+        hostname=hostname,
+    )
+    spec = {
         "ociVersion": OCI_VERSION,
         "process": process_spec(args, env=env, cwd=cwd, terminal=terminal),
         "root": {"path": os.path.realpath(os.fspath(rootfs)), "readonly": False},
@@ -195,6 +241,7 @@ def default_spec(
             "readonlyPaths": list(READONLY_PATHS),
         },
     }
+    return apply_options(spec, options)
 
 
 #: The largest spec file read (containerd's generated specs are a few KiB).
@@ -223,6 +270,11 @@ _SPEC_SHAPE: dict[str, Any] = {
     "annotations": {"*": str},
     "linux": {
         "cgroupsPath": str,
+        "resources": {
+            "memory": {"limit": int},
+            "cpu": {"quota": int, "period": int},
+            "pids": {"limit": int},
+        },
         "namespaces": [{"type": str, "path": str}],
         "maskedPaths": [str],
         "readonlyPaths": [str],
@@ -249,17 +301,10 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     nested deeper than :data:`MAX_SPEC_NESTING`, no ``process.args`` or ``root.path``, or a
     value of the wrong type in a field taskplane or runc reads; the message names the JSON path.
     """
-    from registry.config import NotARegularFile, nesting_depth, read_regular_file
+    from registry.config import nesting_depth
 
     name = os.fspath(path)
-    try:
-        raw = read_regular_file(name, MAX_SPEC_BYTES)
-    except FileNotFoundError:
-        raise SpecError(f"spec file {name!r} does not exist") from None
-    except NotARegularFile as exc:
-        raise SpecError(f"spec file {name!r} {exc}") from None
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {name!r}: {exc.strerror}") from None
+    raw = _read_file(name, MAX_SPEC_BYTES, "spec file")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -292,6 +337,20 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
             "(the kernel's HOST_NAME_MAX; runc would fail in sethostname)"
         )
     return data
+
+
+def _read_file(name: str, limit: int, what: str) -> bytes:
+    """The bytes of regular file ``name`` (at most ``limit``); SpecError "<what> '<name>' ..."."""
+    from registry.config import NotARegularFile, read_regular_file
+
+    try:
+        return read_regular_file(name, limit)
+    except FileNotFoundError:
+        raise SpecError(f"{what} {name!r} does not exist") from None
+    except NotARegularFile as exc:
+        raise SpecError(f"{what} {name!r} {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {what} {name!r}: {exc.strerror}") from None
 
 
 def _json_type(value: object) -> str:
@@ -339,3 +398,213 @@ def _shape_problem(value: object, shape: Any, where: str) -> str | None:
 def spec_bytes(spec: Mapping[str, Any]) -> bytes:
     """Serialise a spec to the JSON bytes written as ``config.json``."""
     return json.dumps(spec, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------------------ options
+
+#: The CFS period ``cpus`` is expressed in (containerd's ``WithCPUs``: quota = cpus * period).
+CPU_PERIOD = 100_000
+
+
+@attrs.frozen
+class BindMount:
+    """A bind mount of the host's ``source`` at ``destination`` in the container.
+
+    ``options`` are the mount options (``rbind`` is added when neither ``bind`` nor ``rbind``
+    is given); ``read_only`` adds ``ro``.
+    """
+
+    source: str
+    destination: str
+    options: tuple[str, ...] = ()
+    read_only: bool = False
+
+    def oci(self) -> dict[str, Any]:
+        """The OCI ``mounts`` entry."""
+        options = list(self.options)
+        if not {"bind", "rbind"} & set(options):
+            options.insert(0, "rbind")
+        if self.read_only and "ro" not in options:
+            options.append("ro")
+        return {
+            "destination": self.destination,
+            "type": "bind",
+            "source": self.source,
+            "options": options,
+        }
+
+
+def _positive(what: str) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+        if value is not None and (isinstance(value, bool) or value <= 0):
+            raise SpecError(f"{what} must be greater than 0, not {value!r}")
+
+    return check
+
+
+def _check_user(_: object, attribute: attrs.Attribute[Any], value: tuple[int, int] | None) -> None:
+    if value is not None and not all(0 <= part < 2**32 - 1 for part in value):
+        raise SpecError(f"user {value!r}: uid and gid go from 0 to {2**32 - 2}")
+
+
+def _check_hostname(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not 0 < len(value.encode()) <= HOST_NAME_MAX:
+        raise SpecError(
+            f"hostname {value!r} must be 1 to {HOST_NAME_MAX} bytes (the kernel's HOST_NAME_MAX)"
+        )
+
+
+@attrs.frozen
+class SpecOptions:
+    """The container options of ``ctr run``'s flags, as :func:`apply_options` applies them.
+
+    - ``mounts``: bind mounts added to the spec's (one at the same destination is replaced);
+    - ``user``: ``(uid, gid)`` of the process;
+    - ``read_only``: the root filesystem is mounted read-only (``root.readonly``);
+    - ``memory_limit``: bytes (``linux.resources.memory.limit``);
+    - ``cpus``: CPUs of CFS quota (quota = cpus * :data:`CPU_PERIOD` per period);
+    - ``pids_limit``: the most processes (``linux.resources.pids.limit``);
+    - ``net_host``: the host's network namespace (the spec's network namespace is dropped);
+    - ``hostname``: the container's hostname (at most :data:`HOST_NAME_MAX` bytes).
+
+    ``None`` (or False, or empty) leaves the spec's value alone.
+    """
+
+    mounts: tuple[BindMount, ...] = ()
+    user: tuple[int, int] | None = attrs.field(default=None, validator=_check_user)
+    read_only: bool = False
+    memory_limit: int | None = attrs.field(default=None, validator=_positive("memory limit"))
+    cpus: float | None = attrs.field(default=None, validator=_positive("cpus"))
+    pids_limit: int | None = attrs.field(default=None, validator=_positive("pids limit"))
+    net_host: bool = False
+    hostname: str | None = attrs.field(default=None, validator=_check_hostname)
+
+
+def apply_options(spec: Mapping[str, Any], options: SpecOptions) -> dict[str, Any]:
+    """Return a copy of ``spec`` with ``options`` applied (they win over the spec's values)."""
+    out: dict[str, Any] = json.loads(json.dumps(spec))  # a deep copy; specs are JSON
+    process = out.setdefault("process", {})
+    linux = out.setdefault("linux", {})
+    resources = linux.setdefault("resources", {})
+    if options.mounts:
+        added = [m.oci() for m in options.mounts]
+        targets = {m["destination"] for m in added}
+        kept = [m for m in out.get("mounts", []) if m.get("destination") not in targets]
+        out["mounts"] = kept + added
+    if options.user is not None:
+        user = process.setdefault("user", {})
+        user["uid"], user["gid"] = options.user
+    if options.read_only:
+        out.setdefault("root", {})["readonly"] = True
+    if options.memory_limit is not None:
+        resources.setdefault("memory", {})["limit"] = options.memory_limit
+    if options.cpus is not None:
+        cpu = resources.setdefault("cpu", {})
+        cpu["period"] = CPU_PERIOD
+        cpu["quota"] = round(options.cpus * CPU_PERIOD)
+    if options.pids_limit is not None:
+        resources.setdefault("pids", {})["limit"] = options.pids_limit
+    if options.net_host:
+        linux["namespaces"] = [
+            ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"
+        ]
+    if options.hostname is not None:
+        out["hostname"] = options.hostname
+    return out
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """``1048576``, ``512k``, ``64m``, ``1g`` (also ``64M``, ``64MiB``) as a number of bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise SpecError(f"memory limit {text!r} must be a number of bytes, or with k, m, g or t")
+    value = int(match[1]) << (10 * " kmgt".index(match[2].lower() or " "))
+    if value <= 0:
+        raise SpecError(f"memory limit {text!r} must be greater than 0")
+    return value
+
+
+def parse_cpus(text: str) -> float:
+    """``0.5``, ``2``: a number of CPUs greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(f"cpus {text!r} must be a number such as 0.5 or 2") from None
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise SpecError(f"cpus {text!r} must be greater than 0")
+    return value
+
+
+def parse_user(text: str) -> tuple[int, int]:
+    """``UID`` or ``UID:GID`` (numbers; the gid defaults to the uid's number, as ctr does)."""
+    uid, sep, gid = text.partition(":")
+    if not uid.isdigit() or (sep and not gid.isdigit()):
+        raise SpecError(f"user {text!r} must be UID or UID:GID (numbers)")
+    return int(uid), int(gid) if sep else int(uid)
+
+
+def _mount_paths(source: str, destination: str, what: str) -> tuple[str, str]:
+    if not source or not os.path.isabs(source):
+        raise SpecError(f"{what}: the host path {source!r} must be absolute")
+    if not os.path.exists(source):
+        raise SpecError(f"{what}: the host path {source!r} does not exist")
+    if not destination.startswith("/") or "\0" in destination:
+        raise SpecError(f"{what}: the container path {destination!r} must be absolute")
+    return os.path.realpath(source), os.path.normpath(destination)
+
+
+def parse_volume(text: str) -> BindMount:
+    """``HOST:CTR`` or ``HOST:CTR:ro`` (nerdctl's ``-v``): a bind mount of ``HOST`` at ``CTR``."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise SpecError(f"volume {text!r} must be HOST:CTR or HOST:CTR:ro")
+    source, destination = _mount_paths(parts[0], parts[1], f"volume {text!r}")
+    return BindMount(source, destination, read_only=len(parts) == 3 and parts[2] == "ro")
+
+
+def parse_mount(text: str) -> BindMount:
+    """ctr's ``--mount type=bind,src=/a,dst=/b,options=rbind:ro`` (only bind mounts)."""
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = {"source": "src", "destination": "dst", "target": "dst"}.get(key, key)
+        if not sep or key not in ("type", "src", "dst", "options") or key in fields:
+            raise SpecError(
+                f"mount {text!r} must be type=bind,src=HOST,dst=CTR[,options=OPT:OPT...]"
+            )
+        fields[key] = value
+    if fields.get("type", "bind") != "bind":
+        raise SpecError(f"mount {text!r}: only type=bind is supported")
+    if "src" not in fields or "dst" not in fields:
+        raise SpecError(f"mount {text!r} needs src=HOST and dst=CTR")
+    source, destination = _mount_paths(fields["src"], fields["dst"], f"mount {text!r}")
+    options = tuple(o for o in fields.get("options", "").split(":") if o)
+    return BindMount(source, destination, options)
+
+
+#: The largest env file read.
+MAX_ENV_FILE_BYTES = 1 << 20
+
+
+def parse_env_file(path: str | os.PathLike[str]) -> list[str]:
+    """The ``KEY=VALUE`` lines of an env file (ctr's ``--env-file``): blank lines and lines
+    starting with ``#`` are skipped; anything else without ``=`` is an error naming the line."""
+    name = os.fspath(path)
+    raw = _read_file(name, MAX_ENV_FILE_BYTES, "env file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"env file {name!r} is not UTF-8 (at byte {exc.start})") from None
+    env = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, _ = line.partition("=")
+        if not sep or not key or "\0" in line:
+            raise SpecError(f"env file {name!r} line {number}: expected KEY=VALUE")
+        env.append(line)
+    return env

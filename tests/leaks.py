@@ -11,7 +11,8 @@ What counts as the test's (each finder's docstring says how it is recognized):
 - processes: shims and anything else whose command line or cwd names the base dir or namespace,
   processes in a cgroup whose path names the namespace (the container's), recorded pids;
 - shim sockets in /run/containerd/s of the tasks the scope knows of;
-- bundles, work dirs and io dirs of the namespace; container records in the SQLite store;
+- bundles, work dirs, io dirs and overlay layers of the namespace; container records in the
+  SQLite store;
 - runc state in /run/containerd/runc/<ns> and in any runc root under the base dir;
 - mounts under the base dir; cgroups whose name contains the namespace (every controller).
 
@@ -41,6 +42,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 TASK_DIR = "io.containerd.runtime.v2.task"
 IO_DIR = "taskplane.io"
 METADATA_DB = Path("io.containerd.metadata.v1.sqlite") / "meta.db"
+#: The overlay snapshotter's layers: ``<root>/<plugin>/snapshots/<ns>/<id>/{fs,work}``.
+OVERLAY_LAYERS = Path("io.containerd.snapshotter.v1.overlayfs") / "snapshots"
 GRPC_SOCKET = "taskplane.sock"
 SHIM_NAME = b"containerd-shim"
 #: How deep under /sys/fs/cgroup/<controller>/ a namespace's cgroups are looked for.
@@ -226,8 +229,8 @@ def find_sockets(scope: Scope) -> list[Leak]:
 
 def find_dirs(scope: Scope) -> list[Leak]:
     """Bundles (``<state>/<task plugin>/<ns>/*`` and the scope's own), work dirs
-    (``<root>/<task plugin>/<ns>/*``) and io dirs (``<state>/taskplane.io/<ns>/*``) of the
-    namespace."""
+    (``<root>/<task plugin>/<ns>/*``), io dirs (``<state>/taskplane.io/<ns>/*``) and overlay
+    layers (``<root>/<overlay snapshotter>/snapshots/<ns>/*``) of the namespace."""
     state, root, ns = scope.state, scope.root, scope.namespace
     own = [Leak("bundle", str(b), _rm(b)) for b in sorted(scope.bundles) if b.exists()]
     return (
@@ -235,6 +238,7 @@ def find_dirs(scope: Scope) -> list[Leak]:
         + _entries("bundle", state / TASK_DIR / ns if state else None)
         + _entries("work dir", root / TASK_DIR / ns if root else None)
         + _entries("io dir", state / IO_DIR / ns if state else None)
+        + _entries("overlay layer", root / OVERLAY_LAYERS / ns if root else None)
     )
 
 

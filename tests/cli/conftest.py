@@ -197,8 +197,8 @@ def run_example(
     runner: Taskplane, node: pytest.Item, example: str, namespace: str, rootfs: Path
 ) -> subprocess.CompletedProcess[str]:
     """Run ``examples/<example>.py``'s ``main(rootfs, work)`` in a work dir of the test's (run as
-    a script it makes its own in /tmp), leak-checked like every test under the example's own
-    ``namespace``; its exit code is main()'s result."""
+    a script it makes its own in /tmp) and ``namespace`` (the test's own), leak-checked like
+    every test; its exit code is main()'s result."""
     work = runner.state.parent / example
     scope = Scope(namespace=namespace, base=work, state=work / "state", root=work / "root")
     with guarded(node, scope):
@@ -208,11 +208,12 @@ def run_example(
                 "-c",
                 "import asyncio, importlib, sys; sys.path.insert(0, sys.argv[1]); "
                 "example = importlib.import_module(sys.argv[2]); "
-                "sys.exit(asyncio.run(example.main(sys.argv[3], sys.argv[4])))",
+                "sys.exit(asyncio.run(example.main(*sys.argv[3:])))",
                 str(REPO / "examples"),
                 example,
                 str(rootfs),
                 str(work),
+                namespace,
             ],
             env=runner.env,
             capture_output=True,

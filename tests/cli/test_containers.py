@@ -290,7 +290,7 @@ def test_demo_runs_a_container(runner: Taskplane, tmp_path: Path) -> None:
 def test_embed_example_runs(
     runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
 ) -> None:
-    result = run_example(runner, request.node, "embed", "embed", busybox_rootfs)
+    result = run_example(runner, request.node, "embed", runner.namespace, busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert "hello from hello\n" in result.stdout
     assert "sleeper: exit status 137" in result.stdout

@@ -443,7 +443,7 @@ async def test_taskplane_events_prints_a_real_shim_events_served_by_another_proc
 def test_events_example_runs(
     runner: Taskplane, busybox_rootfs: Path, request: pytest.FixtureRequest
 ) -> None:
-    result = run_example(runner, request.node, "events", "demo", busybox_rootfs)
+    result = run_example(runner, request.node, "events", runner.namespace, busybox_rootfs)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "/tasks/create: web",

@@ -14,11 +14,12 @@ from plugins.metadata import Container, ContainerStore
 from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN
 
 
-def test_hook_returns_the_exchange_and_sqlite_registrations() -> None:
+def test_hook_returns_the_exchange_sqlite_and_overlayfs_registrations() -> None:
     regs = plugins.builtin.taskplane_registrations()
     assert [r.uri for r in regs] == [
         "io.containerd.event.v1.exchange",
         "io.containerd.metadata.v1.sqlite",
+        "io.containerd.snapshotter.v1.overlayfs",
     ]
     assert all(r.requires == () for r in regs)
 
@@ -33,6 +34,7 @@ async def test_builtins_boot_and_work(tmp_path: Path) -> None:
         assert statuses == {
             "io.containerd.event.v1.exchange": "loaded",
             "io.containerd.metadata.v1.sqlite": "loaded",
+            "io.containerd.snapshotter.v1.overlayfs": "loaded",
         }
         exchange = host.get(EVENT_PLUGIN, "exchange")
         store = host.get(METADATA_PLUGIN, "sqlite")

@@ -1,0 +1,75 @@
+"""``taskplane containers ls|info``: the container records of a namespace (``ctr containers``).
+
+A container is the metadata record ``taskplane run`` creates with its task (id, runtime,
+labels, spec); these commands read the records only and never talk to a shim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from taskplane.cli import Options
+from taskplane.cli_plugins import format_table
+from taskplane.cli_tasks import validate_ids, with_client
+from taskplane.containers import Client
+
+__all__ = ["container_record", "info", "ls"]
+
+
+def container_record(container: Any) -> dict[str, Any]:
+    """A container record as JSON: id, runtime, labels, times, and the spec decoded."""
+    return {
+        "id": container.id,
+        "runtime": container.runtime_name,
+        "labels": dict(container.labels),
+        "created_at": container.created_at.isoformat(),
+        "updated_at": container.updated_at.isoformat(),
+        "spec": json.loads(container.spec) if container.spec else None,
+    }
+
+
+def ls(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane containers ls``: CONTAINER RUNTIME LABELS (``-q`` ids, ``--json``)."""
+    from runtime_v2 import identifiers
+
+    identifiers.validate_namespace(opts.namespace)
+
+    async def body(client: Client) -> list[Any]:
+        return client.containers()
+
+    found = with_client(opts, body)
+    if args.quiet:
+        for container in found:
+            print(container.id)
+    elif args.json:
+        records = [container_record(c) for c in found]
+        for record in records:
+            del record["spec"]  # containers info prints it
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        rows = [
+            [
+                c.id,
+                c.runtime_name,
+                ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "-",
+            ]
+            for c in found
+        ]
+        print(format_table(["CONTAINER", "RUNTIME", "LABELS"], rows))
+    return 0
+
+
+def info(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane containers info ID``: the container record, its spec included, as JSON."""
+    validate_ids(opts, args.id)
+
+    async def body(client: Client) -> Any:
+        return client.container(args.id)
+
+    json.dump(container_record(with_client(opts, body)), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
