@@ -118,6 +118,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
+def _io_options(parser: argparse.ArgumentParser) -> None:
+    """``-i`` and ``-t`` of ``run`` and ``tasks exec`` (docker's spelling)."""
+    parser.add_argument(
+        "-i", "--interactive", action="store_true", help="attach stdin to the process"
+    )
+    parser.add_argument(
+        "-t", "--tty", action="store_true", help="run the process on a pseudo-terminal"
+    )
+
+
+def _count(value: str) -> int:
+    """A non-negative number of lines."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid line count {value!r}: use a number, 0 or more")
+    return int(value)
+
+
 def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentParser:
     """Return the full ``taskplane`` argument parser.
 
@@ -234,6 +251,7 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     run.add_argument(
         "--runc-binary", metavar="PATH", help="runc-compatible binary the runc shim runs"
     )
+    _io_options(run)
     run.add_argument("id", metavar="ID", help="container and task id")
     run.add_argument(
         "cmd", metavar="CMD", nargs=command_nargs, help="the command and its arguments (after --)"
@@ -293,11 +311,19 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
         help="set an environment variable (repeatable)",
     )
     exec_.add_argument("--cwd", metavar="DIR", help="working directory")
+    _io_options(exec_)
     exec_.add_argument("id", metavar="ID", help="task id")
     exec_.add_argument(
         "cmd", metavar="CMD", nargs=command_nargs, help="the command and its arguments (after --)"
     )
-    logs = add(tasks_cmds, "logs", cli_tasks.logs, "print a detached task's output")
+    logs = add(tasks_cmds, "logs", cli_tasks.logs, "print a task's output (stdout, stderr)")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing output until the task exits"
+    )
+    logs.add_argument("--tail", metavar="N", type=_count, help="only the last N lines")
+    logs.add_argument(
+        "-t", "--timestamps", action="store_true", help="prefix each line with its time"
+    )
     logs.add_argument("id", metavar="ID")
     wait = add(
         tasks_cmds, "wait", cli_tasks.wait, "wait for a task to exit and print its exit status"

@@ -2,8 +2,9 @@
 
 Each command boots the registry (the task manager reattaches to the shims of running tasks),
 does its work through :class:`taskplane.containers.Client` and exits. Attached output flows
-through FIFOs in ``<state>/taskplane.io/<ns>/<id>/``; a detached task's shim appends its output
-to ``output.log`` there (a ``file://`` stdio URI), which ``tasks logs`` prints.
+through FIFOs in ``<state>/taskplane.io/<ns>/<id>/``; every task's output is logged there
+(:mod:`taskplane.logs`: by ``run`` itself, or by the shim's logging binary for ``run -d``),
+which ``tasks logs`` prints.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,7 +26,8 @@ from taskplane.cli_plugins import format_table
 from taskplane.cli_run import check_not_image, spec_from_args
 from taskplane.containers import DRAIN_TIMEOUT, Client, runc_options
 from taskplane.errors import CLIError
-from taskplane.stdio import FifoPair
+from taskplane.stdio import FifoPair, StdinFifo
+from taskplane.terminal import Terminal
 
 __all__ = [
     "exec_",
@@ -162,6 +165,19 @@ def _about(what: str) -> Iterator[None]:
         raise cls(f"{what}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _attached(tty: bool) -> Iterator[tuple[Terminal | None, list[Any]]]:
+    """With ``tty``: our terminal (stdin's, else stdout's) in raw mode while a process is
+    attached, and window size changes forwarded to the processes appended to the list."""
+    terminal = Terminal.of_caller(0, 1) if tty else None
+    if terminal is None:
+        yield None, []
+        return
+    with terminal.forwarding_resizes() as targets:
+        with terminal.raw() if os.isatty(0) else contextlib.nullcontext():
+            yield terminal, targets
+
+
 class _Output:
     """Writes a process's output to our stdout/stderr as it arrives.
 
@@ -199,6 +215,8 @@ def run(opts: Options, args: argparse.Namespace) -> int:
     _validate_ids(opts, args.id)
     if args.detach and args.rm:
         raise CLIError("--rm and --detach cannot be used together")
+    if args.detach and (args.interactive or args.tty):
+        raise CLIError("--detach cannot be used with -i/--interactive or -t/--tty")
     labels = parse_labels(args.label)
     preflight.require_linux("taskplane run")
     preflight.require_root("taskplane run")
@@ -223,18 +241,27 @@ def run(opts: Options, args: argparse.Namespace) -> int:
         forwarder = _SignalForwarder()
         output = _Output(forwarder)
         try:
-            result = await client.run(
-                args.id,
-                spec,
-                runtime=args.runtime,
-                runtime_options=options,
-                on_stdout=output.to(sys.stdout.buffer),
-                on_stderr=output.to(sys.stderr.buffer),
-                remove=args.rm,
-                started=forwarder.attach,
-                labels=labels,
-                overlay=args.overlay,
-            )
+            with _attached(args.tty) as (terminal, resized):
+
+                def started(task: Any) -> None:
+                    forwarder.attach(task)
+                    resized.append(task)
+
+                result = await client.run(
+                    args.id,
+                    spec,
+                    runtime=args.runtime,
+                    runtime_options=options,
+                    on_stdout=output.to(sys.stdout.buffer),
+                    on_stderr=output.to(sys.stderr.buffer),
+                    remove=args.rm,
+                    started=started,
+                    stdin=sys.stdin.buffer if args.interactive else None,
+                    tty=args.tty,
+                    tty_size=terminal.size() if terminal else None,
+                    labels=labels,
+                    overlay=args.overlay,
+                )
         finally:
             forwarder.close()
         if output.broken:
@@ -337,23 +364,40 @@ def wait(opts: Options, args: argparse.Namespace) -> int:
 
 
 def logs(opts: Options, args: argparse.Namespace) -> int:
-    """``taskplane tasks logs``: print what a detached task wrote so far."""
+    """``taskplane tasks logs``: print a task's logged output, stdout to stdout and stderr to
+    stderr (``--tail N`` lines, ``--timestamps``); ``--follow`` until the task exits."""
+    from taskplane import logs as tplogs
+
     _validate_ids(opts, args.id)
 
-    async def body(client: Client) -> bytes:
-        path = client.log_path(args.id)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            pass
-        await client.task(args.id)  # NotFound names the id when there is no such task
-        raise CLIError(
-            f'task "{args.id}" has no log file: only detached tasks (run -d) log to {path}'
-        )
+    def show(record: tplogs.Record) -> None:
+        stream = sys.stderr.buffer if record.stream == "stderr" else sys.stdout.buffer
+        if args.timestamps:
+            stream.write(record.time.encode() + b" ")
+        stream.write(record.data)
+        stream.flush()
 
-    sys.stdout.buffer.write(_with_client(opts, body))
-    sys.stdout.flush()
-    return 0
+    async def body(client: Client) -> int:
+        directory = client.log_path(args.id).parent
+        records = tplogs.read_records(directory)
+        task = None
+        if not records or args.follow:
+            try:
+                task = await client.task(args.id)
+            except errdefs.NotFound:
+                if not client.log_path(args.id).exists():
+                    raise
+        if task is None and not client.log_path(args.id).exists():
+            raise CLIError(f'task "{args.id}" has no log (it has not written anything)')
+        shown = tplogs.tail(records, args.tail)
+        for record in shown:
+            show(record)
+        if args.follow and task is not None:
+            async for record in tplogs.follow(directory, task.wait(), skip=len(records)):
+                show(record)
+        return 0
+
+    return _with_client(opts, body)
 
 
 def exec_(opts: Options, args: argparse.Namespace) -> int:
@@ -376,30 +420,55 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
         for key in ("user", "capabilities", "rlimits", "noNewPrivileges", "apparmorProfile"):
             if key in base:
                 process[key] = base[key]
-        fifos = FifoPair(client.io_dir(args.id), prefix=f"exec-{args.exec_id}-").open()
+        if args.tty:
+            process["terminal"] = True
+        prefix = f"exec-{args.exec_id}-"
+        fifos = FifoPair(client.io_dir(args.id), prefix=prefix, stderr=not args.tty).open()
+        stdin = StdinFifo(client.io_dir(args.id), prefix).open() if args.interactive else None
+        feeding: asyncio.Future[None] | None = None
         try:
             with _about(f'cannot exec in task "{args.id}"'):
                 proc = await task.exec(
-                    args.exec_id, process, stdout=fifos.stdout, stderr=fifos.stderr
+                    args.exec_id,
+                    process,
+                    stdin=stdin.path if stdin else "",
+                    stdout=fifos.stdout,
+                    stderr=fifos.stderr,
+                    terminal=args.tty,
                 )
             forwarder = _SignalForwarder()
             output = _Output(forwarder)
             try:
-                async with fifos.copying(
-                    output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
-                ) as drain:
-                    with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
-                        await proc.start()
-                    fifos.release()  # an exec's shim side opens its FIFOs in Start, not in Exec
-                    forwarder.attach(proc)
-                    exit_ = await proc.wait()
-                    await drain()
+                with _attached(args.tty) as (terminal, resized):
+                    async with fifos.copying(
+                        output.to(sys.stdout.buffer), output.to(sys.stderr.buffer), DRAIN_TIMEOUT
+                    ) as drain:
+                        with _about(f'cannot start exec "{args.exec_id}" in task "{args.id}"'):
+                            await proc.start()
+                            # An exec's console exists once it started (runc exec runs in
+                            # Start); resized before its stdin is read, so before any command.
+                            size = terminal.size() if terminal else None
+                            if size is not None:
+                                await proc.resize_pty(*size)
+                        fifos.release()  # an exec's shim opens its FIFOs in Start, not in Exec
+                        forwarder.attach(proc)
+                        resized.append(proc)
+                        if stdin is not None:
+                            feeding = asyncio.ensure_future(stdin.feed(proc, sys.stdin.buffer))
+                        exit_ = await proc.wait()
+                        await drain()
             finally:
                 forwarder.close()
+                if feeding is not None:
+                    feeding.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeding
                 with contextlib.suppress(errdefs.ContainerdError):
                     await proc.delete()
         finally:
             fifos.close()
+            if stdin is not None:
+                stdin.close()
         if output.broken:
             raise BrokenPipeError
         return int(exit_.status) & 0xFF

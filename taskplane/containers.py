@@ -34,6 +34,7 @@ closed (``async with Client(...)`` / :meth:`Client.aclose`); by default they kee
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -51,9 +52,9 @@ from google.protobuf.message import Message
 from plugins import errdefs, securefs
 from plugins.builtin import OVERLAY_ID
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
-from taskplane import DEFAULT_NAMESPACE
+from taskplane import DEFAULT_NAMESPACE, logs
 from taskplane.oci import spec_bytes
-from taskplane.stdio import FifoPair, file_uri, make_io_dir, remove_io_dir
+from taskplane.stdio import FifoPair, StdinFifo, StdinSource, make_io_dir, remove_io_dir
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -155,6 +156,8 @@ class Client:
         self.host = host
         self.namespace = namespace
         self.cleanup_on_close = cleanup_on_close
+        #: Size at which a task's log is rotated (see :mod:`taskplane.logs`).
+        self.log_max_size = logs.DEFAULT_MAX_SIZE
         #: Ids of the containers this client created and did not delete.
         self.created: set[str] = set()
         if cleanup_on_close:
@@ -271,8 +274,8 @@ class Client:
         return Path(self.host.state) / IO_DIR_NAME / self.namespace / container_id
 
     def log_path(self, container_id: str) -> Path:
-        """The log file of a detached task (stdout and stderr, appended by the shim)."""
-        return self.io_dir(container_id) / "output.log"
+        """The current log file of a task (json-file lines, see :mod:`taskplane.logs`)."""
+        return self.io_dir(container_id) / logs.LOG_NAME
 
     async def create_task(
         self,
@@ -318,6 +321,8 @@ class Client:
         runtime_options: Message | any_pb2.Any | None,
         stdout: str,
         stderr: str,
+        stdin: str = "",
+        terminal: bool = False,
         labels: Mapping[str, str] | None = None,
         overlay: bool = False,
     ) -> Any:
@@ -352,8 +357,10 @@ class Client:
                     CreateOpts(
                         spec=data,
                         rootfs=rootfs,
+                        stdin=stdin,
                         stdout=stdout,
                         stderr=stderr,
+                        terminal=terminal,
                         runtime=runtime,
                         runtime_options=options_any,
                     ),
@@ -576,21 +583,28 @@ class Client:
         labels: Mapping[str, str] | None = None,
         overlay: bool = False,
     ) -> Any:
-        """Create and start a task whose output the shim appends to :meth:`log_path`.
+        """Create and start a task whose output its shim's logging binary writes to the log
+        (:mod:`taskplane.logs`, stdout and stderr apart, a timestamp per line).
 
         The task outlives this process (``taskplane run -d``); nothing is left behind when it
         cannot be created or started. ``labels`` and ``overlay`` are :meth:`create_task`'s.
-        Returns the started task.
+        Returns the started task. A spec asking for a terminal is refused: nobody would be
+        attached to it.
         """
         from runtime_v2 import identifiers
 
         identifiers.validate_task_id(container_id)
+        if _wants_terminal(spec):
+            raise errdefs.InvalidArgument(
+                f'task "{container_id}" asks for a terminal (process.terminal), which a '
+                "detached task cannot have: run it attached (taskplane run -t)"
+            )
         log_file = self.log_path(container_id)
-        uri = file_uri(log_file)
         async with self._lock(container_id) as lock:
             self._reserve(container_id)  # before the io dir: a refused id touches nothing
             make_io_dir(log_file.parent)
             try:
+                uri = logs.install_logger(log_file.parent, max_size=self.log_max_size)
                 task = await self._create_task(
                     container_id,
                     spec,
@@ -624,23 +638,41 @@ class Client:
         on_stderr: Callable[[bytes], object] | None = None,
         remove: bool = True,
         started: Callable[[Any], object] | None = None,
+        stdin: StdinSource | None = None,
+        tty: bool = False,
+        tty_size: tuple[int, int] | None = None,
         labels: Mapping[str, str] | None = None,
         overlay: bool = False,
     ) -> RunResult:
         """Run a container to completion: create, start, stream output, wait, (delete).
 
-        Output is collected into the result; ``on_stdout``/``on_stderr`` additionally see each
-        chunk as it arrives. ``started(task)`` is called once the task runs (the command line
-        uses it to forward signals). ``labels`` and ``overlay`` are :meth:`create_task`'s. With
-        ``remove`` (the default) the task and record are
-        deleted afterwards, whatever happened.
+        Output is collected into the result and logged (:meth:`logs`); ``on_stdout``/
+        ``on_stderr`` additionally see each chunk as it arrives. ``started(task)`` is called
+        once the task runs (the command line uses it to forward signals and window sizes).
+        ``labels`` and ``overlay`` are :meth:`create_task`'s. With ``remove`` (the default)
+        the task and record are deleted afterwards, whatever happened.
+
+        ``stdin`` (bytes, an async iterator of bytes, or a binary file) is copied to the
+        process; when it ends the process's stdin is closed. Without it stdin is /dev/null.
+        ``tty`` runs the process on a pseudo-terminal (as does a spec with
+        ``process.terminal``): its output arrives as stdout only; ``tty_size`` (columns, rows)
+        is set before it starts.
         """
+        tty = tty or _wants_terminal(spec)
+        if tty:
+            spec = _with_terminal(spec)
         out: list[bytes] = []
         err: list[bytes] = []
 
-        def sink(buf: list[bytes], cb: Callable[[bytes], object] | None) -> Callable[[bytes], None]:
+        def sink(
+            buf: list[bytes],
+            cb: Callable[[bytes], object] | None,
+            log_writer: logs.LogWriter,
+            stream: str,
+        ) -> Callable[[bytes], None]:
             def write(chunk: bytes) -> None:
                 buf.append(chunk)
+                log_writer.write(stream, chunk)
                 if cb is not None:
                     cb(chunk)
 
@@ -657,7 +689,9 @@ class Client:
         locked = True
         try:
             self._reserve(container_id)  # before the io dir: a refused id touches nothing
-            fifos = FifoPair(io_dir).open()
+            fifos = FifoPair(io_dir, stderr=not tty).open()
+            stdin_fifo = StdinFifo(io_dir).open() if stdin is not None else None
+            log_writer = logs.LogWriter(io_dir, max_size=self.log_max_size)
             try:
                 try:
                     task = await self._create_task(
@@ -667,18 +701,28 @@ class Client:
                         runtime_options=runtime_options,
                         stdout=fifos.stdout,
                         stderr=fifos.stderr,
+                        stdin=stdin_fifo.path if stdin_fifo else "",
+                        terminal=tty,
                         labels=labels,
                         overlay=overlay,
                     )
                 except BaseException:
                     fifos.close()
+                    log_writer.close()
+                    if stdin_fifo is not None:
+                        stdin_fifo.close()
                     remove_io_dir(io_dir)  # ours: created above, after the reservation
                     raise
+                feeding: asyncio.Future[None] | None = None
                 try:
                     async with fifos.copying(
-                        sink(out, on_stdout), sink(err, on_stderr), DRAIN_TIMEOUT
+                        sink(out, on_stdout, log_writer, "stdout"),
+                        sink(err, on_stderr, log_writer, "stderr"),
+                        DRAIN_TIMEOUT,
                     ) as drain:
                         try:
+                            if tty and tty_size is not None:
+                                await task.resize_pty(*tty_size)
                             await _start(task)
                         except BaseException:
                             if not remove:  # a task that never started is no use to anyone
@@ -689,19 +733,41 @@ class Client:
                         locked = False
                         await lock.__aexit__(None, None, None)
                         fifos.release()
+                        if stdin_fifo is not None and stdin is not None:
+                            feeding = asyncio.ensure_future(stdin_fifo.feed(task, stdin))
                         if started is not None:
                             started(task)
                         exit_ = await _wait(task)
                         await drain()
                 finally:
+                    if feeding is not None:  # the process exited without reading it all
+                        feeding.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await feeding
+                    log_writer.close()
                     if remove:
                         await self.delete(container_id, force=True)
             finally:
                 fifos.close()
+                log_writer.close()
+                if stdin_fifo is not None:
+                    stdin_fifo.close()
         finally:
             if locked:
                 await lock.__aexit__(None, None, None)
         return RunResult(exit_status=exit_.status, stdout=b"".join(out), stderr=b"".join(err))
+
+
+def _wants_terminal(spec: Mapping[str, Any]) -> bool:
+    process = spec.get("process")
+    return bool(isinstance(process, Mapping) and process.get("terminal"))
+
+
+def _with_terminal(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with ``process.terminal`` set (runc asks the shim for a console only then)."""
+    copy = dict(spec)
+    copy["process"] = {**dict(spec.get("process") or {}), "terminal": True}
+    return copy
 
 
 async def _status_of(task: Any) -> str:

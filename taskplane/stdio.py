@@ -16,15 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import IO, Any, TypeAlias
 
 from plugins import securefs
 
-__all__ = ["FifoPair", "file_uri", "make_io_dir", "remove_io_dir"]
+__all__ = [
+    "FifoPair",
+    "StdinFifo",
+    "StdinSource",
+    "feed",
+    "file_uri",
+    "make_io_dir",
+    "remove_io_dir",
+]
 
 _CHUNK = 65536
+
+#: What a process's stdin can come from: bytes, an async iterator of bytes, or a binary file
+#: (anything with ``fileno()``: a pipe, a terminal, a regular file).
+StdinSource: TypeAlias = bytes | AsyncIterable[bytes] | IO[bytes]
 #: A FIFO we just made is opened without following a symlink put in its place meanwhile.
 _FIFO_FLAGS = os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -58,10 +72,13 @@ class FifoPair:
     Use :meth:`copy_to` to stream both into callbacks until the shim closes them.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], prefix: str = "") -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], prefix: str = "", *, stderr: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.stdout = str(self.directory / f"{prefix}stdout")
-        self.stderr = str(self.directory / f"{prefix}stderr")
+        # A process on a terminal has one output stream: the shim copies the console to stdout.
+        self.stderr = str(self.directory / f"{prefix}stderr") if stderr else ""
         self._readers: list[int] = []
         self._keepalive: list[int] = []
 
@@ -69,7 +86,7 @@ class FifoPair:
         """Create both FIFOs (mode 0600) and open their read ends; returns self."""
         make_io_dir(self.directory)
         try:
-            for path in (self.stdout, self.stderr):
+            for path in self._paths():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 os.mkfifo(path, 0o600)
@@ -93,11 +110,13 @@ class FifoPair:
         on_stderr: Callable[[bytes], object],
     ) -> None:
         """Read both FIFOs until end-of-file, passing each chunk to its callback."""
-        if len(self._readers) != 2:
+        if len(self._readers) != len(self._paths()):
             raise RuntimeError("FifoPair.copy_to() needs open() first")
-        await asyncio.gather(
-            _drain(self._readers[0], on_stdout), _drain(self._readers[1], on_stderr)
-        )
+        sinks = (on_stdout, on_stderr)
+        await asyncio.gather(*(_drain(fd, sinks[i]) for i, fd in enumerate(self._readers)))
+
+    def _paths(self) -> list[str]:
+        return [p for p in (self.stdout, self.stderr) if p]
 
     @contextlib.asynccontextmanager
     async def copying(
@@ -130,7 +149,7 @@ class FifoPair:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._readers.clear()
-        for path in (self.stdout, self.stderr):
+        for path in self._paths():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -157,5 +176,117 @@ async def _drain(fd: int, sink: Callable[[bytes], object]) -> None:
             if not chunk:
                 return
             sink(chunk)
+            # A writer faster than the sink (``yes``, logged line by line) keeps the FIFO
+            # full: let the loop run between chunks (a kill, the other stream) all the same.
+            await asyncio.sleep(0)
+    finally:
+        loop.remove_reader(fd)
+
+
+class StdinFifo:
+    """The stdin FIFO of one process (``<prefix>stdin`` in ``directory``), written by us.
+
+    We hold it open read-write from before the shim sees it, so the shim's opens (of either
+    end: the runc shim keeps a write end itself, ``pkg/process`` ``openStdin``) never wait and
+    nothing written is lost. End of input is :meth:`close` followed by the shim's CloseIO, which
+    closes the shim's own write end (the task then reads end-of-file).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], prefix: str = "") -> None:
+        self.path = str(Path(directory) / f"{prefix}stdin")
+        self._fd = -1
+
+    def open(self) -> StdinFifo:
+        """Create the FIFO (mode 0600) and open it; returns self."""
+        make_io_dir(Path(self.path).parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.mkfifo(self.path, 0o600)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | _FIFO_FLAGS)
+        except BaseException:
+            os.unlink(self.path)
+            raise
+        return self
+
+    async def write_all(self, source: StdinSource) -> None:
+        """Copy ``source`` into the FIFO until it ends (does not close the FIFO)."""
+        await feed(source, self._write)
+
+    async def _write(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                writable = asyncio.Event()
+                loop.add_writer(self._fd, writable.set)
+                try:
+                    await writable.wait()
+                finally:
+                    loop.remove_writer(self._fd)
+
+    async def feed(self, process: Any, source: StdinSource) -> None:
+        """Copy ``source`` in, then close our end and ``process``'s stdin (its CloseIO)."""
+        from plugins import errdefs
+
+        try:
+            await self.write_all(source)
+        finally:
+            self.close()
+        with contextlib.suppress(errdefs.ContainerdError):
+            await process.close_io()  # the shim's own write end: the process then reads EOF
+
+    def close(self) -> None:
+        """Close our end and remove the FIFO (the shim keeps what it opened)."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def feed(source: StdinSource, write: Callable[[bytes], Awaitable[None]]) -> None:
+    """Pass everything ``source`` yields to ``write``, chunk by chunk, until it ends.
+
+    A file is read as it becomes readable (a terminal or pipe never blocks the loop; its
+    blocking mode is left alone); a regular file is simply read.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        await write(bytes(source))
+        return
+    if hasattr(source, "__aiter__"):
+        async for chunk in source:
+            if chunk:
+                await write(bytes(chunk))
+        return
+    fd = source.fileno()
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    try:
+        loop.add_reader(fd, readable.set)
+    except PermissionError:  # a regular file: epoll refuses it, and reading it never blocks
+        while chunk := os.read(fd, _CHUNK):
+            await write(chunk)
+        return
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            # The loop may report a readiness we already consumed (the selector ran before our
+            # last read): look again, the descriptor is blocking and must stay so.
+            if not select.select([fd], [], [], 0)[0]:
+                continue
+            try:
+                chunk = os.read(fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: the terminal went away
+                return
+            if not chunk:
+                return
+            await write(chunk)
     finally:
         loop.remove_reader(fd)

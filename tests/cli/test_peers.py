@@ -34,7 +34,7 @@ def test_a_refused_duplicate_run_leaves_the_live_tasks_log_alone(
     """Case 1: the duplicate is refused before it touches the io dir of the live task."""
     first = runner(*_run(runner, busybox_rootfs, task_id, "sh", "-c", "sleep 300", detach=True))
     assert first.returncode == 0, first.stderr
-    log = runner.state / "taskplane.io" / runner.namespace / task_id / "output.log"
+    log = runner.state / "taskplane.io" / runner.namespace / task_id / "log.json"
     before = log.stat().st_ino
     dup = runner(*_run(runner, busybox_rootfs, task_id, "true", detach=True))
     line = single_error_line(dup)
