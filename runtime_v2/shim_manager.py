@@ -244,24 +244,32 @@ def socket_path_of(address: str) -> str | None:
     return None
 
 
-async def _wait_exited(pid: int, timeout: float) -> None:
-    """Wait (at most ``timeout`` s) until process ``pid``, not necessarily our child, has
-    exited: its pidfd turns readable then, zombie or not."""
-    pidfd = os.pidfd_open(pid)
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def on_exit() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, on_exit)
+async def kill_and_wait(pid: int, timeout: float) -> None:
+    """SIGKILL process ``pid`` (not necessarily our child) and wait, at most ``timeout`` s,
+    until it has exited: its pidfd, opened before the signal so the pid cannot be reused
+    meanwhile, turns readable then, zombie or not. A process already gone is fine."""
     try:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await exited
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await exited
+        finally:
+            loop.remove_reader(pidfd)
     finally:
-        loop.remove_reader(pidfd)
         os.close(pidfd)
 
 
@@ -950,11 +958,9 @@ class ShimManager:
                     shim.id,
                 )
             elif pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    # Until it is dead its socket still takes connections (the kernel's
-                    # backlog), and remove_stale_socket would take it for a live one.
-                    await _wait_exited(pid, CLEANUP_TIMEOUT)
+                # Until it is dead its socket still takes connections (the kernel's
+                # backlog), and remove_stale_socket would take it for a live one.
+                await kill_and_wait(pid, CLEANUP_TIMEOUT)
         await shim.close()
         remove_stale_socket(shim.address)
 

@@ -37,7 +37,7 @@ import attrs
 
 from runtime_v2 import errdefs
 from runtime_v2.bundle import Bundle, remove_all
-from runtime_v2.shim_manager import read_options, remove_stale_socket
+from runtime_v2.shim_manager import kill_and_wait, read_options, remove_stale_socket
 from runtime_v2.start_response import restore_bootstrap_params
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ async def force_teardown(
         pids.append(shim.shim_pid)
     for pid in pids:
         found = True
-        await _kill(pid)
+        await kill_and_wait(pid, KILL_TIMEOUT)
     addresses = list(shims.expected_addresses(bundle))
     with contextlib.suppress(errdefs.ContainerdError, OSError):
         addresses.append(restore_bootstrap_params(bundle.path).address)
@@ -241,33 +241,6 @@ def remove_cgroup(cgroups_path: str, cgroup_root: str = CGROUP_ROOT) -> tuple[bo
         else:
             return existed, f"cgroup {target} still has processes"
     return existed, ""
-
-
-async def _kill(pid: int) -> None:
-    """SIGKILL ``pid`` and wait (bounded) until it is gone, so its socket no longer answers."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        loop = asyncio.get_running_loop()
-        gone: asyncio.Future[None] = loop.create_future()
-
-        def exited() -> None:
-            if not gone.done():
-                gone.set_result(None)
-
-        loop.add_reader(fd, exited)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(KILL_TIMEOUT):
-                    await gone
-        finally:
-            loop.remove_reader(fd)
-    finally:
-        os.close(fd)
 
 
 def _is_shim(pid: int) -> bool:
