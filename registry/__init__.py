@@ -53,6 +53,7 @@ from registry._errors import (
     PluginNotFound,
     RequiresOwnType,
     SkipPlugin,
+    UnexpectedInstance,
     WildcardMixedRequires,
 )
 from registry._graph import Blocked
@@ -94,6 +95,7 @@ __all__ = [
     "RequiresOwnType",
     "Set",
     "SkipPlugin",
+    "UnexpectedInstance",
     "WildcardMixedRequires",
     "boot",
     "boot_async",

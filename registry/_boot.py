@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import logging
 import os
@@ -10,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import CoroutineType, MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from registry import config as _config
 from registry import platforms as _platforms
@@ -22,8 +23,9 @@ from registry._context import (
     InitContext,
     Plugin,
     Set,
+    expect_instance,
 )
-from registry._errors import BootError, PluginNotFound, SkipPlugin
+from registry._errors import BootError, PluginMultipleInstances, PluginNotFound, SkipPlugin
 from registry._graph import Blocked, RequirementTracker, plan
 from registry._registration import Registration, Registry
 from registry._status import PluginStatus, Status
@@ -125,12 +127,20 @@ class Host:
 
     # -- lookups -----------------------------------------------------------------------
 
-    def get(self, type: str, id: str) -> Any:
-        """The loaded instance of ``<type>.<id>``; :class:`PluginNotFound` (naming its status)
-        if that plugin is not loaded."""
+    @overload
+    def get(self, type: str, id: str) -> Any: ...
+    @overload
+    def get(self, type: str, id: str, cls: builtins.type[T]) -> T: ...
+    def get(self, type: str, id: str, cls: builtins.type[Any] | None = None) -> Any:
+        """The loaded instance of ``<type>.<id>``, typed ``cls`` when given
+        (``host.get(RUNTIME_PLUGIN_V2, "task", TaskManager)``); :class:`PluginNotFound`
+        (naming its status) if that plugin is not loaded, :class:`UnexpectedInstance` if it
+        is not a ``cls``."""
         plugin = self.plugins.get(type, id)
         if plugin is not None and plugin.loaded:
-            return plugin.instance
+            if cls is None:
+                return plugin.instance
+            return expect_instance(plugin.instance, cls, plugin.registration.uri)
         uri = f"{type}.{id}"
         status = self.status(uri)
         if status is None:
@@ -140,6 +150,34 @@ class Host:
             f"plugin {uri} is not loaded ({status.status}{detail})",
             registration=self.registry.get(uri),
         ) from status.error
+
+    @overload
+    def get_single(self, type: str) -> Any: ...
+    @overload
+    def get_single(self, type: str, cls: builtins.type[T]) -> T: ...
+    def get_single(self, type: str, cls: builtins.type[Any] | None = None) -> Any:
+        """The loaded instance of the one plugin of ``type``, typed ``cls`` when given.
+
+        :class:`PluginNotFound` when no plugin of ``type`` is registered or it did not load
+        (naming its status), :class:`PluginMultipleInstances` when several were initialised,
+        :class:`UnexpectedInstance` when it is not a ``cls``.
+        """
+        of_type = self.plugins.by_type(type)
+        if len(of_type) > 1:
+            raise PluginMultipleInstances(
+                f"a single {type} plugin was asked for, but several are initialised: "
+                + ", ".join(plugin.registration.uri for plugin in of_type.values())
+            )
+        if of_type:
+            (id,) = of_type
+        else:  # registered but never initialised (disabled), or not registered at all
+            ids = [reg.id for reg in self.registry if reg.type == type]
+            if len(ids) != 1:
+                raise PluginNotFound(f"no plugin of type {type} is loaded")
+            (id,) = ids
+        if cls is None:
+            return self.get(type, id)
+        return self.get(type, id, cls)
 
     def status(self, uri: str) -> PluginStatus | None:
         """The status of the plugin with this URI, or None if it is not registered."""

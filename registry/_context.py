@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
 
-from registry._errors import PluginInitialized, PluginMultipleInstances, PluginNotFound
+from registry._errors import (
+    PluginInitialized,
+    PluginMultipleInstances,
+    PluginNotFound,
+    UnexpectedInstance,
+)
 from registry._registration import Registration
 
 if TYPE_CHECKING:
@@ -22,12 +28,28 @@ __all__ = [
     "Meta",
     "Plugin",
     "Set",
+    "expect_instance",
 ]
+
+T = TypeVar("T")
 
 PROPERTY_ROOT = "io.containerd.plugin.root"
 PROPERTY_STATE = "io.containerd.plugin.state"
 PROPERTY_GRPC_ADDRESS = "io.containerd.plugin.grpc.address"
 PROPERTY_TTRPC_ADDRESS = "io.containerd.plugin.ttrpc.address"
+
+
+def expect_instance(
+    instance: object, cls: type[T], uri: str, registration: Registration | None = None
+) -> T:
+    """``instance`` typed as ``cls``; :class:`UnexpectedInstance` naming the plugin and both
+    classes when it is not one."""
+    if not isinstance(instance, cls):
+        raise UnexpectedInstance(
+            f"plugin {uri} is a {type(instance).__qualname__}, not a {cls.__qualname__}",
+            registration=registration,
+        )
+    return instance
 
 
 @attrs.define
@@ -182,12 +204,18 @@ class InitContext:
         """True if init called :meth:`register_readiness`."""
         return bool(self._ready_callbacks)
 
-    def get_single(self, type: str) -> Any:
-        """The instance of the one initialised plugin of ``type`` (containerd's ``GetSingle``).
+    @overload
+    def get_single(self, type: str) -> Any: ...
+    @overload
+    def get_single(self, type: str, cls: builtins.type[T]) -> T: ...
+    def get_single(self, type: str, cls: builtins.type[Any] | None = None) -> Any:
+        """The instance of the one initialised plugin of ``type`` (containerd's ``GetSingle``),
+        typed ``cls`` when given: ``ic.get_single(SHIM_PLUGIN, ShimManager)``.
 
         Raises :class:`PluginNotFound` if there is none, :class:`PluginMultipleInstances` if
         several were initialised (whether or not they loaded: as in containerd, disable the
-        ones you do not want), and the init error if the only one did not load.
+        ones you do not want), the init error if the only one did not load, and
+        :class:`UnexpectedInstance` if its instance is not a ``cls``.
         """
         of_type = self.plugins.by_type(type)
         if not of_type:
@@ -202,17 +230,26 @@ class InitContext:
                 registration=self.registration,
             )
         (only,) = of_type.values()
-        return only.instance
+        if cls is None:
+            return only.instance
+        return expect_instance(only.instance, cls, only.registration.uri, self.registration)
 
-    def get_by_id(self, type: str, id: str) -> Any:
-        """The instance of plugin ``<type>.<id>``; raises its init error if it failed and
-        :class:`PluginNotFound` if it is not initialised."""
+    @overload
+    def get_by_id(self, type: str, id: str) -> Any: ...
+    @overload
+    def get_by_id(self, type: str, id: str, cls: builtins.type[T]) -> T: ...
+    def get_by_id(self, type: str, id: str, cls: builtins.type[Any] | None = None) -> Any:
+        """The instance of plugin ``<type>.<id>``, typed ``cls`` when given; raises its init
+        error if it failed, :class:`PluginNotFound` if it is not initialised and
+        :class:`UnexpectedInstance` if it is not a ``cls``."""
         plugin = self.plugins.get(type, id)
         if plugin is None:
             raise PluginNotFound(
                 f"no plugins registered for {type}.{id}", registration=self.registration
             )
-        return plugin.instance
+        if cls is None:
+            return plugin.instance
+        return expect_instance(plugin.instance, cls, plugin.registration.uri, self.registration)
 
     def get_by_type(self, type: str) -> dict[str, Plugin]:
         """Every initialised plugin of ``type`` by id, skipped and failed ones included (check

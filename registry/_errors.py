@@ -28,6 +28,7 @@ __all__ = [
     "PluginNotFound",
     "RequiresOwnType",
     "SkipPlugin",
+    "UnexpectedInstance",
     "WildcardMixedRequires",
 ]
 
@@ -98,6 +99,11 @@ class PluginNotFound(PluginError):
 
 class PluginMultipleInstances(PluginError):
     """``get_single`` found more than one loaded plugin of the type."""
+
+
+class UnexpectedInstance(PluginError, TypeError):
+    """A typed lookup (``ic.get_single(type, cls)``, ``host.get(type, id, cls)``) found a
+    plugin whose instance is not an instance of the class asked for."""
 
 
 class PluginCircularDependency(PluginError):

@@ -22,10 +22,12 @@ from registry import (
     Host,
     InitContext,
     PluginCircularDependency,
+    PluginMultipleInstances,
     PluginNotFound,
     Registration,
     Registry,
     SkipPlugin,
+    UnexpectedInstance,
     boot,
     boot_async,
     platforms,
@@ -940,3 +942,31 @@ def test_failed_sync_boot_cancels_what_plugins_started_and_closes_its_loop(
         boot(dict(dirs, required_plugins=["t.b"]), registry=registry)
     assert tasks[0].cancelled()
     assert tasks[0].get_loop().is_closed()
+
+
+async def test_host_typed_lookups_return_the_instance_as_the_class(
+    rec: Recorder, dirs: dict[str, Any]
+) -> None:
+    registry = Registry(
+        [
+            Registration("t", "a", init=lambda ic: "text"),
+            Registration("u", "x", init=lambda ic: 1),
+            Registration("u", "y", init=lambda ic: 2),
+            Registration("v", "off", init=lambda ic: "never"),
+        ]
+    )
+    async with await boot_async({**dirs, "disabled_plugins": ["v.off"]}, registry=registry) as host:
+        text: str = host.get("t", "a", str)
+        assert text == "text"
+        assert host.get_single("t", str) == "text"
+        assert host.get_single("t") == "text"
+        with pytest.raises(UnexpectedInstance, match=r"^plugin t\.a is a str, not a int$"):
+            host.get("t", "a", int)
+        with pytest.raises(UnexpectedInstance, match=r"^plugin t\.a is a str, not a int$"):
+            host.get_single("t", int)
+        with pytest.raises(PluginMultipleInstances, match=r"several are initialised: u\.x, u\.y"):
+            host.get_single("u", int)
+        with pytest.raises(PluginNotFound, match=r"plugin v\.off is not loaded \(disabled"):
+            host.get_single("v", str)
+        with pytest.raises(PluginNotFound, match=r"^no plugin of type w is loaded$"):
+            host.get_single("w", str)

@@ -15,6 +15,7 @@ from registry import (
     PluginNotFound,
     Registration,
     Set,
+    UnexpectedInstance,
 )
 
 
@@ -165,3 +166,33 @@ def test_register_readiness_without_a_host_is_harmless() -> None:
     ready = ic.register_readiness()
     assert ic.registered_readiness
     ready()
+
+
+def test_typed_get_single_returns_the_instance_as_the_class(ic: InitContext) -> None:
+    found: str = ic.get_single("type1", str)
+    assert found == "type1.id1"
+
+
+def test_typed_get_single_of_another_class_names_the_plugin_and_both_classes(
+    ic: InitContext,
+) -> None:
+    with pytest.raises(UnexpectedInstance) as info:
+        ic.get_single("type1", int)
+    assert str(info.value) == "plugin type1.id1 is a str, not a int"
+    assert isinstance(info.value, TypeError)
+    assert info.value.registration is not None and info.value.registration.uri == "me.x"
+
+
+def test_typed_get_single_keeps_the_lookup_errors(ic: InitContext) -> None:
+    with pytest.raises(PluginNotFound):
+        ic.get_single("type2", str)
+    with pytest.raises(PluginMultipleInstances):
+        ic.get_single("type4", str)
+    with pytest.raises(OtherError):
+        ic.get_single("type5", str)
+
+
+def test_typed_get_by_id(ic: InitContext) -> None:
+    assert ic.get_by_id("type4", "id6", str) == "type4.id6"
+    with pytest.raises(UnexpectedInstance, match=r"^plugin type4\.id6 is a str, not a bytes$"):
+        ic.get_by_id("type4", "id6", bytes)
