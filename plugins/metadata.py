@@ -89,7 +89,7 @@ class Container:
 
 
 def _validate_namespace(namespace: object) -> str:
-    identifiers.validate(namespace, what="namespace")
+    identifiers.validate_namespace(namespace)
     assert isinstance(namespace, str)
     return namespace
 

@@ -30,8 +30,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from plugins import securefs
-from runtime_v2 import errdefs, identifiers
+from plugins import identifiers, securefs
+from runtime_v2 import errdefs
 from runtime_v2.crashpoint import crashpoint
 
 __all__ = [

@@ -37,7 +37,8 @@ import attrs
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from runtime_v2 import errdefs, identifiers, typeurl
+from plugins import identifiers
+from runtime_v2 import errdefs, typeurl
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import mount_pb2, task_types_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2

@@ -39,7 +39,8 @@ from typing import Literal
 
 import attrs
 
-from runtime_v2 import errdefs, identifiers
+from plugins import identifiers
+from runtime_v2 import errdefs
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary

@@ -54,9 +54,9 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 import registry
-from plugins import securefs, types
+from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
-from runtime_v2 import errdefs, identifiers, typeurl
+from runtime_v2 import errdefs, typeurl
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.bundle import Bundle, load_bundle, new_bundle

@@ -33,7 +33,7 @@ def container_record(container: Any) -> dict[str, Any]:
 
 def ls(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane containers ls``: CONTAINER RUNTIME LABELS (``-q`` ids, ``--json``)."""
-    from runtime_v2 import identifiers
+    from plugins import identifiers
 
     identifiers.validate_namespace(opts.namespace)
 

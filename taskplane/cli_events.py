@@ -107,9 +107,9 @@ def show_journal_warnings() -> None:
 
 def events(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane events``: print events as they happen until interrupted."""
+    from plugins import identifiers
     from plugins.events import EventsDropped, validate_filter, validate_topic_filter
     from plugins.types import EVENT_PLUGIN
-    from runtime_v2 import identifiers
     from runtime_v2.api import events_pb2  # noqa: F401 - registers containerd's event types
 
     for topic in args.topic:

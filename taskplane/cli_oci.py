@@ -21,7 +21,7 @@ __all__ = ["spec"]
 
 def spec(opts: Options, args: argparse.Namespace) -> int:
     """Print the spec the flags of ``args`` give, as JSON."""
-    from runtime_v2 import identifiers
+    from plugins import identifiers
 
     identifiers.validate_namespace(opts.namespace)
     if args.id is not None:

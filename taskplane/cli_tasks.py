@@ -80,7 +80,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 
 def _validate_ids(opts: Options, task_id: str, exec_id: str | None = None) -> None:
-    from runtime_v2 import identifiers
+    from plugins import identifiers
 
     identifiers.validate_namespace(opts.namespace)
     identifiers.validate_task_id(task_id)
@@ -281,7 +281,7 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
     left (a record, an io dir, a lifecycle step, runc state, no bundle) is ORPHAN, and a task a
     peer is creating or deleting right now is CREATING / DELETING (see ``Client.entries``).
     """
-    from runtime_v2 import identifiers
+    from plugins import identifiers
 
     identifiers.validate_namespace(opts.namespace)
 

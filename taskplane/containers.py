@@ -150,7 +150,7 @@ class Client:
     def __init__(
         self, host: Any, namespace: str = DEFAULT_NAMESPACE, *, cleanup_on_close: bool = False
     ) -> None:
-        from runtime_v2 import identifiers
+        from plugins import identifiers
 
         identifiers.validate_namespace(namespace)
         self.host = host
@@ -296,7 +296,7 @@ class Client:
         cannot be created the record (and layer) are removed again, so a failed create leaves
         nothing behind. An id in use raises ``errdefs.AlreadyExists`` naming it.
         """
-        from runtime_v2 import identifiers
+        from plugins import identifiers
 
         identifiers.validate_task_id(container_id)
         async with self._lock(container_id):
@@ -436,7 +436,8 @@ class Client:
     async def entries(self) -> list[TaskEntry]:
         """Every task of this namespace and every leftover of one (see :class:`TaskEntry`),
         sorted by id. A shim that does not answer within :data:`LIST_TIMEOUT` shows UNKNOWN."""
-        from runtime_v2 import identifiers, ttrpc
+        from plugins import identifiers
+        from runtime_v2 import ttrpc
         from runtime_v2.locks import ids_with_steps
 
         tm = self.task_manager
@@ -516,7 +517,7 @@ class Client:
         interrupted command (a lifecycle step, a record, an io dir) are removed too. Returns the
         task's Exit, or None when there was no task. Nothing at all raises ``errdefs.NotFound``.
         """
-        from runtime_v2 import identifiers
+        from plugins import identifiers
 
         identifiers.validate_task_id(container_id)
         tm = self.task_manager
@@ -591,7 +592,7 @@ class Client:
         Returns the started task. A spec asking for a terminal is refused: nobody would be
         attached to it.
         """
-        from runtime_v2 import identifiers
+        from plugins import identifiers
 
         identifiers.validate_task_id(container_id)
         if _wants_terminal(spec):
@@ -678,7 +679,7 @@ class Client:
 
             return write
 
-        from runtime_v2 import identifiers
+        from plugins import identifiers
 
         identifiers.validate_task_id(container_id)
         io_dir = self.io_dir(container_id)

@@ -204,10 +204,10 @@ def test_container_is_frozen_and_its_labels_read_only() -> None:
 @pytest.mark.parametrize(
     ("namespace", "container", "message"),
     [
-        ("bad ns", _container(), 'namespace "bad ns" is invalid'),
-        ("", _container(), "namespace must not be empty"),
-        ("default", _container("-x"), 'container id "-x" is invalid'),
-        ("default", _container("x" * 77), "is 77 characters long; the maximum is 76"),
+        ("bad ns", _container(), 'invalid namespace bad ns: identifier "bad ns" must match'),
+        ("", _container(), "namespace is required: identifier must not be empty"),
+        ("default", _container("-x"), 'invalid container id -x: identifier "-x" must match'),
+        ("default", _container("x" * 77), "greater than maximum length (76 characters)"),
         ("default", Container(id="web", runtime_name=""), "must name a runtime"),
         ("default", _container(spec=b"{nope"), "spec of the container is not valid JSON"),
         ("default", _container(spec=b"[1]"), "spec of the container must be a JSON object"),
@@ -230,9 +230,13 @@ def test_create_rejects_invalid_input(
 
 
 def test_get_and_delete_reject_invalid_ids(store: ContainerStore) -> None:
-    with pytest.raises(InvalidArgument, match="container id must not be empty"):
+    with pytest.raises(
+        InvalidArgument, match=re.escape('invalid container id "": identifier must not be empty')
+    ):
         store.get("default", "")
-    with pytest.raises(InvalidArgument, match=re.escape('container id "a/b" is invalid')):
+    with pytest.raises(
+        InvalidArgument, match=re.escape('invalid container id a/b: identifier "a/b" must match')
+    ):
         store.delete("default", "a/b")
 
 

@@ -225,11 +225,11 @@ async def test_subscription_only_sees_events_published_after_subscribing() -> No
 @pytest.mark.parametrize(
     ("namespace", "message"),
     [
-        ("", "event namespace must not be empty"),
-        ("bad ns", 'event namespace "bad ns" is invalid'),
-        ("-lead", 'event namespace "-lead" is invalid'),
-        ("a..b", 'event namespace "a..b" is invalid'),
-        ("x" * 77, "is 77 characters long; the maximum is 76"),
+        ("", 'invalid event namespace "": identifier must not be empty'),
+        ("bad ns", 'invalid event namespace bad ns: identifier "bad ns" must match'),
+        ("-lead", 'invalid event namespace -lead: identifier "-lead" must match'),
+        ("a..b", 'invalid event namespace a..b: identifier "a..b" must match'),
+        ("x" * 77, "greater than maximum length (76 characters)"),
     ],
 )
 async def test_publish_rejects_an_invalid_namespace(namespace: str, message: str) -> None:
@@ -268,7 +268,9 @@ def test_subscribe_rejects_an_invalid_topic_filter(bad: Any) -> None:
 
 def test_subscribe_rejects_an_invalid_namespace_or_maxsize() -> None:
     exchange = Exchange()
-    with pytest.raises(InvalidArgument, match='subscription namespace "a b" is invalid'):
+    with pytest.raises(
+        InvalidArgument, match='invalid subscription namespace a b: identifier "a b" must match'
+    ):
         exchange.subscribe(namespace="a b")
     for maxsize in (0, -1, True, 1.5):
         with pytest.raises(InvalidArgument, match="maxsize must be a positive integer"):
@@ -378,11 +380,11 @@ _NOW = datetime(2026, 11, 28, tzinfo=UTC)
     [
         (
             FakeEnvelope(_timestamp(_NOW), "", "/tasks/exit", _any(_event())),
-            "forwarded event namespace must not be empty",
+            'invalid forwarded event namespace "": identifier must not be empty',
         ),
         (
             FakeEnvelope(_timestamp(_NOW), "n s", "/tasks/exit", _any(_event())),
-            'forwarded event namespace "n s" is invalid',
+            'invalid forwarded event namespace n s: identifier "n s" must match',
         ),
         (
             FakeEnvelope(_timestamp(_NOW), NS, "tasks/exit", _any(_event())),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_v2 import identifiers
+from plugins import identifiers
 from taskplane import oci
 
 GOOD: dict[str, object] = {"process": {"args": ["sh"]}, "root": {"path": "rootfs"}}
