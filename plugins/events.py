@@ -43,7 +43,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import logging
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -59,6 +58,7 @@ from plugins import filters, identifiers
 from plugins.errdefs import FailedPrecondition, InvalidArgument, ResourceExhausted
 from plugins.events_journal import EventJournal, Follower, JournalError, Record
 from plugins.identifiers import quote
+from registry.log import get_logger
 
 __all__ = [
     "DEFAULT_MAXSIZE",
@@ -78,7 +78,7 @@ __all__ = [
 
 M = TypeVar("M", bound=Message)
 
-log = logging.getLogger("taskplane.plugins.events")
+log = get_logger(__name__)
 
 #: The default queue bound of a subscription.
 DEFAULT_MAXSIZE = 1024

@@ -53,7 +53,6 @@ import binascii
 import errno
 import fcntl
 import json
-import logging
 import os
 import select
 import stat
@@ -64,6 +63,7 @@ import attrs
 
 from plugins import securefs
 from plugins.errdefs import FailedPrecondition
+from registry.log import get_logger
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -75,7 +75,7 @@ __all__ = [
     "Record",
 ]
 
-log = logging.getLogger("taskplane.plugins.events_journal")
+log = get_logger(__name__)
 
 #: The journal's file name in the exchange's state directory.
 JOURNAL_FILENAME = "events.log"

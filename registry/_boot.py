@@ -30,10 +30,11 @@ from registry._graph import Blocked, RequirementTracker, plan
 from registry._registration import Registration, Registry
 from registry._status import PluginStatus, Status
 from registry.discovery import LoadFailure, discover
+from registry.log import get_logger
 
 __all__ = ["ConfigSource", "Host", "boot", "boot_async"]
 
-log = logging.getLogger("registry")
+log = get_logger(__name__)
 
 T = TypeVar("T")
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | _config.Config | None

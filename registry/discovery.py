@@ -10,7 +10,6 @@ built-in is a bug and raises :class:`DiscoveryError`.
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import os
 import re
 from collections.abc import Iterable
@@ -22,10 +21,11 @@ import pluggy
 from registry import hookspecs
 from registry._errors import DiscoveryError
 from registry._registration import Registration, Registry
+from registry.log import get_logger
 
 __all__ = ["AUTOLOAD_ENV", "LoadFailure", "autoload_enabled", "discover", "entry_points"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Set to "1" to skip entry point discovery (built-ins only).
 AUTOLOAD_ENV = "TASKPLANE_DISABLE_PLUGIN_AUTOLOAD"

@@ -800,13 +800,17 @@ def _failing_plugin_records(
     registry = Registry([simple(rec, "snap.bad", init=fail)])
     with boot(dirs, registry=registry) as host:
         assert statuses(host)["snap.bad"] == ("failed", "disk on fire")
-    return [r for r in caplog.records if r.name == "registry" and "snap.bad" in r.getMessage()]
+    return [
+        r
+        for r in caplog.records
+        if r.name == "taskplane.registry._boot" and "snap.bad" in r.getMessage()
+    ]
 
 
 def test_a_failing_plugin_logs_one_line_without_traceback_at_warning(
     rec: Recorder, dirs: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="registry")
+    caplog.set_level(logging.WARNING, logger="taskplane.registry")
     records = _failing_plugin_records(caplog, rec, dirs)
     assert len(records) == 1
     record = records[0]
@@ -819,7 +823,7 @@ def test_a_failing_plugin_logs_one_line_without_traceback_at_warning(
 def test_a_failing_plugin_logs_its_traceback_at_debug(
     rec: Recorder, dirs: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="registry")
+    caplog.set_level(logging.DEBUG, logger="taskplane.registry")
     (record,) = _failing_plugin_records(caplog, rec, dirs)
     assert record.levelno == logging.WARNING
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
@@ -834,7 +838,7 @@ async def test_a_failing_close_logs_its_traceback_only_at_debug(
     level: int,
     traceback: bool,
 ) -> None:
-    caplog.set_level(level, logger="registry")
+    caplog.set_level(level, logger="taskplane.registry")
     registry = Registry([simple(rec, "b.bad", init=lambda ic: Exploding("b broke"))])
     host = await boot_async(dirs, registry=registry)
     with pytest.raises(ExceptionGroup):
