@@ -40,9 +40,10 @@ def _init_exchange(ic: InitContext) -> Exchange:
     return Exchange(journal=EventJournal(ic.state))
 
 
-def _init_metadata(ic: InitContext) -> ContainerStore:
-    # The store creates its directory (ic.root, mode 0711) when missing.
-    return ContainerStore(os.path.join(ic.root, DB_FILENAME))
+async def _init_metadata(ic: InitContext) -> ContainerStore:
+    # The store creates its directory (ic.root, mode 0711) when missing. Opened in a worker
+    # thread: another process's write lock may hold it up to the busy timeout.
+    return await ContainerStore.aopen(os.path.join(ic.root, DB_FILENAME))
 
 
 def _check_root_path(_: object, attribute: object, value: str) -> None:

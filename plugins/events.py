@@ -509,6 +509,9 @@ class Exchange:
         self._following: asyncio.Task[None] | None = None
         self._append_failing = False
         self._poll_failing = False
+        # Journal appends run in a worker thread (the journal's flock may wait for another
+        # process); this lock keeps them in publication order. FIFO, as asyncio locks are.
+        self._appending = asyncio.Lock()
 
     @property
     def subscriber_count(self) -> int:
@@ -538,7 +541,7 @@ class Exchange:
                 f"event on topic {quote(topic)} must be a protobuf message,"
                 f" not {type(event).__name__}"
             )
-        self._publish(EventEnvelope(self._clock(), namespace, topic, event))
+        await self._publish(EventEnvelope(self._clock(), namespace, topic, event))
 
     async def forward(self, envelope: ForwardedEnvelope) -> None:
         """Deliver an envelope received from a shim, after containerd's validation.
@@ -567,7 +570,7 @@ class Exchange:
             getattr(event, "type_url"),  # noqa: B009 - Message has no typed fields
             getattr(event, "value"),  # noqa: B009
         )
-        self._publish(EventEnvelope(timestamp, namespace, topic, decoded))
+        await self._publish(EventEnvelope(timestamp, namespace, topic, decoded))
 
     def subscribe(
         self,
@@ -629,7 +632,8 @@ class Exchange:
     async def aclose(self) -> None:
         """Async alias of :meth:`close`, for hosts that await closing."""
         following = self._following
-        self.close()
+        async with self._appending:  # no append in flight uses the journal's lock file
+            self.close()
         if following is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await following
@@ -641,10 +645,15 @@ class Exchange:
         if self._closed:
             raise FailedPrecondition("event exchange is closed")
 
-    def _publish(self, envelope: EventEnvelope) -> None:
+    async def _publish(self, envelope: EventEnvelope) -> None:
+        """Deliver ``envelope`` to this process's subscribers at once, then share it through
+        the journal in a worker thread: its lock may be held by another process for up to
+        :data:`~plugins.events_journal.LOCK_WAIT`, which must not freeze this event loop."""
         self._dispatch(envelope)
-        if self.journal is not None:
-            self._append(self.journal, envelope)
+        journal = self.journal
+        if journal is not None:
+            async with self._appending:
+                await asyncio.to_thread(self._append, journal, envelope)
 
     def _append(self, journal: EventJournal, envelope: EventEnvelope) -> None:
         event = envelope.as_any()

@@ -168,7 +168,7 @@ def _flock(fd: int, operation: int) -> bool:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.001)  # the holder needs microseconds; this runs on the caller's loop
+            time.sleep(0.001)  # the holder needs microseconds (the exchange appends off its loop)
 
 
 def _open_regular(path: str, flags: int) -> int:

@@ -15,8 +15,11 @@ Concurrency: the database runs in WAL mode with a busy timeout (the switch to WA
 answers "locked" at once when two processes open a new database together, is retried), and
 every write is one ``BEGIN IMMEDIATE`` transaction, so several threads (one connection,
 serialised by a lock) and several processes (each with its own store) can use the same file at
-once. Methods are
-synchronous; SQLite answers these small queries in microseconds.
+once. The methods are synchronous: an uncontended query takes microseconds, but a write waits
+up to the 30 s busy timeout while another process holds the write lock. Async code calls the
+``a``-prefixed twins (:meth:`ContainerStore.aget`, ``acreate``, ...), which run the same method
+in a worker thread, so one process's lock never freezes another's event loop; open a store from
+async code with ``await ContainerStore.aopen(path)``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import sqlite3
 import threading
 import time
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
@@ -56,6 +59,9 @@ MAX_LABEL_SIZE = 4096
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA_VERSION = 1
+
+P = ParamSpec("P")
+R = TypeVar("R")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -147,6 +153,14 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(0.005)
+
+
+async def _in_thread(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``fn(*args)`` in the default executor's worker thread (asyncio imported on first use:
+    the sync callers of this module never pay for it)."""
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def _what(namespace: str, container_id: str) -> str:
@@ -438,6 +452,43 @@ class ContainerStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- async face: the same methods, run in a worker thread --------------------------------
+
+    @classmethod
+    async def aopen(cls, path: str | os.PathLike[str]) -> ContainerStore:
+        """Open a store (as the constructor) in a worker thread."""
+        return await _in_thread(cls, path)
+
+    async def acreate(self, namespace: str, container: Container) -> Container:
+        """:meth:`create` in a worker thread."""
+        return await _in_thread(self.create, namespace, container)
+
+    async def aget(self, namespace: str, container_id: str) -> Container:
+        """:meth:`get` in a worker thread."""
+        return await _in_thread(self.get, namespace, container_id)
+
+    async def alist(self, namespace: str) -> builtins.list[Container]:
+        """:meth:`list` in a worker thread."""
+        return await _in_thread(self.list, namespace)
+
+    async def anamespaces(self) -> builtins.list[str]:
+        """:meth:`namespaces` in a worker thread."""
+        return await _in_thread(self.namespaces)
+
+    async def aupdate(
+        self, namespace: str, container: Container, fieldpaths: Iterable[str] = ()
+    ) -> Container:
+        """:meth:`update` in a worker thread."""
+        return await _in_thread(self.update, namespace, container, tuple(fieldpaths))
+
+    async def adelete(self, namespace: str, container_id: str) -> None:
+        """:meth:`delete` in a worker thread."""
+        await _in_thread(self.delete, namespace, container_id)
+
+    async def aclose(self) -> None:
+        """:meth:`close` in a worker thread (it waits for a query in progress)."""
+        await _in_thread(self.close)
 
     def __repr__(self) -> str:
         return f"<ContainerStore {self.path!r}{' closed' if self._conn is None else ''}>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import attrs
 import pytest
 
+from plugins import metadata
 from plugins.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugins.metadata import MAX_LABEL_SIZE, Container, ContainerStore
 
@@ -419,3 +421,44 @@ def test_several_processes_opening_a_new_database_at_once_all_succeed(tmp_path: 
         for t in threads:
             t.join()
     assert failures == []
+
+
+# -- async face ------------------------------------------------------------------------------
+
+
+async def test_async_face_does_what_the_sync_methods_do(tmp_path: Path) -> None:
+    store = await ContainerStore.aopen(tmp_path / "meta.db")
+    created = await store.acreate("default", _container())
+    assert await store.aget("default", "web") == created
+    assert [c.id for c in await store.alist("default")] == ["web"]
+    assert await store.anamespaces() == ["default"]
+    updated = await store.aupdate(
+        "default", attrs.evolve(created, labels={"tier": "front"}), fieldpaths=["labels"]
+    )
+    assert updated.labels == {"tier": "front"}
+    await store.adelete("default", "web")
+    with pytest.raises(NotFound):
+        await store.aget("default", "web")
+    await store.aclose()
+    assert store.closed
+
+
+async def test_a_write_waiting_for_another_writer_leaves_the_event_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process's write transaction holds the lock; it is released by a callback on
+    # this loop. Run on the loop, the store would wait out its busy timeout with the loop
+    # frozen and never see the release.
+    monkeypatch.setattr(metadata, "BUSY_TIMEOUT_MS", 3000)
+    store = await ContainerStore.aopen(tmp_path / "meta.db")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        creating = asyncio.ensure_future(store.acreate("default", _container()))
+        asyncio.get_running_loop().call_soon(other.execute, "COMMIT")
+        created = await creating
+        assert created.id == "web"
+        assert [c.id for c in await store.alist("default")] == ["web"]
+    finally:
+        other.close()
+        await store.aclose()

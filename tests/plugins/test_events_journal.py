@@ -458,3 +458,26 @@ def test_a_subscription_made_outside_a_loop_follows_from_its_first_read(tmp_path
     assert asyncio.run(publish_and_read()) == wrappers_pb2.StringValue(value="x")
     b.close()  # after its loop closed: nothing left running, no error
     a.close()
+
+
+async def test_publishing_while_another_process_holds_the_journal_lock_leaves_the_loop_free(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another process holds the journal's lock exclusively (as during a rotation) and lets go
+    # from a callback on this loop. Appending on the loop would wait out LOCK_WAIT with the
+    # loop frozen, then append without the lock and say so.
+    caplog.set_level(logging.WARNING, logger="taskplane.plugins")
+    exchange = Exchange(journal=EventJournal(str(tmp_path)))
+    other = os.open(tmp_path / (JOURNAL_FILENAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        event = wrappers_pb2.StringValue(value="c1")
+        publishing = asyncio.ensure_future(exchange.publish("/tasks/exit", event, namespace="ns"))
+        asyncio.get_running_loop().call_soon(fcntl.flock, other, fcntl.LOCK_UN)
+        await publishing
+    finally:
+        os.close(other)
+        await exchange.aclose()
+    assert "held too long" not in caplog.text
+    lines = (tmp_path / JOURNAL_FILENAME).read_bytes().splitlines()
+    assert [Record.from_line(line).topic for line in lines] == ["/tasks/exit"]
