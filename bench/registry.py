@@ -1,11 +1,15 @@
 """Registry benchmark: built-in boot time, and graph()+boot of 1,000 / 10,000 synthetic plugins.
 
-Targets: built-in boot < 20 ms; 10k/1k time ratio <= 12 (boot scales linearly).
+Targets: built-in boot < 20 ms; boot scales linearly: its 10k/1k time ratio is at most
+1.25 times the 10k/1k ratio of a plain linear loop over the same registrations, measured in the
+same run (cache and garbage-collector effects push even a linear loop's ratio past 10, and by
+how much depends on the machine and its load). Exits non-zero when a target is missed, so
+``make bench`` stops on it.
 Run: .venv/bin/python bench/registry.py [--repeats N]
 
-The 1k and 10k figures are medians of several samples taken in turn (1k, 10k, 1k, ...), so
-a busy shared machine disturbs both sizes alike rather than skewing the ratio; the ratio is the
-median of each round's 10k/1k ratio.
+Every figure is a median of several samples taken in turn (loop 1k, boot 1k, loop 10k,
+boot 10k, loop 1k, ...), so a busy shared machine disturbs the boot and the loop, both sizes,
+alike rather than skewing one ratio; each ratio is the median of each round's 10k/1k ratio.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,7 +31,9 @@ import taskplane
 from registry import InitContext, Registration, Registry, boot
 
 BUILTIN_TARGET_MS = 20.0
-RATIO_TARGET = 12.0
+#: The largest allowed quotient of boot's 10k/1k ratio over the plain loop's.
+QUOTIENT_TARGET = 1.25
+K = TypeVar("K")
 #: Samples per size; the figures are their medians.
 REPEATS = 7
 
@@ -46,16 +52,17 @@ def median_ms(fn: Callable[[], Any], runs: int) -> float:
 
 
 def interleaved_medians(
-    cases: dict[int, Callable[[], Any]], repeats: int
-) -> dict[int, tuple[float, list[float]]]:
-    """For each size n, the median of ``repeats`` samples of ``cases[n]`` and the samples.
+    cases: dict[K, Callable[[], Any]], repeats: int
+) -> dict[K, tuple[float, list[float]]]:
+    """For each case (a size, or a (kind, size) pair), the median of ``repeats`` samples and
+    the samples.
 
     The sizes are measured in turn within each repeat (1k, 10k, 1k, 10k, ...), so a burst of
     load on a shared machine hits every size alike instead of one of them. Each sample is one
     call after a full collection (several back-to-back calls would keep the small case's data
     in the CPU caches and flatter it).
     """
-    samples: dict[int, list[float]] = {n: [] for n in cases}
+    samples: dict[K, list[float]] = {n: [] for n in cases}
     for fn in cases.values():
         fn()  # warm up (first-call costs, caches)
     for _ in range(repeats):
@@ -122,9 +129,9 @@ def synthetic_cases(
 
 
 def reference_case(n: int) -> Callable[[], None]:
-    """A machine reference: allocate a few small containers per plugin, visiting the
-    (shuffled) registrations once. Its 10k/1k ratio shows how far cache and GC effects of
-    this machine alone push a linear loop past 10."""
+    """The plain linear loop boot is judged against: allocate a few small containers per
+    plugin, visiting the (shuffled) registrations once. Its 10k/1k ratio shows how far cache
+    and GC effects of this machine, under its load at the time, push a linear loop past 10."""
     regs = synthetic(n).registrations()
 
     def touch() -> None:
@@ -139,6 +146,14 @@ def spread(times: list[float]) -> str:
     return f"min {min(times):.2f} / max {max(times):.2f}"
 
 
+def round_ratio(samples: dict[int, tuple[float, list[float]]]) -> float:
+    """The median over the rounds of each round's 10k sample over its 1k sample: load that
+    drifts during the run cancels out of each pair; the median drops the rounds a burst hit."""
+    return statistics.median(
+        big / small for small, big in zip(samples[1000][1], samples[10000][1], strict=True)
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -150,34 +165,40 @@ def main() -> int:
     sizes = (1000, 10000)
     with tempfile.TemporaryDirectory() as tmp:
         graphs, boots = synthetic_cases(tmp, sizes)
+        loops = {n: reference_case(n) for n in sizes}
         graph_ms = interleaved_medians(graphs, repeats)
-        boot_ms = interleaved_medians(boots, repeats)
-    ref_ms = interleaved_medians({n: reference_case(n) for n in sizes}, repeats)
+        # One interleaved run for the loop and the boot, keyed (kind, size).
+        both = interleaved_medians(
+            {
+                (kind, n): case[n]
+                for n in sizes
+                for kind, case in (("loop", loops), ("boot", boots))
+            },
+            repeats,
+        )
+    boot_ms = {n: both[("boot", n)] for n in sizes}
+    loop_ms = {n: both[("loop", n)] for n in sizes}
     print(f"synthetic plugins (1-3 requires each): median of {repeats} interleaved samples")
     for n in sizes:
         g = graph_ms[n][0]
         b, b_times = boot_ms[n]
         print(
             f"{n:>6} plugins: graph() {g:8.2f} ms   boot (graph+init+close) {b:8.2f} ms"
-            f"   (boot {spread(b_times)})"
+            f"   (boot {spread(b_times)})   plain loop {loop_ms[n][0]:6.2f} ms"
         )
     # The target is on boot (which includes graph()); graph() alone is a few milliseconds at
     # 1k, so its ratio is shown for information only.
     print(f"10k/1k ratio graph() alone: {graph_ms[10000][0] / graph_ms[1000][0]:.1f} (information)")
-    # Each round's 10k sample over the 1k sample taken just before it: load that drifts during
-    # the run cancels out of each pair; the median drops the rounds a burst hit.
-    ratio = statistics.median(
-        big / small for small, big in zip(boot_ms[1000][1], boot_ms[10000][1], strict=True)
-    )
-    good = ratio <= RATIO_TARGET
+    boot_ratio = round_ratio(boot_ms)
+    loop_ratio = round_ratio(loop_ms)
+    quotient = boot_ratio / loop_ratio
+    good = quotient <= QUOTIENT_TARGET
     ok = ok and good
+    print(f"10k/1k ratio graph()+boot: {boot_ratio:.1f}; plain linear loop: {loop_ratio:.1f}")
     print(
-        f"10k/1k ratio graph()+boot: {ratio:.1f} (median of the {repeats} rounds' ratios; "
-        f"ratio of the medians {boot_ms[10000][0] / boot_ms[1000][0]:.1f}) "
-        f"(target <= {RATIO_TARGET:.0f}) {'OK' if good else 'NONLINEAR'}"
+        f"quotient boot/loop: {quotient:.2f} (target <= {QUOTIENT_TARGET}) "
+        f"{'OK' if good else 'NONLINEAR'}"
     )
-    ref = ref_ms[10000][0] / ref_ms[1000][0]
-    print(f"10k/1k ratio of a plain linear loop on this machine (reference): {ref:.1f}")
     return 0 if ok else 1
 
 

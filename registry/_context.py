@@ -96,43 +96,24 @@ class Set:
 
     def __init__(self) -> None:
         self._ordered: list[Plugin] = []
-        # type -> its only plugin, or {id: plugin} once it has several (most types have one
-        # plugin: no dict per type, which keeps a large set small).
-        self._by_type: dict[str, Plugin | dict[str, Plugin]] = {}
+        self._by_type: dict[str, dict[str, Plugin]] = {}  # type -> id -> plugin
 
     def add(self, plugin: Plugin) -> None:
         """Append ``plugin``; raises :class:`PluginInitialized` if its (type, id) is present."""
         reg = plugin.registration
-        known = self._by_type.get(reg.type)
-        if known is None:
-            self._by_type[reg.type] = plugin
-        else:
-            if isinstance(known, Plugin):
-                known = self._by_type[reg.type] = {known.registration.id: known}
-            if reg.id in known:
-                raise PluginInitialized(
-                    f"plugin {reg.uri} is already initialised", registration=reg
-                )
-            known[reg.id] = plugin
+        of_type = self._by_type.setdefault(reg.type, {})
+        if reg.id in of_type:
+            raise PluginInitialized(f"plugin {reg.uri} is already initialised", registration=reg)
+        of_type[reg.id] = plugin
         self._ordered.append(plugin)
 
     def get(self, type: str, id: str) -> Plugin | None:
         """The plugin with this type and id, or None."""
-        known = self._by_type.get(type)
-        if known is None:
-            return None
-        if isinstance(known, Plugin):
-            return known if known.registration.id == id else None
-        return known.get(id)
+        return self._by_type.get(type, {}).get(id)
 
     def by_type(self, type: str) -> dict[str, Plugin]:
         """Plugins of ``type`` by id, in initialisation order (a copy)."""
-        known = self._by_type.get(type)
-        if known is None:
-            return {}
-        if isinstance(known, Plugin):
-            return {known.registration.id: known}
-        return dict(known)
+        return dict(self._by_type.get(type, {}))
 
     def __iter__(self) -> Iterator[Plugin]:
         return iter(tuple(self._ordered))

@@ -1,13 +1,14 @@
 """Initialisation order (containerd's ``Registry.Graph``) and the pre-init requirement check.
 
-Both walks are iterative: a chain or cycle of any length costs memory, never the Python stack.
-They work on flat lists of indices (no per-plugin containers), so their cost stays linear in
-the number of plugins and requirements, and they add little for the garbage collector to scan.
+The order is containerd's depth-first walk (``containerd/plugin``'s ``Graph`` and
+``children``), written with an explicit stack instead of recursion: a chain of any length costs
+memory, never the Python stack, and a requirement met again while it is still on the stack is a
+cycle, reported with every plugin on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -22,87 +23,57 @@ __all__ = [
     "plan",
 ]
 
-_WILDCARD_ONLY = (WILDCARD,)
-
 
 def _disabled_flags(regs: Sequence[Registration], disabled: DisabledFilter) -> list[bool]:
     """One flag per registration: True when ``disabled`` leaves it out."""
     if callable(disabled):
         return [bool(disabled(reg)) for reg in regs]
-    if not disabled:
-        return [False] * len(regs)
     uris = frozenset(disabled)
     return [reg.uri in uris for reg in regs]
 
 
-def _order(regs: Sequence[Registration], handled: list[bool]) -> list[Registration]:
-    """containerd's Graph walk over ``regs``; ``handled`` marks the disabled ones (and is
-    consumed: every placed registration gets marked too)."""
-    count = len(regs)
-    # Providers of each type as a chain of indices in registration order: first[type] is the
-    # first provider, after[i] the next provider of regs[i]'s type (-1 at the end).
-    first: dict[str, int] = {}
-    after = [-1] * count
-    for i in range(count - 1, -1, -1):
-        t = regs[i].type
-        after[i] = first.get(t, -1)
-        first[t] = i
+def _order(regs: Sequence[Registration], disabled: Sequence[bool]) -> list[Registration]:
+    """containerd's Graph walk over ``regs`` (by index), leaving out the ``disabled`` ones."""
+    providers: dict[str, list[int]] = {}  # type -> its registrations' indices, in order
+    for index, reg in enumerate(regs):
+        providers.setdefault(reg.type, []).append(index)
 
-    # Each registration's requirements, flattened into one list: every provider of each
-    # required type, in requires order; regs[i]'s are needs[cursor[i]:end[i]]. A wildcard
-    # registration needs everyone (itself skipped below): its cursor walks 0..count and the
-    # cursor is the index itself.
-    needs: list[int] = []
-    cursor = [0] * count
-    end = [0] * count
-    wild = [False] * count
-    for i, reg in enumerate(regs):
-        requires = reg.requires
-        if not requires:
-            cursor[i] = end[i] = len(needs)
-            continue
-        if requires == _WILDCARD_ONLY:
-            wild[i] = True
-            end[i] = count
-            continue
-        cursor[i] = len(needs)
-        for t in requires:
-            j = first.get(t, -1)
-            while j >= 0:
-                needs.append(j)
-                j = after[j]
-        end[i] = len(needs)
-    position = [-1] * count  # index in the stack while being placed, else -1
-
-    ordered: list[Registration] = []
-    for root in range(count):
-        if handled[root]:
-            continue
-        # An explicit stack replaces containerd's recursion.
-        stack = [root]
-        position[root] = 0
-        while stack:
-            i = stack[-1]
-            c = cursor[i]
-            stop = end[i]
-            w = wild[i]
-            while c < stop:
-                dep = c if w else needs[c]
-                c += 1
-                if handled[dep] or dep == i:
-                    continue
-                if position[dep] >= 0:
-                    cycle = [regs[j].uri for j in stack[position[dep] :]] + [regs[dep].uri]
-                    raise PluginCircularDependency(cycle, registration=regs[dep])
-                cursor[i] = c
-                position[dep] = len(stack)
-                stack.append(dep)
-                break
+    def requirements(index: int) -> Iterator[int]:
+        """The registrations ``regs[index]`` comes after: for each required type in order,
+        every provider of it in registration order (``"*"``: every registration)."""
+        for required in regs[index].requires:
+            if required == WILDCARD:
+                yield from range(len(regs))
             else:
-                stack.pop()
-                position[i] = -1
-                handled[i] = True
-                ordered.append(regs[i])
+                yield from providers.get(required, ())
+
+    placed = list(disabled)  # a disabled registration counts as placed: it is never walked
+    ordered: list[Registration] = []
+    for root in range(len(regs)):
+        if placed[root]:
+            continue
+        # The path from the root to the registration being placed: (index, its requirements
+        # not yet looked at). on_path maps an index on it to its position, to name a cycle.
+        path: list[tuple[int, Iterator[int]]] = [(root, requirements(root))]
+        on_path = {root: 0}
+        while path:
+            index, pending = path[-1]
+            for needed in pending:
+                if needed == index or placed[needed]:
+                    continue
+                if needed in on_path:
+                    cycle = [regs[i].uri for i, _ in path[on_path[needed] :]]
+                    raise PluginCircularDependency(
+                        [*cycle, regs[needed].uri], registration=regs[needed]
+                    )
+                on_path[needed] = len(path)
+                path.append((needed, requirements(needed)))
+                break
+            else:  # every requirement is placed: place this one
+                path.pop()
+                del on_path[index]
+                placed[index] = True
+                ordered.append(regs[index])
     return ordered
 
 
@@ -125,9 +96,7 @@ def plan(
     """The graph order and the disabled registrations (in registration order), deciding
     ``disabled`` once per registration."""
     flags = _disabled_flags(registrations, disabled)
-    off = (
-        [reg for reg, flag in zip(registrations, flags, strict=True) if flag] if any(flags) else []
-    )
+    off = [reg for reg, flag in zip(registrations, flags, strict=True) if flag]
     return _order(registrations, flags), off
 
 
@@ -154,19 +123,9 @@ class RequirementTracker:
     """
 
     def __init__(self, order: Sequence[Registration], disabled: Sequence[Registration]) -> None:
-        # type -> its only provider, or the list of its providers when there are several
-        # (most types have one: no list per type).
-        providers: dict[str, Registration | list[Registration]] = {}
+        self._providers: dict[str, list[Registration]] = {}
         for reg in order:
-            t = reg.type
-            known = providers.get(t)
-            if known is None:
-                providers[t] = reg
-            elif isinstance(known, list):
-                known.append(reg)
-            else:
-                providers[t] = [known, reg]
-        self._providers = providers
+            self._providers.setdefault(reg.type, []).append(reg)
         self._disabled: dict[str, list[Registration]] = {}
         for reg in disabled:
             self._disabled.setdefault(reg.type, []).append(reg)
@@ -189,12 +148,11 @@ class RequirementTracker:
         covers every unmet requirement, not only the first."""
         found: tuple[str, str] | None = None
         causes: list[str] = []
-        down = self._down
         for required in reg.requires:
             if required == WILDCARD:
                 continue
-            known = self._providers.get(required)
-            if known is None:
+            present = self._providers.get(required)
+            if present is None:
                 off = self._disabled.get(required, ())
                 causes.extend(r.uri for r in off)
                 if found is None:
@@ -204,11 +162,8 @@ class RequirementTracker:
                         reason += f" ({', '.join(r.uri for r in off)} {verb} disabled)"
                     found = (reason, required)
                 continue
-            if not down:
-                continue
-            present = known if isinstance(known, list) else [known]
-            if down.get(required, 0) != len(present):
-                continue
+            if self._down.get(required, 0) < len(present):
+                continue  # a provider loaded or is still to be initialised
             for provider in present:
                 causes.extend(self._causes.get(provider.uri, ()))
             if found is None:
