@@ -1,19 +1,17 @@
 """Strict cattrs structuring of plugin config tables, with TOML paths in every error.
 
-Private helper of :mod:`registry.config`. The converter never coerces ("7" is not 7, 1 is not
-True, a string is not a list), rejects unknown keys, and its errors are turned into
-``(path, message)`` pairs by :func:`structure_issues`.
+Private helper of :mod:`registry._config_decode`, imported only when a plugin's table is
+decoded or a config written: cattrs is the costliest import of a config check. The converter
+never coerces ("7" is not 7, 1 is not True, a string is not a list), rejects unknown keys, and
+its errors are turned into ``(path, message)`` pairs by :func:`structure_issues`.
 """
 
 from __future__ import annotations
 
-import difflib
 import enum
-import json
-import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -26,11 +24,10 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-PathPart = str | int
+from registry._config_text import PathPart, describe_value, quote, unknown_key_message
+
 Path = tuple[PathPart, ...]
 Issue = tuple[Path, str]
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class WrongType(Exception):
@@ -40,78 +37,6 @@ class WrongType(Exception):
         super().__init__(f"expected {expected}, got {describe_value(value)}")
         self.expected = expected
         self.value = value
-
-
-def quote(s: str) -> str:
-    """Quote *s* as a TOML basic string."""
-    return json.dumps(s, ensure_ascii=False)
-
-
-def render_path(path: Iterable[PathPart]) -> str:
-    """Render a key path TOML-style: ``plugins."io.containerd.x".env[0]``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        key = part if _BARE_KEY.match(part) else quote(part)
-        out = f"{out}.{key}" if out else key
-    return out
-
-
-#: How alike (difflib's ratio, 0..1) a name must be to a candidate to suggest it: a typo or two
-#: in a word ("platfroms", "disabled_plugin") is above it, another plugin URI of the same shape
-#: ("io.containerd.grpc.v1.cri" for "io.containerd.shim.v1.manager": 0.70) is not.
-SIMILARITY_CUTOFF = 0.8
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate *name* was probably meant to be, or None when none is close.
-
-    Spelling variants (``BinaryName`` / ``binary_name``) and a bare plugin id for its full
-    URI (``task`` -> ``io.containerd.runtime.v2.task``) are found as well as close typos.
-    """
-    cands = [c for c in candidates if c != name]
-    squash = name.replace("_", "").replace("-", "").lower()
-    for c in cands:
-        if c.replace("_", "").replace("-", "").lower() == squash:
-            return c
-    if "." not in name:
-        tails = [c for c in cands if c.endswith("." + name)]
-        if len(tails) == 1:
-            return tails[0]
-    close = difflib.get_close_matches(name, cands, n=1, cutoff=SIMILARITY_CUTOFF)
-    return close[0] if close else None
-
-
-def unknown_key_message(key: str, valid: Sequence[str]) -> str:
-    """``unknown key (did you mean "x"?)``, or the valid keys when nothing is close."""
-    hint = suggest(key, valid)
-    if hint is not None:
-        return f"unknown key (did you mean {quote(hint)}?)"
-    if not valid:
-        return "unknown key (this table takes no keys)"
-    if len(valid) <= 12:
-        return f"unknown key (valid keys: {', '.join(quote(v) for v in sorted(valid))})"
-    return "unknown key"
-
-
-def describe_value(value: object) -> str:
-    """Name a value's TOML type, with the value if it is short: ``str "A=1"``, ``int 7``."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"bool {'true' if value else 'false'}"
-    if isinstance(value, int | float):
-        return f"{type(value).__name__} {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        return f"str {quote(shown)}"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return type(value).__name__
 
 
 def _is_optional(t: Any) -> bool:
@@ -550,16 +475,3 @@ def _convert(a: attrs.Attribute[Any], value: Any, this: object) -> Any:
             args.append(a)
         return wrapped.converter(*args)
     return converter(value)
-
-
-def to_toml_value(value: Any) -> Any:
-    """Make unstructured data TOML-able: drop None, tuples and sets become lists."""
-    if isinstance(value, Mapping):
-        return {str(k): to_toml_value(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [to_toml_value(v) for v in value if v is not None]
-    if isinstance(value, set | frozenset):
-        return sorted(to_toml_value(v) for v in value)
-    if isinstance(value, enum.Enum):
-        return to_toml_value(value.value)
-    return value

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from registry._config_convert import quote
+from registry._config_text import quote
 
 __all__ = [
     "ALL",

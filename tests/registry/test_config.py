@@ -976,7 +976,7 @@ def test_did_you_mean_is_offered_for_a_close_name() -> None:
 
 
 def test_suggest_uses_the_similarity_cutoff() -> None:
-    from registry import _config_convert as cv
+    from registry import _config_text as cv
 
     assert cv.suggest("platfroms", ["platforms", "env"]) == "platforms"  # 0.89
     assert cv.suggest("plat", ["platforms", "env"]) is None  # 0.62
