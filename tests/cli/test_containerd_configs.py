@@ -115,8 +115,9 @@ def test_config_default_of_containerd_logs_its_warnings_once_at_boot(
         "--config", str(containerd_default), "--log-level", "warning", "plugins", "ls"
     )
     assert result.returncode == 0, result.stderr
-    logged = [line for line in lines(result.stderr) if " registry: config: " in line]
-    assert [line.split(" registry: config: ", 1)[1] for line in logged] == [
+    marker = " taskplane.registry._boot: config: "  # the boot's logger (registry.log scheme)
+    logged = [line for line in lines(result.stderr) if marker in line]
+    assert [line.split(marker, 1)[1] for line in logged] == [
         line.removeprefix("taskplane: ") for line in expected
     ]
 
