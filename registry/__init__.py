@@ -25,43 +25,96 @@ uniqueness is by (type, id). What taskplane adds: a plugin whose init fails whil
 is unmet is reported ``blocked`` with that root cause rather than a bare failure; a circular
 ``requires`` is an error naming the cycle, not a panic; ``Meta.capabilities`` appear on the
 status (``plugins ls --json``).
+
+The names below are loaded on first use (PEP 562): ``from registry import Registration`` costs
+the registration module, not the boot, the config reader and asyncio with it.
 """
 
-from registry import platforms
-from registry._boot import Host, boot, boot_async
-from registry._context import (
-    PROPERTY_GRPC_ADDRESS,
-    PROPERTY_ROOT,
-    PROPERTY_STATE,
-    PROPERTY_TTRPC_ADDRESS,
-    InitContext,
-    Meta,
-    Plugin,
-    Set,
-)
-from registry._errors import (
-    BootError,
-    DiscoveryError,
-    IDRegistered,
-    InvalidRequires,
-    NoPluginID,
-    NoType,
-    PluginCircularDependency,
-    PluginError,
-    PluginInitialized,
-    PluginMultipleInstances,
-    PluginNotFound,
-    RequiresOwnType,
-    SkipPlugin,
-    UnexpectedInstance,
-    WildcardMixedRequires,
-)
-from registry._graph import Blocked
-from registry._registration import WILDCARD, Registration, Registry
-from registry._status import PluginStatus
-from registry.config import ConfigError, ConfigIssue
-from registry.discovery import LoadFailure, discover
-from registry.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry import platforms
+    from registry._boot import boot, boot_async
+    from registry._context import (
+        PROPERTY_GRPC_ADDRESS,
+        PROPERTY_ROOT,
+        PROPERTY_STATE,
+        PROPERTY_TTRPC_ADDRESS,
+        InitContext,
+        Meta,
+        Plugin,
+        Set,
+    )
+    from registry._errors import (
+        BootError,
+        DiscoveryError,
+        IDRegistered,
+        InvalidRequires,
+        NoPluginID,
+        NoType,
+        PluginCircularDependency,
+        PluginError,
+        PluginInitialized,
+        PluginMultipleInstances,
+        PluginNotFound,
+        RequiresOwnType,
+        SkipPlugin,
+        UnexpectedInstance,
+        WildcardMixedRequires,
+    )
+    from registry._graph import Blocked
+    from registry._host import Host
+    from registry._registration import WILDCARD, Registration, Registry
+    from registry._status import PluginStatus
+    from registry.config import ConfigError, ConfigIssue
+    from registry.discovery import LoadFailure, discover
+    from registry.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
+
+#: Each public name -> the module that defines it, imported when the name is first read.
+_EXPORTS = {
+    "boot": "registry._boot",
+    "boot_async": "registry._boot",
+    "InitContext": "registry._context",
+    "Meta": "registry._context",
+    "PROPERTY_GRPC_ADDRESS": "registry._context",
+    "PROPERTY_ROOT": "registry._context",
+    "PROPERTY_STATE": "registry._context",
+    "PROPERTY_TTRPC_ADDRESS": "registry._context",
+    "Plugin": "registry._context",
+    "Set": "registry._context",
+    "BootError": "registry._errors",
+    "DiscoveryError": "registry._errors",
+    "IDRegistered": "registry._errors",
+    "InvalidRequires": "registry._errors",
+    "NoPluginID": "registry._errors",
+    "NoType": "registry._errors",
+    "PluginCircularDependency": "registry._errors",
+    "PluginError": "registry._errors",
+    "PluginInitialized": "registry._errors",
+    "PluginMultipleInstances": "registry._errors",
+    "PluginNotFound": "registry._errors",
+    "RequiresOwnType": "registry._errors",
+    "SkipPlugin": "registry._errors",
+    "UnexpectedInstance": "registry._errors",
+    "WildcardMixedRequires": "registry._errors",
+    "Blocked": "registry._graph",
+    "Host": "registry._host",
+    "Registration": "registry._registration",
+    "Registry": "registry._registration",
+    "WILDCARD": "registry._registration",
+    "PluginStatus": "registry._status",
+    "ConfigError": "registry._config_model",
+    "ConfigIssue": "registry._config_model",
+    "LoadFailure": "registry.discovery",
+    "discover": "registry.discovery",
+    "ENTRY_POINT_GROUP": "registry.hookspecs",
+    "hookimpl": "registry.hookspecs",
+    "hookspec": "registry.hookspecs",
+    "platforms": "registry.platforms",
+}
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -104,3 +157,17 @@ __all__ = [
     "hookspec",
     "platforms",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'registry' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if module == f"{__name__}.{name}" else getattr(loaded, name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

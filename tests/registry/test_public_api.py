@@ -3,7 +3,16 @@ needs importing from the private modules."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 import registry
+
+REPO = Path(__file__).resolve().parents[2]
 
 CONTRACT = {
     "Registration",
@@ -91,3 +100,30 @@ def test_public_callables_have_docstrings() -> None:
 def test_importing_registry_registers_nothing_globally() -> None:
     # No import-time registration: a fresh Registry is empty.
     assert registry.Registry().registrations() == ()
+
+
+def test_every_exported_name_is_loaded_lazily_from_its_module() -> None:
+    assert set(registry._EXPORTS) == set(registry.__all__)
+    for name, module in registry._EXPORTS.items():
+        loaded = importlib.import_module(module)
+        expected = loaded if module == f"registry.{name}" else getattr(loaded, name)
+        assert getattr(registry, name) is expected, name
+    with pytest.raises(AttributeError, match="module 'registry' has no attribute 'nothing'"):
+        registry.nothing  # noqa: B018
+
+
+def test_declaring_plugins_does_not_import_the_boot_the_config_reader_or_asyncio() -> None:
+    # What a plugin module needs to declare itself must stay cheap: every command imports
+    # the built-in plugin modules before it knows whether it boots anything.
+    code = (
+        "import sys\n"
+        "from registry import PROPERTY_ROOT, ConfigError, InitContext, Registration, hookimpl\n"
+        "import plugins.types\n"
+        "heavy = ('asyncio', 'cattrs', 'importlib.metadata', 'registry._boot', "
+        "'registry.config', 'registry.platforms', 'registry.discovery', 'tomli_w')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert out.split() == []
