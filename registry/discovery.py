@@ -1,7 +1,9 @@
 """Finding registrations: built-in modules first, then ``taskplane.plugins`` entry points.
 
 Order is deterministic: built-ins in the order given, then entry points sorted by
-(distribution name, entry point name); each module's registrations in the order it returns
+(distribution name, entry point name), read through a cache keyed by what can change them
+(``registry._discovery_cache``: installing or removing a distribution is seen by the next
+run); each module's registrations in the order it returns
 them. A third-party entry point that fails (import error, misspelt hook, bad registration)
 is reported as a :class:`LoadFailure` and left out; it never takes the host down. A broken
 built-in is a bug and raises :class:`DiscoveryError`.
@@ -9,9 +11,7 @@ built-in is a bug and raises :class:`DiscoveryError`.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import re
 from collections.abc import Iterable
 from typing import cast
 
@@ -19,11 +19,19 @@ import attrs
 import pluggy
 
 from registry import hookspecs
+from registry._discovery_cache import PluginEntryPoint, cached
 from registry._errors import DiscoveryError
 from registry._registration import Registration, Registry
 from registry.log import get_logger
 
-__all__ = ["AUTOLOAD_ENV", "LoadFailure", "autoload_enabled", "discover", "entry_points"]
+__all__ = [
+    "AUTOLOAD_ENV",
+    "LoadFailure",
+    "PluginEntryPoint",
+    "autoload_enabled",
+    "discover",
+    "entry_points",
+]
 
 log = get_logger(__name__)
 
@@ -58,24 +66,9 @@ def autoload_enabled(autoload: bool | None = None) -> bool:
     return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("1", "true", "yes")
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def entry_points() -> list[importlib.metadata.EntryPoint]:
+def entry_points() -> list[PluginEntryPoint]:
     """The ``taskplane.plugins`` entry points, deduplicated, sorted by (distribution, name)."""
-    seen: set[tuple[str, str]] = set()
-    found: list[tuple[str, str, importlib.metadata.EntryPoint]] = []
-    for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-        dist = _canonical(ep.dist.name) if ep.dist is not None else ""
-        # The same distribution on sys.path twice yields the same entry point twice;
-        # the first one (sys.path order) wins, as with imports.
-        if (dist, ep.name) in seen:
-            continue
-        seen.add((dist, ep.name))
-        found.append((dist, ep.name, ep))
-    found.sort(key=lambda item: (item[0], item[1]))
-    return [ep for _, _, ep in found]
+    return cached(hookspecs.ENTRY_POINT_GROUP)
 
 
 def _registrations_of(pm: pluggy.PluginManager, plugin: object) -> list[Registration]:
@@ -142,7 +135,7 @@ def discover(
         return registry, failures
 
     for ep in entry_points():
-        dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+        dist = ep.distribution
         try:
             module = ep.load()
             if pm.is_registered(module):

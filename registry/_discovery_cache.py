@@ -1,0 +1,251 @@
+"""The ``taskplane.plugins`` entry points, cached per interpreter and keyed by what can change
+them, so that a command does not import :mod:`importlib.metadata` and read every installed
+distribution's metadata on every run.
+
+The key is a digest of the interpreter (``sys.executable``, its version) and, for each
+``sys.path`` entry in order: for a directory, the name and modification time of every
+``*.dist-info``/``*.egg-info`` directory (of its ``entry_points.txt``), ``*.egg-link``,
+``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. Installing or removing a distribution -- ``pip install``,
+``pip install -e``, ``pip uninstall``, deleting a directory by hand -- adds, removes or rewrites
+one of those, so the very next command misses the cache and scans again.
+
+The cache lives in the user's cache directory (``$XDG_CACHE_HOME/taskplane``, else
+``~/.cache/taskplane``), one file per interpreter, not under the state root:
+entry points belong to an interpreter and its environment, which differ between the peers that
+share a state root, and the state root may not be writable by the user running
+``plugins ls``. The directory is created with mode 0700; a file is written to a temporary
+name and renamed over the old one (mode 0600). A cache that is not ours -- a directory or file
+owned by another user, writable by others, a symbolic link, not a regular file -- is ignored;
+one that does not parse is rebuilt. Without a usable cache directory every run scans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Iterable
+
+import attrs
+
+from registry.log import get_logger
+
+__all__ = ["CACHE_VERSION", "PluginEntryPoint", "cache_dir", "cache_path", "cached", "fingerprint"]
+
+log = get_logger(__name__)
+
+#: Bumped when the file's layout changes; a file of another version is rebuilt.
+CACHE_VERSION = 1
+
+#: Directory entries whose appearance, disappearance or change can change the entry points.
+_METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
+
+#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``.
+_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
+
+#: The largest cache file read (a few hundred entry points fit in a few KiB).
+_MAX_BYTES = 1 << 20
+
+
+@attrs.frozen
+class PluginEntryPoint:
+    """One ``taskplane.plugins`` entry point: its distribution, name and ``module:attr`` value."""
+
+    distribution: str
+    name: str
+    value: str
+
+    def load(self) -> object:
+        """Import the module the value names and return it, or the attribute it names."""
+        import importlib
+
+        match = _VALUE.match(self.value)
+        if match is None:
+            raise ValueError(f"entry point value {self.value!r} is not 'module' or 'module:attr'")
+        target: object = importlib.import_module(match.group("module"))
+        for part in (match.group("attr") or "").split("."):
+            if part:
+                target = getattr(target, part)
+        return target
+
+
+def cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/taskplane``, else ``~/.cache/taskplane``; None without a home."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is invalid and ignored
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "taskplane")
+
+
+def cache_path() -> str | None:
+    """The cache file of this interpreter (one per ``sys.executable``: a venv's commands share
+    it, and a ``PYTHONPATH`` that changes from run to run rewrites it rather than adding
+    files)."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    name = hashlib.sha256(sys.executable.encode(errors="surrogateescape")).hexdigest()[:16]
+    return os.path.join(directory, f"entry-points-{name}.json")
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+
+
+def fingerprint(paths: Iterable[str] | None = None) -> str:
+    """The digest of everything on ``paths`` (default ``sys.path``) that can change the
+    installed distributions' entry points."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}\0{sys.executable}\0{sys.version}".encode())
+    for entry in sys.path if paths is None else paths:
+        where = entry or "."
+        digest.update(b"\0path\0" + where.encode(errors="surrogateescape"))
+        try:
+            st = os.stat(where)
+        except OSError:
+            digest.update(b"\0missing")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            digest.update(_stamp(st).encode())  # a zip file: its stamp covers it
+            continue
+        # A directory's own mtime is left out: any file written there (the current directory
+        # is on sys.path under ``python -m``) would miss the cache for nothing.
+        try:
+            names = sorted(
+                e.name
+                for e in os.scandir(where)
+                if e.name.endswith(_METADATA_SUFFIXES) and not e.name.startswith(".")
+            )
+        except OSError:
+            digest.update(b"\0unreadable")
+            continue
+        for name in names:
+            digest.update(b"\0" + name.encode(errors="surrogateescape"))
+            full = os.path.join(where, name)
+            if name.endswith((".dist-info", ".egg-info")):
+                full = os.path.join(full, "entry_points.txt")
+            try:
+                digest.update(_stamp(os.stat(full)).encode())
+            except OSError:
+                digest.update(b"-")
+    return digest.hexdigest()
+
+
+def _private_dir(directory: str, create: bool) -> bool:
+    """Whether ``directory`` is ours alone (created 0700 when ``create``)."""
+    if create:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError:
+            return False
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _read(path: str, key: str) -> list[PluginEntryPoint] | None:
+    """The cached entry points when ``path`` is ours, well-formed and made for ``key``."""
+    if not _private_dir(os.path.dirname(path), create=False):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.geteuid()
+            or st.st_mode & 0o022
+            or st.st_size > _MAX_BYTES
+        ):
+            log.debug("ignoring plugin entry point cache %s: not a private regular file", path)
+            return None
+        data = json.loads(os.read(fd, _MAX_BYTES + 1))
+        if data.get("version") != CACHE_VERSION or data.get("key") != key:
+            return None
+        return [
+            PluginEntryPoint(str(dist), str(name), str(value))
+            for dist, name, value in data["entry_points"]
+        ]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.debug("rebuilding plugin entry point cache %s: %s", path, exc)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, key: str, found: list[PluginEntryPoint]) -> None:
+    """Store ``found`` under ``key``: a private temporary file renamed over ``path``."""
+    directory = os.path.dirname(path)
+    if not _private_dir(directory, create=True):
+        log.debug("not caching plugin entry points: %s is not a private directory", directory)
+        return
+    data = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "entry_points": [[ep.distribution, ep.name, ep.value] for ep in found],
+    }
+    import tempfile  # only when the cache is rewritten
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-points-")  # mode 0600
+    except OSError as exc:
+        log.debug("not caching plugin entry points: %s", exc)
+        return
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(data, file)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("not caching plugin entry points: %s", exc)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def scan(group: str) -> list[PluginEntryPoint]:
+    """The entry points of ``group`` from the installed distributions (importlib.metadata),
+    deduplicated and sorted by (distribution, name)."""
+    import importlib.metadata
+
+    seen: set[tuple[str, str]] = set()
+    found: list[tuple[str, str, PluginEntryPoint]] = []
+    for ep in importlib.metadata.entry_points(group=group):
+        name = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+        dist = _canonical(name) if ep.dist is not None else ""
+        # The same distribution on sys.path twice yields the same entry point twice;
+        # the first one (sys.path order) wins, as with imports.
+        if (dist, ep.name) in seen:
+            continue
+        seen.add((dist, ep.name))
+        found.append((dist, ep.name, PluginEntryPoint(name, ep.name, ep.value)))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [ep for _, _, ep in found]
+
+
+def cached(group: str) -> list[PluginEntryPoint]:
+    """The entry points of ``group``: from the cache when its key still holds, else scanned
+    (and the cache rewritten)."""
+    path = cache_path()
+    key = f"{group}\0{fingerprint()}"
+    if path is not None:
+        hit = _read(path, key)
+        if hit is not None:
+            return hit
+    found = scan(group)
+    if path is not None:
+        _write(path, key, found)
+    return found
