@@ -5,9 +5,10 @@ distribution's metadata on every run.
 The key is a digest of the interpreter (``sys.executable``, its version) and, for each
 ``sys.path`` entry in order: for a directory, the name and modification time of every
 ``*.dist-info``/``*.egg-info`` directory (of its ``entry_points.txt``), ``*.egg-link``,
-``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. Installing or removing a distribution -- ``pip install``,
-``pip install -e``, ``pip uninstall``, deleting a directory by hand -- adds, removes or rewrites
-one of those, so the very next command misses the cache and scans again.
+``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. Installing or
+removing a distribution -- ``pip install``, ``pip install -e``, ``pip uninstall``, deleting a
+directory by hand -- adds, removes or rewrites one of those, so the very next command misses
+the cache and scans again.
 
 The cache lives in the user's cache directory (``$XDG_CACHE_HOME/taskplane``, else
 ``~/.cache/taskplane``), one file per interpreter, not under the state root:

@@ -112,8 +112,10 @@ class Runner:
     def plugin_uris(self) -> list[str]:
         """``taskplane plugins ls --json``: the URIs; the command must succeed quietly."""
         result = subprocess.run(
-            [sys.executable, "-m", "taskplane", "--root", str(self.root)]
-            + ["--state", str(self.state), "plugins", "ls", "--json"],
+            [
+                *(sys.executable, "-m", "taskplane", "--root", str(self.root)),
+                *("--state", str(self.state), "plugins", "ls", "--json"),
+            ],
             env=self.env,
             capture_output=True,
             text=True,
