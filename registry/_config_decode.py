@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import tomli_w
 
 from registry import _config_text as _text
 from registry._config_files import Config, merge_layers
@@ -283,4 +282,6 @@ def to_toml(data: Mapping[str, Any]) -> str:
     """Serialize a config dict to TOML (None values dropped, tuples written as arrays)."""
     value = _text.to_toml_value(data)
     assert isinstance(value, dict)
+    import tomli_w  # only when a config is written (config default / dump)
+
     return tomli_w.dumps(value)

@@ -20,12 +20,10 @@ Private to the ``registry.config`` modules; :mod:`registry.config` is the public
 from __future__ import annotations
 
 import copy
-import glob
 import itertools
 import os
 import re
 import stat
-import tomllib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -288,6 +286,8 @@ class _Loader:
         except OSError as e:
             self.issue(file, "", f"cannot read config file: {e.strerror or e}{by}")
             return None
+        import tomllib  # only when a file is read: the defaults need no parser
+
         try:
             return tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
@@ -517,6 +517,8 @@ def _resolve_import(base: str, pattern: str) -> list[str]:
         path = os.path.join(base, path)
     if "*" in path:
         # One more than the file limit is enough to report it; a glob may match a whole disk.
+        import glob  # only for a glob import
+
         matches = glob.iglob(path, include_hidden=True)
         return sorted(itertools.islice(matches, MAX_CONFIG_FILES + 1))
     return [path]

@@ -127,3 +127,26 @@ def test_declaring_plugins_does_not_import_the_boot_the_config_reader_or_asyncio
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout
     assert out.split() == []
+
+
+def test_a_boot_without_plugin_tables_imports_neither_cattrs_nor_a_toml_writer(
+    tmp_path: Path,
+) -> None:
+    # cattrs converts plugin tables and tomli_w writes configs; a boot with neither to do
+    # (what every command does without a config file) must not pay for them.
+    code = (
+        "import sys\n"
+        "from registry import Registration, Registry, boot\n"
+        "regs = Registry([Registration('t', 'a', init=lambda ic: 1)])\n"
+        "boot(registry=regs, root=sys.argv[1], state=sys.argv[2]).close()\n"
+        "heavy = ('cattrs', 'tomli_w', 'tomllib', 'importlib.metadata')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r"), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert out.split() == []
