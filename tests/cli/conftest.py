@@ -25,6 +25,7 @@ import attrs
 import pytest
 
 from tests.leaks import Scope, guarded
+from tests.packages import pip_install_target
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_STATE_DIR = "io.containerd.runtime.v2.task"
@@ -144,24 +145,7 @@ def third_party_path(tmp_path_factory: pytest.TempPathFactory) -> str:
         source,
         ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = pip_install_target(source, target)
     if result.returncode != 0:
         pytest.fail(f"pip install of examples/third_party_runtime failed:\n{result.stderr}")
     return str(target)

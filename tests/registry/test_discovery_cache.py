@@ -15,6 +15,7 @@ import pytest
 
 from registry import _discovery_cache as cache
 from registry.hookspecs import ENTRY_POINT_GROUP
+from tests.packages import pip_install_target
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE_URI = "io.example.cacheprobe.v1.probe"
@@ -46,25 +47,8 @@ def taskplane_registrations():
 
 
 def pip_install(source: Path, target: Path) -> None:
-    """``pip install --target`` of ``source``: a real distribution, dist-info and all."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """A real distribution, dist-info and all."""
+    result = pip_install_target(source, target)
     assert result.returncode == 0, result.stderr
 
 
