@@ -7,9 +7,9 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from types import CoroutineType, MappingProxyType
+from typing import TYPE_CHECKING
 
 from registry import config as _config
-from registry import platforms as _platforms
 from registry._context import (
     PROPERTY_GRPC_ADDRESS,
     PROPERTY_ROOT,
@@ -28,6 +28,9 @@ from registry.log import get_logger
 
 __all__ = ["ConfigSource", "Host", "boot", "boot_async"]
 
+if TYPE_CHECKING:
+    from registry.platforms import Platform
+
 log = get_logger(__name__)
 
 ConfigSource = _config.ConfigSource
@@ -41,6 +44,13 @@ _OUTCOME_PHRASES = {"blocked": "was blocked", "skipped": "was skipped", "failed"
 
 #: The exports of a status whose plugin exported nothing (shared, read-only).
 _NO_EXPORTS: Mapping[str, str] = MappingProxyType({})
+
+
+def _format_platforms(platforms: Iterable[Platform]) -> tuple[str, ...]:
+    # Imported here: only a plugin that declared platforms (and so imported them) gets here.
+    from registry import platforms as _platforms
+
+    return tuple(map(_platforms.format, platforms))
 
 
 def _status(
@@ -61,7 +71,7 @@ def _status(
         reason=reason,
         error=error,
         init_time=init_time,
-        platforms=tuple(map(_platforms.format, plugin.meta.platforms))
+        platforms=_format_platforms(plugin.meta.platforms)
         if plugin is not None and plugin.meta.platforms
         else (),
         exports=dict(plugin.meta.exports)

@@ -139,7 +139,7 @@ def test_a_boot_without_plugin_tables_imports_neither_cattrs_nor_a_toml_writer(
         "from registry import Registration, Registry, boot\n"
         "regs = Registry([Registration('t', 'a', init=lambda ic: 1)])\n"
         "boot(registry=regs, root=sys.argv[1], state=sys.argv[2]).close()\n"
-        "heavy = ('cattrs', 'tomli_w', 'tomllib', 'importlib.metadata')\n"
+        "heavy = ('cattrs', 'tomli_w', 'tomllib', 'importlib.metadata', 'registry.platforms')\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
