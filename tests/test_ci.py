@@ -1,4 +1,4 @@
-"""CI (``.ci/run``) prints how many tests were skipped, fails on any skip or on no tests, and lints."""
+"""CI (``.ci/run``) counts skipped tests, fails on any skip or on no tests, and lints."""
 
 from __future__ import annotations
 
