@@ -1,7 +1,8 @@
 """What an event is and how subscribers select it: :class:`EventEnvelope`, decoding a
 forwarded ``Any`` into its message, topic validation, and matching an envelope against
 taskplane's topic forms (``/tasks/exit``, ``/tasks/*``) and containerd's filters
-(:mod:`plugins.filters`; containerd's envelope adaptor, ``core/events/exchange``).
+(:mod:`plugins.filters`, over the fields containerd's ``Envelope.Field`` in ``core/events``
+exposes).
 
 Part of the event exchange (:mod:`plugins.events`, which re-exports these names).
 """
