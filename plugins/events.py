@@ -45,6 +45,7 @@ re-exported here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import uuid
@@ -126,9 +127,10 @@ class Exchange:
         self._following: asyncio.Task[None] | None = None
         self._append_failing = False
         self._poll_failing = False
-        # Journal appends run in a worker thread (the journal's flock may wait for another
-        # process); this lock keeps them in publication order. FIFO, as asyncio locks are.
-        self._appending = asyncio.Lock()
+        # Records not yet in the journal because its lock was held by another process, in
+        # publication order, and the task appending them from a worker thread.
+        self._unwritten: collections.deque[Record] = collections.deque()
+        self._appender: asyncio.Task[None] | None = None
 
     @property
     def subscriber_count(self) -> int:
@@ -158,7 +160,7 @@ class Exchange:
                 f"event on topic {quote(topic)} must be a protobuf message,"
                 f" not {type(event).__name__}"
             )
-        await self._publish(EventEnvelope(self._clock(), namespace, topic, event))
+        self._publish(EventEnvelope(self._clock(), namespace, topic, event))
 
     async def forward(self, envelope: ForwardedEnvelope) -> None:
         """Deliver an envelope received from a shim, after containerd's validation.
@@ -187,7 +189,7 @@ class Exchange:
             getattr(event, "type_url"),  # noqa: B009 - Message has no typed fields
             getattr(event, "value"),  # noqa: B009
         )
-        await self._publish(EventEnvelope(timestamp, namespace, topic, decoded))
+        self._publish(EventEnvelope(timestamp, namespace, topic, decoded))
 
     def subscribe(
         self,
@@ -232,7 +234,10 @@ class Exchange:
         return subscription
 
     def close(self) -> None:
-        """Close the exchange: subscriptions end after their queued envelopes. Idempotent."""
+        """Close the exchange: subscriptions end after their queued envelopes. Idempotent.
+
+        Events still waiting for the journal's lock are not shared (a warning says how many);
+        :meth:`aclose` waits for them."""
         self._closed = True
         if self._following is not None:
             self._following.cancel()
@@ -240,6 +245,16 @@ class Exchange:
         if self._follower is not None:
             self._follower.close()
             self._follower = None
+        if self._appender is not None:
+            self._appender.cancel()
+            self._appender = None
+        if self._unwritten:
+            log.warning(
+                "%d events not shared with other processes: the exchange closed while the"
+                " event journal was locked",
+                len(self._unwritten),
+            )
+            self._unwritten.clear()
         if self.journal is not None:
             self.journal.close()
         subscriptions, self._subscriptions = self._subscriptions, {}
@@ -247,10 +262,11 @@ class Exchange:
             subscription._end()
 
     async def aclose(self) -> None:
-        """Async alias of :meth:`close`, for hosts that await closing."""
+        """Close the exchange once the events waiting for the journal's lock are in it."""
+        if self._appender is not None:
+            await self._appender
         following = self._following
-        async with self._appending:  # no append in flight uses the journal's lock file
-            self.close()
+        self.close()
         if following is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await following
@@ -262,17 +278,17 @@ class Exchange:
         if self._closed:
             raise FailedPrecondition("event exchange is closed")
 
-    async def _publish(self, envelope: EventEnvelope) -> None:
-        """Deliver ``envelope`` to this process's subscribers at once, then share it through
-        the journal in a worker thread: its lock may be held by another process for up to
-        :data:`~plugins.events_journal.LOCK_WAIT`, which must not freeze this event loop."""
+    def _publish(self, envelope: EventEnvelope) -> None:
+        """Deliver ``envelope`` to this process's subscribers, then share it through the
+        journal: at once when its lock is free (the common case, microseconds), else from a
+        worker thread -- another process may hold the lock for up to
+        :data:`~plugins.events_journal.LOCK_WAIT`, which must not freeze this event loop.
+        Either way publish and forward return without waiting, and the journal gets the
+        events in publication order."""
         self._dispatch(envelope)
         journal = self.journal
-        if journal is not None:
-            async with self._appending:
-                await asyncio.to_thread(self._append, journal, envelope)
-
-    def _append(self, journal: EventJournal, envelope: EventEnvelope) -> None:
+        if journal is None:
+            return
         event = envelope.as_any()
         record = Record(
             origin=self.origin,
@@ -282,21 +298,42 @@ class Exchange:
             type_url=event.type_url,
             value=event.value,
         )
+        if not self._unwritten and self._append(journal, record, wait=False):
+            return
+        self._unwritten.append(record)
+        if self._appender is None:
+            self._appender = asyncio.get_running_loop().create_task(
+                self._append_unwritten(journal), name="event journal appender"
+            )
+
+    async def _append_unwritten(self, journal: EventJournal) -> None:
+        """Append the waiting records in order, each from a worker thread."""
         try:
-            journal.append(record)
+            while self._unwritten:
+                await asyncio.to_thread(self._append, journal, self._unwritten[0], wait=True)
+                self._unwritten.popleft()
+        finally:
+            self._appender = None
+
+    def _append(self, journal: EventJournal, record: Record, *, wait: bool) -> bool:
+        """Append ``record``; False only when ``wait`` is False and the lock is held. A
+        failure is logged (the event stays local) and counts as done."""
+        try:
+            appended = journal.append(record, wait=wait)
         except (OSError, JournalError) as exc:
             # Local subscribers have the event; other processes will not. Say so once per
             # failing stretch rather than for every event.
             if not self._append_failing:
                 log.warning(
                     "event %s in %s not shared with other processes: %s",
-                    envelope.topic,
-                    envelope.namespace,
+                    record.topic,
+                    record.namespace,
                     _os_error_text(exc),
                 )
             self._append_failing = True
-        else:
-            self._append_failing = False
+            return True
+        self._append_failing = False
+        return appended
 
     def _dispatch(self, envelope: EventEnvelope) -> None:
         self._check_open()

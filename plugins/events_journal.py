@@ -158,9 +158,10 @@ class Record:
         )
 
 
-def _flock(fd: int, operation: int) -> bool:
-    """Take a flock, waiting at most :data:`LOCK_WAIT` seconds; return whether it was taken."""
-    deadline = time.monotonic() + LOCK_WAIT
+def _flock(fd: int, operation: int, patience: float = LOCK_WAIT) -> bool:
+    """Take a flock, waiting at most ``patience`` seconds (0: one try); return whether it was
+    taken."""
+    deadline = time.monotonic() + patience
     while True:
         try:
             fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -168,7 +169,7 @@ def _flock(fd: int, operation: int) -> bool:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.001)  # the holder needs microseconds (the exchange appends off its loop)
+            time.sleep(0.001)  # the holder needs microseconds (the exchange waits off its loop)
 
 
 def _open_regular(path: str, flags: int) -> int:
@@ -228,9 +229,13 @@ class EventJournal:
             self._lock_fd = _open_or_create(self.path + ".lock", os.O_RDWR)
         return self._lock_fd
 
-    def append(self, record: Record) -> None:
+    def append(self, record: Record, *, wait: bool = True) -> bool:
         """Append ``record`` in one write; rotate when the file has grown past the cap.
 
+        With ``wait`` (the default) the lock is waited for at most :data:`LOCK_WAIT` seconds,
+        then the record is appended without it; returns True. Without ``wait`` nothing is
+        written and False is returned when the lock is held (so an event loop can retry in a
+        thread), and a rotation whose lock is held is left to a later append.
         Raises :class:`JournalError` for a symbolic link or non-regular file at the path and
         OSError when the file cannot be written.
         """
@@ -238,8 +243,11 @@ class EventJournal:
         lock = self._lock()
         # Shared: appenders do not wait for each other; exclusive for long records (see module
         # docstring) and for rotation, which must not rename a file under a writer.
-        locked = _flock(lock, fcntl.LOCK_EX if len(line) > select.PIPE_BUF else fcntl.LOCK_SH)
+        mode = fcntl.LOCK_EX if len(line) > select.PIPE_BUF else fcntl.LOCK_SH
+        locked = _flock(lock, mode, LOCK_WAIT if wait else 0)
         if not locked:
+            if not wait:
+                return False
             log.warning(
                 "event journal %s: its lock is held too long; appending without it", self.path
             )
@@ -256,11 +264,12 @@ class EventJournal:
             if locked:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         if size > self.max_size:
-            self._rotate()
+            self._rotate(LOCK_WAIT if wait else 0)
+        return True
 
-    def _rotate(self) -> None:
+    def _rotate(self, patience: float) -> None:
         lock = self._lock()
-        if not _flock(lock, fcntl.LOCK_EX):
+        if not _flock(lock, fcntl.LOCK_EX, patience):
             return  # a later append rotates
         try:
             try:

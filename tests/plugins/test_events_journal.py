@@ -460,24 +460,55 @@ def test_a_subscription_made_outside_a_loop_follows_from_its_first_read(tmp_path
     a.close()
 
 
+def _journal_topics(directory: Path) -> list[str]:
+    lines = (directory / JOURNAL_FILENAME).read_bytes().splitlines()
+    return [Record.from_line(line).topic for line in lines]
+
+
+async def test_an_event_is_in_the_journal_when_publish_returns_if_the_lock_is_free(
+    tmp_path: Path,
+) -> None:
+    exchange = Exchange(journal=EventJournal(str(tmp_path)))
+    event = wrappers_pb2.StringValue(value="c1")
+    await exchange.publish("/tasks/create", event, namespace="ns")
+    assert _journal_topics(tmp_path) == ["/tasks/create"]
+    await exchange.aclose()
+
+
 async def test_publishing_while_another_process_holds_the_journal_lock_leaves_the_loop_free(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Another process holds the journal's lock exclusively (as during a rotation) and lets go
-    # from a callback on this loop. Appending on the loop would wait out LOCK_WAIT with the
-    # loop frozen, then append without the lock and say so.
+    # from a callback on this loop. Waiting for it on the loop would wait out LOCK_WAIT with
+    # the loop frozen, then append without the lock and say so.
     caplog.set_level(logging.WARNING, logger="taskplane.plugins")
     exchange = Exchange(journal=EventJournal(str(tmp_path)))
     other = os.open(tmp_path / (JOURNAL_FILENAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(other, fcntl.LOCK_EX)
-        event = wrappers_pb2.StringValue(value="c1")
-        publishing = asyncio.ensure_future(exchange.publish("/tasks/exit", event, namespace="ns"))
+        for topic in ("/tasks/create", "/tasks/start", "/tasks/exit"):
+            event = wrappers_pb2.StringValue(value=topic)
+            await exchange.publish(topic, event, namespace="ns")  # returns at once
+        assert not (tmp_path / JOURNAL_FILENAME).exists()
         asyncio.get_running_loop().call_soon(fcntl.flock, other, fcntl.LOCK_UN)
-        await publishing
+        await exchange.aclose()  # waits for the three
     finally:
         os.close(other)
-        await exchange.aclose()
     assert "held too long" not in caplog.text
-    lines = (tmp_path / JOURNAL_FILENAME).read_bytes().splitlines()
-    assert [Record.from_line(line).topic for line in lines] == ["/tasks/exit"]
+    assert _journal_topics(tmp_path) == ["/tasks/create", "/tasks/start", "/tasks/exit"]
+
+
+async def test_an_event_published_after_the_lock_frees_waits_behind_the_ones_before_it(
+    tmp_path: Path,
+) -> None:
+    exchange = Exchange(journal=EventJournal(str(tmp_path)))
+    other = os.open(tmp_path / (JOURNAL_FILENAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        await exchange.publish("/tasks/create", wrappers_pb2.StringValue(), namespace="ns")
+        fcntl.flock(other, fcntl.LOCK_UN)  # free before the waiting event was appended
+        await exchange.publish("/tasks/start", wrappers_pb2.StringValue(), namespace="ns")
+        await exchange.aclose()
+    finally:
+        os.close(other)
+    assert _journal_topics(tmp_path) == ["/tasks/create", "/tasks/start"]
