@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,26 +18,19 @@ ID = "task1"
 NOBODY = 65534
 
 
-@pytest.fixture
-def umask_000() -> Iterator[None]:
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def _modes(base: Path, *names: str) -> list[int]:
     return [stat.S_IMODE(os.lstat(base / name).st_mode) for name in names]
 
 
-def test_missing_parents_of_state_and_root_are_0711_under_umask_000(
-    tmp_path: Path, umask_000: None
-) -> None:
+def test_missing_parents_of_state_and_root_are_0711_under_umask_000(tmp_path: Path) -> None:
     """Under umask 000 ``os.makedirs`` makes the missing parents 0777: writable by anyone, who
     could then swap a task's bundle. securefs gives every directory it creates 0711."""
     root, state = tmp_path / "var" / "root", tmp_path / "run" / "state"
-    new_bundle(str(root), str(state), NS, ID, None)
+    old_umask = os.umask(0)
+    try:
+        new_bundle(str(root), str(state), NS, ID, None)
+    finally:
+        os.umask(old_umask)
     assert _modes(tmp_path, "run", "run/state", "run/state/ns1") == [0o711] * 3
     assert _modes(tmp_path, "var", "var/root", "var/root/ns1") == [0o711] * 3
 
