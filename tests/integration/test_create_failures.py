@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import any_pb2
 from interop.shimlib import wait_process_exit
 
 from plugins import errdefs
@@ -294,7 +295,7 @@ async def test_effective_options_reach_start_info_create_and_delete(
     )
 
     def recorded(name: str) -> runc_options_pb2.Options:
-        any_ = typeurl.any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
+        any_ = any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
         return typeurl.unpack_as(any_, runc_options_pb2.Options)
 
     # -info (feature validation of an idmap spec; the wrapper says idmap is disabled).
@@ -384,7 +385,7 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     finally:
         await second.aclose()
     recorded = typeurl.unpack_as(
-        typeurl.any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
+        any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
         runc_options_pb2.Options,
     )
     assert recorded == expected

@@ -294,7 +294,7 @@ async def test_forwarded_envelope_carries_the_decoded_event() -> None:
     assert envelope.timestamp == when
     assert envelope.namespace == "ra"
     assert type(envelope.event) is wrappers_pb2.StringValue
-    assert envelope.event.value == "c9"  # type: ignore[attr-defined]
+    assert envelope.event.value == "c9"
     assert envelope.type_url == "google.protobuf.StringValue"
     assert envelope.is_(wrappers_pb2.StringValue)
     assert envelope.unpack(wrappers_pb2.StringValue).value == "c9"
