@@ -405,6 +405,8 @@ class Shell:
 
 
 CACHE_ENV = "XDG_CACHE_HOME"
+#: What a parent make (``make test``) puts in the environment of the commands it runs.
+MAKE_ENV = frozenset({"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"})
 
 
 def _venv_path() -> str:
@@ -437,7 +439,9 @@ def _needs_the_checkout(block: Block) -> bool:
 
 
 def _shell(runner: Taskplane, block: Block, rootfs: Path, tmp_path: Path) -> Shell:
-    env = {**runner.env, "PATH": _venv_path(), CACHE_ENV: str(tmp_path / "cache")}
+    # A user's fresh shell: not inside `make test` (a sub-make prints "Entering directory").
+    env = {k: v for k, v in runner.env.items() if k not in MAKE_ENV}
+    env |= {"PATH": _venv_path(), CACHE_ENV: str(tmp_path / "cache")}
     in_checkout = _needs_the_checkout(block)
     if in_checkout:
         # The quick start: in the checkout, with the virtualenv `make venv` made there.
