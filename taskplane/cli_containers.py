@@ -11,12 +11,43 @@ import json
 import sys
 from typing import Any
 
-from taskplane.cli import Options
-from taskplane.cli_plugins import format_table
-from taskplane.cli_tasks import validate_ids, with_client
+from taskplane.cli_client import validate_ids, with_client
+from taskplane.cli_common import Command, Options, add_commands, format_table, list_format
 from taskplane.containers import Client
 
-__all__ = ["container_record", "info", "ls"]
+__all__ = ["container_record", "info", "ls", "register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane containers COMMAND``."""
+    add_commands(
+        parser,
+        [
+            Command(
+                "ls",
+                "taskplane.cli_containers:register_ls",
+                "list containers",
+                aliases=("list",),
+            ),
+            Command(
+                "info",
+                "taskplane.cli_containers:register_info",
+                "print a container record as JSON",
+            ),
+        ],
+    )
+
+
+def register_ls(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``taskplane containers ls``."""
+    list_format(parser)
+    parser.set_defaults(handler=ls)
+
+
+def register_info(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane containers info``."""
+    parser.add_argument("id", metavar="ID")
+    parser.set_defaults(handler=info)
 
 
 def container_record(container: Any) -> dict[str, Any]:
@@ -38,7 +69,7 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
     identifiers.validate_namespace(opts.namespace)
 
     async def body(client: Client) -> list[Any]:
-        return client.containers()
+        return await client.containers()
 
     found = with_client(opts, body)
     if args.quiet:
@@ -68,7 +99,7 @@ def info(opts: Options, args: argparse.Namespace) -> int:
     validate_ids(opts, args.id)
 
     async def body(client: Client) -> Any:
-        return client.container(args.id)
+        return await client.container(args.id)
 
     json.dump(container_record(with_client(opts, body)), sys.stdout, indent=2)
     sys.stdout.write("\n")

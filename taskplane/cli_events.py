@@ -31,10 +31,17 @@ import signal
 import sys
 from typing import Any
 
-from taskplane.cli import Options
+from taskplane.cli_common import Options
 from taskplane.errors import EXIT_INTERRUPTED
 
-__all__ = ["event_fields", "events", "format_human", "format_json", "show_journal_warnings"]
+__all__ = [
+    "event_fields",
+    "events",
+    "format_human",
+    "format_json",
+    "register",
+    "show_journal_warnings",
+]
 
 log = logging.getLogger("taskplane.events")
 
@@ -103,6 +110,32 @@ def show_journal_warnings() -> None:
         logger = logging.getLogger(name)
         if not logger.isEnabledFor(logging.WARNING):
             logger.setLevel(logging.WARNING)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane events``."""
+    parser.add_argument(
+        "filters",
+        metavar="FILTER",
+        nargs="*",
+        help='containerd filters such as topic~="/tasks/" or event.container_id==web, or a'
+        " topic or prefix (/tasks/*); an event is printed when any filter matches",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        action="append",
+        default=[],
+        help="only this topic, or topics under a prefix such as /tasks/* (repeatable)",
+    )
+    parser.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="events of every namespace, not only --namespace's",
+    )
+    parser.set_defaults(handler=events)
 
 
 def events(opts: Options, args: argparse.Namespace) -> int:

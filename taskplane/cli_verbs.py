@@ -11,12 +11,45 @@ import json
 import sys
 from typing import Any
 
-from taskplane.cli import Options
-from taskplane.cli_plugins import format_table
-from taskplane.cli_tasks import for_each_id, validate_ids, with_client
+from taskplane.cli_client import for_each_id, validate_ids, with_client
+from taskplane.cli_common import Options, format_table
 from taskplane.containers import Client
 
-__all__ = ["metrics", "pause", "ps", "resume"]
+__all__ = [
+    "metrics",
+    "pause",
+    "ps",
+    "register_metrics",
+    "register_pause",
+    "register_ps",
+    "register_resume",
+    "resume",
+]
+
+
+def register_ps(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane tasks ps``."""
+    parser.add_argument("id", metavar="ID")
+    parser.set_defaults(handler=ps)
+
+
+def register_pause(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane tasks pause``."""
+    parser.add_argument("ids", metavar="ID", nargs="+")
+    parser.set_defaults(handler=pause)
+
+
+def register_resume(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane tasks resume``."""
+    parser.add_argument("ids", metavar="ID", nargs="+")
+    parser.set_defaults(handler=resume)
+
+
+def register_metrics(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane tasks metrics``."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("id", metavar="ID")
+    parser.set_defaults(handler=metrics)
 
 
 def ps(opts: Options, args: argparse.Namespace) -> int:
