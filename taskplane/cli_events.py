@@ -31,6 +31,7 @@ import signal
 import sys
 from typing import Any
 
+from registry.log import get_logger
 from taskplane.cli_common import Options
 from taskplane.errors import EXIT_INTERRUPTED
 
@@ -43,7 +44,7 @@ __all__ = [
     "show_journal_warnings",
 ]
 
-log = logging.getLogger("taskplane.events")
+log = get_logger(__name__)
 
 _PLAIN = re.compile(r"^[^\s\"'=]+$")
 
