@@ -138,6 +138,7 @@ def fill(parser: argparse.ArgumentParser) -> None:
     if command is None:
         return
     parser.taskplane_command = None  # type: ignore[attr-defined]
+    add_global_options(parser, top=False)
     command.load()(parser)
 
 
@@ -157,8 +158,8 @@ def add_commands(
         kwargs: dict[str, Any] = {"help": command.help, "aliases": list(command.aliases)}
         if command.usage is not None:
             kwargs["usage"] = command.usage
+        # Only its name and help until chosen: the global options too are added by fill().
         sub = subcommands.add_parser(command.name, description=command.help, **kwargs)
-        add_global_options(sub, top=False)
         sub.taskplane_command = command  # type: ignore[attr-defined]
         sub.taskplane_dashdash = getattr(parser, "taskplane_dashdash", False)  # type: ignore[attr-defined]
 
