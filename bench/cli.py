@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from lifecycle import CONTAINERD, CTR, DEBIAN, UPSTREAM, Reference  # noqa: E402
+from lifecycle import DEBIAN, UPSTREAM, Reference, available_references  # noqa: E402
 
 from taskplane.rootfs import build_busybox_rootfs  # noqa: E402
 
@@ -238,18 +238,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per side and measure")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/cli.py needs root (runc)", file=sys.stderr)
+    references = available_references("bench/cli.py")
+    if references is None:
         return 2
-    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
-        if not binary or not os.path.exists(binary):
-            print(f"missing prerequisite: {binary}", file=sys.stderr)
-            return 2
-    references = [DEBIAN]
-    if UPSTREAM.missing():
-        print(f"not comparing with containerd 2.4: missing {', '.join(UPSTREAM.missing())}")
-    else:
-        references.append(UPSTREAM)
 
     base = Path(tempfile.mkdtemp(prefix="tpc", dir="/tmp"))
     try:

@@ -12,9 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol
 
 from plugins import errdefs
+from taskplane.cli_common import command_nargs
 from taskplane.terminal import Terminal
 
-__all__ = ["FORWARDED_SIGNALS", "Output", "SignalForwarder", "attached", "io_options"]
+__all__ = [
+    "FORWARDED_SIGNALS",
+    "Output",
+    "SignalForwarder",
+    "add_process_arguments",
+    "attached",
+]
 
 #: Signals an attached ``run``/``exec`` forwards to the task instead of dying itself.
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -32,13 +39,21 @@ class Resizable(Protocol):
     async def resize_pty(self, width: int, height: int) -> None: ...
 
 
-def io_options(parser: argparse.ArgumentParser) -> None:
-    """``-i`` and ``-t`` of ``run`` and ``tasks exec`` (docker's spelling)."""
+def add_process_arguments(parser: argparse.ArgumentParser, id_help: str) -> None:
+    """``-i`` and ``-t`` (docker's spelling), then the task id and the command of ``run`` and
+    ``tasks exec``."""
     parser.add_argument(
         "-i", "--interactive", action="store_true", help="attach stdin to the process"
     )
     parser.add_argument(
         "-t", "--tty", action="store_true", help="run the process on a pseudo-terminal"
+    )
+    parser.add_argument("id", metavar="ID", help=id_help)
+    parser.add_argument(
+        "cmd",
+        metavar="CMD",
+        nargs=command_nargs(parser),
+        help="the command and its arguments (after --)",
     )
 
 

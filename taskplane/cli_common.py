@@ -164,7 +164,7 @@ def add_commands(
         sub.taskplane_dashdash = getattr(parser, "taskplane_dashdash", False)  # type: ignore[attr-defined]
 
 
-def command_nargs(parser: argparse.ArgumentParser) -> Any:
+def command_nargs(parser: argparse.ArgumentParser) -> str:
     """The ``nargs`` of a container command following the task id: everything after the id
     (``run --rootfs r id ls -l``), or, when the caller split the command off at ``--``, the
     words before it (``run id --rm -- ls``: options may follow the id)."""

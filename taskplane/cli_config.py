@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taskplane.cli_common import Command, Options, add_commands
+
+if TYPE_CHECKING:
+    from registry import Registration
 
 __all__ = ["COMMANDS", "default", "default_toml", "dump", "register", "registrations", "validate"]
 
@@ -63,7 +66,7 @@ def register_validate(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=validate)
 
 
-def registrations() -> tuple[Any, ...]:
+def registrations() -> tuple[Registration, ...]:
     """Every registration boot would see: built-ins, then installed entry points."""
     import taskplane
     from registry.discovery import discover

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskplane.cli_client import validate_ids, with_client
 from taskplane.cli_common import Command, Options, add_commands, format_table, list_format
 from taskplane.containers import Client
+
+if TYPE_CHECKING:
+    from plugins.metadata import Container
 
 __all__ = ["container_record", "info", "ls", "register"]
 
@@ -50,7 +53,7 @@ def register_info(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=info)
 
 
-def container_record(container: Any) -> dict[str, Any]:
+def container_record(container: Container) -> dict[str, Any]:
     """A container record as JSON: id, runtime, labels, times, and the spec decoded."""
     return {
         "id": container.id,
@@ -68,7 +71,7 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
 
     identifiers.validate_namespace(opts.namespace)
 
-    async def body(client: Client) -> list[Any]:
+    async def body(client: Client) -> list[Container]:
         return await client.containers()
 
     found = with_client(opts, body)
@@ -98,7 +101,7 @@ def info(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane containers info ID``: the container record, its spec included, as JSON."""
     validate_ids(opts, args.id)
 
-    async def body(client: Client) -> Any:
+    async def body(client: Client) -> Container:
         return await client.container(args.id)
 
     json.dump(container_record(with_client(opts, body)), sys.stdout, indent=2)

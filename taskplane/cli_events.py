@@ -29,11 +29,14 @@ import logging
 import re
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.log import get_logger
 from taskplane.cli_common import Options
 from taskplane.errors import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from plugins.events import EventEnvelope
 
 __all__ = [
     "event_fields",
@@ -49,7 +52,7 @@ log = get_logger(__name__)
 _PLAIN = re.compile(r"^[^\s\"'=]+$")
 
 
-def event_fields(envelope: Any) -> dict[str, Any] | None:
+def event_fields(envelope: EventEnvelope) -> dict[str, Any] | None:
     """The event's fields by name (zero values included), or None for an undecoded ``Any``."""
     from google.protobuf import any_pb2, json_format
 
@@ -65,7 +68,7 @@ def event_fields(envelope: Any) -> dict[str, Any] | None:
     return {name: fields[name] for name in order if name in fields}
 
 
-def _timestamp(envelope: Any) -> str:
+def _timestamp(envelope: EventEnvelope) -> str:
     return str(envelope.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
@@ -79,7 +82,7 @@ def _value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def format_human(envelope: Any) -> str:
+def format_human(envelope: EventEnvelope) -> str:
     """One line: timestamp, namespace, topic, then ``name=value`` for every field."""
     head = f"{_timestamp(envelope)} {envelope.namespace} {envelope.topic}"
     fields = event_fields(envelope)
@@ -89,7 +92,7 @@ def format_human(envelope: Any) -> str:
     return " ".join([head, *(f"{name}={_value(value)}" for name, value in fields.items())])
 
 
-def format_json(envelope: Any) -> str:
+def format_json(envelope: EventEnvelope) -> str:
     """One JSON object: timestamp, namespace, topic, type and the event's fields."""
     fields = event_fields(envelope)
     record: dict[str, Any] = {

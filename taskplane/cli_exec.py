@@ -10,9 +10,9 @@ import sys
 
 from plugins import errdefs
 from taskplane import oci
-from taskplane.cli_attach import Output, SignalForwarder, attached, io_options
+from taskplane.cli_attach import Output, SignalForwarder, add_process_arguments, attached
 from taskplane.cli_client import validate_ids, with_client
-from taskplane.cli_common import Options, command_nargs
+from taskplane.cli_common import Options
 from taskplane.containers import DRAIN_TIMEOUT, Client
 from taskplane.errors import CLIError, about
 from taskplane.stdio import FifoPair, StdinFifo
@@ -31,14 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="set an environment variable (repeatable)",
     )
     parser.add_argument("--cwd", metavar="DIR", help="working directory")
-    io_options(parser)
-    parser.add_argument("id", metavar="ID", help="task id")
-    parser.add_argument(
-        "cmd",
-        metavar="CMD",
-        nargs=command_nargs(parser),
-        help="the command and its arguments (after --)",
-    )
+    add_process_arguments(parser, "task id")
     parser.set_defaults(handler=exec_)
 
 

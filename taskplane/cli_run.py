@@ -12,9 +12,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from taskplane import preflight
-from taskplane.cli_attach import Output, SignalForwarder, attached, io_options
+from taskplane.cli_attach import Output, SignalForwarder, add_process_arguments, attached
 from taskplane.cli_client import validate_ids, with_client
-from taskplane.cli_common import Options, command_nargs
+from taskplane.cli_common import Options
 from taskplane.cli_spec import add_spec_options, check_not_image, spec_from_args
 from taskplane.containers import DEFAULT_RUNTIME, Client, runc_options
 from taskplane.errors import CLIError
@@ -56,14 +56,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runc-binary", metavar="PATH", help="runc-compatible binary the runc shim runs"
     )
-    io_options(parser)
-    parser.add_argument("id", metavar="ID", help="container and task id")
-    parser.add_argument(
-        "cmd",
-        metavar="CMD",
-        nargs=command_nargs(parser),
-        help="the command and its arguments (after --)",
-    )
+    add_process_arguments(parser, "container and task id")
     parser.set_defaults(handler=run)
 
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taskplane.cli_client import for_each_id, validate_ids, with_client
 from taskplane.cli_common import Options, format_table
 from taskplane.containers import Client
+
+if TYPE_CHECKING:
+    from runtime_v2.shim import ProcessInfo
+    from taskplane.metrics import Metrics
 
 __all__ = [
     "metrics",
@@ -56,7 +60,7 @@ def ps(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane tasks ps ID``: the pid of every process in the task."""
     validate_ids(opts, args.id)
 
-    async def body(client: Client) -> list[Any]:
+    async def body(client: Client) -> list[ProcessInfo]:
         return await client.ps(args.id)
 
     processes = with_client(opts, body)
@@ -78,7 +82,7 @@ def metrics(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane tasks metrics ID``: memory, cpu, pids and io of the task's cgroup."""
     validate_ids(opts, args.id)
 
-    async def body(client: Client) -> Any:
+    async def body(client: Client) -> Metrics:
         return await client.metrics(args.id)
 
     result = with_client(opts, body)

@@ -48,13 +48,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import attrs
-
 from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
 from registry.log import get_logger
-from taskplane import DEFAULT_NAMESPACE, logs
-from taskplane.task_run import start, status_of, teardown_error, wait, wants_terminal, with_terminal
+from taskplane import DEFAULT_NAMESPACE, logs, task_run
+from taskplane.task_list import TaskEntry, entries
+from taskplane.task_run import DRAIN_TIMEOUT, RunResult, teardown_error
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -69,10 +68,10 @@ if TYPE_CHECKING:
     from runtime_v2.task_manager import TaskManager
     from taskplane.metrics import Metrics
     from taskplane.stdio import StdinSource
-    from taskplane.task_list import TaskEntry
 
 __all__ = [
     "DEFAULT_RUNTIME",
+    "DRAIN_TIMEOUT",
     "IO_DIR_NAME",
     "TASK_MANAGER_ID",
     "Client",
@@ -92,10 +91,7 @@ DEFAULT_RUNTIME = RUNTIME_RUNC_V2
 #: Directory under the state dir holding each task's FIFOs and detached log
 #: (``<state>/taskplane.io/<namespace>/<id>/``).
 IO_DIR_NAME = "taskplane.io"
-#: How long to wait for the shim to finish copying output after the process exited.
-DRAIN_TIMEOUT = 5.0
 
-_ACTIVE = ("created", "running", "paused", "pausing")
 #: The cgroup path :func:`taskplane.oci.default_spec` writes (before the state dir's hash).
 _DEFAULT_CGROUPS = re.compile(r"^/taskplane@[^@/]*@(?P<id>[^@/]+)$")
 
@@ -105,15 +101,6 @@ def cgroups_path(state: str, namespace: str, container_id: str) -> str:
     (state dir, namespace, id), with the namespace name in it and no parent directory."""
     digest = hashlib.sha256(str(Path(state).resolve()).encode()).hexdigest()[:8]
     return f"/taskplane@{namespace}@{container_id}@{digest}"
-
-
-@attrs.frozen
-class RunResult:
-    """What :meth:`Client.run` returns: the exit status and everything the process wrote."""
-
-    exit_status: int
-    stdout: bytes
-    stderr: bytes
 
 
 def runc_options(binary_name: str | None = None, **fields: Any) -> Message:
@@ -212,9 +199,14 @@ class Client:
 
     # -- paths ----------------------------------------------------------------------------------
 
+    @property
+    def io_root(self) -> Path:
+        """The io dirs of this namespace: ``<state>/taskplane.io/<ns>``."""
+        return Path(self.host.state) / IO_DIR_NAME / self.namespace
+
     def io_dir(self, container_id: str) -> Path:
         """Where a task's FIFOs and detached log live: ``<state>/taskplane.io/<ns>/<id>``."""
-        return Path(self.host.state) / IO_DIR_NAME / self.namespace / container_id
+        return self.io_root / container_id
 
     def log_path(self, container_id: str) -> Path:
         """The current log file of a task (json-file lines, see :mod:`taskplane.logs`)."""
@@ -255,9 +247,8 @@ class Client:
         """The lock of ``container_id``'s task (see :mod:`runtime_v2.locks`)."""
         # An unsafe io root (e.g. world-writable) is refused as such before anything is created
         # (the lock file included) or anything in it is looked at.
-        io_root = self.io_dir(container_id).parent
-        if io_root.exists():
-            securefs.check_trusted(io_root)
+        if self.io_root.exists():
+            securefs.check_trusted(self.io_root)
         return self.task_manager.lock(container_id, namespace=self.namespace)
 
     async def _in_use(self, container_id: str) -> str:
@@ -481,8 +472,6 @@ class Client:
     async def entries(self) -> list[TaskEntry]:
         """Every task of this namespace and every leftover of one, sorted by id (see
         :func:`taskplane.task_list.entries`)."""
-        from taskplane.task_list import entries
-
         return await entries(self)
 
     async def pause(self, container_id: str) -> None:
@@ -520,67 +509,9 @@ class Client:
         _validate_task_id(container_id)
         async with self.lock(container_id):
             try:
-                return await self._delete(container_id, force=force)
+                return await task_run.delete(self, container_id, force=force)
             except OSError as exc:
                 raise teardown_error(container_id, exc) from exc
-
-    async def _delete(self, container_id: str, *, force: bool) -> Exit | None:
-        from taskplane.stdio import remove_io_dir
-
-        tm = self.task_manager
-        exit_ = None
-        found = False
-        try:
-            task: ShimTask | None = await tm.get(container_id, namespace=self.namespace)
-        except errdefs.NotFound:
-            task = None
-        if task is not None and not force:
-            status = await status_of(task)
-            if status in _ACTIVE:
-                raise errdefs.FailedPrecondition(
-                    f'task "{container_id}" is {status}; stop it first '
-                    f"(taskplane tasks kill {container_id}) or use --force"
-                )
-        if task is None and not force:
-            bundle = Path(tm.bundle(container_id, namespace=self.namespace).path)
-            if bundle.exists() or (Path(tm.runc_root) / self.namespace / container_id).exists():
-                raise errdefs.FailedPrecondition(
-                    f'task "{container_id}" has a container but its shim does not answer; '
-                    f"remove it with: taskplane tasks rm --force {container_id}"
-                )
-        if task is not None and not force:
-            exit_ = await tm.delete(container_id, namespace=self.namespace)
-            found = True
-        else:
-            try:
-                exit_ = await tm.remove(
-                    container_id,
-                    namespace=self.namespace,
-                    cgroups_path=self._cgroups_path(
-                        await self.spec_or_empty(container_id), container_id
-                    ),
-                )
-                found = True
-            except errdefs.NotFound:
-                pass
-        try:
-            await self._stored(lambda store: store.delete(self.namespace, container_id))
-            found = True
-        except errdefs.NotFound:
-            pass
-        io_dir = self.io_dir(container_id)
-        if io_dir.exists():
-            found = True
-            remove_io_dir(io_dir)
-        if self._has_layer(container_id):  # after the task: its rootfs is unmounted now
-            found = True
-            self.snapshotter.remove(self._layer_key(container_id))
-        self.created.discard(container_id)
-        if not found:
-            raise errdefs.NotFound(
-                f'no container or task "{container_id}" in namespace "{self.namespace}"'
-            )
-        return exit_
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -602,42 +533,15 @@ class Client:
         Returns the started task. A spec asking for a terminal is refused: nobody would be
         attached to it.
         """
-        from taskplane.stdio import make_io_dir, remove_io_dir
-
-        _validate_task_id(container_id)
-        if wants_terminal(spec):
-            raise errdefs.InvalidArgument(
-                f'task "{container_id}" asks for a terminal (process.terminal), which a '
-                "detached task cannot have: run it attached (taskplane run -t)"
-            )
-        log_file = self.log_path(container_id)
-        lock = await self._claim(container_id)
-        try:
-            make_io_dir(log_file.parent)
-            try:
-                uri = logs.install_logger(log_file.parent, max_size=self.log_max_size)
-                task = await self._create_task(
-                    container_id,
-                    spec,
-                    runtime=runtime,
-                    runtime_options=runtime_options,
-                    stdout=uri,
-                    stderr=uri,
-                    labels=labels,
-                    overlay=overlay,
-                )
-            except BaseException:
-                remove_io_dir(log_file.parent)  # ours: created above, after the claim
-                raise
-            try:
-                await start(task)
-            except BaseException:
-                await self._discard(container_id)
-                raise
-            lock.set_step("running")
-        finally:
-            await lock.__aexit__(None, None, None)
-        return task
+        return await task_run.start_detached(
+            self,
+            container_id,
+            spec,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            overlay=overlay,
+        )
 
     async def run(
         self,
@@ -670,97 +574,19 @@ class Client:
         ``process.terminal``): its output arrives as stdout only; ``tty_size`` (columns, rows)
         is set before it starts.
         """
-        from taskplane.stdio import FifoPair, StdinFifo, remove_io_dir
-
-        tty = tty or wants_terminal(spec)
-        if tty:
-            spec = with_terminal(spec)
-        out: list[bytes] = []
-        err: list[bytes] = []
-
-        def sink(
-            buf: list[bytes],
-            cb: Callable[[bytes], object] | None,
-            log_writer: logs.LogWriter,
-            stream: str,
-        ) -> Callable[[bytes], None]:
-            def write(chunk: bytes) -> None:
-                buf.append(chunk)
-                log_writer.write(stream, chunk)
-                if cb is not None:
-                    cb(chunk)
-
-            return write
-
-        io_dir = self.io_dir(container_id)
-        # Held while the task is created and started (and undone on failure), released while it
-        # runs, so a peer's ``tasks rm --force`` is not blocked by an attached run.
-        lock = await self._claim(container_id)
-        locked = True
-        try:
-            fifos = FifoPair(io_dir, stderr=not tty).open()
-            stdin_fifo = StdinFifo(io_dir).open() if stdin is not None else None
-            log_writer = logs.LogWriter(io_dir, max_size=self.log_max_size)
-            try:
-                try:
-                    task = await self._create_task(
-                        container_id,
-                        spec,
-                        runtime=runtime,
-                        runtime_options=runtime_options,
-                        stdout=fifos.stdout,
-                        stderr=fifos.stderr,
-                        stdin=stdin_fifo.path if stdin_fifo else "",
-                        terminal=tty,
-                        labels=labels,
-                        overlay=overlay,
-                    )
-                except BaseException:
-                    fifos.close()
-                    log_writer.close()
-                    if stdin_fifo is not None:
-                        stdin_fifo.close()
-                    remove_io_dir(io_dir)  # ours: created above, after the claim
-                    raise
-                feeding: asyncio.Future[None] | None = None
-                try:
-                    async with fifos.copying(
-                        sink(out, on_stdout, log_writer, "stdout"),
-                        sink(err, on_stderr, log_writer, "stderr"),
-                        DRAIN_TIMEOUT,
-                    ) as drain:
-                        try:
-                            if tty and tty_size is not None:
-                                await task.resize_pty(*tty_size)
-                            await start(task)
-                        except BaseException:
-                            if not remove:  # a task that never started is no use to anyone
-                                await self._discard(container_id)
-                            raise
-                        lock.set_step("running")
-                        locked = False
-                        await lock.__aexit__(None, None, None)
-                        fifos.release()
-                        if stdin_fifo is not None and stdin is not None:
-                            feeding = asyncio.ensure_future(stdin_fifo.feed(task, stdin))
-                        if started is not None:
-                            started(task)
-                        exit_ = await wait(task)
-                        await drain()
-                finally:
-                    if feeding is not None:  # the process exited without reading it all
-                        feeding.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await feeding
-                    log_writer.close()
-                    if remove:
-                        await self.delete(container_id, force=True)
-            finally:
-                fifos.close()
-                log_writer.close()
-                if stdin_fifo is not None:
-                    stdin_fifo.close()
-        finally:
-            if locked:
-                await lock.__aexit__(None, None, None)
-        return RunResult(exit_status=exit_.status, stdout=b"".join(out), stderr=b"".join(err))
+        return await task_run.run(
+            self,
+            container_id,
+            spec,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            remove=remove,
+            started=started,
+            stdin=stdin,
+            tty=tty,
+            tty_size=tty_size,
+            labels=labels,
+            overlay=overlay,
+        )

@@ -78,7 +78,6 @@ async def _candidates(client: Client) -> set[str]:
     """The ids something of a task is left of: a lifecycle step, a bundle, an io dir, a
     container record, an overlay layer, runc state."""
     from runtime_v2.locks import ids_with_steps
-    from taskplane.containers import IO_DIR_NAME
 
     tm = client.task_manager
     namespace = client.namespace
@@ -86,9 +85,8 @@ async def _candidates(client: Client) -> set[str]:
     candidates: set[str] = set(ids_with_steps(str(ns_dir)))
     if ns_dir.is_dir():
         candidates |= {p.name for p in ns_dir.iterdir() if not p.name.startswith(".")}
-    io_root = Path(client.host.state) / IO_DIR_NAME / namespace
-    if io_root.is_dir():
-        candidates |= {p.name for p in io_root.iterdir()}
+    if client.io_root.is_dir():
+        candidates |= {p.name for p in client.io_root.iterdir()}
     with contextlib.suppress(errdefs.ContainerdError):
         candidates |= {c.id for c in await client.containers()}
     with contextlib.suppress(errdefs.ContainerdError):
