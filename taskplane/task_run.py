@@ -239,6 +239,7 @@ async def run(
                 remove_io_dir(io_dir)  # ours: created above, after the claim
                 raise
             feeding: asyncio.Future[None] | None = None
+            exit_: Exit | None = None
             try:
                 async with fifos.copying(
                     sink(out, on_stdout, log_writer, "stdout"),
@@ -270,7 +271,7 @@ async def run(
                         await feeding
                 log_writer.close()
                 if remove:
-                    await client.delete(container_id, force=True)
+                    await _remove(client, container_id, exited=exit_ is not None)
         finally:
             fifos.close()
             log_writer.close()
@@ -279,6 +280,7 @@ async def run(
     finally:
         if locked:
             await lock.__aexit__(None, None, None)
+    assert exit_ is not None  # set once the task exited; every other way out raised
     return RunResult(exit_status=exit_.status, stdout=b"".join(out), stderr=b"".join(err))
 
 
@@ -341,3 +343,21 @@ async def delete(client: Client, container_id: str, *, force: bool) -> Exit | No
             f'no container or task "{container_id}" in namespace "{client.namespace}"'
         )
     return exit_
+
+
+async def _remove(client: Client, container_id: str, *, exited: bool) -> None:
+    """``run --rm``'s delete. A task that exited gets containerd's plain delete, as ``ctr run
+    --rm`` does (no kill, no forced teardown: about half the time); one that did not exit
+    (the run failed or was interrupted) or whose plain delete fails is removed by force."""
+    if not exited:
+        await client.delete(container_id, force=True)
+        return
+    try:
+        await client.delete(container_id)
+        return
+    except errdefs.ContainerdError as exc:  # e.g. its shim died meanwhile
+        first = exc
+    try:
+        await client.delete(container_id, force=True)
+    except errdefs.NotFound:  # the plain delete removed everything it could: its error stands
+        raise first from None
