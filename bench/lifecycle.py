@@ -97,6 +97,24 @@ UPSTREAM = Reference(
 )
 
 
+def available_references(bench: str) -> list[Reference] | None:
+    """Debian's containerd, and containerd 2.4 when ``../shared/upstream`` has it (saying so
+    when not); None, after one line on stderr, when root or a prerequisite is missing."""
+    if os.geteuid() != 0:
+        print(f"{bench} needs root (runc)", file=sys.stderr)
+        return None
+    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
+        if not binary or not os.path.exists(binary):
+            print(f"missing prerequisite: {binary}", file=sys.stderr)
+            return None
+    references = [DEBIAN]
+    if UPSTREAM.missing():
+        print(f"not comparing with containerd 2.4: missing {', '.join(UPSTREAM.missing())}")
+    else:
+        references.append(UPSTREAM)
+    return references
+
+
 async def ctr_run(
     containerd: PrivateContainerd, namespace: str, rootfs: Path, task_id: str
 ) -> float:
@@ -301,18 +319,9 @@ async def main() -> int:
     # The shims' own log lines (e.g. the 1.6 shim's "cgroups: epoll wait" burst as it exits)
     # are not the bench's output.
     logging.getLogger("taskplane.shim").setLevel(logging.CRITICAL)
-    if os.geteuid() != 0:
-        print("bench/lifecycle.py needs root (runc)", file=sys.stderr)
+    references = available_references("bench/lifecycle.py")
+    if references is None:
         return 2
-    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
-        if not binary or not os.path.exists(binary):
-            print(f"missing prerequisite: {binary}", file=sys.stderr)
-            return 2
-    references = [DEBIAN]
-    if UPSTREAM.missing():
-        print(f"not comparing with containerd 2.4: missing {', '.join(UPSTREAM.missing())}")
-    else:
-        references.append(UPSTREAM)
 
     base = Path(tempfile.mkdtemp(prefix="tpb", dir="/tmp"))
     try:
