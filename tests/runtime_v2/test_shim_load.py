@@ -6,7 +6,10 @@ import asyncio
 import fcntl
 import json
 import os
+import shutil
+import signal
 import stat
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from plugins.events import Exchange
 from runtime_v2 import shim_load
 from runtime_v2.bundle import new_bundle
 from runtime_v2.locks import lock_path, read_step
+from runtime_v2.shim_cleanup import SHIM_PID_FILE
 from runtime_v2.shim_load import load_existing_shims
 from runtime_v2.shim_manager import ShimManager
 
@@ -303,3 +307,72 @@ async def test_a_work_dir_whose_task_is_locked_by_a_peer_stays(
         os.close(fd)
     await load(manager, base)
     assert not work.exists()
+
+
+async def test_a_stopped_shim_is_skipped_at_once_not_after_the_deadline(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    # A stopped shim's socket still accepts connections, so only its process tells: the pid
+    # it gave at start (recorded in the bundle) names a process in state T.
+    fake = await FakeShim(str(base / "stopped.sock"), versions=(2,)).start()
+    fake.hang.add("Connect")
+    stand_in = base / "containerd-shim-stopped-v2"
+    shutil.copy("/bin/sleep", stand_in)
+    process = subprocess.Popen([str(stand_in), "600"])
+    path = make_bundle(base, "stopped", fake_runtime, address=fake.address)
+    (path / SHIM_PID_FILE).write_text(str(process.pid))
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        # The deadline is far beyond the hang-stopper: only the stopped check ends the load.
+        async with asyncio.timeout(30):
+            outcomes = await load(manager, base, timeout=600)
+        assert outcomes["stopped"] == (
+            "skipped",
+            f"shim process {process.pid} is stopped; left in place",
+        )
+        assert path.exists() and deletes(base) == []
+        assert "Connect" not in fake.methods()
+    finally:
+        process.kill()
+        process.wait()
+        await fake.stop()
+
+
+async def test_a_running_task_is_reattached_without_its_lock(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Its recorded step says nothing is pending: a peer holding its lock (for an exec, say)
+    does not make recovery skip it, and nothing waits for the lock."""
+    fake = await FakeShim(str(base / "busy.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "busy/")] = FakeTask(99)
+    path = make_bundle(base, "busy", fake_runtime, address=fake.address)
+    Path(lock_path(str(path))).write_text("running")
+    fd = os.open(lock_path(str(path)), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        async with asyncio.timeout(30):  # only to stop a hang
+            outcomes = await load(manager, base)
+        assert outcomes["busy"][0] == "reattached"
+        assert manager.has(NS, "busy")
+    finally:
+        os.close(fd)
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_dead_shim_of_a_running_task_is_reaped_under_its_lock(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Reattaching went without the lock; reaping does not: a peer holding it keeps the task."""
+    path = make_bundle(base, "held", fake_runtime, address="unix://" + str(base / "gone.sock"))
+    Path(lock_path(str(path))).write_text("running")
+    fd = os.open(lock_path(str(path)), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        outcomes = await load(manager, base)
+    finally:
+        os.close(fd)
+    assert outcomes["held"] == ("skipped", "another process is working on it (its lock is held)")
+    assert path.exists() and deletes(base) == []
+    assert (await load(manager, base))["held"][0] == "reaped"
+    assert not path.exists()
