@@ -21,9 +21,11 @@ from plugins.events import Exchange
 from runtime_v2 import shim_load
 from runtime_v2.bundle import new_bundle
 from runtime_v2.locks import lock_path, read_step
+from runtime_v2.shim import ShimTask
 from runtime_v2.shim_cleanup import SHIM_PID_FILE
 from runtime_v2.shim_load import load_existing_shims
 from runtime_v2.shim_manager import ShimManager
+from runtime_v2.task_manager import TaskManager
 
 NS = "loadns"
 
@@ -376,3 +378,39 @@ async def test_a_dead_shim_of_a_running_task_is_reaped_under_its_lock(
     assert path.exists() and deletes(base) == []
     assert (await load(manager, base))["held"][0] == "reaped"
     assert not path.exists()
+
+
+async def test_task_states_are_asked_of_every_shim_at_once_and_a_silent_one_is_none(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = []
+    for task_id in ("a", "b", "c"):
+        fake = await FakeShim(str(base / f"{task_id}.sock"), versions=(2,)).start()
+        fake.tasks[(NS, f"{task_id}/")] = FakeTask(10)
+        make_bundle(base, task_id, fake_runtime, address=fake.address)
+        fakes.append(fake)
+    try:
+        assert {o for o, _ in (await load(manager, base)).values()} == {"reattached"}
+        tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
+        fakes[2].hang.add("State")  # "c" no longer answers
+        real_state = ShimTask.state
+        asking, all_asked = [0], asyncio.Event()
+
+        async def gated_state(self: ShimTask) -> Any:
+            # Each answer waits until all three are being asked: one at a time never gets there.
+            asking[0] += 1
+            if asking[0] == 3:
+                all_asked.set()
+            await all_asked.wait()
+            return await real_state(self)
+
+        monkeypatch.setattr(ShimTask, "state", gated_state)
+        async with asyncio.timeout(30):  # only to stop a hang
+            states = await tasks.states(namespace=NS, timeout=0.2)
+        assert sorted(states) == ["a", "b", "c"]
+        assert states["c"] is None
+        assert states["a"] is not None and states["a"].pid == 10
+    finally:
+        await manager.aclose()
+        for fake in fakes:
+            await fake.stop()
