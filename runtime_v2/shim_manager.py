@@ -101,6 +101,9 @@ from runtime_v2.start_protocol import (
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
 
+    from plugins.events import Exchange, ForwardedEnvelope
+    from plugins.metadata import ContainerStore
+
     from runtime_v2 import ttrpc
     from runtime_v2.api import introspection_pb2
     from runtime_v2.binary import ShimBinary
@@ -218,8 +221,8 @@ class ShimManager:
     def __init__(
         self,
         *,
-        exchange: Any,
-        containers: Any = None,
+        exchange: Exchange,
+        containers: ContainerStore | None = None,
         grpc_address: str,
         ttrpc_address: str,
         socket_dir: str = "",
@@ -282,7 +285,7 @@ class ShimManager:
         it goes away, so shims' events always have a taskplane process to reach."""
         await self.events.start()
 
-    async def _forward(self, envelope: Any) -> None:
+    async def _forward(self, envelope: ForwardedEnvelope) -> None:
         await self.exchange.forward(envelope)
 
     # -- runtime resolution and -info -----------------------------------------------------------

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from runtime_v2.api import introspection_pb2, mount_pb2
+    from runtime_v2.options import OptionsInput
     from runtime_v2.shim import Exit, Shim, ShimTask, State
 
 __all__ = [
@@ -171,8 +172,8 @@ class CreateOpts:
     stderr: str = ""
     terminal: bool = False
     runtime: str = DEFAULT_RUNTIME
-    runtime_options: Any | None = None
-    task_options: Any | None = None
+    runtime_options: OptionsInput = None
+    task_options: OptionsInput = None
     checkpoint: str = ""
     sandbox_id: str = ""
 
