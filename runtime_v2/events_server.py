@@ -140,8 +140,9 @@ class EventsServer:
         await self._forward_to(request.envelope)
         return empty_pb2.Empty()
 
-    async def aclose(self) -> None:
-        """Stop serving (or watching the peer that serves); the socket file stays."""
+    async def stop_watching(self) -> None:
+        """Stop watching the peer that serves the address (no takeover from now on); serving,
+        if this process does, goes on until :meth:`aclose`."""
         self._closing = True
         if self._takeover is not None:
             self._takeover.cancel()
@@ -150,6 +151,10 @@ class EventsServer:
         if self._owner is not None:
             with contextlib.suppress(Exception):
                 await self._owner.close()
+
+    async def aclose(self) -> None:
+        """Stop serving (and watching); the socket file stays."""
+        await self.stop_watching()
         if self._server is not None:
             server, self._server = self._server, None
             self.served.clear()

@@ -57,9 +57,7 @@ import contextlib
 import datetime as _dt
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING
 
 import registry
 from plugins import types
@@ -79,6 +77,7 @@ from runtime_v2.shim_cleanup import (
     write_options,
     write_shim_pid,
 )
+from runtime_v2.shim_config import ShimConfig, check_bootstrap_runtimes, check_env
 from runtime_v2.shim_info import InfoCache
 from runtime_v2.shim_socket import (
     DEFAULT_SOCKET_DIR,
@@ -103,7 +102,6 @@ if TYPE_CHECKING:
 
     from plugins.events import Exchange, ForwardedEnvelope
     from plugins.metadata import ContainerStore
-
     from runtime_v2 import ttrpc
     from runtime_v2.api import introspection_pb2
     from runtime_v2.binary import ShimBinary
@@ -114,10 +112,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SOCKET_DIR",
     "SHIM_EXIT_TIMEOUT",
-    "ShimConfig",
     "ShimManager",
-    "migrate_sched_core",
-    "registration",
+    "init",
     "wrap_error",
 ]
 
@@ -127,62 +123,6 @@ log = get_logger(__name__)
 SHIM_EXIT_TIMEOUT = 2.0
 #: Where the shims' log lines go (runtime_v2.binary.ShimLog).
 _SHIM_LOG = get_logger("shim")
-
-
-def _check_env(env: Sequence[str]) -> list[str]:
-    """The shim env check of :mod:`runtime_v2.binary` (imported only when there is an env)."""
-    if not env:
-        return []
-    from runtime_v2.binary import check_env
-
-    return check_env(env)
-
-
-def _check_bootstrap_runtimes(runtimes: Sequence[str]) -> list[str]:
-    for entry in runtimes:
-        if not isinstance(entry, str) or not entry or ("/" in entry and not os.path.isabs(entry)):
-            raise errdefs.InvalidArgument(
-                f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
-            )
-    return list(runtimes)
-
-
-def _as_value_error(check: Any) -> Any:
-    """An attrs validator running ``check(value)``: the config decoder reports the ValueError at
-    the field's TOML path (``taskplane config validate``); the plugin's init runs the same
-    check again, so the two cannot disagree."""
-
-    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        try:
-            check(value)
-        except errdefs.InvalidArgument as exc:
-            raise ValueError(str(exc)) from None
-
-    return validate
-
-
-@attrs.define
-class ShimConfig:
-    """``[plugins."io.containerd.shim.v1.manager"]``.
-
-    ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
-    ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
-    empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
-    ``bootstrap_runtimes``: an override, rarely needed: runtime names or absolute shim paths
-    always started with containerd 2.3's protobuf ``BootstrapParams`` on stdin, without the
-    negotiation every other shim gets (1.x and 2.0-2.2 shims must not be listed: they fail on
-    it).
-
-    All three are checked when the config is loaded (``taskplane config validate``).
-    """
-
-    env: list[str] = attrs.field(factory=list, validator=_as_value_error(_check_env))
-    socket_dir: str = attrs.field(
-        default="", validator=_as_value_error(lambda d: check_socket_dir(d) if d else d)
-    )
-    bootstrap_runtimes: list[str] = attrs.field(
-        factory=list, validator=_as_value_error(_check_bootstrap_runtimes)
-    )
 
 
 def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
@@ -745,19 +685,24 @@ class ShimManager:
         """Stop serving events and close every shim connection; shims keep running."""
         self._closing = True
         self._info.cancel()
-        await self.events.aclose()
+        await self.events.stop_watching()
         for namespace, task_id, shim in list(self.shims):
             self.shims.delete(namespace, task_id)
             with contextlib.suppress(Exception):
                 await shim.close()
+        # Served until the shims' connections and logs are closed: an event a shim posts
+        # meanwhile still arrives, instead of a refused connection logged through its log.
+        await self.events.aclose()
 
 
-async def _init(ic: registry.InitContext) -> ShimManager:
+async def init(ic: registry.InitContext) -> ShimManager:
+    """The shim plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`ShimManager`
+    built from the plugin's :class:`~runtime_v2.shim_config.ShimConfig`, serving events."""
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
     # The config decoder ran the same checks; an instance built in code may not have been.
-    env = _check_env(config.env)
+    env = check_env(config.env)
     socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
-    bootstrap_runtimes = _check_bootstrap_runtimes(config.bootstrap_runtimes)
+    bootstrap_runtimes = check_bootstrap_runtimes(config.bootstrap_runtimes)
     exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")
     try:
         containers = ic.get_single(types.METADATA_PLUGIN)
@@ -779,39 +724,3 @@ async def _init(ic: registry.InitContext) -> ShimManager:
     )
     await manager.start_events_server()
     return manager
-
-
-def migrate_sched_core(plugins: Mapping[str, Any], from_version: int) -> dict[str, Any]:
-    """Config migration from version 2 (or 1): the task plugin's ``sched_core = true`` becomes
-    ``SCHED_CORE=1`` in this plugin's ``env``, as containerd 2's shim manager migration does
-    (``core/runtime/v2/shim_manager.go``). Unlike containerd's, an ``env`` the file already
-    sets is kept; a non-boolean ``sched_core`` is left for the decoder to report."""
-    task_uri = f"{types.RUNTIME_PLUGIN_V2}.task"
-    out = dict(plugins)
-    task = out.get(task_uri)
-    if from_version >= 3 or not isinstance(task, Mapping) or "sched_core" not in task:
-        return out
-    sched_core = task["sched_core"]
-    if not isinstance(sched_core, bool):
-        return out
-    out[task_uri] = {k: v for k, v in task.items() if k != "sched_core"}
-    if sched_core:
-        uri = f"{types.SHIM_PLUGIN}.manager"
-        shim = dict(out.get(uri) or {})
-        env = shim.get("env", [])
-        if isinstance(env, list) and "SCHED_CORE=1" not in env:
-            shim["env"] = [*env, "SCHED_CORE=1"]
-        out[uri] = shim
-    return out
-
-
-def registration() -> registry.Registration:
-    """The shim plugin's registration: ``io.containerd.shim.v1.manager``."""
-    return registry.Registration(
-        type=types.SHIM_PLUGIN,
-        id="manager",
-        init=_init,
-        requires=(types.EVENT_PLUGIN, types.METADATA_PLUGIN),
-        config=ShimConfig,
-        config_migration=migrate_sched_core,
-    )

@@ -62,6 +62,7 @@ from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.shim_manager import wrap_error as _wrap
+from runtime_v2.task_config import TaskConfig, parse_platforms
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -75,9 +76,8 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "LOG_URI_SCHEMES",
     "CreateOpts",
-    "TaskConfig",
     "TaskManager",
-    "registration",
+    "init",
     "uses_idmap_mounts",
     "validate_runtime_features",
 ]
@@ -94,29 +94,6 @@ LOG_URI_SCHEMES = "fifo,binary,binary-v2,file"
 _FEATURES_KIND = "features/Features"
 #: How many shims :meth:`TaskManager.states` asks at once.
 STATE_PARALLELISM = 16
-
-
-def _default_platforms() -> list[str]:
-    return [registry.platforms.default_string()]
-
-
-def parse_platforms(specifiers: Iterable[str]) -> list[registry.platforms.Platform]:
-    """Parse and normalize ``platforms`` entries; :class:`registry.platforms.PlatformError`
-    (a ValueError naming the bad specifier) for the first that does not parse."""
-    return [registry.platforms.normalize(registry.platforms.parse(s)) for s in specifiers]
-
-
-def _validate_platforms(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    parse_platforms(value)
-
-
-@attrs.define
-class TaskConfig:
-    """``[plugins."io.containerd.runtime.v2.task"]``: ``platforms`` this runtime can run
-    (default: this host's, e.g. ``["linux/amd64"]``). Each entry is parsed when the config is
-    loaded, so ``taskplane config validate`` names a bad one."""
-
-    platforms: list[str] = attrs.field(factory=_default_platforms, validator=_validate_platforms)
 
 
 def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
@@ -600,7 +577,9 @@ class TaskManager:
                 log.warning("a task manager close callback failed: %s", exc)
 
 
-async def _init(ic: registry.InitContext) -> TaskManager:
+async def init(ic: registry.InitContext) -> TaskManager:
+    """The task plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`TaskManager`
+    on the plugin's root and state, after restart recovery."""
     config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
     # The config decoder ran the same check; an instance built in code may not have been.
     try:
@@ -637,14 +616,3 @@ async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
     except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
         log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
         return None
-
-
-def registration() -> registry.Registration:
-    """The task plugin's registration: ``io.containerd.runtime.v2.task``."""
-    return registry.Registration(
-        type=types.RUNTIME_PLUGIN_V2,
-        id="task",
-        init=_init,
-        requires=(types.SHIM_PLUGIN,),
-        config=TaskConfig,
-    )

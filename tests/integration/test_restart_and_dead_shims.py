@@ -24,6 +24,15 @@ from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
 TASKS = ("io.containerd.runtime.v2", "task")
 
 
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     """True when ``pid`` exists and is not a zombie."""
     try:
@@ -272,6 +281,11 @@ async def test_a_stopped_shim_is_skipped_at_boot_without_waiting_and_reattached_
         await first.aclose()
     os.kill(shim_pid, signal.SIGSTOP)
     try:
+        async with asyncio.timeout(TIMEOUT):
+            # A stop takes effect when the shim is next scheduled; it is not our child, so
+            # its state is the only way to know.
+            while process_state(shim_pid) != "T":
+                await asyncio.sleep(0)
         # The load deadline is far beyond the hang-stopper: only the process check ends it.
         async with asyncio.timeout(TIMEOUT):
             second = await boot_async(

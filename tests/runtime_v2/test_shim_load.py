@@ -325,6 +325,7 @@ async def test_a_stopped_shim_is_skipped_at_once_not_after_the_deadline(
     (path / SHIM_PID_FILE).write_text(str(process.pid))
     try:
         os.kill(process.pid, signal.SIGSTOP)
+        os.waitpid(process.pid, os.WUNTRACED)  # returns once it is stopped (it is our child)
         # The deadline is far beyond the hang-stopper: only the stopped check ends the load.
         async with asyncio.timeout(30):
             outcomes = await load(manager, base, timeout=600)

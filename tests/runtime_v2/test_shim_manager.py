@@ -36,7 +36,8 @@ from runtime_v2.binary import ShimCommandError
 from runtime_v2.bundle import new_bundle
 from runtime_v2.shim import Exit, Shim
 from runtime_v2.shim_cleanup import write_options
-from runtime_v2.shim_manager import ShimConfig, ShimManager
+from runtime_v2.shim_config import ShimConfig
+from runtime_v2.shim_manager import ShimManager
 from runtime_v2.shim_socket import MAX_SOCKET_DIR_LEN, check_socket_dir, check_sun_path
 from runtime_v2.start_protocol import BinaryProtocol
 
@@ -149,7 +150,7 @@ async def test_init_checks_a_config_built_without_validation_the_same_way() -> N
     with attrs.validators.disabled():
         unchecked = ShimConfig(socket_dir=long_dir)
     with pytest.raises(errdefs.InvalidArgument) as at_init:
-        await shim_manager._init(cast(Any, SimpleNamespace(config=unchecked)))
+        await shim_manager.init(cast(Any, SimpleNamespace(config=unchecked)))
     assert (
         str(at_init.value)
         == _issues({SHIM_URI: {"socket_dir": long_dir}})[f'plugins."{SHIM_URI}".socket_dir']

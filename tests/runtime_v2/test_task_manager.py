@@ -22,7 +22,8 @@ from registry import ConfigError, boot_async
 from runtime_v2 import CreateOpts, TaskManager, task_manager, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.locks import lock_path
-from runtime_v2.task_manager import TaskConfig, uses_idmap_mounts, validate_runtime_features
+from runtime_v2.task_config import TaskConfig
+from runtime_v2.task_manager import uses_idmap_mounts, validate_runtime_features
 
 TASK_URI = "io.containerd.runtime.v2.task"
 
@@ -83,7 +84,7 @@ async def test_an_invalid_platform_fails_the_config_load_naming_it(base: Path) -
         unchecked = TaskConfig(platforms=["not/a/real/x"])
     ic: Any = SimpleNamespace(config=unchecked, meta=SimpleNamespace(platforms=[], exports={}))
     with pytest.raises(errdefs.InvalidArgument) as at_init:
-        await task_manager._init(ic)
+        await task_manager.init(ic)
     assert issue.message in str(at_init.value)
 
 
