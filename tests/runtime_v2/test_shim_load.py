@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -10,7 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,19 @@ def make_bundle(
                 json.dumps({"version": 2, "address": address, "protocol": "ttrpc"})
             )
     return path
+
+
+@contextlib.contextmanager
+def peer_holds_lock(bundle: Path, *, step: str) -> Iterator[None]:
+    """A peer process's flock on ``bundle``'s task lock (another open file description), with
+    ``step`` recorded in it."""
+    Path(lock_path(str(bundle))).write_text(step)
+    fd = os.open(lock_path(str(bundle)), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def deletes(base: Path) -> list[str]:
@@ -349,16 +363,13 @@ async def test_a_running_task_is_reattached_without_its_lock(
     fake = await FakeShim(str(base / "busy.sock"), versions=(2,)).start()
     fake.tasks[(NS, "busy/")] = FakeTask(99)
     path = make_bundle(base, "busy", fake_runtime, address=fake.address)
-    Path(lock_path(str(path))).write_text("running")
-    fd = os.open(lock_path(str(path)), os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        async with asyncio.timeout(30):  # only to stop a hang
-            outcomes = await load(manager, base)
+        with peer_holds_lock(path, step="running"):
+            async with asyncio.timeout(30):  # only to stop a hang
+                outcomes = await load(manager, base)
         assert outcomes["busy"][0] == "reattached"
         assert manager.has(NS, "busy")
     finally:
-        os.close(fd)
         await manager.aclose()
         await fake.stop()
 
@@ -368,13 +379,8 @@ async def test_a_dead_shim_of_a_running_task_is_reaped_under_its_lock(
 ) -> None:
     """Reattaching went without the lock; reaping does not: a peer holding it keeps the task."""
     path = make_bundle(base, "held", fake_runtime, address="unix://" + str(base / "gone.sock"))
-    Path(lock_path(str(path))).write_text("running")
-    fd = os.open(lock_path(str(path)), os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with peer_holds_lock(path, step="running"):
         outcomes = await load(manager, base)
-    finally:
-        os.close(fd)
     assert outcomes["held"] == ("skipped", "another process is working on it (its lock is held)")
     assert path.exists() and deletes(base) == []
     assert (await load(manager, base))["held"][0] == "reaped"
