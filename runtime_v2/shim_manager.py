@@ -8,6 +8,11 @@ publish to (:mod:`runtime_v2.events_server`), where shim sockets go
 (:mod:`runtime_v2.shim_socket`), the ``-info`` cache (:mod:`runtime_v2.shim_info`) and the
 cleanup steps shared with recovery and teardown (:mod:`runtime_v2.shim_cleanup`).
 
+This module is long because :class:`ShimManager` is containerd's ``ShimManager`` whole: starting a
+shim (with start-protocol negotiation and sandbox joins), aborting one, and the dead-shim cleanup
+all read and change one map of connected shims under the same timeouts, and the list of
+deliberate differences from containerd below belongs next to that code.
+
 When a shim's connection drops without an orderly delete, the manager runs containerd's
 dead-shim cleanup: the shim binary's ``delete`` command, the bundle's removal, and -- if the task
 was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit status 255, pid 0 when
