@@ -11,7 +11,6 @@ around it (a stale socket is one nobody listens on).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -150,6 +149,8 @@ def expected_addresses(
     """Where a runc-style shim of ``group`` in ``namespace`` puts its socket: ``<dir>/<sha256
     hex>`` of ``<grpc address>/<namespace>/<group>``, in ``socket_dir`` and in
     ``/run/containerd/s`` (1.6 shims ignore the setting)."""
+    import hashlib  # loads OpenSSL: only when a shim's socket is looked for
+
     key = os.path.normpath(os.path.join(grpc_address, namespace, group))
     name = hashlib.sha256(key.encode()).hexdigest()
     dirs = dict.fromkeys([socket_dir, DEFAULT_SOCKET_DIR])
