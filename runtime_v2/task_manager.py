@@ -416,9 +416,12 @@ class TaskManager:
 
     async def tasks(self, *, namespace: str | None = None, all: bool = False) -> list[ShimTask]:
         """Tasks of ``namespace``, or of every namespace with ``all=True``."""
+        shims = self.shims.connected(namespace, all=all)
+        if not shims:
+            return []  # without importing the shim client (a cheap ``tasks ls``)
         from runtime_v2.shim import ShimTask
 
-        return [ShimTask(shim) for shim in self.shims.connected(namespace, all=all)]
+        return [ShimTask(shim) for shim in shims]
 
     async def states(
         self, *, namespace: str, timeout: float, parallelism: int = STATE_PARALLELISM
