@@ -1,8 +1,9 @@
 """Task lifecycle benchmark: taskplane's TaskManager against containerd 1.6 and 2.4 + ctr.
 
 Run as root (``make bench`` or ``.venv/bin/python bench/lifecycle.py``). One run prints, for
-each reference -- Debian's containerd 1.6.20 (its shim and runc 1.1.5) and, when
-``../shared/upstream`` exists, a private containerd 2.4 (its 2.4 shim and runc 1.5):
+each reference -- Debian's containerd 1.6.20 (its shim and runc 1.1.5) and, when the upstream
+binaries (:data:`UPSTREAM_BIN`, beside the repository) exist, a private containerd 2.4 (its 2.4
+shim and runc 1.5):
 
 1. the median create -> start -> wait -> delete time of one ``/bin/true`` task, in-process
    through taskplane's TaskManager, next to ``ctr run --rm`` of the same container against a

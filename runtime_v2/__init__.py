@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runtime_v2.nsmap import NSMap
     from runtime_v2.shim import Exit, Process, ProcessInfo, Shim, ShimTask, State, Status
+    from runtime_v2.shim_config import ShimConfig
     from runtime_v2.shim_load import LoadOutcome, load_existing_shims
-    from runtime_v2.shim_manager import ShimConfig, ShimManager
-    from runtime_v2.task_manager import CreateOpts, TaskConfig, TaskManager
+    from runtime_v2.shim_manager import ShimManager
+    from runtime_v2.task_config import TaskConfig
+    from runtime_v2.task_manager import CreateOpts, TaskManager
 
 __all__ = [
     "CreateOpts",
@@ -58,10 +60,10 @@ _WHERE = {
     "Status": "shim",
     "LoadOutcome": "shim_load",
     "load_existing_shims": "shim_load",
-    "ShimConfig": "shim_manager",
+    "ShimConfig": "shim_config",
     "ShimManager": "shim_manager",
     "CreateOpts": "task_manager",
-    "TaskConfig": "task_manager",
+    "TaskConfig": "task_config",
     "TaskManager": "task_manager",
 }
 

@@ -9,7 +9,6 @@ listing many tasks costs about as much as listing a few.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ import attrs
 from plugins import errdefs
 
 if TYPE_CHECKING:
-    from runtime_v2.shim import ShimTask
     from taskplane.containers import Client
 
 __all__ = ["LIST_CONCURRENCY", "LIST_TIMEOUT", "TaskEntry", "entries"]
@@ -45,26 +43,20 @@ class TaskEntry:
     status: str
 
 
-async def _entry(task: ShimTask, slots: asyncio.Semaphore) -> TaskEntry:
-    from runtime_v2 import ttrpc
-
-    async with slots:
-        try:
-            async with ttrpc.timeout(LIST_TIMEOUT):
-                state = await task.state()
-            return TaskEntry(task.id, state.pid, state.status.value.upper())
-        except (errdefs.ContainerdError, TimeoutError):
-            return TaskEntry(task.id, 0, "UNKNOWN")
-
-
 async def entries(client: Client) -> list[TaskEntry]:
     """Every task of ``client``'s namespace and every leftover of one, sorted by id. A shim
     that does not answer within :data:`LIST_TIMEOUT` shows UNKNOWN."""
     from plugins import identifiers
 
-    slots = asyncio.Semaphore(LIST_CONCURRENCY)
-    found = await asyncio.gather(*(_entry(task, slots) for task in await client.tasks()))
-    rows: dict[str, TaskEntry] = {entry.id: entry for entry in found}
+    states = await client.task_manager.states(
+        namespace=client.namespace, timeout=LIST_TIMEOUT, parallelism=LIST_CONCURRENCY
+    )
+    rows: dict[str, TaskEntry] = {
+        task_id: TaskEntry(task_id, 0, "UNKNOWN")
+        if state is None
+        else TaskEntry(task_id, state.pid, state.status.value.upper())
+        for task_id, state in states.items()
+    }
     for container_id in await _candidates(client) - set(rows):
         try:
             identifiers.validate_task_id(container_id)
