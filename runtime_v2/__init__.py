@@ -1,10 +1,11 @@
 """runtime_v2: containerd's runtime v2 (shim task runtime) in Python.
 
 The public face; the work lives in modules named after containerd's files:
-``bundle`` (the directory on disk), ``binary`` (running the shim binary), ``shim`` (a connected
-shim and its task), ``shim_load`` (restart recovery), ``shim_manager`` (the shim plugin) and
-``task_manager`` (the task plugin). Names are imported lazily, so importing a submodule does not
-import the whole package.
+``runtime`` (the task and process contract: Exit, State, Status), ``bundle`` (the directory on
+disk), ``binary`` (running the shim binary), ``shim`` (a connected shim and its task),
+``process`` (an exec in it), ``shim_load`` (restart recovery), ``shim_manager`` (the shim
+plugin) and ``task_manager`` (the task plugin). Names are imported lazily, so importing a
+submodule does not import the whole package.
 
 Example::
 
@@ -24,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime_v2.nsmap import NSMap
-    from runtime_v2.shim import Exit, Process, ProcessInfo, Shim, ShimTask, State, Status
+    from runtime_v2.process import Process
+    from runtime_v2.runtime import Exit, ProcessInfo, State, Status
+    from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_load import LoadOutcome, load_existing_shims
     from runtime_v2.shim_manager import ShimConfig, ShimManager
     from runtime_v2.task_manager import CreateOpts, TaskConfig, TaskManager
@@ -49,13 +52,13 @@ __all__ = [
 
 _WHERE = {
     "NSMap": "nsmap",
-    "Exit": "shim",
-    "Process": "shim",
-    "ProcessInfo": "shim",
+    "Exit": "runtime",
+    "Process": "process",
+    "ProcessInfo": "runtime",
     "Shim": "shim",
     "ShimTask": "shim",
-    "State": "shim",
-    "Status": "shim",
+    "State": "runtime",
+    "Status": "runtime",
     "LoadOutcome": "shim_load",
     "load_existing_shims": "shim_load",
     "ShimConfig": "shim_manager",

@@ -50,7 +50,7 @@ from runtime_v2 import errdefs
 from runtime_v2.api import bootstrap_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.bundle import Bundle, write_file
-from runtime_v2.shim import Exit, from_timestamp
+from runtime_v2.runtime import Exit, from_timestamp
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
 
 __all__ = [

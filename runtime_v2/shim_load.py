@@ -45,7 +45,7 @@ from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import ShimBinary
 from runtime_v2.bundle import Bundle, load_bundle, remove_all
 from runtime_v2.locks import task_lock
-from runtime_v2.shim import Shim
+from runtime_v2.shim import Shim, connect
 from runtime_v2.shim_manager import ShimManager, read_sandbox_id, reap_dead_shim
 from runtime_v2.start_response import restore_bootstrap_params
 
@@ -262,7 +262,7 @@ async def _connect_shim(
     failure: BaseException | None = None
     try:
         async with asyncio.timeout(timeout):
-            client = await _ttrpc.Client.connect(address, timeout=timeout)
+            client = await connect(address, timeout=timeout)
             shim = Shim(bundle, client, address=address, protocol=protocol, version=version)
             shim.sandbox_id = read_sandbox_id(bundle)
             await shim.negotiate(version=max(version, 2))

@@ -79,8 +79,16 @@ from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
 from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
+from runtime_v2.runtime import Exit
 from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
-from runtime_v2.shim import CALL_TIMEOUT, SHUTDOWN_TIMEOUT, Exit, Shim, ShimTask, is_being_deleted
+from runtime_v2.shim import (
+    CALL_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
+    Shim,
+    ShimTask,
+    connect,
+    is_being_deleted,
+)
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
     LEGACY,
@@ -109,7 +117,6 @@ __all__ = [
     "reap_dead_shim",
     "registration",
     "run_delete",
-    "wrap_error",
 ]
 
 log = logging.getLogger("taskplane.runtime_v2.shim_manager")
@@ -368,24 +375,6 @@ async def reap_dead_shim(
     return exit
 
 
-def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
-    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
-    for cls in type(exc).__mro__:
-        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
-            cls, errdefs.ContainerdError
-        ):
-            return cls
-    return errdefs.Unknown
-
-
-def wrap_error(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
-    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown), the way
-    containerd wraps with ``fmt.Errorf("prefix: %w", err)``."""
-    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
-    wrapped.__cause__ = exc
-    return wrapped
-
-
 def _peer_pid(client: ttrpc.Client) -> int:
     """The pid at the other end of a ttrpc connection (SO_PEERCRED), or 0."""
     peer = client.peer_credentials()
@@ -534,14 +523,16 @@ class ShimManager:
             if self._closing:
                 return
             server = ttrpc.Server()
-            server.register(_EVENTS_SERVICE, {"Forward": self._forward})
+            server.register(_EVENTS_SERVICE, {"Forward": errdefs.grpc_handler(self._forward)})
             try:
                 # serve() replaces a stale socket file and refuses a live one. The file stays
                 # after we exit: shims that publish then get ECONNREFUSED and give up at once,
                 # where a missing file makes the Go publisher retry on ENOENT for 5 s per event
                 # (and delays the shim's exit after Shutdown by as much).
                 await server.serve(path, keep_socket_file=True)
-            except errdefs.AlreadyExists:
+            except ttrpc.StatusError as exc:
+                if exc.code != ttrpc.Code.ALREADY_EXISTS:
+                    raise errdefs.from_grpc(exc) from exc
                 log.debug("events address %s is served by another taskplane process", path)
                 await self._watch_events_owner()
                 return
@@ -553,7 +544,7 @@ class ShimManager:
 
     async def _watch_events_owner(self) -> None:
         try:
-            client = await ttrpc.Client.connect(self.ttrpc_address, timeout=self.cleanup_timeout)
+            client = await connect(self.ttrpc_address, timeout=self.cleanup_timeout)
         except (errdefs.ContainerdError, OSError):
             client = None  # the owner just went away: try again right now
         if client is not None:
@@ -566,16 +557,17 @@ class ShimManager:
                     empty_pb2.Empty,
                     timeout=self.cleanup_timeout,
                 )
-            except errdefs.NotImplemented:
-                pass  # the expected answer of a live server
-            except errdefs.ContainerdError as exc:
-                log.warning(
-                    "the process serving %s does not answer (%s); not watching it",
-                    self.ttrpc_address,
-                    exc,
-                )
-                await client.close()
-                return
+            except ttrpc.StatusError as exc:
+                if exc.code == ttrpc.Code.UNIMPLEMENTED:
+                    pass  # the expected answer of a live server
+                else:
+                    log.warning(
+                        "the process serving %s does not answer (%s); not watching it",
+                        self.ttrpc_address,
+                        exc,
+                    )
+                    await client.close()
+                    return
         if client is None:
             self._takeover_attempts += 1
             if self._takeover_attempts <= 3:
@@ -605,7 +597,7 @@ class ShimManager:
         try:
             return self._resolver.resolve(runtime)
         except errdefs.ContainerdError as exc:
-            raise wrap_error(exc, "failed to resolve runtime path") from None
+            raise errdefs.wrap(exc, "failed to resolve runtime path") from None
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
@@ -768,7 +760,7 @@ class ShimManager:
 
     async def _connect(self, bundle: Bundle, endpoint: ShimEndpoint, binary: ShimBinary) -> Shim:
         """Connect to the shim at ``endpoint`` for ``bundle``'s task, watched for its death."""
-        client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
+        client = await connect(endpoint.address, timeout=CALL_TIMEOUT)
         shim = Shim(
             bundle,
             client,
@@ -846,7 +838,7 @@ class ShimManager:
                 continue
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.cleanup_timeout):
-                    client = await ttrpc.Client.connect(address, timeout=self.cleanup_timeout)
+                    client = await connect(address, timeout=self.cleanup_timeout)
                     shim = Shim(bundle, client, address=address)
                     shim.orderly_shutdown = True
                     await self.abort(shim)

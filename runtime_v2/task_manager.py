@@ -61,12 +61,13 @@ from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import introspection_pb2, mount_pb2
 from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
+from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.options import effective_runtime_options, with_runc_root
-from runtime_v2.shim import Exit, Shim, ShimTask
+from runtime_v2.runtime import Exit
+from runtime_v2.shim import Shim, ShimTask
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager, reap_dead_shim
-from runtime_v2.shim_manager import wrap_error as _wrap
 from runtime_v2.teardown import force_teardown
 
 __all__ = [

@@ -159,10 +159,7 @@ def _about(what: str) -> Iterator[None]:
     try:
         yield
     except errdefs.ContainerdError as exc:
-        # The errdefs class itself (not a subclass such as ttrpc's Closed, whose constructor
-        # may differ), so the error keeps its meaning.
-        cls = next(c for c in type(exc).__mro__ if c.__module__ == errdefs.__name__)
-        raise cls(f"{what}: {exc}") from exc
+        raise errdefs.wrap(exc, what) from exc
 
 
 @contextlib.contextmanager

@@ -1,4 +1,11 @@
-"""ttrpc, containerd's lightweight RPC over unix sockets, on asyncio (spec section 3).
+"""ttrpc, containerd's lightweight RPC over unix sockets (``github.com/containerd/ttrpc``), on
+asyncio.
+
+A library of its own, as containerd/ttrpc is its own Go module: it imports nothing from the rest
+of taskplane. It owns its wire messages (``ttrpc.proto``: ``Request``, ``Response``, and the
+``google.rpc.Status`` they carry, in ``rpc_status.proto``) and its errors, which carry gRPC status
+codes (:class:`Code`, :class:`StatusError`); mapping those to containerd's errdefs classes is the
+user's business (:mod:`runtime_v2.errdefs`, as containerd's ``errgrpc``).
 
 Public face of the package; the work lives in small private modules:
 
@@ -6,7 +13,8 @@ Public face of the package; the work lives in small private modules:
 - ``_client`` / ``_server``: the asyncio layers, writing through ``_writer`` (one write per
   event-loop turn);
 - ``_deadline``: call deadlines (:func:`timeout`, :func:`deadline`) shared by both sides;
-- ``_errors``: the exception tree and the one place that maps OS errors onto errdefs;
+- ``_errors``: status codes, the exception tree and the one place that maps OS errors onto
+  status codes;
 - ``_metadata``: request metadata (:class:`MD`);
 - ``_address``: shim address forms.
 
@@ -44,10 +52,14 @@ from runtime_v2.ttrpc._codec import (
 from runtime_v2.ttrpc._deadline import current_deadline, deadline, timeout
 from runtime_v2.ttrpc._errors import (
     Closed,
+    Code,
     ConnectionRefused,
+    DeadlineExceeded,
     OversizedMessage,
     RemoteProtocolError,
     SocketNotFound,
+    StatusError,
+    status_of,
 )
 from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
 from runtime_v2.ttrpc._peer import PeerCredentials, same_user
@@ -61,7 +73,9 @@ __all__ = [
     "CallContext",
     "Client",
     "Closed",
+    "Code",
     "ConnectionRefused",
+    "DeadlineExceeded",
     "Flag",
     "Frame",
     "FrameDecoder",
@@ -74,10 +88,12 @@ __all__ = [
     "Server",
     "ServerStreams",
     "SocketNotFound",
+    "StatusError",
     "current_deadline",
     "deadline",
     "encode_frame",
     "same_user",
     "socket_name",
+    "status_of",
     "timeout",
 ]

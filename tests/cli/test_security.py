@@ -280,7 +280,7 @@ def _nofile_1024() -> None:
 
 def _probe(path: Path) -> None:
     """Send one request on a fresh connection and wait for the answer or the close."""
-    from runtime_v2.api import ttrpc_pb2
+    from runtime_v2.ttrpc import ttrpc_pb2
     from runtime_v2.ttrpc import encode_frame
 
     with socket.socket(socket.AF_UNIX) as probe:

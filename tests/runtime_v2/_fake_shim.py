@@ -13,8 +13,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from plugins import errdefs
-from runtime_v2 import ttrpc
+from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import task_types_pb2, task_v2_pb2, task_v3_pb2
 from runtime_v2.api import task_v3_pb2 as t
 
@@ -78,7 +77,7 @@ class FakeShim:
                 raise self.fail[name]
             return await impl(request, ctx.namespace or "")
 
-        return handle
+        return errdefs.grpc_handler(handle)  # a shim answers errdefs errors with their status
 
     def _task(self, namespace: str, request: Any) -> FakeTask:
         key = (namespace, request.id + "/" + getattr(request, "exec_id", ""))

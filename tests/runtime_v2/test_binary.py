@@ -31,7 +31,7 @@ from runtime_v2.binary import (
     shim_env,
 )
 from runtime_v2.bundle import Bundle, new_bundle
-from runtime_v2.shim import Exit
+from runtime_v2.runtime import Exit
 from runtime_v2.start_response import ShimEndpoint, read_bootstrap_json
 from tests.prerequisites import need
 

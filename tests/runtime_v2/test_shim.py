@@ -14,13 +14,12 @@ from google.protobuf import timestamp_pb2
 from plugins import errdefs
 from runtime_v2 import ttrpc
 from runtime_v2.bundle import Bundle, new_bundle
+from runtime_v2.runtime import Status, from_timestamp
 from runtime_v2.shim import (
     TASK_SERVICE_V2,
     TASK_SERVICE_V3,
     Shim,
     ShimTask,
-    Status,
-    from_timestamp,
 )
 
 NS = "testns"
