@@ -4,7 +4,8 @@ Measures small unary calls one at a time and with 64 concurrent calls on one con
 
 1. a Python :class:`runtime_v2.ttrpc.Server` in a separate process (``--serve`` mode of this
    script) serving Connect, and State answering NotFound "container not created" as the shim does;
-2. the real ``containerd-shim-runc-v2`` (1.6.20), started the way containerd does (spec 5.1)
+2. the real ``containerd-shim-runc-v2`` (1.6.20), started the way containerd does (its
+   ``core/runtime/v2/binary.go``)
    with a bundle that never gets a container; Shutdown ends it afterwards.
 
 Two methods, each a row per peer and concurrency:

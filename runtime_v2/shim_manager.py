@@ -89,6 +89,7 @@ from runtime_v2.shim import (
     connect,
     is_being_deleted,
 )
+from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
     LEGACY,
@@ -134,8 +135,8 @@ SHIM_EXIT_TIMEOUT = 2.0
 #: How long a ``-info`` result (or failure) is reused.
 INFO_CACHE_TTL = 10.0
 
-#: Where the shims' log lines go (runtime_v2.binary.ShimLog).
-_SHIM_LOG = logging.getLogger("taskplane.shim")
+#: Where the shims' log lines go (runtime_v2.shim_log.ShimLog).
+_SHIM_LOG = SHIM_LOGGER
 
 _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 

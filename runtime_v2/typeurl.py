@@ -1,6 +1,7 @@
 """Pack and unpack ``google.protobuf.Any`` values the way containerd's ``typeurl`` does.
 
-containerd puts two kinds of values into an Any (spec section 4.5):
+containerd puts two kinds of values into an Any (``github.com/containerd/typeurl`` and the
+OCI kinds containerd registers in ``pkg/protobuf/types``):
 
 * **protobuf messages**, whose type URL is the *bare* full message name with no host prefix,
   e.g. ``containerd.runc.v1.Options`` or ``containerd.events.TaskExit``. containerd 1.6 only

@@ -1,4 +1,5 @@
-"""The pure frame codec and stream bookkeeping, tested on bytes alone (spec section 3.1/3.2)."""
+"""The pure frame codec and stream bookkeeping, tested on bytes alone (ttrpc's
+``channel.go`` and ``server.go``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Metadata (ttrpc's MD helpers) and address forms (spec section 2.6)."""
+"""Metadata (ttrpc's ``metadata.go`` helpers) and address forms (containerd's
+``pkg/shim/util.go``)."""
 
 from __future__ import annotations
 
