@@ -20,8 +20,10 @@ import contextlib
 import enum
 import errno
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from google.protobuf import any_pb2
+if TYPE_CHECKING:
+    from google.protobuf import any_pb2
 
 __all__ = [
     "MAX_MESSAGE_SIZE",

@@ -38,9 +38,10 @@ def test_no_ttrpc_module_imports_the_rest_of_the_repository() -> None:
     assert not outside, f"ttrpc imports the rest of taskplane: {sorted(outside)}"
 
 
-def test_importing_ttrpc_loads_no_other_taskplane_module() -> None:
+def test_loading_every_ttrpc_name_loads_no_other_taskplane_module() -> None:
     code = (
-        "import sys, runtime_v2.ttrpc\n"
+        "import sys, runtime_v2.ttrpc as t\n"
+        "for name in t.__all__: getattr(t, name)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {REPO_PACKAGES!r}))"
     )
     result = subprocess.run(
@@ -84,3 +85,16 @@ def test_wire_bytes_are_the_same_as_before_the_move() -> None:
         "0a1a0805120c783a206e6f7420666f756e641a080a03742f7812010112027070"
     )
     assert ttrpc_pb2.StringList(list=["a", "b"]).SerializeToString().hex() == "0a01610a0162"
+
+
+def test_names_load_on_first_use() -> None:
+    code = (
+        "import sys\n"
+        "from runtime_v2 import ttrpc\n"
+        "ttrpc.Closed, ttrpc.Code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('runtime_v2.ttrpc.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert eval(result.stdout) == ["runtime_v2.ttrpc._errors"]
