@@ -41,6 +41,8 @@ class FakeShim:
         self.calls: list[tuple[str, str, str | None, Any]] = []
         self.fail: dict[str, BaseException] = {}
         self.hang: set[str] = set()
+        #: Set once a call of a method in :attr:`hang` has arrived and hangs.
+        self.hanging = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         self._next_pid = 1000
         handlers = {name: self._handler(name) for name in _METHODS}
@@ -72,6 +74,7 @@ class FakeShim:
         async def handle(request: Any, ctx: ttrpc.CallContext) -> Any:
             self.calls.append((ctx.service, name, ctx.namespace, request))
             if name in self.hang:
+                self.hanging.set()
                 await asyncio.Event().wait()
             if name in self.fail:
                 raise self.fail[name]

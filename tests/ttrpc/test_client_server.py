@@ -326,10 +326,13 @@ async def test_ttrpc_timeout_raises_deadline_exceeded_whichever_timer_fires_firs
 
 
 async def test_ttrpc_timeout_cancels_local_work_with_deadline_exceeded() -> None:
-    with pytest.raises(ttrpc.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired"):
+    with pytest.raises(ttrpc.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired") as info:
         async with ttrpc.timeout(0.1) as when:
             await asyncio.sleep(HANG)  # cut off by the timeout, long before this ends
     assert when is not None and time.monotonic() >= when
+    # A drop-in for asyncio.timeout: what it raises is a TimeoutError, with a status code.
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.code == Code.DEADLINE_EXCEEDED
 
 
 async def test_ttrpc_timeout_nests_like_go_contexts(client: ttrpc.Client) -> None:
@@ -354,8 +357,9 @@ async def test_plain_asyncio_timeout_is_not_sent(client: ttrpc.Client) -> None:
 
 
 async def test_expired_deadline_fails_before_sending(client: ttrpc.Client) -> None:
-    with pytest.raises(ttrpc.DeadlineExceeded, match="before it was sent"):
+    with pytest.raises(ttrpc.DeadlineExceeded, match="before it was sent") as info:
         await echo(client, timeout=0)
+    assert isinstance(info.value, TimeoutError)
 
 
 async def test_cancelled_call_drops_its_late_response(
