@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runtime_v2.nsmap import NSMap
     from runtime_v2.process import Process
-    from runtime_v2.runtime import Exit, ProcessInfo, State, Status
+    from runtime_v2.runtime import CreateOpts, Exit, ProcessInfo, State, Status
     from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_load import LoadOutcome, load_existing_shims
     from runtime_v2.shim_manager import ShimConfig, ShimManager
-    from runtime_v2.task_manager import CreateOpts, TaskConfig, TaskManager
+    from runtime_v2.task_manager import TaskConfig, TaskManager
 
 __all__ = [
     "CreateOpts",
@@ -63,7 +63,7 @@ _WHERE = {
     "load_existing_shims": "shim_load",
     "ShimConfig": "shim_manager",
     "ShimManager": "shim_manager",
-    "CreateOpts": "task_manager",
+    "CreateOpts": "runtime",
     "TaskConfig": "task_manager",
     "TaskManager": "task_manager",
 }

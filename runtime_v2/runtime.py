@@ -2,34 +2,38 @@
 
 containerd keeps it in ``core/runtime/task.go`` and ``core/runtime/runtime.go``: the
 :class:`Task` and :class:`Process` interfaces the task manager and its callers program against,
-and the values they exchange (:class:`Exit`, :class:`State`, :class:`Status`,
-:class:`ProcessInfo`). Here they are :class:`typing.Protocol` classes and frozen attrs values;
-:class:`runtime_v2.shim.ShimTask` and :class:`runtime_v2.shim.Process` implement them over a
-shim's ttrpc task service.
+the options a task is created with (:class:`CreateOpts`) and the values they exchange
+(:class:`Exit`, :class:`State`, :class:`Status`, :class:`ProcessInfo`). Here they are
+:class:`typing.Protocol` classes and frozen attrs values; :class:`runtime_v2.shim.ShimTask` and
+:class:`runtime_v2.process.Process` implement them over a shim's ttrpc task service.
 
 Example::
 
     async def stop(task: Task) -> Exit:
         await task.kill(signal.SIGTERM)
         return await task.wait()
-
-The module imports no protobuf at run time, so anything may import it cheaply.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
+from google.protobuf import any_pb2
+
+from runtime_v2.api import mount_pb2
 
 if TYPE_CHECKING:
-    from google.protobuf import any_pb2, timestamp_pb2
+    from google.protobuf import timestamp_pb2
     from google.protobuf.message import Message
 
 __all__ = [
+    "DEFAULT_RUNTIME",
+    "CreateOpts",
     "Exit",
     "Process",
     "ProcessInfo",
@@ -38,6 +42,9 @@ __all__ = [
     "Task",
     "from_timestamp",
 ]
+
+#: The runtime used when :class:`CreateOpts` names none.
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
 #: Go's zero ``time.Time`` as a protobuf Timestamp (0001-01-01T00:00:00Z).
 _GO_ZERO_SECONDS = -62135596800
@@ -96,6 +103,61 @@ class ProcessInfo:
 
     pid: int
     info: any_pb2.Any | None = None
+
+
+def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
+    if isinstance(m, mount_pb2.Mount):
+        return m
+    return mount_pb2.Mount(
+        type=m.get("type", ""),
+        source=m.get("source", ""),
+        target=m.get("target", ""),
+        options=list(m.get("options", ())),
+    )
+
+
+def _mounts(value: Iterable[mount_pb2.Mount | Mapping[str, Any]]) -> tuple[mount_pb2.Mount, ...]:
+    return tuple(_to_mount(m) for m in value)
+
+
+def _spec_bytes(value: bytes | str | Mapping[str, Any] | any_pb2.Any | None) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, any_pb2.Any):
+        return bytes(value.value)
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@attrs.frozen
+class CreateOpts:
+    """What :meth:`TaskManager.create` needs (containerd's ``runtime.CreateOpts``).
+
+    ``spec`` is the OCI runtime spec (JSON bytes; a dict or an Any holding it are converted).
+    ``rootfs`` are mounts for the shim to mount at ``<bundle>/rootfs`` (empty when the spec's
+    ``root.path`` points at a ready directory). ``stdin``/``stdout``/``stderr`` are what the shim
+    connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
+    ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
+    ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
+    into one effective value. ``sandbox_id`` names a task of the same namespace whose shim runs
+    this task too (containerd's sandboxed tasks): no shim is started, the bundle records the
+    sandbox in its ``sandbox`` file, and deleting the task leaves that shim running.
+    """
+
+    spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
+    rootfs: tuple[mount_pb2.Mount, ...] = attrs.field(default=(), converter=_mounts)
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    runtime: str = DEFAULT_RUNTIME
+    runtime_options: Any | None = None
+    task_options: Any | None = None
+    checkpoint: str = ""
+    sandbox_id: str = ""
 
 
 @runtime_checkable

@@ -58,13 +58,13 @@ from plugins import securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from runtime_v2 import errdefs, identifiers, typeurl
 from runtime_v2 import ttrpc as _ttrpc
-from runtime_v2.api import introspection_pb2, mount_pb2
+from runtime_v2.api import introspection_pb2
 from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.options import effective_runtime_options, with_runc_root
-from runtime_v2.runtime import Exit
+from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit
 from runtime_v2.shim import Shim, ShimTask
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager, reap_dead_shim
@@ -85,8 +85,6 @@ log = logging.getLogger("taskplane.runtime_v2.task_manager")
 
 #: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).
 RUNC_ROOT_DIR = ".runc"
-#: The runtime used when :class:`CreateOpts` names none.
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
 #: ``Meta.exports["log-uri-schemes"]`` on Linux.
 LOG_URI_SCHEMES = "fifo,binary,binary-v2,file"
 
@@ -114,61 +112,6 @@ class TaskConfig:
     loaded, so ``taskplane config validate`` names a bad one."""
 
     platforms: list[str] = attrs.field(factory=_default_platforms, validator=_validate_platforms)
-
-
-def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
-    if isinstance(m, mount_pb2.Mount):
-        return m
-    return mount_pb2.Mount(
-        type=m.get("type", ""),
-        source=m.get("source", ""),
-        target=m.get("target", ""),
-        options=list(m.get("options", ())),
-    )
-
-
-def _mounts(value: Iterable[mount_pb2.Mount | Mapping[str, Any]]) -> tuple[mount_pb2.Mount, ...]:
-    return tuple(_to_mount(m) for m in value)
-
-
-def _spec_bytes(value: bytes | str | Mapping[str, Any] | any_pb2.Any | None) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, any_pb2.Any):
-        return bytes(value.value)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-@attrs.frozen
-class CreateOpts:
-    """What :meth:`TaskManager.create` needs (containerd's ``runtime.CreateOpts``).
-
-    ``spec`` is the OCI runtime spec (JSON bytes; a dict or an Any holding it are converted).
-    ``rootfs`` are mounts for the shim to mount at ``<bundle>/rootfs`` (empty when the spec's
-    ``root.path`` points at a ready directory). ``stdin``/``stdout``/``stderr`` are what the shim
-    connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
-    ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
-    ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
-    into one effective value. ``sandbox_id`` names a task of the same namespace whose shim runs
-    this task too (containerd's sandboxed tasks): no shim is started, the bundle records the
-    sandbox in its ``sandbox`` file, and deleting the task leaves that shim running.
-    """
-
-    spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
-    rootfs: tuple[mount_pb2.Mount, ...] = attrs.field(default=(), converter=_mounts)
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    terminal: bool = False
-    runtime: str = DEFAULT_RUNTIME
-    runtime_options: Any | None = None
-    task_options: Any | None = None
-    checkpoint: str = ""
-    sandbox_id: str = ""
 
 
 def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
