@@ -1,4 +1,4 @@
-"""CI (``.ci/run``) prints how many tests were skipped and fails on any skip or on no tests."""
+"""CI (``.ci/run``) counts skipped tests, fails on any skip or on no tests, and lints."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def test_ci_counts_a_skip_and_fails_on_it() -> None:
 def test_ci_passes_without_skips() -> None:
     result = _ci(f"{PROBE}::test_passes")
     assert "ci: 0 skipped test(s)" in result.stdout, result.stdout + result.stderr
+    assert "ci: lint passed" in result.stdout
     assert result.returncode == 0
 
 
