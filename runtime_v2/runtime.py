@@ -12,6 +12,9 @@ Example::
     async def stop(task: Task) -> Exit:
         await task.kill(signal.SIGTERM)
         return await task.wait()
+
+The module loads no protobuf (building a :class:`CreateOpts` does), so anything may import it
+cheaply.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
-from google.protobuf import any_pb2
-
-from runtime_v2.api import mount_pb2
 
 if TYPE_CHECKING:
-    from google.protobuf import timestamp_pb2
+    from google.protobuf import any_pb2, timestamp_pb2
     from google.protobuf.message import Message
+
+    from runtime_v2.api import mount_pb2
+    from runtime_v2.options import OptionsInput
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -106,6 +109,9 @@ class ProcessInfo:
 
 
 def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
+    # Imported here, as in _spec_bytes: only building create options needs protobuf.
+    from runtime_v2.api import mount_pb2
+
     if isinstance(m, mount_pb2.Mount):
         return m
     return mount_pb2.Mount(
@@ -123,6 +129,8 @@ def _mounts(value: Iterable[mount_pb2.Mount | Mapping[str, Any]]) -> tuple[mount
 def _spec_bytes(value: bytes | str | Mapping[str, Any] | any_pb2.Any | None) -> bytes | None:
     if value is None:
         return None
+    from google.protobuf import any_pb2
+
     if isinstance(value, any_pb2.Any):
         return bytes(value.value)
     if isinstance(value, str):
@@ -154,8 +162,8 @@ class CreateOpts:
     stderr: str = ""
     terminal: bool = False
     runtime: str = DEFAULT_RUNTIME
-    runtime_options: Any | None = None
-    task_options: Any | None = None
+    runtime_options: OptionsInput = None
+    task_options: OptionsInput = None
     checkpoint: str = ""
     sandbox_id: str = ""
 
