@@ -13,7 +13,7 @@ import pytest
 
 from taskplane import gen_docs
 
-from .conftest import REPO, Taskplane, base_env
+from .conftest import REPO, base_env
 
 README = REPO / "README.md"
 
@@ -77,55 +77,3 @@ def test_readme_python_example_runs(title: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert os.listdir(scratch), "the example made no temporary dir: is TMPDIR still needed?"
     shutil.rmtree(scratch)
-
-
-# ------------------------------------------------------------------------ console sessions
-
-
-def sessions() -> list[str]:
-    """Every ``console`` block of the README: ``$ command`` lines, each followed by its output."""
-    return [body for _, body in blocks("console")]
-
-
-def _expected(line: str) -> re.Pattern[str]:
-    """A README output line as a pattern: columns may be spaced differently and numbers in a
-    table (pids, byte counts) vary from run to run; a line that is one number (an exit status)
-    must match exactly."""
-    if line.strip().isdigit():
-        return re.compile(re.escape(line.strip()))
-    parts = [r"\d+" if token.isdigit() else re.escape(token) for token in line.split()]
-    return re.compile(r"\s+".join(parts))
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("session", sessions(), ids=lambda s: s.split("\n", 1)[0][2:40])
-def test_readme_console_session_runs_as_written(
-    runner: Taskplane, busybox_rootfs: Path, session: str
-) -> None:
-    """Each ``$ taskplane ...`` line runs in a shell (``taskplane`` is the runner's, with its
-    private dirs; ``/srv/busybox`` is the session's busybox rootfs, as ``taskplane rootfs
-    busybox /srv/busybox`` would build it) and prints what the README shows after it."""
-    taskplane_cmd = " ".join(runner.argv())
-    steps: list[tuple[str, list[str]]] = []
-    for line in session.splitlines():
-        if line.startswith("$ "):
-            steps.append((line[2:], []))
-        else:
-            steps[-1][1].append(line)
-    assert steps, session
-    for command, output in steps:
-        shell = command.replace("/srv/busybox", str(busybox_rootfs)).replace(
-            "taskplane ", f"{taskplane_cmd} "
-        )
-        result = subprocess.run(
-            ["sh", "-c", shell],
-            cwd=runner.cwd,
-            env=runner.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        got = (result.stdout + result.stderr).splitlines()
-        assert len(got) == len(output), (command, got, output)
-        for shown, printed in zip(output, got, strict=True):
-            assert _expected(shown).fullmatch(printed.strip()), (command, shown, printed)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import any_pb2
 from interop.shimlib import wait_process_exit
 
 from plugins import errdefs
@@ -167,27 +168,106 @@ async def test_failing_create_rpc_leaves_nothing(
     assert_nothing_left(dirs, "norootfs")
 
 
-@pytest.mark.parametrize(
-    "marker",
-    ["log", "address", "bootstrap.json", "init.pid"],
-    ids=["shim-starting", "daemon-started", "shim-started", "container-creating"],
-)
+class Gate:
+    """Two FIFOs that hold a wrapped binary at one point of a create: the wrapper writes to
+    ``reached`` (the test is told, without polling) and then blocks reading a line from
+    ``gate`` until :meth:`release` writes it (or until it is killed)."""
+
+    def __init__(self, base: Path) -> None:
+        self.reached_path, self.gate_path = base / "reached", base / "gate"
+        os.mkfifo(self.reached_path, 0o600)
+        os.mkfifo(self.gate_path, 0o600)
+        # Non-blocking: no writer yet. Linux reports a FIFO readable only once a writer came.
+        self._reached = os.open(self.reached_path, os.O_RDONLY | os.O_NONBLOCK)
+        # Held open for writing (O_RDWR does not wait for a reader): the wrapper's open never
+        # blocks, and a line written before it reads stays in the FIFO for it.
+        self._gate = os.open(self.gate_path, os.O_RDWR)
+
+    def shell(self) -> str:
+        """The shell lines a wrapper runs at the gated point."""
+        return f"printf x > {self.reached_path}; read -r _ < {self.gate_path}\n"
+
+    async def wait(self, creating: asyncio.Task[Any]) -> None:
+        """Return once the wrapper reached the gate; fail if the create ended first."""
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self._reached, lambda: None if arrived.done() else arrived.set_result(None))
+        try:
+            done, _ = await asyncio.wait({arrived, creating}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(self._reached)
+        assert arrived in done, f"the create ended before the gate: {creating}"
+
+    def release(self) -> None:
+        """Let the wrapper go on, whether it is already reading the gate or about to."""
+        os.write(self._gate, b"go\n")
+
+    def close(self) -> None:
+        os.close(self._reached)
+        os.close(self._gate)
+
+
+def gated(dirs: Dirs, gate: Gate, binary: str, action: str, after: bool) -> dict[str, Any]:
+    """CreateOpts arguments running the runc shim (``binary`` "shim") or runc ("runc") through
+    a wrapper that stops at ``gate`` when it runs ``action`` -- before the real binary, or
+    after it returned (its output and status are passed on once released)."""
+    real = shutil.which("containerd-shim-runc-v2" if binary == "shim" else "runc")
+    assert real is not None
+    script = dirs.base / ("containerd-shim-gate-v2" if binary == "shim" else "runc-gate")
+    if after and binary == "shim":  # start's output (the address) is held with it
+        stop = f'out=$({real} "$@"); status=$?\n{gate.shell()}printf %s "$out"; exit $status\n'
+    elif after:  # runc's stdio is the container's: left alone
+        stop = f'{real} "$@"; status=$?\n{gate.shell()}exit $status\n'
+    else:
+        stop = gate.shell()
+    # The shim's action is its last argument; runc's is the word among its flags.
+    is_action = (
+        '[ "${@: -1}" = ' + action + " ]"
+        if binary == "shim"
+        else (f'printf "%s\\n" "$@" | grep -qx {action}')
+    )
+    script.write_text(f'#!/bin/bash\nif {is_action}; then\n{stop}fi\nexec {real} "$@"\n')
+    script.chmod(0o700)
+    if binary == "shim":
+        return {"runtime": str(script)}
+    return {"runtime_options": runc_options_pb2.Options(binary_name=str(script))}
+
+
+#: Where a create is cancelled: (wrapped binary, its action, stop after it ran, the bundle file
+#: that shows the create got that far).
+CANCEL_POINTS = {
+    "shim-starting": ("shim", "start", False, "log"),
+    "daemon-started": ("shim", "start", True, "address"),
+    "shim-started": ("runc", "create", False, "bootstrap.json"),
+    "container-creating": ("runc", "create", True, "init.pid"),
+}
+
+
+@pytest.mark.parametrize("point", CANCEL_POINTS)
 async def test_cancelled_create_leaves_nothing(
-    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, marker: str
+    dirs: Dirs, busybox_rootfs: Path, task_manager: Any, point: str
 ) -> None:
-    opts = CreateOpts(spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace))
+    binary, action, after, marker = CANCEL_POINTS[point]
+    gate = Gate(dirs.base)
+    opts = CreateOpts(
+        spec=spec_for(busybox_rootfs, ["/bin/true"], namespace=dirs.namespace),
+        **gated(dirs, gate, binary, action, after),
+    )
     creating = asyncio.create_task(task_manager.create("cancel", opts, namespace=dirs.namespace))
-    # Cancel as soon as the bundle shows the create got that far.
-    path = dirs.bundles / "cancel" / marker
-    async with asyncio.timeout(TIMEOUT):
-        while not path.exists() and not creating.done():
-            await asyncio.sleep(0.0005)
-    assert path.exists(), f"the create ended before {marker} showed"
-    # Cancelled in the same loop step that saw the marker: the create cannot have finished
-    # (a create that did would make this test about nothing, so that is a failure).
-    creating.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await creating
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await gate.wait(creating)
+        assert (dirs.bundles / "cancel" / marker).exists(), f"the create is not at {point}"
+        # Cancelled while the wrapped binary is held: the create cannot have finished. A held
+        # shim `start` stays held (the cancelled create kills it); a held runc is let go at
+        # once, as the cleanup waits (bounded) for the shim's answer to Create.
+        creating.cancel()
+        if binary == "runc":
+            gate.release()
+        with pytest.raises(asyncio.CancelledError):
+            await creating
+    finally:
+        gate.close()
     assert_nothing_left(dirs, "cancel")
     assert await task_manager.tasks(namespace=dirs.namespace) == []
 
@@ -215,7 +295,7 @@ async def test_effective_options_reach_start_info_create_and_delete(
     )
 
     def recorded(name: str) -> runc_options_pb2.Options:
-        any_ = typeurl.any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
+        any_ = any_pb2.Any.FromString((record / f"{name}.stdin").read_bytes())
         return typeurl.unpack_as(any_, runc_options_pb2.Options)
 
     # -info (feature validation of an idmap spec; the wrapper says idmap is disabled).
@@ -305,7 +385,7 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     finally:
         await second.aclose()
     recorded = typeurl.unpack_as(
-        typeurl.any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
+        any_pb2.Any.FromString((record / "delete.stdin").read_bytes()),
         runc_options_pb2.Options,
     )
     assert recorded == expected
