@@ -43,6 +43,7 @@ bench: venv system-packages
 	$(PY) bench/ttrpc.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/events.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Task lifecycle benchmark: taskplane's TaskManager against containerd 1.6 and 2.4 + ctr.
 
 Run as root (``make bench`` or ``.venv/bin/python bench/lifecycle.py``). One run prints, for
-each reference -- Debian's containerd 1.6.20 (its shim and runc 1.1.5) and, when
-``../shared/upstream`` exists, a private containerd 2.4 (its 2.4 shim and runc 1.5):
+each reference -- Debian's containerd 1.6.20 (its shim and runc 1.1.5) and, when the upstream
+binaries (:data:`UPSTREAM_BIN`, beside the repository) exist, a private containerd 2.4 (its 2.4
+shim and runc 1.5):
 
 1. the median create -> start -> wait -> delete time of one ``/bin/true`` task, in-process
    through taskplane's TaskManager, next to ``ctr run --rm`` of the same container against a
@@ -96,6 +97,24 @@ UPSTREAM = Reference(
     runc=str(UPSTREAM_BIN / "runc"),
     path_prefix=(str(UPSTREAM_BIN),),
 )
+
+
+def available_references(bench: str) -> list[Reference] | None:
+    """Debian's containerd, and containerd 2.4 when ``../shared/upstream`` has it (saying so
+    when not); None, after one line on stderr, when root or a prerequisite is missing."""
+    if os.geteuid() != 0:
+        print(f"{bench} needs root (runc)", file=sys.stderr)
+        return None
+    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
+        if not binary or not os.path.exists(binary):
+            print(f"missing prerequisite: {binary}", file=sys.stderr)
+            return None
+    references = [DEBIAN]
+    if UPSTREAM.missing():
+        print(f"not comparing with containerd 2.4: missing {', '.join(UPSTREAM.missing())}")
+    else:
+        references.append(UPSTREAM)
+    return references
 
 
 async def ctr_run(
@@ -302,18 +321,9 @@ async def main() -> int:
     # The shims' own log lines (e.g. the 1.6 shim's "cgroups: epoll wait" burst as it exits)
     # are not the bench's output.
     SHIM_LOGGER.setLevel(logging.CRITICAL)
-    if os.geteuid() != 0:
-        print("bench/lifecycle.py needs root (runc)", file=sys.stderr)
+    references = available_references("bench/lifecycle.py")
+    if references is None:
         return 2
-    for binary in (CONTAINERD, CTR, shutil.which("containerd-shim-runc-v2"), shutil.which("runc")):
-        if not binary or not os.path.exists(binary):
-            print(f"missing prerequisite: {binary}", file=sys.stderr)
-            return 2
-    references = [DEBIAN]
-    if UPSTREAM.missing():
-        print(f"not comparing with containerd 2.4: missing {', '.join(UPSTREAM.missing())}")
-    else:
-        references.append(UPSTREAM)
 
     base = Path(tempfile.mkdtemp(prefix="tpb", dir="/tmp"))
     try:

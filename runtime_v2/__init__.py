@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from runtime_v2.process import Process
     from runtime_v2.runtime import CreateOpts, Exit, ProcessInfo, State, Status
     from runtime_v2.shim import Shim, ShimTask
+    from runtime_v2.shim_config import ShimConfig
     from runtime_v2.shim_load import LoadOutcome, load_existing_shims
-    from runtime_v2.shim_manager import ShimConfig, ShimManager
-    from runtime_v2.task_manager import TaskConfig, TaskManager
+    from runtime_v2.shim_manager import ShimManager
+    from runtime_v2.task_config import TaskConfig
+    from runtime_v2.task_manager import TaskManager
 
 __all__ = [
     "CreateOpts",
@@ -61,10 +63,10 @@ _WHERE = {
     "Status": "runtime",
     "LoadOutcome": "shim_load",
     "load_existing_shims": "shim_load",
-    "ShimConfig": "shim_manager",
+    "ShimConfig": "shim_config",
     "ShimManager": "shim_manager",
     "CreateOpts": "runtime",
-    "TaskConfig": "task_manager",
+    "TaskConfig": "task_config",
     "TaskManager": "task_manager",
 }
 

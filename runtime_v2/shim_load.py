@@ -9,19 +9,24 @@ decides one :class:`LoadOutcome`:
   stale socket were removed. A live shim without a task is shut down first.
 - ``removed``: the bundle had no shim to speak of (empty, no address, unknown runtime, no
   ``shim-binary-path`` and no container record); it was unmounted and removed.
-- ``skipped``: the shim did not answer within the deadline. It is left in place, untouched
-  (a wedged or overloaded shim is not a dead one -- containerd#13784), and its work dir is kept.
+- ``skipped``: the shim did not answer within the deadline, or its process is stopped. It is
+  left in place, untouched (a wedged or overloaded shim is not a dead one -- containerd#13784),
+  and its work dir is kept.
   Also skipped: a task whose lock another process holds (it is being created, deleted or
   reaped there).
 
-Peers (:mod:`runtime_v2.locks`): every bundle is handled under its task's lock, taken with
-``LOCK_NB``, so recovery never reaps what a peer is building or removing; a task whose lock is
-free but whose bundle says a delete began (``.deleting``) is finished. Work dirs are not swept:
-each ``ROOT/<ns>/<id>`` is removed only under that id's lock and only when no bundle exists for it
-then, so a task created after the listing keeps its work dir.
+Peers (:mod:`runtime_v2.locks`): whatever recovery removes or reaps, it does under the task's
+lock, taken with ``LOCK_NB``, so it never reaps what a peer is building or removing; a task whose
+lock is free but whose bundle says a delete began (``.deleting``) is finished. A task whose
+recorded step says nothing is pending (``created``, ``running``) is reattached without taking
+its lock; only when its shim needs cleaning up is the lock taken and the bundle looked at again.
+Work dirs are not swept: each ``ROOT/<ns>/<id>`` is removed only under that id's lock and only
+when no bundle exists for it then, so a task created after the listing keeps its work dir.
 
-Differences from containerd: bundles load in parallel with a bound (:data:`PARALLELISM`) and each
-has a deadline (:data:`LOAD_TIMEOUT`), so one wedged shim cannot hang boot (containerd#5597);
+Differences from containerd: bundles of every namespace load in parallel with a bound
+(:data:`PARALLELISM`) and each has a deadline (:data:`LOAD_TIMEOUT`), so one wedged shim cannot
+hang boot (containerd#5597); a shim whose process is stopped (the pid it gave at start names a
+process in state T) is skipped at once instead of after the deadline;
 every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
 task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
 After the bundles, work dirs in ``ROOT/<ns>`` whose task has no bundle are removed.
@@ -35,19 +40,20 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from registry.log import get_logger
 from runtime_v2 import errdefs, identifiers
-from runtime_v2 import ttrpc as _ttrpc
-from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.binary import ShimBinary
 from runtime_v2.bundle import Bundle, load_bundle, remove_all
-from runtime_v2.locks import task_lock
-from runtime_v2.shim import Shim, connect
-from runtime_v2.shim_manager import ShimManager, read_sandbox_id, reap_dead_shim
-from runtime_v2.start_response import restore_bootstrap_params
+from runtime_v2.locks import lock_path, read_step, task_lock
+from runtime_v2.shim_cleanup import read_sandbox_id, read_shim_pid, reap_dead_shim
+
+if TYPE_CHECKING:
+    from runtime_v2.binary import ShimBinary
+    from runtime_v2.shim import Shim
+    from runtime_v2.shim_manager import ShimManager
 
 __all__ = [
     "LOAD_TIMEOUT",
@@ -56,16 +62,20 @@ __all__ = [
     "load_existing_shims",
 ]
 
-log = logging.getLogger("taskplane.runtime_v2.shim_load")
+log = get_logger(__name__)
 
 #: containerd's ``io.containerd.timeout.shim.load``: the deadline for one bundle.
 LOAD_TIMEOUT = 5.0
-#: How many bundles load at once.
-PARALLELISM = 8
+#: How many bundles load at once (across namespaces).
+PARALLELISM = 16
 
 Outcome = Literal["reattached", "reaped", "removed", "skipped"]
 
 _SHIM_BINARY_PATH = "shim-binary-path"
+#: Steps after which nothing is pending: the task was created (and maybe started) and its shim
+#: owns it. Such a task is reattached without its lock; the lock is taken only when the shim
+#: turns out to need cleaning up.
+_SETTLED_STEPS = frozenset({"created", "running"})
 
 
 @attrs.frozen
@@ -78,13 +88,16 @@ class LoadOutcome:
     reason: str
 
 
-class _Done(Exception):
-    """Ends one bundle's processing with an outcome."""
+@attrs.frozen
+class _Result:
+    """One bundle's outcome and its reason, before it is named with the task."""
 
-    def __init__(self, outcome: Outcome, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
+    outcome: Outcome
+    reason: str
+
+
+#: Returned by the lock-free attempt when there is work that needs the task's lock.
+_NEEDS_LOCK = _Result("skipped", "")
 
 
 async def load_existing_shims(
@@ -95,7 +108,9 @@ async def load_existing_shims(
     parallelism: int = PARALLELISM,
     timeout: float = LOAD_TIMEOUT,
 ) -> list[LoadOutcome]:
-    """Reattach to live shims under ``state`` and clean up the rest; return one outcome per bundle.
+    """Reattach to live shims under ``state`` and clean up the rest; return one outcome per bundle
+    (ordered by namespace, then id). Bundles of every namespace load at once, ``parallelism``
+    at a time.
 
     Namespace directories that are hidden or not identifiers are left alone, as are hidden
     entries and plain files inside them.
@@ -104,8 +119,8 @@ async def load_existing_shims(
         namespaces = sorted(os.listdir(state))
     except FileNotFoundError:
         return []
-    semaphore = asyncio.Semaphore(parallelism)
-    outcomes: list[LoadOutcome] = []
+    found: list[tuple[str, str]] = []
+    loaded: list[str] = []
     for namespace in namespaces:
         ns_dir = os.path.join(state, namespace)
         if namespace.startswith(".") or not os.path.isdir(ns_dir):
@@ -120,20 +135,22 @@ async def load_existing_shims(
         except OSError as exc:
             log.error("failed to list namespace dir %s: %s", ns_dir, exc)
             continue
-        ids = [
-            e
+        loaded.append(namespace)
+        found += [
+            (namespace, e)
             for e in entries
             if not e.startswith(".")
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
+    semaphore = asyncio.Semaphore(parallelism)
 
-        async def one(task_id: str, namespace: str = namespace) -> LoadOutcome:
-            async with semaphore:
-                return await _load_bundle(manager, state, namespace, task_id, timeout)
+    async def one(namespace: str, task_id: str) -> LoadOutcome:
+        async with semaphore:
+            return await _load_bundle(manager, state, namespace, task_id, timeout)
 
-        ns_outcomes = await asyncio.gather(*(one(i) for i in ids))
-        outcomes.extend(ns_outcomes)
+    outcomes = list(await asyncio.gather(*(one(ns, i) for ns, i in found)))
+    for namespace in loaded:
         await _cleanup_work_dirs(state, root, namespace)
     return outcomes
 
@@ -143,45 +160,55 @@ async def _load_bundle(
 ) -> LoadOutcome:
     bundle = load_bundle(state, namespace, task_id)
     try:
-        try:
-            identifiers.validate_task_id(task_id)
-        except errdefs.InvalidArgument:
-            raise _Done("skipped", "the directory name is not a task id; left alone") from None
-        lock = task_lock(bundle.path)
-        async with lock.try_acquire() as taken:
-            if not taken:
-                raise _Done("skipped", "another process is working on it (its lock is held)")
-            try:
-                try:
-                    empty = not os.listdir(bundle.path)
-                except FileNotFoundError:
-                    raise _Done("removed", "removed by another process meanwhile") from None
-                if empty:
-                    await _remove(bundle)
-                    raise _Done("removed", "empty bundle")
-                await _load_shim(manager, bundle, timeout)
-            except _Done as done:
-                if done.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
-                    lock.set_step("")  # the task is gone: its recorded step with it
-                raise
-    except _Done as done:
-        outcome = LoadOutcome(namespace, task_id, done.outcome, done.reason)
+        result = await _recover(manager, bundle, timeout)
     except Exception as exc:  # unexpected: keep going with the other bundles
         log.exception("task %s/%s: restart recovery failed", namespace, task_id)
-        outcome = LoadOutcome(namespace, task_id, "skipped", f"unexpected error: {exc}")
-    level = logging.WARNING if outcome.outcome == "skipped" else logging.INFO
+        result = _Result("skipped", f"unexpected error: {exc}")
+    level = logging.WARNING if result.outcome == "skipped" else logging.INFO
     log.log(
         level,
         "restart recovery: task %s/%s %s: %s",
         namespace,
         task_id,
-        outcome.outcome,
-        outcome.reason,
+        result.outcome,
+        result.reason,
     )
-    return outcome
+    return LoadOutcome(namespace, task_id, result.outcome, result.reason)
 
 
-def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
+async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+    try:
+        identifiers.validate_task_id(bundle.id)
+    except errdefs.InvalidArgument:
+        return _Result("skipped", "the directory name is not a task id; left alone")
+    if read_step(lock_path(bundle.path)) in _SETTLED_STEPS:
+        # Nothing is pending: a live shim is reattached without the lock (cheap, and a peer
+        # holding it for an exec or a kill is no reason to skip the task).
+        result = await _load_shim(manager, bundle, timeout, locked=False)
+        if result is not _NEEDS_LOCK:
+            return result
+    lock = task_lock(bundle.path)
+    async with lock.try_acquire() as taken:
+        if not taken:
+            return _Result("skipped", "another process is working on it (its lock is held)")
+        result = await _recover_locked(manager, bundle, timeout)
+        if result.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
+            lock.set_step("")  # the task is gone: its recorded step with it
+        return result
+
+
+async def _recover_locked(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+    try:
+        empty = not os.listdir(bundle.path)
+    except FileNotFoundError:
+        return _Result("removed", "removed by another process meanwhile")
+    if empty:
+        await _remove(bundle)
+        return _Result("removed", "empty bundle")
+    return await _load_shim(manager, bundle, timeout, locked=True)
+
+
+async def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
     try:
         with open(os.path.join(bundle.path, _SHIM_BINARY_PATH), encoding="utf-8") as f:
             runtime = f.read().strip()
@@ -189,10 +216,12 @@ def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
         runtime = ""
     if runtime:
         return runtime
-    if manager.containers is None:
+    containers = manager.containers
+    if containers is None:
         return None
     try:
-        record = manager.containers.get(bundle.namespace, bundle.id)
+        # The store is SQLite with a long busy timeout: never on the event loop.
+        record = await asyncio.to_thread(containers.get, bundle.namespace, bundle.id)
     except errdefs.NotFound:
         return None
     return str(record.runtime_name) or None
@@ -202,24 +231,41 @@ async def _remove(bundle: Bundle) -> None:
     await asyncio.to_thread(bundle.delete)
 
 
-async def _load_shim(manager: ShimManager, bundle: Bundle, timeout: float) -> None:
-    runtime = _runtime_of(manager, bundle)
+async def _load_shim(
+    manager: ShimManager, bundle: Bundle, timeout: float, *, locked: bool
+) -> _Result:
+    """Reattach ``bundle``'s shim, or (``locked``) clean up what cannot be reattached. Without
+    the lock nothing is removed: :data:`_NEEDS_LOCK` says the locked pass must decide."""
+    from runtime_v2.start_response import restore_bootstrap_params
+
+    runtime = await _runtime_of(manager, bundle)
     if runtime is None:
+        if not locked:
+            return _NEEDS_LOCK
         await _remove(bundle)  # Bundle.delete unmounts the rootfs first
-        raise _Done("removed", "no shim-binary-path and no container record to name the runtime")
+        return _Result("removed", "no shim-binary-path and no container record to name the runtime")
     try:
         runtime_path = manager.resolve_runtime_path(runtime)
     except errdefs.ContainerdError as exc:
+        if not locked:
+            return _NEEDS_LOCK
         await _remove(bundle)
-        raise _Done("removed", f"runtime {runtime} cannot be resolved: {exc}") from None
+        return _Result("removed", f"runtime {runtime} cannot be resolved: {exc}")
     binary = manager.binary(runtime_path, bundle)
     try:
         endpoint = restore_bootstrap_params(bundle.path)
     except (errdefs.ContainerdError, OSError) as exc:
+        if not locked:
+            return _NEEDS_LOCK
         # The shim's start never finished: shut down whatever it left, then drop the bundle.
         await manager.reap_unconnected(binary)
         await _remove(bundle)
-        raise _Done("removed", f"no shim address: {exc}") from None
+        return _Result("removed", f"no shim address: {exc}")
+    stopped = _stopped_shim_pid(bundle)
+    if stopped:
+        # A stopped process accepts connections (the kernel queues them) but cannot answer:
+        # waiting for the deadline would cost every command that much. Not dead, so left alone.
+        return _Result("skipped", f"shim process {stopped} is stopped; left in place")
 
     # containerd opens the log first, too: a shim whose log FIFO filled up while no process
     # read it is blocked writing and would not answer Connect (#4509). Kept open only for a
@@ -234,15 +280,39 @@ async def _load_shim(manager: ShimManager, bundle: Bundle, timeout: float) -> No
             binary.log.path,
             exc,
         )
-    shim: Shim | None = None
+    result = await _connect_shim(
+        manager,
+        binary,
+        bundle,
+        endpoint.address,
+        endpoint.protocol,
+        endpoint.version,
+        timeout,
+        locked=locked,
+    )
+    if result.outcome != "reattached":
+        binary.close()
+    return result
+
+
+def _stopped_shim_pid(bundle: Bundle) -> int:
+    """The pid of ``bundle``'s shim when that process is stopped (SIGSTOP, traced), else 0.
+
+    The pid is the one the shim gave when it was started (:func:`read_shim_pid`); it counts
+    only while that pid is still a shim process (not reused by something else)."""
+    pid = read_shim_pid(bundle)
+    if not pid:
+        return 0
     try:
-        shim = await _connect_shim(
-            manager, binary, bundle, endpoint.address, endpoint.protocol, endpoint.version, timeout
-        )
-    finally:
-        if shim is None:
-            binary.close()
-    raise _Done("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0]
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, ValueError, IndexError):
+        return 0
+    if b"containerd-shim" not in os.path.basename(argv0):
+        return 0
+    return pid if state in ("T", "t") else 0
 
 
 async def _connect_shim(
@@ -253,10 +323,15 @@ async def _connect_shim(
     protocol: str,
     version: int,
     timeout: float,
-) -> Shim:
-    """Connect to the shim at ``address`` and return it once it is back in the map
-    (reattached); raise :class:`_Done` with any other outcome."""
-    client: _ttrpc.Client | None = None
+    *,
+    locked: bool,
+) -> _Result:
+    """Connect to the shim at ``address``: reattached when it is back in the map. Without the
+    lock, a shim to clean up is :data:`_NEEDS_LOCK`."""
+    from runtime_v2 import ttrpc
+    from runtime_v2.shim import Shim, connect
+
+    client: ttrpc.Client | None = None
     shim: Shim | None = None
     has_task = False
     failure: BaseException | None = None
@@ -272,35 +347,41 @@ async def _connect_shim(
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-        raise _Done("skipped", f"shim did not answer within {timeout:g} s; left in place") from None
+        return _Result("skipped", f"shim did not answer within {timeout:g} s; left in place")
     except (errdefs.ContainerdError, OSError, EOFError) as exc:
         failure = exc
     if failure is not None:
         if client is not None:
             await client.close()
+        if not locked:
+            return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        raise _Done("reaped", f"shim is dead ({failure})")
+        return _Result("reaped", f"shim is dead ({failure})")
     assert shim is not None
     if not has_task:
+        if not locked:
+            await shim.close()
+            return _NEEDS_LOCK
         await manager.abort(shim)
         await reap_dead_shim(binary, bundle, address)
-        raise _Done("reaped", "shim is alive but has no task (leaked shim); shut it down")
+        return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
-    try:
-        manager.shims.add(bundle.namespace, bundle.id, shim)
-    except errdefs.AlreadyExists:
+    if not manager.adopt(shim, binary):
         await shim.close()
-        raise _Done("skipped", "already loaded") from None
-    manager.watch(shim, binary)
+        return _Result("skipped", "already loaded")
     if shim.client.closed:
         # Died between the check and the watch: its on-close callback never ran.
-        manager.shims.delete(bundle.namespace, bundle.id)
+        manager.forget(shim)
+        if not locked:
+            return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        raise _Done("reaped", "shim exited while being reattached")
-    return shim
+        return _Result("reaped", "shim exited while being reattached")
+    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
 
 
 async def _has_task(shim: Shim) -> bool:
+    from runtime_v2.api import task_v3_pb2 as task_pb2
+
     try:
         await shim.call("State", task_pb2.StateRequest(id=shim.id), task_pb2.StateResponse)
     except errdefs.NotFound:
@@ -322,6 +403,8 @@ async def _cleanup_work_dirs(state: str, root: str, namespace: str) -> None:
         except errdefs.InvalidArgument:
             continue
         bundle = load_bundle(state, namespace, task_id)
+        if os.path.lexists(bundle.path):
+            continue  # it belongs to a task (checked again under the lock below)
         async with task_lock(bundle.path).try_acquire() as taken:
             # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
             if not taken or os.path.lexists(bundle.path):

@@ -3,8 +3,15 @@
 containerd's ``shim_manager.go``. The :class:`ShimManager` resolves a runtime name to a shim
 binary, starts it in a task's bundle, connects to it over ttrpc (speaking the task API version
 the shim announced first), keeps every connected shim in an :class:`~runtime_v2.nsmap.NSMap`, and
-serves the ttrpc ``Events.Forward`` service at the TTRPC_ADDRESS shims are given, feeding what
-they send into the event exchange.
+cleans up after shims that die. Around it, one job per module: the ``Events.Forward`` server shims
+publish to (:mod:`runtime_v2.events_server`), where shim sockets go
+(:mod:`runtime_v2.shim_socket`), the ``-info`` cache (:mod:`runtime_v2.shim_info`) and the
+cleanup steps shared with recovery and teardown (:mod:`runtime_v2.shim_cleanup`).
+
+This module is long because :class:`ShimManager` is containerd's ``ShimManager`` whole: starting a
+shim (with start-protocol negotiation and sandbox joins), aborting one, and the dead-shim cleanup
+all read and change one map of connected shims under the same timeouts, and the list of
+deliberate differences from containerd below belongs next to that code.
 
 When a shim's connection drops without an orderly delete, the manager runs containerd's
 dead-shim cleanup: the shim binary's ``delete`` command, the bundle's removal, and -- if the task
@@ -53,393 +60,81 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
-import fcntl
-import hashlib
-import json
-import logging
 import os
-import shutil
-import signal
-import socket
-import time
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import attrs
-from google.protobuf import any_pb2, empty_pb2
-from google.protobuf.message import DecodeError
+from typing import TYPE_CHECKING
 
 import registry
-from plugins import securefs, types
+from plugins import types
 from plugins.containerd_config import TIMEOUT_SHIM_CLEANUP, TIMEOUT_SHIM_SHUTDOWN
-from runtime_v2 import errdefs, ttrpc, typeurl
-from runtime_v2.api import events_pb2, events_service_pb2, introspection_pb2, runc_options_pb2
-from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.binary import ShimBinary, ShimCommandError, check_env, run_info
-from runtime_v2.bundle import Bundle, write_file
+from registry.log import get_logger
+from runtime_v2 import errdefs
+from runtime_v2.events_server import EventsServer
 from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
-from runtime_v2.runtime import Exit
 from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
-from runtime_v2.shim import (
-    CALL_TIMEOUT,
-    SHUTDOWN_TIMEOUT,
-    Shim,
-    ShimTask,
-    connect,
-    is_being_deleted,
+from runtime_v2.shim_cleanup import (
+    CLEANUP_TIMEOUT,
+    SANDBOX_FILE,
+    kill_and_wait,
+    reap_dead_shim,
+    run_delete,
+    write_options,
+    write_shim_pid,
 )
+from runtime_v2.shim_config import ShimConfig, check_bootstrap_runtimes, check_env
+from runtime_v2.shim_info import InfoCache
 from runtime_v2.shim_log import SHIM_LOGGER
+from runtime_v2.shim_socket import (
+    DEFAULT_SOCKET_DIR,
+    check_socket_dir,
+    check_sun_path,
+    default_socket_dir,
+    expected_addresses,
+    group_of,
+    remove_stale_socket,
+    socket_path_of,
+)
 from runtime_v2.start_protocol import (
     BOOTSTRAP,
     LEGACY,
     BinaryProtocol,
     StartProtocol,
     StartProtocols,
-    is_bootstrap_refusal,
 )
-from runtime_v2.start_response import (
-    ShimEndpoint,
-    restore_bootstrap_params,
-    write_bootstrap_json,
-)
+
+if TYPE_CHECKING:
+    from google.protobuf import any_pb2
+
+    from plugins.events import Exchange, ForwardedEnvelope
+    from plugins.metadata import ContainerStore
+    from runtime_v2 import ttrpc
+    from runtime_v2.api import introspection_pb2
+    from runtime_v2.binary import ShimBinary
+    from runtime_v2.bundle import Bundle
+    from runtime_v2.runtime import Exit
+    from runtime_v2.shim import Shim, ShimTask
+    from runtime_v2.start_response import ShimEndpoint
 
 __all__ = [
-    "CLEANUP_TIMEOUT",
     "DEFAULT_SOCKET_DIR",
-    "INFO_CACHE_TTL",
-    "MAX_SOCKET_DIR_LEN",
-    "MAX_SUN_PATH",
-    "OPTIONS_FILE",
-    "SANDBOX_FILE",
-    "ShimConfig",
+    "SHIM_EXIT_TIMEOUT",
     "ShimManager",
-    "read_sandbox_id",
-    "reap_dead_shim",
-    "registration",
-    "run_delete",
+    "init",
 ]
 
-log = logging.getLogger("taskplane.runtime_v2.shim_manager")
+log = get_logger(__name__)
 
-#: The sun_path limit on Linux (108 bytes including the terminating NUL).
-MAX_SUN_PATH = 108
-#: containerd's ``maxSocketDirLen`` on Linux: 108 - NUL - "/" - 64 hex characters.
-MAX_SOCKET_DIR_LEN = MAX_SUN_PATH - 1 - 1 - 64
-#: Where shims put their sockets when run as root (containerd's ``defaultSocketDir``).
-DEFAULT_SOCKET_DIR = "/run/containerd/s"
-#: containerd's ``io.containerd.timeout.shim.cleanup`` default (``[timeouts]`` sets it).
-CLEANUP_TIMEOUT = 5.0
 #: How long a shim may take to exit after Shutdown before it is killed.
 SHIM_EXIT_TIMEOUT = 2.0
-#: How long a ``-info`` result (or failure) is reused.
-INFO_CACHE_TTL = 10.0
-
 #: Where the shims' log lines go (runtime_v2.shim_log.ShimLog).
 _SHIM_LOG = SHIM_LOGGER
-
-_EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
-
-
-def check_socket_dir(socket_dir: str) -> str:
-    """Validate a configured ``socket_dir`` and return it cleaned.
-
-    It must be absolute and at most :data:`MAX_SOCKET_DIR_LEN` bytes, so that
-    ``<socket_dir>/<64 hex>`` fits sun_path; the error gives the exact length.
-    """
-    if not os.path.isabs(socket_dir):
-        raise errdefs.InvalidArgument(f"socket_dir must be an absolute path: {socket_dir!r}")
-    cleaned = os.path.normpath(socket_dir)
-    length = len(os.fsencode(cleaned))
-    if length > MAX_SOCKET_DIR_LEN:
-        raise errdefs.InvalidArgument(
-            f"socket_dir {cleaned!r} is {length} characters long; it must be no longer than "
-            f"{MAX_SOCKET_DIR_LEN} characters (a shim socket path must fit in {MAX_SUN_PATH} bytes)"
-        )
-    return cleaned
-
-
-def _check_bootstrap_runtimes(runtimes: Sequence[str]) -> list[str]:
-    for entry in runtimes:
-        if not isinstance(entry, str) or not entry or ("/" in entry and not os.path.isabs(entry)):
-            raise errdefs.InvalidArgument(
-                f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
-            )
-    return list(runtimes)
-
-
-def _as_value_error(check: Any) -> Any:
-    """An attrs validator running ``check(value)``: the config decoder reports the ValueError at
-    the field's TOML path (``taskplane config validate``); the plugin's init runs the same
-    check again, so the two cannot disagree."""
-
-    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        try:
-            check(value)
-        except errdefs.InvalidArgument as exc:
-            raise ValueError(str(exc)) from None
-
-    return validate
-
-
-@attrs.define
-class ShimConfig:
-    """``[plugins."io.containerd.shim.v1.manager"]``.
-
-    ``env``: ``KEY=VALUE`` strings added to every shim command's environment.
-    ``socket_dir``: where shims should create their sockets (absolute, at most 42 characters;
-    empty: ``/run/containerd/s`` for root). Debian's 1.6 shim ignores it.
-    ``bootstrap_runtimes``: an override, rarely needed: runtime names or absolute shim paths
-    always started with containerd 2.3's protobuf ``BootstrapParams`` on stdin, without the
-    negotiation every other shim gets (1.x and 2.0-2.2 shims must not be listed: they fail on
-    it).
-
-    All three are checked when the config is loaded (``taskplane config validate``).
-    """
-
-    env: list[str] = attrs.field(factory=list, validator=_as_value_error(check_env))
-    socket_dir: str = attrs.field(
-        default="", validator=_as_value_error(lambda d: check_socket_dir(d) if d else d)
-    )
-    bootstrap_runtimes: list[str] = attrs.field(
-        factory=list, validator=_as_value_error(_check_bootstrap_runtimes)
-    )
-
-
-def default_socket_dir() -> str:
-    """containerd's default socket dir: ``/run/containerd/s`` for root, else the first usable
-    candidate among ``$XDG_RUNTIME_DIR/containerd/s``, ``/run/<uid>/containerd/s`` and
-    ``/tmp/containerd-s-<uid>``."""
-    uid = os.geteuid()
-    if uid == 0:
-        return DEFAULT_SOCKET_DIR
-    candidates = [DEFAULT_SOCKET_DIR]
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        candidates.append(os.path.join(xdg, "containerd", "s"))
-    candidates += [f"/run/{uid}/containerd/s", f"/tmp/containerd-s-{uid}"]
-    for candidate in candidates:
-        if len(os.fsencode(candidate)) > MAX_SOCKET_DIR_LEN:
-            continue
-        try:
-            os.makedirs(candidate, 0o700, exist_ok=True)
-            st = os.lstat(candidate)
-            if not os.path.isdir(candidate) or os.path.islink(candidate) or st.st_uid != uid:
-                continue
-            os.chmod(candidate, 0o700)
-        except OSError:
-            continue
-        return candidate
-    raise errdefs.FailedPrecondition(
-        "failed to find a suitable socket directory for shim, please configure one"
-    )
-
-
-def check_sun_path(path: str, what: str) -> None:
-    """Raise InvalidArgument when ``path`` does not fit a unix socket address (108 bytes)."""
-    length = len(os.fsencode(path))
-    if length >= MAX_SUN_PATH:
-        raise errdefs.InvalidArgument(
-            f"{what} {path!r} is {length} bytes long; a unix socket path must be shorter than "
-            f"{MAX_SUN_PATH} bytes (use a shorter state directory)"
-        )
-
-
-def socket_path_of(address: str) -> str | None:
-    """The filesystem path of a ``unix://`` shim address (None for abstract or other kinds)."""
-    if address.startswith("unix://"):
-        return address[len("unix://") :]
-    return None
-
-
-async def kill_and_wait(pid: int, timeout: float) -> None:
-    """SIGKILL process ``pid`` (not necessarily our child) and wait, at most ``timeout`` s,
-    until it has exited: its pidfd, opened before the signal so the pid cannot be reused
-    meanwhile, turns readable then, zombie or not. A process already gone is fine."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def on_exit() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, on_exit)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await exited
-        finally:
-            loop.remove_reader(pidfd)
-    finally:
-        os.close(pidfd)
-
-
-def remove_stale_socket(address: str) -> bool:
-    """Remove the socket file of ``address`` if nothing listens on it; True when removed."""
-    path = socket_path_of(address)
-    if not path or not os.path.exists(path):
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except ConnectionRefusedError:
-        pass
-    except OSError:
-        return False
-    else:
-        return False  # live: someone serves it (a grouped shim)
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-        return True
-    return False
-
-
-#: containerd's file naming the sandbox a task's bundle belongs to (its shim is the sandbox's).
-SANDBOX_FILE = "sandbox"
-
-
-def read_sandbox_id(bundle: Bundle) -> str:
-    """The sandbox ``bundle``'s task runs in ("" for none)."""
-    try:
-        with open(os.path.join(bundle.path, SANDBOX_FILE), "rb") as f:
-            return f.read().decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""
-
-
-#: The task's effective runtime options in its bundle, so a later process runs ``delete`` with
-#: the same options (a serialized ``google.protobuf.Any``, mode 0600).
-OPTIONS_FILE = "taskplane-options.pb"
-
-
-def write_options(bundle: Bundle, options: any_pb2.Any) -> None:
-    """Record the task's effective runtime options in its bundle."""
-    write_file(os.path.join(bundle.path, OPTIONS_FILE), options.SerializeToString(), 0o600)
-
-
-def read_options(bundle: Bundle) -> any_pb2.Any | None:
-    """The options :func:`write_options` recorded, or None."""
-    try:
-        with open(os.path.join(bundle.path, OPTIONS_FILE), "rb") as f:
-            return any_pb2.Any.FromString(f.read())
-    except (OSError, DecodeError):
-        return None
-
-
-async def run_delete(binary: ShimBinary, bundle: Bundle) -> Exit:
-    """Run ``binary``'s ``delete`` with the task's effective runtime options on stdin.
-
-    The options are the ones :func:`write_options` recorded in ``bundle`` at start, so a later
-    process (restart recovery) sends the same value; a task without options gets /dev/null.
-    The bundle is left to the caller.
-    """
-    return await binary.delete(read_options(bundle), remove_bundle=False)
-
-
-async def reap_dead_shim(
-    binary: ShimBinary | None,
-    bundle: Bundle,
-    address: str | None,
-    timeout: float = CLEANUP_TIMEOUT,
-) -> Exit | None:
-    """Clean up after a shim that is gone: its binary's ``delete`` (which kills and deletes the
-    container), then the bundle, then the shim's stale socket.
-
-    Each step runs even when the one before failed (failures are logged). Returns the
-    ``delete`` command's Exit, or None when there is no binary or the command failed.
-    """
-    exit: Exit | None = None
-    if binary is not None:
-        try:
-            async with asyncio.timeout(timeout):
-                exit = await run_delete(binary, bundle)
-        except Exception as exc:
-            log.warning(
-                "task %s/%s: shim delete command failed: %s", bundle.namespace, bundle.id, exc
-            )
-    try:
-        await asyncio.to_thread(bundle.delete)
-    except OSError as exc:
-        log.warning("task %s/%s: failed to remove the bundle: %s", bundle.namespace, bundle.id, exc)
-    if address:
-        remove_stale_socket(address)
-    return exit
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
     """The pid at the other end of a ttrpc connection (SO_PEERCRED), or 0."""
     peer = client.peer_credentials()
     return peer.pid if peer is not None else 0
-
-
-def _now() -> float:
-    """The clock of the ``-info`` cache (tests replace it)."""
-    return time.monotonic()
-
-
-@attrs.frozen
-class _CachedError:
-    """A cached ``-info`` failure: its class, message and attributes, re-raised fresh each time
-    (never the same instance, so tracebacks and ``__cause__`` chains do not pile up)."""
-
-    cls: type[BaseException]
-    message: str
-    attributes: dict[str, Any]
-
-    @classmethod
-    def of(cls, exc: BaseException) -> _CachedError:
-        return cls(type(exc), str(exc), dict(getattr(exc, "__dict__", {})))
-
-    def fresh(self) -> BaseException:
-        exc = self.cls.__new__(self.cls)
-        exc.args = (self.message,)
-        exc.__dict__.update(self.attributes)
-        return exc
-
-
-@attrs.define
-class _InfoEntry:
-    expires: float
-    info: introspection_pb2.RuntimeInfo | None
-    error: _CachedError | None
-
-
-#: (shim path, its mtime, serialized options, the runc binary the options name, its mtime).
-_InfoKey = tuple[str, int, bytes, str, int]
-
-
-def _runc_binary_of(options: any_pb2.Any | None) -> str | None:
-    """The runc binary a runc shim runs ``runc features`` with for ``options``: their
-    ``binary_name``, else ``runc``; None for options of another type (not a runc shim's)."""
-    if options is None:
-        return "runc"
-    if not typeurl.is_(options, runc_options_pb2.Options):
-        return None
-    with contextlib.suppress(errdefs.ContainerdError):
-        return typeurl.unpack_as(options, runc_options_pb2.Options).binary_name or "runc"
-    return None
-
-
-def _binary_stamp(name: str | None) -> tuple[str, int]:
-    """(path, mtime) of the binary ``name`` as ``exec.LookPath`` finds it on our PATH (what a
-    shim's ``-info`` inherits); ("", -1) for None and an mtime of -1 when it is not found."""
-    if name is None:
-        return "", -1
-    path = name if os.sep in name else shutil.which(name) or name
-    try:
-        return path, os.stat(path).st_mtime_ns
-    except OSError:
-        return path, -1
 
 
 class ShimManager:
@@ -454,8 +149,8 @@ class ShimManager:
     def __init__(
         self,
         *,
-        exchange: Any,
-        containers: Any = None,
+        exchange: Exchange,
+        containers: ContainerStore | None = None,
         grpc_address: str,
         ttrpc_address: str,
         socket_dir: str = "",
@@ -468,7 +163,6 @@ class ShimManager:
         #: The config's ``[timeouts]`` (key -> seconds): see :meth:`timeout`.
         self.timeouts: Mapping[str, float] = dict(timeouts or {})
         self.cleanup_timeout = self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
-        self.shutdown_timeout = self.timeout(TIMEOUT_SHIM_SHUTDOWN, SHUTDOWN_TIMEOUT)
         self.containers = containers
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
@@ -480,19 +174,21 @@ class ShimManager:
         self.start_protocols = StartProtocols(state_dir)
         self.shims: NSMap[Shim] = NSMap()
         self._resolver = RuntimePathResolver()
-        self._info_cache: dict[_InfoKey, _InfoEntry] = {}
-        self._info_runs: dict[_InfoKey, asyncio.Task[_InfoEntry]] = {}
-        self._server: ttrpc.Server | None = None
-        self._owner: ttrpc.Client | None = None
-        self._takeover: asyncio.Future[None] | None = None
-        self._takeover_attempts = 0
-        #: Set while this process serves the events address.
-        self.events_served = asyncio.Event()
+        self._info = InfoCache()
+        #: The ``Events.Forward`` server shims publish to (see :mod:`runtime_v2.events_server`).
+        self.events = EventsServer(ttrpc_address, self._forward, timeout=self.cleanup_timeout)
         self._closing = False
 
     def timeout(self, key: str, default: float) -> float:
         """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
         return self.timeouts.get(key, default)
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """How long a shim's Shutdown may take (the config's, else the shim's default)."""
+        from runtime_v2.shim import SHUTDOWN_TIMEOUT
+
+        return self.timeout(TIMEOUT_SHIM_SHUTDOWN, SHUTDOWN_TIMEOUT)
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -504,91 +200,21 @@ class ShimManager:
     @property
     def serves_events(self) -> bool:
         """Whether this process serves the events address (False when a live peer does)."""
-        return self._server is not None
+        return self.events.serving
 
-    # -- events service -------------------------------------------------------------------------
+    @property
+    def events_served(self) -> asyncio.Event:
+        """Set while this process serves the events address."""
+        return self.events.served
 
     async def start_events_server(self) -> None:
-        """Serve ``Events.Forward`` at :attr:`ttrpc_address` unless a live peer already does.
+        """Serve ``Events.Forward`` at :attr:`ttrpc_address` unless a live peer already does
+        (:class:`~runtime_v2.events_server.EventsServer`); a peer's address is taken over when
+        it goes away, so shims' events always have a taskplane process to reach."""
+        await self.events.start()
 
-        When a peer serves it, a connection to the peer is held open; when the peer goes away
-        (closed or killed) this manager takes the address over, so shims' events always have
-        a taskplane process to reach while any runs.
-        """
-        path = self.ttrpc_address
-        check_sun_path(path, "ttrpc address")
-        # Serialise the live-or-stale check and the bind among processes on this state dir.
-        lock_fd = securefs.open_file(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
-            if self._closing:
-                return
-            server = ttrpc.Server()
-            server.register(_EVENTS_SERVICE, {"Forward": errdefs.grpc_handler(self._forward)})
-            try:
-                # serve() replaces a stale socket file and refuses a live one. The file stays
-                # after we exit: shims that publish then get ECONNREFUSED and give up at once,
-                # where a missing file makes the Go publisher retry on ENOENT for 5 s per event
-                # (and delays the shim's exit after Shutdown by as much).
-                await server.serve(path, keep_socket_file=True)
-            except ttrpc.StatusError as exc:
-                if exc.code != ttrpc.Code.ALREADY_EXISTS:
-                    raise errdefs.from_grpc(exc) from exc
-                log.debug("events address %s is served by another taskplane process", path)
-                await self._watch_events_owner()
-                return
-            self._server = server
-            self.events_served.set()
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            os.close(lock_fd)
-
-    async def _watch_events_owner(self) -> None:
-        try:
-            client = await connect(self.ttrpc_address, timeout=self.cleanup_timeout)
-        except (errdefs.ContainerdError, OSError):
-            client = None  # the owner just went away: try again right now
-        if client is not None:
-            # One round trip: the owner has accepted us (and is a live ttrpc server).
-            try:
-                await client.call(
-                    "taskplane.Liveness",
-                    "Probe",
-                    empty_pb2.Empty(),
-                    empty_pb2.Empty,
-                    timeout=self.cleanup_timeout,
-                )
-            except ttrpc.StatusError as exc:
-                if exc.code == ttrpc.Code.UNIMPLEMENTED:
-                    pass  # the expected answer of a live server
-                else:
-                    log.warning(
-                        "the process serving %s does not answer (%s); not watching it",
-                        self.ttrpc_address,
-                        exc,
-                    )
-                    await client.close()
-                    return
-        if client is None:
-            self._takeover_attempts += 1
-            if self._takeover_attempts <= 3:
-                self._takeover = asyncio.ensure_future(self.start_events_server())
-            return
-        self._takeover_attempts = 0
-        self._owner = client
-
-        def owner_gone() -> None:
-            if not self._closing:
-                log.debug("the process serving %s went away; taking over", self.ttrpc_address)
-                self._takeover = asyncio.ensure_future(self.start_events_server())
-
-        client.on_close(owner_gone)
-
-    async def _forward(
-        self, request: events_service_pb2.ForwardRequest, ctx: Any
-    ) -> empty_pb2.Empty:
-        await self.exchange.forward(request.envelope)
-        return empty_pb2.Empty()
+    async def _forward(self, envelope: ForwardedEnvelope) -> None:
+        await self.exchange.forward(envelope)
 
     # -- runtime resolution and -info -----------------------------------------------------------
 
@@ -604,6 +230,10 @@ class ShimManager:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
         socket dir and env). Its ``delete`` is run through :func:`run_delete`, which hands it
         the task's effective options."""
+        import logging
+
+        from runtime_v2.binary import ShimBinary
+
         return ShimBinary(
             runtime_path,
             bundle=bundle,
@@ -623,46 +253,11 @@ class ShimManager:
 
         The cache key is (resolved path, the binary's mtime, serialized options, the runc
         binary the options name -- ``binary_name`` or ``runc`` -- and its mtime); results and
-        failures are kept for :data:`INFO_CACHE_TTL` seconds. Concurrent misses for one key share
-        a single run. A cached failure is raised as a new exception of the same class and
-        message each time.
+        failures are kept for :data:`runtime_v2.shim_info.INFO_CACHE_TTL` seconds. Concurrent
+        misses for one key share a single run. A cached failure is raised as a new exception of
+        the same class and message each time.
         """
-        path = self.resolve_runtime_path(runtime)
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError as exc:
-            raise errdefs.NotFound(f"runtime binary {path}: {exc.strerror}") from None
-        serialized = options.SerializeToString() if options is not None else b""
-        # The runc binary is part of the key: replacing runc changes what -info reports.
-        key: _InfoKey = (path, mtime, serialized, *_binary_stamp(_runc_binary_of(options)))
-        entry = self._info_cache.get(key)
-        if entry is None or entry.expires <= _now():
-            run = self._info_runs.get(key)
-            if run is None:
-                run = asyncio.ensure_future(self._run_info(key, path, options))
-                self._info_runs[key] = run
-                run.add_done_callback(lambda _: self._info_runs.pop(key, None))
-            # A caller that is cancelled leaves the shared run to the others.
-            entry = await asyncio.shield(run)
-        if entry.error is not None:
-            raise entry.error.fresh()
-        assert entry.info is not None
-        result = introspection_pb2.RuntimeInfo()
-        result.CopyFrom(entry.info)
-        return result
-
-    async def _run_info(self, key: _InfoKey, path: str, options: any_pb2.Any | None) -> _InfoEntry:
-        try:
-            info = await run_info(path, options)
-        except Exception as exc:
-            entry = _InfoEntry(_now() + INFO_CACHE_TTL, None, _CachedError.of(exc))
-        else:
-            entry = _InfoEntry(_now() + INFO_CACHE_TTL, info, None)
-        now = _now()
-        for stale in [k for k, e in self._info_cache.items() if e.expires <= now]:
-            del self._info_cache[stale]
-        self._info_cache[key] = entry
-        return entry
+        return await self._info.get(self.resolve_runtime_path(runtime), options)
 
     def uses_bootstrap(self, runtime: str, runtime_path: str) -> bool:
         """Whether ``runtime`` (as named, or its resolved path) is in ``bootstrap_runtimes``."""
@@ -685,6 +280,8 @@ class ShimManager:
         remains: a shim daemon that was started is shut down (or killed) and its socket
         removed. The bundle stays for the caller to delete.
         """
+        from runtime_v2.shim import ShimTask
+
         runtime_path = self.resolve_runtime_path(runtime)
         if sandbox_id:
             return await self.join_sandbox(bundle, runtime_path, options, sandbox_id)
@@ -708,6 +305,7 @@ class ShimManager:
             # v3 but does not serve it is still spoken to over v2); bootstrap.json keeps what
             # the shim said.
             await shim.negotiate(version=max(endpoint.version, 2))
+            write_shim_pid(bundle, shim.shim_pid)
             self.start_protocols.record(runtime_path, start_protocol, shim.version)
             log.debug(
                 "shim %s of %s/%s: start protocol %s, task API v%d",
@@ -737,6 +335,10 @@ class ShimManager:
         The sandbox is found by its bundle on disk (a peer may have created it), not only in
         this process's map. NotFound names a sandbox that has no shim.
         """
+        from runtime_v2.bundle import write_file
+        from runtime_v2.shim import ShimTask
+        from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
+
         sandbox_bundle = os.path.join(os.path.dirname(bundle.path), sandbox_id)
         try:
             endpoint = restore_bootstrap_params(sandbox_bundle)
@@ -752,6 +354,7 @@ class ShimManager:
         shim.sandbox_id = sandbox_id
         try:
             await shim.negotiate(version=max(endpoint.version, 2))
+            write_shim_pid(bundle, shim.shim_pid)
             self.shims.add(bundle.namespace, bundle.id, shim)
         except BaseException:
             shim.orderly_shutdown = True
@@ -761,6 +364,8 @@ class ShimManager:
 
     async def _connect(self, bundle: Bundle, endpoint: ShimEndpoint, binary: ShimBinary) -> Shim:
         """Connect to the shim at ``endpoint`` for ``bundle``'s task, watched for its death."""
+        from runtime_v2.shim import CALL_TIMEOUT, Shim, connect
+
         client = await connect(endpoint.address, timeout=CALL_TIMEOUT)
         shim = Shim(
             bundle,
@@ -800,6 +405,9 @@ class ShimManager:
         """Run ``binary``'s ``start`` with the protocol it speaks, negotiating it if unknown:
         :data:`LEGACY` first, then :data:`BOOTSTRAP` when the shim refuses the legacy protocol
         (a 2.3+ shim refuses before it starts anything, so the retry leaves nothing behind)."""
+        from runtime_v2.binary import ShimCommandError
+        from runtime_v2.start_protocol import is_bootstrap_refusal
+
         if self.start_protocol_of(runtime, binary.runtime_path) == BOOTSTRAP:
             return await binary.start(options, bootstrap=True), BOOTSTRAP
         # Unknown, or known as legacy: a refusal still means "speaks BootstrapParams" (a binary
@@ -823,6 +431,9 @@ class ShimManager:
         runc-style shim would use are tried too. A daemon answering there is asked to shut down;
         then the binary's ``delete`` reaps whatever it created and stale sockets are removed.
         """
+        from runtime_v2.shim import Shim, connect
+        from runtime_v2.start_response import restore_bootstrap_params
+
         bundle = binary.bundle
         addresses: list[str] = []
         with contextlib.suppress(Exception):
@@ -850,27 +461,15 @@ class ShimManager:
         for address in addresses:
             remove_stale_socket(address)
 
-    @staticmethod
-    def _group_of(bundle: Bundle) -> str:
-        """The runc shim's grouping key: tasks with the same key share one shim."""
-        with contextlib.suppress(Exception), open(os.path.join(bundle.path, "config.json")) as f:
-            annotations = json.load(f).get("annotations") or {}
-            return str(
-                annotations.get("io.containerd.runc.v2.group")
-                or annotations.get("io.kubernetes.cri.sandbox-id")
-                or bundle.id
-            )
-        return bundle.id
-
     def expected_addresses(self, bundle: Bundle) -> list[str]:
-        """Where a runc-style shim of ``bundle`` puts its socket: ``<dir>/<sha256 hex>`` of
-        ``<grpc address>/<namespace>/<group>``, in the configured socket dir and in
-        ``/run/containerd/s`` (1.6 shims ignore the setting)."""
-        group = self._group_of(bundle)
-        key = os.path.normpath(os.path.join(self.grpc_address, bundle.namespace, group))
-        name = hashlib.sha256(key.encode()).hexdigest()
-        dirs = dict.fromkeys([self.socket_dir, DEFAULT_SOCKET_DIR])
-        return [f"unix://{os.path.join(d, name)}" for d in dirs]
+        """Where a runc-style shim of ``bundle`` puts its socket (:mod:`runtime_v2.shim_socket`):
+        in the configured socket dir and in ``/run/containerd/s``."""
+        return expected_addresses(
+            grpc_address=self.grpc_address,
+            socket_dir=self.socket_dir,
+            namespace=bundle.namespace,
+            group=group_of(bundle.path, bundle.id),
+        )
 
     def shares_shim(self, shim: Shim) -> bool:
         """Whether another task in the map is served by ``shim``'s daemon (a grouped shim:
@@ -902,6 +501,9 @@ class ShimManager:
         is removed from the map first, so no events are published for it; its bundle is left to
         the caller.
         """
+        from runtime_v2.api import task_v3_pb2 as task_pb2
+        from runtime_v2.shim import ShimTask
+
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
         shim.shutdown_timeout = self.shutdown_timeout
@@ -944,7 +546,7 @@ class ShimManager:
                     async with asyncio.timeout(self.cleanup_timeout):
                         await run_delete(binary, shim.bundle)
             pid = shim.shim_pid or _peer_pid(shim.client)
-            if pid and self._group_of(shim.bundle) != shim.id:
+            if pid and group_of(shim.bundle.path, shim.id) != shim.id:
                 log.warning(
                     "task %s/%s: the shim is shared with other tasks; not killing it",
                     shim.namespace,
@@ -959,6 +561,8 @@ class ShimManager:
 
     async def _cleanup_after_dead_shim(self, shim: Shim, binary: ShimBinary | None) -> None:
         """containerd's ``cleanupAfterDeadShim`` (see the module docstring for the changes)."""
+        from runtime_v2.shim import is_being_deleted
+
         namespace, task_id = shim.namespace, shim.id
         if shim.orderly_shutdown:
             log.debug("shim of %s/%s exited after an orderly delete", namespace, task_id)
@@ -995,6 +599,9 @@ class ShimManager:
         """Publish ``/tasks/exit`` and ``/tasks/delete`` for a task whose shim can no longer
         say how it ended, as containerd's dead-shim cleanup does: ``exit`` is what the shim
         binary's ``delete`` reported, None for status 255 and pid 0. Failures are logged."""
+        from runtime_v2.api import events_pb2
+        from runtime_v2.runtime import Exit
+
         if exit is None:
             exit = Exit(pid=0, status=255, timestamp=_dt.datetime.now(_dt.UTC))
         exited_at = exit.timestamp or _dt.datetime.now(_dt.UTC)
@@ -1023,37 +630,65 @@ class ShimManager:
         except errdefs.ContainerdError as exc:
             log.warning("task %s/%s: failed to publish exit events: %s", namespace, task_id, exc)
 
+    # -- the map of connected shims ------------------------------------------------------------
+
+    def get(self, namespace: str, task_id: str) -> Shim:
+        """The connected shim of task ``task_id``; NotFound when this process has none."""
+        return self.shims.get(namespace, task_id)
+
+    def find(self, namespace: str, task_id: str) -> Shim | None:
+        """The connected shim of task ``task_id``, or None."""
+        with contextlib.suppress(errdefs.NotFound):
+            return self.shims.get(namespace, task_id)
+        return None
+
+    def has(self, namespace: str, task_id: str) -> bool:
+        """Whether this process has a connected shim for task ``task_id``."""
+        return self.shims.contains(namespace, task_id)
+
+    def connected(self, namespace: str | None = None, *, all: bool = False) -> list[Shim]:
+        """The connected shims of ``namespace``, or of every namespace with ``all=True``."""
+        return self.shims.get_all(namespace, all=all)
+
+    def forget(self, shim: Shim) -> None:
+        """Take ``shim`` out of the map if it is still its task's (no cleanup runs)."""
+        self.shims.delete_if_current(shim.namespace, shim.id, shim)
+
+    def adopt(self, shim: Shim, binary: ShimBinary | None) -> bool:
+        """Put a reattached ``shim`` into the map and watch it for its death; False when its
+        task already has one. The caller checks afterwards that the connection is still open
+        (a shim that died before :meth:`watch` got no cleanup)."""
+        try:
+            self.shims.add(shim.namespace, shim.id, shim)
+        except errdefs.AlreadyExists:
+            return False
+        self.watch(shim, binary)
+        return True
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Stop serving events and close every shim connection; shims keep running."""
         self._closing = True
-        for run in list(self._info_runs.values()):
-            run.cancel()
-        if self._takeover is not None:
-            self._takeover.cancel()
-            with contextlib.suppress(BaseException):
-                await self._takeover
-        if self._owner is not None:
-            with contextlib.suppress(Exception):
-                await self._owner.close()
+        self._info.cancel()
+        await self.events.stop_watching()
         for namespace, task_id, shim in list(self.shims):
             self.shims.delete(namespace, task_id)
             with contextlib.suppress(Exception):
                 await shim.close()
-        if self._server is not None:
-            server, self._server = self._server, None
-            self.events_served.clear()
-            with contextlib.suppress(Exception):
-                await server.close()
+        # Served until the shims' connections and logs are closed: an event a shim posts
+        # meanwhile still arrives, instead of a refused connection logged through its log.
+        await self.events.aclose()
 
 
-async def _init(ic: registry.InitContext) -> ShimManager:
+async def init(ic: registry.InitContext) -> ShimManager:
+    """The shim plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`ShimManager`
+    built from the plugin's :class:`~runtime_v2.shim_config.ShimConfig`, serving events."""
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
     # The config decoder ran the same checks; an instance built in code may not have been.
     env = check_env(config.env)
     socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
-    bootstrap_runtimes = _check_bootstrap_runtimes(config.bootstrap_runtimes)
+    bootstrap_runtimes = check_bootstrap_runtimes(config.bootstrap_runtimes)
     exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")
     try:
         containers = ic.get_single(types.METADATA_PLUGIN)
@@ -1075,39 +710,3 @@ async def _init(ic: registry.InitContext) -> ShimManager:
     )
     await manager.start_events_server()
     return manager
-
-
-def migrate_sched_core(plugins: Mapping[str, Any], from_version: int) -> dict[str, Any]:
-    """Config migration from version 2 (or 1): the task plugin's ``sched_core = true`` becomes
-    ``SCHED_CORE=1`` in this plugin's ``env``, as containerd 2's shim manager migration does
-    (``core/runtime/v2/shim_manager.go``). Unlike containerd's, an ``env`` the file already
-    sets is kept; a non-boolean ``sched_core`` is left for the decoder to report."""
-    task_uri = f"{types.RUNTIME_PLUGIN_V2}.task"
-    out = dict(plugins)
-    task = out.get(task_uri)
-    if from_version >= 3 or not isinstance(task, Mapping) or "sched_core" not in task:
-        return out
-    sched_core = task["sched_core"]
-    if not isinstance(sched_core, bool):
-        return out
-    out[task_uri] = {k: v for k, v in task.items() if k != "sched_core"}
-    if sched_core:
-        uri = f"{types.SHIM_PLUGIN}.manager"
-        shim = dict(out.get(uri) or {})
-        env = shim.get("env", [])
-        if isinstance(env, list) and "SCHED_CORE=1" not in env:
-            shim["env"] = [*env, "SCHED_CORE=1"]
-        out[uri] = shim
-    return out
-
-
-def registration() -> registry.Registration:
-    """The shim plugin's registration: ``io.containerd.shim.v1.manager``."""
-    return registry.Registration(
-        type=types.SHIM_PLUGIN,
-        id="manager",
-        init=_init,
-        requires=(types.EVENT_PLUGIN, types.METADATA_PLUGIN),
-        config=ShimConfig,
-        config_migration=migrate_sched_core,
-    )

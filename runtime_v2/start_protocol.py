@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import tempfile
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from typing import Any, Literal
 import attrs
 
 from plugins import securefs
+from registry.log import get_logger
 
 __all__ = [
     "BOOTSTRAP",
@@ -47,7 +47,7 @@ __all__ = [
     "is_bootstrap_refusal",
 ]
 
-log = logging.getLogger("taskplane.runtime_v2.start_protocol")
+log = get_logger(__name__)
 
 StartProtocol = Literal["legacy", "bootstrap"]
 #: The options ``Any`` (or nothing) on stdin: shims before containerd 2.3.

@@ -43,45 +43,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
-
-import attrs
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import registry
 from plugins import securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
-from runtime_v2 import errdefs, identifiers, typeurl
-from runtime_v2 import ttrpc as _ttrpc
-from runtime_v2.api import introspection_pb2
+from registry.log import get_logger
+from runtime_v2 import errdefs, identifiers
 from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
-from runtime_v2.options import effective_runtime_options, with_runc_root
-from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit
-from runtime_v2.shim import Shim, ShimTask
+from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts
+from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
-from runtime_v2.shim_manager import ShimManager, reap_dead_shim
-from runtime_v2.teardown import force_teardown
+from runtime_v2.shim_manager import ShimManager
+from runtime_v2.task_config import TaskConfig, parse_platforms
+
+if TYPE_CHECKING:
+    from google.protobuf import any_pb2
+    from google.protobuf.message import Message
+
+    from runtime_v2.api import introspection_pb2
+    from runtime_v2.runtime import Exit, State
+    from runtime_v2.shim import Shim, ShimTask
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "LOG_URI_SCHEMES",
     "CreateOpts",
-    "TaskConfig",
     "TaskManager",
-    "registration",
+    "init",
     "uses_idmap_mounts",
     "validate_runtime_features",
 ]
 
-log = logging.getLogger("taskplane.runtime_v2.task_manager")
+log = get_logger(__name__)
 
 #: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).
 RUNC_ROOT_DIR = ".runc"
@@ -89,29 +89,8 @@ RUNC_ROOT_DIR = ".runc"
 LOG_URI_SCHEMES = "fifo,binary,binary-v2,file"
 
 _FEATURES_KIND = "features/Features"
-
-
-def _default_platforms() -> list[str]:
-    return [registry.platforms.default_string()]
-
-
-def parse_platforms(specifiers: Iterable[str]) -> list[registry.platforms.Platform]:
-    """Parse and normalize ``platforms`` entries; :class:`registry.platforms.PlatformError`
-    (a ValueError naming the bad specifier) for the first that does not parse."""
-    return [registry.platforms.normalize(registry.platforms.parse(s)) for s in specifiers]
-
-
-def _validate_platforms(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    parse_platforms(value)
-
-
-@attrs.define
-class TaskConfig:
-    """``[plugins."io.containerd.runtime.v2.task"]``: ``platforms`` this runtime can run
-    (default: this host's, e.g. ``["linux/amd64"]``). Each entry is parsed when the config is
-    loaded, so ``taskplane config validate`` names a bad one."""
-
-    platforms: list[str] = attrs.field(factory=_default_platforms, validator=_validate_platforms)
+#: How many shims :meth:`TaskManager.states` asks at once.
+STATE_PARALLELISM = 16
 
 
 def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
@@ -152,6 +131,8 @@ async def validate_runtime_features(
     """
     if not spec:
         return
+    from runtime_v2 import typeurl
+
     try:
         decoded = json.loads(spec)
     except ValueError as exc:
@@ -226,7 +207,7 @@ class TaskManager:
     def in_use(self, task_id: str, *, namespace: str) -> str:
         """Why ``task_id`` cannot be created ("" when it can); meant to be called under its lock."""
         bundle = self.bundle(task_id, namespace=namespace)
-        if self.shims.shims.contains(namespace, task_id):
+        if self.shims.has(namespace, task_id):
             return "it has a task"
         if os.path.lexists(bundle.path):
             return f"its bundle {bundle.path} exists"
@@ -238,6 +219,8 @@ class TaskManager:
     def effective_options(self, opts: CreateOpts) -> any_pb2.Any | None:
         """The effective runtime options a task created with ``opts`` runs with (this state
         dir's runc root included)."""
+        from runtime_v2.options import effective_runtime_options, with_runc_root
+
         effective = effective_runtime_options(opts.runtime_options, opts.task_options)
         return with_runc_root(effective, runtime=opts.runtime, root=self.runc_root).any
 
@@ -273,7 +256,9 @@ class TaskManager:
             lock.set_step("creating")  # the id is reserved: nothing of it exists yet
             crashpoint("create:reserved")
             try:
-                bundle = new_bundle(self.root, self.state, namespace, task_id, opts.spec)
+                bundle = await asyncio.to_thread(
+                    new_bundle, self.root, self.state, namespace, task_id, opts.spec
+                )
                 crashpoint("create:bundle")
                 task = await self._create(bundle, opts, effective_options)
             except BaseException:
@@ -363,11 +348,40 @@ class TaskManager:
 
     async def get(self, task_id: str, *, namespace: str) -> ShimTask:
         """The task ``task_id`` of ``namespace``; NotFound when there is none."""
-        return ShimTask(self.shims.shims.get(namespace, task_id))
+        from runtime_v2.shim import ShimTask
+
+        return ShimTask(self.shims.get(namespace, task_id))
 
     async def tasks(self, *, namespace: str | None = None, all: bool = False) -> list[ShimTask]:
         """Tasks of ``namespace``, or of every namespace with ``all=True``."""
-        return [ShimTask(shim) for shim in self.shims.shims.get_all(namespace, all=all)]
+        shims = self.shims.connected(namespace, all=all)
+        if not shims:
+            return []  # without importing the shim client (a cheap ``tasks ls``)
+        from runtime_v2.shim import ShimTask
+
+        return [ShimTask(shim) for shim in shims]
+
+    async def states(
+        self, *, namespace: str, timeout: float, parallelism: int = STATE_PARALLELISM
+    ) -> dict[str, State | None]:
+        """Task id -> the ``State`` of every task of ``namespace``, asked of the shims at once
+        (``parallelism`` at a time), each within ``timeout`` seconds; None for a task whose shim
+        did not answer in time or failed."""
+        from runtime_v2 import ttrpc
+
+        semaphore = asyncio.Semaphore(parallelism)
+
+        async def state_of(task: ShimTask) -> State | None:
+            async with semaphore:
+                try:
+                    async with ttrpc.timeout(timeout):
+                        return await task.state()
+                except (errdefs.ContainerdError, TimeoutError, OSError):
+                    return None
+
+        tasks = await self.tasks(namespace=namespace)
+        answers = await asyncio.gather(*(state_of(task) for task in tasks))
+        return {task.id: answer for task, answer in zip(tasks, answers, strict=True)}
 
     # -- delete ---------------------------------------------------------------------------------
 
@@ -379,17 +393,20 @@ class TaskManager:
         reaped (its shim binary's ``delete`` kills and deletes the container) and the Exit of
         that command is returned (status 255 when it said nothing).
         """
+        from runtime_v2 import ttrpc
+        from runtime_v2.shim import ShimTask
+
         async with self.lock(task_id, namespace=namespace) as lock:
-            shim = self.shims.shims.get(namespace, task_id)
+            shim = self.shims.get(namespace, task_id)
 
             def remove_task() -> None:
-                self.shims.shims.delete_if_current(namespace, task_id, shim)
+                self.shims.forget(shim)
 
             before = lock.step()
             lock.set_step("deleting")
             try:
                 exit_ = await ShimTask(shim).delete(remove_task)
-            except _ttrpc.Closed:
+            except ttrpc.Closed:
                 exit_ = await self._reap_dead(shim)
             except errdefs.NotFound as exc:
                 # Deleted in the shim before (an interrupted delete): the teardown finished it.
@@ -408,7 +425,9 @@ class TaskManager:
             return exit_
 
     async def _reap_dead(self, shim: Shim) -> Exit:
-        self.shims.shims.delete_if_current(shim.namespace, shim.id, shim)
+        from runtime_v2.runtime import Exit
+
+        self.shims.forget(shim)
         exit_ = await reap_dead_shim(
             shim.binary, shim.bundle, shim.address, self.shims.cleanup_timeout
         )
@@ -427,18 +446,19 @@ class TaskManager:
         was nothing at all.
         Raises :class:`errdefs.Unavailable` naming the task when something could not be removed.
         """
+        from runtime_v2.shim import ShimTask
+        from runtime_v2.teardown import force_teardown
+
         async with self.lock(task_id, namespace=namespace) as lock:
             found = bool(lock.step())
             exit_: Exit | None = None
-            shim: Shim | None = None
-            with contextlib.suppress(errdefs.NotFound):
-                shim = self.shims.shims.get(namespace, task_id)
+            shim = self.shims.find(namespace, task_id)
             if shim is not None:
                 found = True
                 lock.set_step("deleting")
                 exit_ = await _kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
                 if exit_ is None:  # it did not answer: take it out of the map, tear it down
-                    self.shims.shims.delete_if_current(namespace, task_id, shim)
+                    self.shims.forget(shim)
             bundle = self.bundle(task_id, namespace=namespace)
             if os.path.lexists(bundle.path):
                 lock.set_step("deleting")
@@ -473,6 +493,8 @@ class TaskManager:
         options (:func:`runtime_v2.options.effective_runtime_options`), the value
         :func:`validate_runtime_features` runs ``-info`` with. Both share one ``-info`` cache.
         """
+        from runtime_v2.api import introspection_pb2
+
         if not isinstance(request, introspection_pb2.RuntimeRequest):
             raise errdefs.NotImplemented(
                 f"unknown request type {type(request).__name__}: not implemented"
@@ -496,7 +518,9 @@ class TaskManager:
                 log.warning("a task manager close callback failed: %s", exc)
 
 
-async def _init(ic: registry.InitContext) -> TaskManager:
+async def init(ic: registry.InitContext) -> TaskManager:
+    """The task plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`TaskManager`
+    on the plugin's root and state, after restart recovery."""
     config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
     # The config decoder ran the same check; an instance built in code may not have been.
     try:
@@ -507,7 +531,9 @@ async def _init(ic: registry.InitContext) -> TaskManager:
         ) from None
     ic.meta.platforms = parsed
     ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
-    shims: ShimManager = ic.get_single(types.SHIM_PLUGIN)
+    shims = ic.get_single(types.SHIM_PLUGIN)
+    if not isinstance(shims, ShimManager):
+        raise errdefs.FailedPrecondition(f"{types.SHIM_PLUGIN} is not a ShimManager: {shims!r}")
     for path in (ic.root, ic.state):
         securefs.make_dirs(path, 0o711)
     manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
@@ -518,25 +544,16 @@ async def _init(ic: registry.InitContext) -> TaskManager:
 async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
     """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
     when the shim did not do it (it does not answer, or died)."""
+    from runtime_v2 import ttrpc
+
     try:
-        async with _ttrpc.timeout(timeout):
+        async with ttrpc.timeout(timeout):
             with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
                 await task.kill(signal.SIGKILL, all=True)
             with contextlib.suppress(errdefs.NotFound):
                 await task.wait()
-        async with _ttrpc.timeout(timeout):
+        async with ttrpc.timeout(timeout):
             return await task.delete()
     except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
         log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
         return None
-
-
-def registration() -> registry.Registration:
-    """The task plugin's registration: ``io.containerd.runtime.v2.task``."""
-    return registry.Registration(
-        type=types.RUNTIME_PLUGIN_V2,
-        id="task",
-        init=_init,
-        requires=(types.SHIM_PLUGIN,),
-        config=TaskConfig,
-    )

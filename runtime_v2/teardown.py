@@ -37,7 +37,8 @@ import attrs
 
 from runtime_v2 import errdefs
 from runtime_v2.bundle import Bundle, remove_all
-from runtime_v2.shim_manager import kill_and_wait, read_options, remove_stale_socket
+from runtime_v2.shim_cleanup import kill_and_wait, read_options
+from runtime_v2.shim_socket import remove_stale_socket
 from runtime_v2.start_response import restore_bootstrap_params
 
 if TYPE_CHECKING:

@@ -13,14 +13,60 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from taskplane.cli import Options
+from taskplane.cli_common import Command, Options, add_commands
 
-__all__ = ["default", "default_toml", "dump", "registrations", "validate"]
+if TYPE_CHECKING:
+    from registry import Registration
+
+__all__ = ["COMMANDS", "default", "default_toml", "dump", "register", "registrations", "validate"]
+
+#: ``taskplane config COMMAND``.
+COMMANDS = (
+    Command(
+        "default",
+        "taskplane.cli_config:register_default",
+        "print every registered plugin's default config as TOML",
+    ),
+    Command(
+        "dump",
+        "taskplane.cli_config:register_dump",
+        "print the effective config (after imports and migration)",
+    ),
+    Command(
+        "validate",
+        "taskplane.cli_config:register_validate",
+        "check a config file; print every error and ignored setting",
+    ),
+)
 
 
-def registrations() -> tuple[Any, ...]:
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane config COMMAND``."""
+    add_commands(parser, COMMANDS)
+
+
+def register_default(parser: argparse.ArgumentParser) -> None:
+    """``taskplane config default`` has no arguments of its own."""
+    parser.set_defaults(handler=default)
+
+
+def register_dump(parser: argparse.ArgumentParser) -> None:
+    """``taskplane config dump`` has no arguments of its own."""
+    parser.set_defaults(handler=dump)
+
+
+def register_validate(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane config validate``."""
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument(
+        "--strict", action="store_true", help="treat ignored settings (warnings) as errors"
+    )
+    parser.set_defaults(handler=validate)
+
+
+def registrations() -> tuple[Registration, ...]:
     """Every registration boot would see: built-ins, then installed entry points."""
     import taskplane
     from registry.discovery import discover

@@ -9,17 +9,51 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskplane.cli import Options
-from taskplane.cli_plugins import format_table
-from taskplane.cli_tasks import validate_ids, with_client
+from taskplane.cli_client import validate_ids, with_client
+from taskplane.cli_common import Command, Options, add_commands, format_table, list_format
 from taskplane.containers import Client
 
-__all__ = ["container_record", "info", "ls"]
+if TYPE_CHECKING:
+    from plugins.metadata import Container
+
+__all__ = ["container_record", "info", "ls", "register"]
 
 
-def container_record(container: Any) -> dict[str, Any]:
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane containers COMMAND``."""
+    add_commands(
+        parser,
+        [
+            Command(
+                "ls",
+                "taskplane.cli_containers:register_ls",
+                "list containers",
+                aliases=("list",),
+            ),
+            Command(
+                "info",
+                "taskplane.cli_containers:register_info",
+                "print a container record as JSON",
+            ),
+        ],
+    )
+
+
+def register_ls(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``taskplane containers ls``."""
+    list_format(parser)
+    parser.set_defaults(handler=ls)
+
+
+def register_info(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane containers info``."""
+    parser.add_argument("id", metavar="ID")
+    parser.set_defaults(handler=info)
+
+
+def container_record(container: Container) -> dict[str, Any]:
     """A container record as JSON: id, runtime, labels, times, and the spec decoded."""
     return {
         "id": container.id,
@@ -37,8 +71,8 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
 
     identifiers.validate_namespace(opts.namespace)
 
-    async def body(client: Client) -> list[Any]:
-        return client.containers()
+    async def body(client: Client) -> list[Container]:
+        return await client.containers()
 
     found = with_client(opts, body)
     if args.quiet:
@@ -67,8 +101,8 @@ def info(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane containers info ID``: the container record, its spec included, as JSON."""
     validate_ids(opts, args.id)
 
-    async def body(client: Client) -> Any:
-        return client.container(args.id)
+    async def body(client: Client) -> Container:
+        return await client.container(args.id)
 
     json.dump(container_record(with_client(opts, body)), sys.stdout, indent=2)
     sys.stdout.write("\n")

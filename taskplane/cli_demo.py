@@ -20,10 +20,10 @@ from pathlib import Path
 
 from plugins.types import RUNTIME_RUNC_V2
 from taskplane import oci, preflight
-from taskplane.cli import Options
+from taskplane.cli_common import Options
 from taskplane.errors import CLIError, Missing
 
-__all__ = ["DEMO_COMMAND", "cache_dir", "demo", "missing_prerequisites"]
+__all__ = ["DEMO_COMMAND", "cache_dir", "demo", "missing_prerequisites", "register"]
 
 #: The command the demo container runs.
 DEMO_COMMAND = ("echo", "hello from taskplane")
@@ -53,6 +53,11 @@ def missing_prerequisites(runtime: str = RUNTIME_RUNC_V2) -> list[str]:
         except (CLIError, RootfsError) as exc:
             problems.append(str(exc))
     return problems
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane demo`` has no arguments of its own."""
+    parser.set_defaults(handler=demo)
 
 
 def demo(opts: Options, args: argparse.Namespace) -> int:

@@ -29,19 +29,30 @@ import logging
 import re
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskplane.cli import Options
+from registry.log import get_logger
+from taskplane.cli_common import Options
 from taskplane.errors import EXIT_INTERRUPTED
 
-__all__ = ["event_fields", "events", "format_human", "format_json", "show_journal_warnings"]
+if TYPE_CHECKING:
+    from plugins.events import EventEnvelope
 
-log = logging.getLogger("taskplane.events")
+__all__ = [
+    "event_fields",
+    "events",
+    "format_human",
+    "format_json",
+    "register",
+    "show_journal_warnings",
+]
+
+log = get_logger(__name__)
 
 _PLAIN = re.compile(r"^[^\s\"'=]+$")
 
 
-def event_fields(envelope: Any) -> dict[str, Any] | None:
+def event_fields(envelope: EventEnvelope) -> dict[str, Any] | None:
     """The event's fields by name (zero values included), or None for an undecoded ``Any``."""
     from google.protobuf import any_pb2, json_format
 
@@ -57,7 +68,7 @@ def event_fields(envelope: Any) -> dict[str, Any] | None:
     return {name: fields[name] for name in order if name in fields}
 
 
-def _timestamp(envelope: Any) -> str:
+def _timestamp(envelope: EventEnvelope) -> str:
     return str(envelope.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
@@ -71,7 +82,7 @@ def _value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def format_human(envelope: Any) -> str:
+def format_human(envelope: EventEnvelope) -> str:
     """One line: timestamp, namespace, topic, then ``name=value`` for every field."""
     head = f"{_timestamp(envelope)} {envelope.namespace} {envelope.topic}"
     fields = event_fields(envelope)
@@ -81,7 +92,7 @@ def format_human(envelope: Any) -> str:
     return " ".join([head, *(f"{name}={_value(value)}" for name, value in fields.items())])
 
 
-def format_json(envelope: Any) -> str:
+def format_json(envelope: EventEnvelope) -> str:
     """One JSON object: timestamp, namespace, topic, type and the event's fields."""
     fields = event_fields(envelope)
     record: dict[str, Any] = {
@@ -103,6 +114,32 @@ def show_journal_warnings() -> None:
         logger = logging.getLogger(name)
         if not logger.isEnabledFor(logging.WARNING):
             logger.setLevel(logging.WARNING)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane events``."""
+    parser.add_argument(
+        "filters",
+        metavar="FILTER",
+        nargs="*",
+        help='containerd filters such as topic~="/tasks/" or event.container_id==web, or a'
+        " topic or prefix (/tasks/*); an event is printed when any filter matches",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        action="append",
+        default=[],
+        help="only this topic, or topics under a prefix such as /tasks/* (repeatable)",
+    )
+    parser.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="events of every namespace, not only --namespace's",
+    )
+    parser.set_defaults(handler=events)
 
 
 def events(opts: Options, args: argparse.Namespace) -> int:

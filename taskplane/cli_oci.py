@@ -13,10 +13,35 @@ import argparse
 import json
 import sys
 
-from taskplane.cli import Options
-from taskplane.cli_run import spec_from_args
+from taskplane.cli_common import Command, Options, add_commands, command_nargs
+from taskplane.cli_spec import add_spec_options, spec_from_args
 
-__all__ = ["spec"]
+__all__ = ["register", "register_spec", "spec"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane oci COMMAND``."""
+    add_commands(
+        parser,
+        [
+            Command(
+                "spec",
+                "taskplane.cli_oci:register_spec",
+                "print the OCI spec 'run' would use (with the same flags) as JSON",
+                usage="taskplane oci spec [options] [ID] [-- CMD [ARG...]]",
+            )
+        ],
+    )
+
+
+def register_spec(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``taskplane oci spec``: ``run``'s container flags."""
+    add_spec_options(parser)
+    parser.add_argument("id", metavar="ID", nargs="?", help="id (hostname and cgroup)")
+    parser.add_argument(
+        "cmd", metavar="CMD", nargs=command_nargs(parser), help="the command (default: sh)"
+    )
+    parser.set_defaults(handler=spec)
 
 
 def spec(opts: Options, args: argparse.Namespace) -> int:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskplane.cli import Options
+from taskplane.cli_common import Command, Options, add_commands, format_table
 
 if TYPE_CHECKING:
     from registry import Host, PluginStatus
 
-__all__ = ["STATUS_WORDS", "format_table", "ls", "records", "render", "status_record"]
+__all__ = [
+    "STATUS_WORDS",
+    "format_table",
+    "ls",
+    "records",
+    "register",
+    "render",
+    "status_record",
+]
 
 #: The table's word for each registry status (``ctr plugins ls`` says ok / skip / error).
 STATUS_WORDS = {
@@ -31,15 +38,28 @@ STATUS_WORDS = {
 }
 
 
-def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns separated by at least two spaces, like ctr's tabwriter output."""
-    all_rows = [list(header), *[list(r) for r in rows]]
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
-    lines = []
-    for row in all_rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("    ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
+def register(parser: argparse.ArgumentParser) -> None:
+    """``taskplane plugins COMMAND``."""
+    add_commands(
+        parser,
+        [
+            Command(
+                "ls",
+                "taskplane.cli_plugins:register_ls",
+                "list every plugin and its status",
+                aliases=("list",),
+            )
+        ],
+    )
+
+
+def register_ls(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``taskplane plugins ls``."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--detailed", "-d", action="store_true", help="add the reason or error and the init time"
+    )
+    parser.set_defaults(handler=ls)
 
 
 def _why(status: PluginStatus) -> str:

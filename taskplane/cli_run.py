@@ -1,156 +1,133 @@
-"""The container options of ``taskplane run`` and ``taskplane oci spec`` (ctr's flag names).
+"""``taskplane run``: create a container and its task, run it attached (or ``-d`` detached).
 
-:func:`add_spec_options` adds the flags to a parser; :func:`spec_from_args` turns parsed
-arguments into an OCI spec: the default spec (or ``--spec FILE``) with the flags applied, flags
-winning over the file. :func:`check_not_image` catches an image reference given where taskplane
-wants an id or a command (``taskplane run docker.io/library/alpine:latest``).
+Attached output flows through FIFOs in ``<state>/taskplane.io/<ns>/<id>/`` and is logged
+there too (:mod:`taskplane.logs`), which ``tasks logs`` prints; a detached task's output is
+logged by its shim's logging binary.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-from typing import Any
+import sys
+from typing import TYPE_CHECKING
 
-from taskplane import oci, preflight
+from taskplane import preflight
+from taskplane.cli_attach import Output, SignalForwarder, add_process_arguments, attached
+from taskplane.cli_client import validate_ids, with_client
+from taskplane.cli_common import Options
+from taskplane.cli_spec import add_spec_options, check_not_image, spec_from_args
+from taskplane.containers import DEFAULT_RUNTIME, Client, runc_options
 from taskplane.errors import CLIError
 
-__all__ = ["add_spec_options", "check_not_image", "looks_like_image", "spec_from_args"]
+if TYPE_CHECKING:
+    from runtime_v2.shim import ShimTask
 
-# ``[registry[:port]/]name[/name...][:tag][@digest]`` with a tag, a digest or a registry: what
-# containerd's reference parser accepts and a task id or a command would not look like.
-_IMAGE = re.compile(
-    r"^(?:(?P<registry>[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?|localhost(?::\d+)?)/)?"
-    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?P<tag>:[\w][\w.-]{0,127})?(?P<digest>@sha256:[0-9a-f]{64})?$"
-)
+__all__ = ["parse_labels", "register", "run"]
 
 
-def looks_like_image(text: str) -> bool:
-    """Whether ``text`` is an image reference (``name:tag``, ``registry/name``, ``...@sha256``)
-    rather than a task id (no ``:``/``/``) or a command (a path or a bare name)."""
-    match = _IMAGE.match(text)
-    if match is None:
-        return False
-    return bool(match["tag"] or match["digest"] or match["registry"])
-
-
-def check_not_image(container_id: str, command: list[str]) -> None:
-    """Raise one sentence when the id or the command is an image reference."""
-    for text in (container_id, *command[:1]):
-        if looks_like_image(text):
-            raise CLIError(
-                f"{text!r} looks like an image reference: taskplane runs a root filesystem "
-                "directory, not images; use --rootfs DIR (taskplane rootfs busybox DIR builds "
-                "one) and give an id and a command"
-            )
-
-
-def add_spec_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--rootfs``, ``--env``, ``--cwd``, ``--spec`` and the container option flags."""
-    add = parser.add_argument
-    add("--rootfs", metavar="DIR", help="root filesystem directory")
-    add("--env", metavar="K=V", action="append", default=[], help="set an environment variable")
-    add("--env-file", metavar="FILE", action="append", default=[], help="read KEY=VALUE lines")
-    add("--cwd", metavar="DIR", help="working directory (default: the spec's, else /)")
-    add("--spec", metavar="FILE", help="OCI spec JSON to start from (the flags override it)")
-    add(
-        "--mount",
-        metavar="type=bind,src=HOST,dst=CTR[,options=OPT:OPT]",
+def register(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``taskplane run``."""
+    add_spec_options(parser)
+    parser.add_argument(
+        "--label",
+        metavar="K=V",
         action="append",
         default=[],
-        help="bind mount a host path (options e.g. rbind:ro)",
+        help="a label on the container record (repeatable)",
     )
-    add(
-        "-v",
-        "--volume",
-        metavar="HOST:CTR[:ro]",
-        action="append",
-        default=[],
-        help="bind mount a host path (nerdctl's -v)",
+    parser.add_argument(
+        "--overlay",
+        action="store_true",
+        help="give the container a private writable layer over --rootfs (overlayfs snapshotter)",
     )
-    add("-u", "--user", metavar="UID[:GID]", help="user (and group) id of the process")
-    add("--read-only", action="store_true", help="mount the root filesystem read-only")
-    add("--memory-limit", metavar="BYTES", help="memory limit in bytes (or 64m, 1g ...)")
-    add("--cpus", metavar="N.N", help="CPUs the container may use (e.g. 0.5)")
-    add("--pids-limit", metavar="N", type=_positive_int, help="most processes in the container")
-    add("--net-host", action="store_true", help="use the host's network namespace")
-    add("--hostname", metavar="NAME", help="hostname in the container (default: the id)")
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number greater than 0")
-    return int(text)
-
-
-def _options(args: argparse.Namespace) -> oci.SpecOptions:
-    mounts = [*map(oci.parse_mount, args.mount), *map(oci.parse_volume, args.volume)]
-    return oci.SpecOptions(
-        mounts=tuple(mounts),
-        user=oci.parse_user(args.user) if args.user else None,
-        read_only=args.read_only,
-        memory_limit=oci.parse_bytes(args.memory_limit) if args.memory_limit else None,
-        cpus=oci.parse_cpus(args.cpus) if args.cpus else None,
-        pids_limit=args.pids_limit,
-        net_host=args.net_host,
-        hostname=args.hostname,
+    parser.add_argument("--rm", action="store_true", help="delete the task and container on exit")
+    parser.add_argument(
+        "-d",
+        "--detach",
+        action="store_true",
+        help="print the id and leave the task running; output goes to a log file",
     )
+    parser.add_argument(
+        "--runtime",
+        metavar="NAME|PATH",
+        default=DEFAULT_RUNTIME,
+        help=f"runtime name or absolute shim path (default: {DEFAULT_RUNTIME})",
+    )
+    parser.add_argument(
+        "--runc-binary", metavar="PATH", help="runc-compatible binary the runc shim runs"
+    )
+    add_process_arguments(parser, "container and task id")
+    parser.set_defaults(handler=run)
 
 
-def spec_from_args(
-    args: argparse.Namespace, container_id: str, namespace: str, *, rootfs_required: bool = True
-) -> dict[str, Any]:
-    """The spec of ``args``: ``--spec FILE`` or the default spec, then every flag applied.
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``--label K=V`` values as a dict (a later value of the same key wins)."""
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"label {item!r} must have the form KEY=VALUE")
+        labels[key] = value
+    return labels
 
-    With ``--spec``, ``--rootfs`` replaces ``root.path``, a command replaces ``process.args``,
-    ``--env`` adds to (and overrides) the file's environment and ``--cwd`` replaces its cwd.
-    """
-    options = _options(args)
-    env = [*(e for f in args.env_file for e in oci.parse_env_file(f)), *args.env]
-    command = list(args.cmd)
-    if args.spec:
-        spec = oci.load_spec(args.spec)
-        process = spec["process"]
-        if command:
-            process["args"] = command
-        if env:
-            # The file's environment, then the flags' (a later value of the same key wins).
-            process["env"] = oci.process_spec(["-"], env=[*process.get("env", []), *env])["env"]
-        # A spec without a hostname (``taskplane oci spec``) gets the default: the id.
-        spec.setdefault("hostname", oci.default_hostname(container_id))
-        if args.cwd is not None:
-            process["cwd"] = oci.process_spec(["-"], cwd=args.cwd)["cwd"]
-        if args.rootfs:
-            spec["root"]["path"] = preflight.require_rootfs(args.rootfs)
-        else:
-            # As in an OCI bundle, a relative root.path is relative to the spec file's directory.
-            root = os.path.join(os.path.dirname(os.path.abspath(args.spec)), spec["root"]["path"])
-            spec["root"]["path"] = (
-                preflight.require_rootfs(root) if rootfs_required else os.path.realpath(root)
+
+def run(opts: Options, args: argparse.Namespace) -> int:
+    """``taskplane run``: create a container and its task, run it, exit with its status."""
+    check_not_image(args.id, args.cmd)
+    validate_ids(opts, args.id)
+    if args.detach and args.rm:
+        raise CLIError("--rm and --detach cannot be used together")
+    if args.detach and (args.interactive or args.tty):
+        raise CLIError("--detach cannot be used with -i/--interactive or -t/--tty")
+    labels = parse_labels(args.label)
+    preflight.require_linux("taskplane run")
+    preflight.require_root("taskplane run")
+    spec = spec_from_args(args, args.id, opts.namespace)
+    preflight.resolve_runtime(args.runtime)
+    if args.runc_binary or preflight.uses_runc(args.runtime):
+        preflight.find_runc(args.runc_binary)
+    options = runc_options(args.runc_binary) if args.runc_binary else None
+
+    async def body(client: Client) -> int:
+        if args.detach:
+            await client.start_detached(
+                args.id,
+                spec,
+                runtime=args.runtime,
+                runtime_options=options,
+                labels=labels,
+                overlay=args.overlay,
             )
-        return oci.apply_options(spec, options)
-    if not args.rootfs and rootfs_required:
-        raise CLIError("--rootfs DIR is required (or give an OCI spec with --spec)")
-    if rootfs_required:
-        rootfs = preflight.require_rootfs(args.rootfs)
-        if not command:
-            raise CLIError(
-                f"no command given: taskplane run --rootfs {args.rootfs} {container_id} "
-                "-- CMD [ARG...]"
-            )
-    else:  # taskplane oci spec: ctr's "rootfs" (the bundle's) unless --rootfs names one
-        rootfs = args.rootfs or ""
-        command = command or ["sh"]
-    spec = oci.default_spec(
-        container_id,
-        rootfs=rootfs or "/",
-        args=command,
-        env=env,
-        cwd=args.cwd or "/",
-        namespace=namespace,
-    )
-    if not rootfs:
-        spec["root"]["path"] = "rootfs"
-    return oci.apply_options(spec, options)
+            print(args.id)
+            return 0
+        forwarder = SignalForwarder()
+        output = Output(forwarder)
+        try:
+            with attached(args.tty) as (terminal, resized):
+
+                def started(task: ShimTask) -> None:
+                    forwarder.attach(task)
+                    resized.append(task)
+
+                result = await client.run(
+                    args.id,
+                    spec,
+                    runtime=args.runtime,
+                    runtime_options=options,
+                    on_stdout=output.to(sys.stdout.buffer),
+                    on_stderr=output.to(sys.stderr.buffer),
+                    remove=args.rm,
+                    started=started,
+                    stdin=sys.stdin.buffer if args.interactive else None,
+                    tty=args.tty,
+                    tty_size=terminal.size() if terminal else None,
+                    labels=labels,
+                    overlay=args.overlay,
+                )
+        finally:
+            forwarder.close()
+        if output.broken:
+            raise BrokenPipeError
+        return result.exit_status & 0xFF
+
+    return with_client(opts, body)

@@ -7,9 +7,14 @@ an internal error that says so. ``--debug`` adds the traceback to either.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
-from typing import TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from plugins.errdefs import ContainerdError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -17,6 +22,8 @@ __all__ = [
     "EXIT_USAGE",
     "CLIError",
     "Missing",
+    "about",
+    "prefixed",
     "report",
 ]
 
@@ -100,3 +107,23 @@ def report(exc: BaseException, *, debug: bool = False, stream: TextIO | None = N
     if isinstance(exc, CLIError):
         return exc.exit_code
     return EXIT_FAILURE
+
+
+def prefixed(exc: ContainerdError, what: str) -> ContainerdError:
+    """``exc`` with what we were doing in front (``cannot signal task "web": ...``), of its
+    errdefs class itself (not a subclass such as ttrpc's Closed, whose constructor may differ),
+    so the error keeps its meaning for the caller."""
+    from plugins import errdefs
+
+    return errdefs.wrap(exc, what)
+
+
+@contextlib.contextmanager
+def about(what: str) -> Iterator[None]:
+    """Raise every errdefs error of the block :func:`prefixed` with ``what``."""
+    from plugins import errdefs
+
+    try:
+        yield
+    except errdefs.ContainerdError as exc:
+        raise prefixed(exc, what) from exc

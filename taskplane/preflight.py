@@ -58,7 +58,8 @@ def resolve_runtime(runtime: str) -> str:
     """Return the shim binary ``runtime`` names, resolved exactly as the shim manager will.
 
     Raises :class:`Missing` naming the binary and every place looked (PATH, next to
-    taskplane), or :class:`CLIError` for a malformed name.
+    taskplane) in containerd's words (``failed to resolve runtime path: runtime "<name>"
+    binary not installed "<binary>" ...``), or :class:`CLIError` for a malformed name.
     """
     from plugins import errdefs
     from runtime_v2.runtime_path import binary_name, resolve_runtime_path
@@ -69,7 +70,8 @@ def resolve_runtime(runtime: str) -> str:
         hint = ""
         if binary_name(runtime) == RUNC_SHIM_BINARY or runtime.endswith("/" + RUNC_SHIM_BINARY):
             hint = " (Debian: apt-get install containerd)"
-        raise Missing(f"{exc}{hint}") from None
+        # containerd's words when the shim manager cannot find it (core/runtime/v2/binary.go).
+        raise Missing(f"failed to resolve runtime path: {exc}{hint}") from None
     except errdefs.InvalidArgument as exc:
         raise CLIError(str(exc)) from None
 

@@ -70,7 +70,10 @@ def test_run_names_the_runtime_binary_and_where_it_looked(
         )
     )
     assert "containerd-shim-nothing-v7" in line
-    assert "not installed" in line
+    assert (
+        'failed to resolve runtime path: runtime "io.example.nothing.v7" binary not installed'
+        in line
+    )
     assert "PATH (" in line and "never the working directory): not found" in line
     assert str(taskplane.cwd) not in line
 

@@ -10,7 +10,7 @@ import pytest
 
 from plugins import errdefs
 from taskplane import oci
-from taskplane.cli_run import looks_like_image
+from taskplane.cli_spec import looks_like_image
 from taskplane.metrics import decode
 
 from .conftest import Taskplane, single_error_line

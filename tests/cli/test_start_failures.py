@@ -22,4 +22,5 @@ def test_run_of_a_task_that_cannot_start_leaves_nothing(
     )  # fmt: skip
     line = single_error_line(result)
     assert "start failed" in line and "stopped" in line, line
+    assert line.startswith(f'taskplane: failed to start task "{task_id}": '), line
     assert runner("tasks", "ls").stdout.strip().count("\n") == 0  # only the header

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from interop.shimlib import wait_process_exit
 
-import runtime_v2.shim_manager as shim_manager_module
+import runtime_v2.shim_cleanup as shim_cleanup_module
 import runtime_v2.task_manager as task_manager_module
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status
@@ -302,7 +302,7 @@ async def test_a_delete_on_the_closed_connection_of_a_dead_shim(
     delete says so; between the two nothing is left (the container is killed, its runc state,
     bundle and socket go)."""
     tasks = host.get(*TASKS)
-    real_run_delete = shim_manager_module.run_delete
+    real_run_delete = shim_cleanup_module.run_delete
     in_cleanup, go_on = asyncio.Event(), asyncio.Event()
 
     async def held_run_delete(binary: Any, bundle: Any) -> Any:
@@ -310,7 +310,7 @@ async def test_a_delete_on_the_closed_connection_of_a_dead_shim(
         await go_on.wait()
         return await real_run_delete(binary, bundle)
 
-    monkeypatch.setattr(shim_manager_module, "run_delete", held_run_delete)
+    monkeypatch.setattr(shim_cleanup_module, "run_delete", held_run_delete)
     async with asyncio.timeout(TIMEOUT):
         task = await start_sleeper(tasks, dirs, busybox_rootfs, "gone")
         container_pid = await task.pid()

@@ -11,13 +11,26 @@ from typing import Any
 import pytest
 from interop.shimlib import wait_process_exit
 
+import plugins.builtin
+import runtime_v2.builtin
 from plugins import errdefs
+from plugins.containerd_config import CATALOGUE, TIMEOUT_SHIM_LOAD
+from registry import boot_async
 from runtime_v2 import CreateOpts, Status
 from runtime_v2.api import events_pb2
 
 from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
 
 TASKS = ("io.containerd.runtime.v2", "task")
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
 
 
 def alive(pid: int) -> bool:
@@ -251,3 +264,52 @@ async def test_two_processes_on_one_state_dir_share_tasks_without_stepping_on_ea
             await second.aclose()
         await cleanup_tasks(first.get(*TASKS), dirs.namespace)
         await first.aclose()
+
+
+async def test_a_stopped_shim_is_skipped_at_boot_without_waiting_and_reattached_once_resumed(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    """A SIGSTOPped runc shim still accepts connections but cannot answer: the next boot
+    judges it by its process (left in place, untouched) instead of waiting out the load
+    deadline, and once it runs again the boot after reattaches it."""
+    first = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            task = await start_sleeper(first.get(*TASKS), dirs, busybox_rootfs, "frozen")
+            shim_pid = task.shim.shim_pid
+    finally:
+        await first.aclose()
+    os.kill(shim_pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            # A stop takes effect when the shim is next scheduled; it is not our child, so
+            # its state is the only way to know.
+            while process_state(shim_pid) != "T":
+                await asyncio.sleep(0)
+        # The load deadline is far beyond the hang-stopper: only the process check ends it.
+        async with asyncio.timeout(TIMEOUT):
+            second = await boot_async(
+                {"version": 3, "timeouts": {TIMEOUT_SHIM_LOAD: "1h"}},
+                builtins=[plugins.builtin, runtime_v2.builtin],
+                autoload=False,
+                root=str(dirs.root),
+                state=str(dirs.state),
+                known=CATALOGUE,
+            )
+        try:
+            outcomes = {o.id: (o.outcome, o.reason) for o in second.get(*TASKS).load_outcomes}
+        finally:
+            await second.aclose()
+        assert outcomes == {
+            "frozen": ("skipped", f"shim process {shim_pid} is stopped; left in place")
+        }
+    finally:
+        os.kill(shim_pid, signal.SIGCONT)
+    third = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            tasks = third.get(*TASKS)
+            assert [(o.id, o.outcome) for o in tasks.load_outcomes] == [("frozen", "reattached")]
+            await cleanup_tasks(tasks, dirs.namespace)
+    finally:
+        await third.aclose()

@@ -30,7 +30,7 @@ from interop.shimlib import wait_process_exit
 from plugins import errdefs
 from runtime_v2 import CreateOpts, Status, typeurl
 from runtime_v2.api import bootstrap_pb2, introspection_pb2, runc_options_pb2
-from taskplane.cli_tasks import runtime_info_record
+from taskplane.cli_runtime import runtime_info_record
 from tests.leaks import find_processes
 
 from .conftest import TASK_PLUGIN_DIR, TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for

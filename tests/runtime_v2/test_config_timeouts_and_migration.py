@@ -27,7 +27,9 @@ from registry.config import check_config
 from runtime_v2 import TaskManager, ttrpc
 from runtime_v2.bundle import new_bundle
 from runtime_v2.shim import SHUTDOWN_TIMEOUT, Shim, ShimTask
-from runtime_v2.shim_manager import CLEANUP_TIMEOUT, ShimConfig, ShimManager, migrate_sched_core
+from runtime_v2.shim_cleanup import CLEANUP_TIMEOUT
+from runtime_v2.shim_config import ShimConfig, migrate_sched_core
+from runtime_v2.shim_manager import ShimManager
 
 TASK_URI = "io.containerd.runtime.v2.task"
 SHIM_URI = "io.containerd.shim.v1.manager"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
+import shutil
+import signal
 import stat
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,11 @@ from plugins.events import Exchange
 from runtime_v2 import shim_load
 from runtime_v2.bundle import new_bundle
 from runtime_v2.locks import lock_path, read_step
+from runtime_v2.shim import ShimTask
+from runtime_v2.shim_cleanup import SHIM_PID_FILE
 from runtime_v2.shim_load import load_existing_shims
 from runtime_v2.shim_manager import ShimManager
+from runtime_v2.task_manager import TaskManager
 
 NS = "loadns"
 
@@ -66,6 +73,19 @@ def make_bundle(
                 json.dumps({"version": 2, "address": address, "protocol": "ttrpc"})
             )
     return path
+
+
+@contextlib.contextmanager
+def peer_holds_lock(bundle: Path, *, step: str) -> Iterator[None]:
+    """A peer process's flock on ``bundle``'s task lock (another open file description), with
+    ``step`` recorded in it."""
+    Path(lock_path(str(bundle))).write_text(step)
+    fd = os.open(lock_path(str(bundle)), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def deletes(base: Path) -> list[str]:
@@ -303,3 +323,101 @@ async def test_a_work_dir_whose_task_is_locked_by_a_peer_stays(
         os.close(fd)
     await load(manager, base)
     assert not work.exists()
+
+
+async def test_a_stopped_shim_is_skipped_at_once_not_after_the_deadline(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    # A stopped shim's socket still accepts connections, so only its process tells: the pid
+    # it gave at start (recorded in the bundle) names a process in state T.
+    fake = await FakeShim(str(base / "stopped.sock"), versions=(2,)).start()
+    fake.hang.add("Connect")
+    stand_in = base / "containerd-shim-stopped-v2"
+    shutil.copy("/bin/sleep", stand_in)
+    process = subprocess.Popen([str(stand_in), "600"])
+    path = make_bundle(base, "stopped", fake_runtime, address=fake.address)
+    (path / SHIM_PID_FILE).write_text(str(process.pid))
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        os.waitpid(process.pid, os.WUNTRACED)  # returns once it is stopped (it is our child)
+        # The deadline is far beyond the hang-stopper: only the stopped check ends the load.
+        async with asyncio.timeout(30):
+            outcomes = await load(manager, base, timeout=600)
+        assert outcomes["stopped"] == (
+            "skipped",
+            f"shim process {process.pid} is stopped; left in place",
+        )
+        assert path.exists() and deletes(base) == []
+        assert "Connect" not in fake.methods()
+    finally:
+        process.kill()
+        process.wait()
+        await fake.stop()
+
+
+async def test_a_running_task_is_reattached_without_its_lock(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Its recorded step says nothing is pending: a peer holding its lock (for an exec, say)
+    does not make recovery skip it, and nothing waits for the lock."""
+    fake = await FakeShim(str(base / "busy.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "busy/")] = FakeTask(99)
+    path = make_bundle(base, "busy", fake_runtime, address=fake.address)
+    try:
+        with peer_holds_lock(path, step="running"):
+            async with asyncio.timeout(30):  # only to stop a hang
+                outcomes = await load(manager, base)
+        assert outcomes["busy"][0] == "reattached"
+        assert manager.has(NS, "busy")
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_dead_shim_of_a_running_task_is_reaped_under_its_lock(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Reattaching went without the lock; reaping does not: a peer holding it keeps the task."""
+    path = make_bundle(base, "held", fake_runtime, address="unix://" + str(base / "gone.sock"))
+    with peer_holds_lock(path, step="running"):
+        outcomes = await load(manager, base)
+    assert outcomes["held"] == ("skipped", "another process is working on it (its lock is held)")
+    assert path.exists() and deletes(base) == []
+    assert (await load(manager, base))["held"][0] == "reaped"
+    assert not path.exists()
+
+
+async def test_task_states_are_asked_of_every_shim_at_once_and_a_silent_one_is_none(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = []
+    for task_id in ("a", "b", "c"):
+        fake = await FakeShim(str(base / f"{task_id}.sock"), versions=(2,)).start()
+        fake.tasks[(NS, f"{task_id}/")] = FakeTask(10)
+        make_bundle(base, task_id, fake_runtime, address=fake.address)
+        fakes.append(fake)
+    try:
+        assert {o for o, _ in (await load(manager, base)).values()} == {"reattached"}
+        tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
+        fakes[2].hang.add("State")  # "c" no longer answers
+        real_state = ShimTask.state
+        asking, all_asked = [0], asyncio.Event()
+
+        async def gated_state(self: ShimTask) -> Any:
+            # Each answer waits until all three are being asked: one at a time never gets there.
+            asking[0] += 1
+            if asking[0] == 3:
+                all_asked.set()
+            await all_asked.wait()
+            return await real_state(self)
+
+        monkeypatch.setattr(ShimTask, "state", gated_state)
+        async with asyncio.timeout(30):  # only to stop a hang
+            states = await tasks.states(namespace=NS, timeout=0.2)
+        assert sorted(states) == ["a", "b", "c"]
+        assert states["c"] is None
+        assert states["a"] is not None and states["a"].pid == 10
+    finally:
+        await manager.aclose()
+        for fake in fakes:
+            await fake.stop()

@@ -22,7 +22,7 @@ import runtime_v2.builtin
 from plugins.events import Exchange
 from registry import ConfigError, boot_async
 from registry.config import Config, decode_plugin_configs
-from runtime_v2 import errdefs, shim_manager, ttrpc, typeurl
+from runtime_v2 import errdefs, shim_info, shim_manager, ttrpc, typeurl
 from runtime_v2.api import (
     bootstrap_pb2,
     event_pb2,
@@ -35,14 +35,10 @@ from runtime_v2.binary import ShimCommandError
 from runtime_v2.bundle import new_bundle
 from runtime_v2.runtime import Exit
 from runtime_v2.shim import Shim
-from runtime_v2.shim_manager import (
-    MAX_SOCKET_DIR_LEN,
-    ShimConfig,
-    ShimManager,
-    check_socket_dir,
-    check_sun_path,
-    write_options,
-)
+from runtime_v2.shim_cleanup import write_options
+from runtime_v2.shim_config import ShimConfig
+from runtime_v2.shim_manager import ShimManager
+from runtime_v2.shim_socket import MAX_SOCKET_DIR_LEN, check_socket_dir, check_sun_path
 from runtime_v2.start_protocol import BinaryProtocol
 
 NS = "testns"
@@ -154,7 +150,7 @@ async def test_init_checks_a_config_built_without_validation_the_same_way() -> N
     with attrs.validators.disabled():
         unchecked = ShimConfig(socket_dir=long_dir)
     with pytest.raises(errdefs.InvalidArgument) as at_init:
-        await shim_manager._init(cast(Any, SimpleNamespace(config=unchecked)))
+        await shim_manager.init(cast(Any, SimpleNamespace(config=unchecked)))
     assert (
         str(at_init.value)
         == _issues({SHIM_URI: {"socket_dir": long_dir}})[f'plugins."{SHIM_URI}".socket_dir']
@@ -460,8 +456,8 @@ async def test_info_entries_expire_after_the_ttl(
     manager: ShimManager, base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(shim_manager, "_now", lambda: clock[0])
-    monkeypatch.setattr(shim_manager, "INFO_CACHE_TTL", 5.0)
+    monkeypatch.setattr(shim_info, "_now", lambda: clock[0])
+    monkeypatch.setattr(shim_info, "INFO_CACHE_TTL", 5.0)
     for fail in (False, True):  # results and failures alike
         (base / "runs").unlink(missing_ok=True)
         script = str(_info_script(base, fail=fail))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +21,9 @@ from plugins import errdefs
 from registry import ConfigError, boot_async
 from runtime_v2 import CreateOpts, TaskManager, task_manager, typeurl
 from runtime_v2.api import introspection_pb2, mount_pb2
-from runtime_v2.task_manager import TaskConfig, uses_idmap_mounts, validate_runtime_features
+from runtime_v2.locks import lock_path
+from runtime_v2.task_config import TaskConfig
+from runtime_v2.task_manager import uses_idmap_mounts, validate_runtime_features
 
 TASK_URI = "io.containerd.runtime.v2.task"
 
@@ -80,7 +84,7 @@ async def test_an_invalid_platform_fails_the_config_load_naming_it(base: Path) -
         unchecked = TaskConfig(platforms=["not/a/real/x"])
     ic: Any = SimpleNamespace(config=unchecked, meta=SimpleNamespace(platforms=[], exports={}))
     with pytest.raises(errdefs.InvalidArgument) as at_init:
-        await task_manager._init(ic)
+        await task_manager.init(ic)
     assert issue.message in str(at_init.value)
 
 
@@ -241,3 +245,56 @@ async def test_specs_without_idmap_mounts_never_ask_the_runtime() -> None:
     await validate_runtime_features(shims, "rt", b'{"mounts": [{"destination": "/x"}]}', None)
     await validate_runtime_features(shims, "rt", None, None)
     assert shims.asked == []
+
+
+#: A peer process holding a task's lock until it is told to let go; an alarm kills it if it is
+#: never told (a frozen event loop cannot tell it), so a broken test fails instead of hanging.
+_HOLD_LOCK = """
+import fcntl, os, signal, sys
+signal.alarm(20)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+os.close(fd)
+print("released", flush=True)
+"""
+
+
+async def test_create_waiting_for_a_peers_lock_leaves_the_event_loop_running(
+    tasks: TaskManager,
+) -> None:
+    lock = lock_path(tasks.bundle("t", namespace="ns").path)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLD_LOCK,
+        lock,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert peer.stdin is not None and peer.stdout is not None
+    try:
+        assert await peer.stdout.readline() == b"held\n"
+        create = asyncio.ensure_future(
+            tasks.create(
+                "t", CreateOpts(spec=b"{}", runtime="io.containerd.nope.v1"), namespace="ns"
+            )
+        )
+        # Other coroutines of this loop run while create waits for the peer's lock: were the
+        # flock taken on the loop, the first yield would freeze it until the peer let go.
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert not create.done()
+        peer.stdin.write(b"let go\n")
+        # The peer held the lock all along: it is the one letting go now, not its alarm.
+        assert await peer.stdout.readline() == b"released\n"
+        # With the lock, create goes on (and fails on the runtime, leaving nothing).
+        with pytest.raises(errdefs.NotFound, match="failed to start shim"):
+            await create
+        assert os.listdir(os.path.join(tasks.state, "ns")) == []
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+        await peer.wait()

@@ -1,0 +1,243 @@
+"""What every ``taskplane`` command module shares: the global options, the lazy command tables,
+the parser class and the table printer.
+
+It imports nothing heavy (argparse, attrs): every command imports it, ``tasks ls`` included.
+
+The command line is a tree of :class:`Command` tables. :func:`add_commands` adds one
+placeholder sub-parser per entry, with its name, aliases and help, so ``taskplane --help``
+lists every command without importing one. Only when the parser meets a command's name is the
+command's module imported and its ``register(parser)`` called: a leaf adds its flags and its
+handler (``parser.set_defaults(handler=...)``), a group adds its own table. So ``taskplane tasks
+ls`` imports :mod:`taskplane.cli_tasks` and nothing of ``run``, ``exec`` or ``events``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+from taskplane import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from registry import Host
+
+__all__ = [
+    "ENV_CONFIG",
+    "ENV_NAMESPACE",
+    "LOG_LEVELS",
+    "Command",
+    "Handler",
+    "Options",
+    "Parser",
+    "add_commands",
+    "add_global_options",
+    "command_nargs",
+    "fill",
+    "format_table",
+    "line_count",
+    "list_format",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: Environment variables that stand in for a missing global option.
+ENV_CONFIG = "TASKPLANE_CONFIG"
+ENV_NAMESPACE = "TASKPLANE_NAMESPACE"
+
+#: Exit code of a command-line usage error (argparse's too).
+EXIT_USAGE = 2
+
+
+@attrs.frozen
+class Options:
+    """The global options every command sees."""
+
+    config: str | None = None
+    root: str | None = None
+    state: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    log_level: str = "error"
+    debug: bool = False
+
+    async def boot_async(self) -> Host:
+        """Boot the registry with these options (config file, root and state overrides)."""
+        import taskplane
+
+        return await taskplane.boot_async(self.config, root=self.root, state=self.state)
+
+    def boot(self) -> Host:
+        """Synchronous :meth:`boot_async`; the returned Host owns its event loop."""
+        import taskplane
+
+        return taskplane.boot(self.config, root=self.root, state=self.state)
+
+
+#: What a command runs: the global options and the parsed arguments in, the exit code out.
+Handler = Callable[[Options, argparse.Namespace], int]
+
+
+@attrs.frozen
+class Command:
+    """One entry of a command table: ``taskplane NAME`` (or ``taskplane GROUP NAME``).
+
+    ``register`` is ``"module"`` or ``"module:function"`` (default function: ``register``):
+    called with the command's parser once the command is chosen, it adds the flags and the
+    handler, or the sub-commands of a group.
+    """
+
+    name: str
+    register: str
+    help: str
+    aliases: tuple[str, ...] = ()
+    usage: str | None = None
+
+    def load(self) -> Callable[[argparse.ArgumentParser], None]:
+        """Import the command's module and return its register function."""
+        module, _, function = self.register.partition(":")
+        # __import__ rather than importlib.import_module: the interpreter's import statement
+        # path, which ``python -X importtime`` reports (importlib's pure-Python path is not).
+        found: Callable[[argparse.ArgumentParser], None] = getattr(
+            __import__(module, fromlist=["register"]), function or "register"
+        )
+        return found
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line naming the command."""
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with ``<prog>: <message> (see '<prog> --help')`` on stderr."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Sub-commands whose parsers are filled in (their module imported) only when chosen."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if isinstance(values, Sequence) and values:
+            chosen = self._name_parser_map.get(str(values[0]))
+            if chosen is not None:
+                fill(chosen)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def fill(parser: argparse.ArgumentParser) -> None:
+    """Import the module of the command ``parser`` stands for and let it add its arguments
+    (once; a no-op for a parser that is not a placeholder)."""
+    command: Command | None = getattr(parser, "taskplane_command", None)
+    if command is None:
+        return
+    parser.taskplane_command = None  # type: ignore[attr-defined]
+    add_global_options(parser, top=False)
+    command.load()(parser)
+
+
+def add_commands(
+    parser: argparse.ArgumentParser, table: Iterable[Command], *, dest: str = "subcommand"
+) -> None:
+    """Add ``table`` as ``parser``'s sub-commands (one is required), each a placeholder filled
+    in by its module when chosen (see the module docstring)."""
+    subcommands = parser.add_subparsers(
+        dest=dest,
+        metavar="COMMAND",
+        parser_class=Parser,
+        action=_LazyCommands,
+    )
+    subcommands.required = True
+    for command in table:
+        kwargs: dict[str, Any] = {"help": command.help, "aliases": list(command.aliases)}
+        if command.usage is not None:
+            kwargs["usage"] = command.usage
+        # Only its name and help until chosen: the global options too are added by fill().
+        sub = subcommands.add_parser(command.name, description=command.help, **kwargs)
+        sub.taskplane_command = command  # type: ignore[attr-defined]
+        sub.taskplane_dashdash = getattr(parser, "taskplane_dashdash", False)  # type: ignore[attr-defined]
+
+
+def command_nargs(parser: argparse.ArgumentParser) -> str:
+    """The ``nargs`` of a container command following the task id: everything after the id
+    (``run --rootfs r id ls -l``), or, when the caller split the command off at ``--``, the
+    words before it (``run id --rm -- ls``: options may follow the id)."""
+    return "*" if getattr(parser, "taskplane_dashdash", False) else argparse.REMAINDER
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Add the global options; on sub-commands they default to SUPPRESS so the top level wins
+    (``taskplane --namespace x tasks ls`` and ``taskplane tasks ls --namespace x`` are one)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(os.environ.get(ENV_CONFIG) or None),
+        help=f"config file (default: ${ENV_CONFIG}, else the embedded defaults)",
+    )
+    group.add_argument(
+        "--root",
+        metavar="DIR",
+        default=default(None),
+        help="persistent state directory (overrides the config's root)",
+    )
+    group.add_argument(
+        "--state",
+        metavar="DIR",
+        default=default(None),
+        help="runtime state directory (overrides the config's state)",
+    )
+    group.add_argument(
+        "--namespace",
+        "-n",
+        metavar="NS",
+        default=default(os.environ.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE),
+        help=f"namespace of tasks (default: ${ENV_NAMESPACE} or 'default')",
+    )
+    group.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        default=default("error"),
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level of taskplane's own log on stderr (default: error; "
+        "plugin failures are shown by 'plugins ls' either way)",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default(False), help="print tracebacks with errors"
+    )
+
+
+def list_format(parser: argparse.ArgumentParser) -> None:
+    """``-q`` (ids only) and ``--json`` for a list command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    group.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def line_count(value: str) -> int:
+    """A non-negative number of lines (an argparse ``type``)."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid line count {value!r}: use a number, 0 or more")
+    return int(value)
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by at least two spaces, like ctr's tabwriter output."""
+    all_rows = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    lines = []
+    for row in all_rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("    ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)

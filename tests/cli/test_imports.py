@@ -1,0 +1,106 @@
+"""A command imports only what it needs: not the other commands, not the tooling (not timed).
+
+Each test runs ``python -X importtime -m taskplane ...`` on an empty state dir and reads the
+modules it imported from the import-time report on stderr.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskplane.cli import COMMANDS
+
+from .conftest import Taskplane
+
+#: Every command module of the CLI (a command imports its own and the shared ones only).
+CLI_MODULES = {
+    "taskplane.cli_attach",
+    "taskplane.cli_client",
+    "taskplane.cli_config",
+    "taskplane.cli_containers",
+    "taskplane.cli_demo",
+    "taskplane.cli_events",
+    "taskplane.cli_exec",
+    "taskplane.cli_oci",
+    "taskplane.cli_plugins",
+    "taskplane.cli_rootfs",
+    "taskplane.cli_run",
+    "taskplane.cli_runtime",
+    "taskplane.cli_spec",
+    "taskplane.cli_tasks",
+    "taskplane.cli_verbs",
+}
+
+#: What no listing or checking command needs: gRPC tooling, the OCI spec and terminal helpers,
+#: attached I/O, metrics decoding, the demo's rootfs builder.
+NEVER = {
+    "grpc",
+    "grpc_tools",
+    "taskplane.gen_docs",
+    "taskplane.metrics",
+    "taskplane.oci",
+    "taskplane.rootfs",
+    "taskplane.stdio",
+    "taskplane.terminal",
+}
+
+
+def imported(taskplane: Taskplane, *args: str) -> set[str]:
+    """The modules ``taskplane args`` imports (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *taskplane.argv(*args)[1:]],
+        cwd=taskplane.cwd,
+        env=taskplane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the report's header line
+                names.add(name)
+    assert "taskplane.cli" in names, result.stderr[-2000:]
+    return names
+
+
+@pytest.mark.parametrize(
+    ("args", "own"),
+    [
+        (("tasks", "ls"), {"taskplane.cli_tasks", "taskplane.cli_client"}),
+        (("plugins", "ls"), {"taskplane.cli_plugins"}),
+        (("config", "validate", "{config}"), {"taskplane.cli_config"}),
+    ],
+    ids=["tasks-ls", "plugins-ls", "config-validate"],
+)
+def test_a_cheap_command_imports_no_other_command_nor_tooling(
+    taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...], own: set[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    names = imported(taskplane, *(a.format(config=config) for a in args))
+    assert own <= names
+    unexpected = ((CLI_MODULES - own) | NEVER) & names
+    assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
+
+
+def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *taskplane.argv("--help")[1:]],
+        cwd=taskplane.cwd,
+        env=taskplane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in COMMANDS:
+        assert f"\n    {command.name}" in result.stdout, command.name
+    names = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert not CLI_MODULES & names, sorted(CLI_MODULES & names)
