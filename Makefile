@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 SYSTEM_PACKAGES := runc containerd busybox-static
-PROTOS := $(wildcard runtime_v2/api/*.proto)
+PROTOS := $(wildcard runtime_v2/api/*.proto runtime_v2/ttrpc/*.proto)
 
 .PHONY: test demo lint protos system-packages venv bench clean docs
 
@@ -34,7 +34,7 @@ lint: venv
 	$(PY) -m ruff format --check registry plugins runtime_v2 taskplane tests bench examples
 	$(PY) -m mypy
 
-# Regenerates the committed *_pb2.py / *_pb2.pyi files from runtime_v2/api/*.proto.
+# Regenerates the committed *_pb2.py / *_pb2.pyi files from the .proto files in runtime_v2/api and runtime_v2/ttrpc.
 protos: venv
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
 

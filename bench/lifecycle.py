@@ -50,6 +50,7 @@ import runtime_v2.builtin  # noqa: E402
 from registry import boot_async  # noqa: E402
 from runtime_v2 import CreateOpts  # noqa: E402
 from runtime_v2.api import runc_options_pb2  # noqa: E402
+from runtime_v2.shim_log import SHIM_LOGGER  # noqa: E402
 from taskplane.oci import default_spec, spec_bytes  # noqa: E402
 from taskplane.rootfs import build_busybox_rootfs  # noqa: E402
 from taskplane.stdio import FifoPair  # noqa: E402
@@ -319,7 +320,7 @@ async def main() -> int:
     args = parser.parse_args()
     # The shims' own log lines (e.g. the 1.6 shim's "cgroups: epoll wait" burst as it exits)
     # are not the bench's output.
-    logging.getLogger("taskplane.shim").setLevel(logging.CRITICAL)
+    SHIM_LOGGER.setLevel(logging.CRITICAL)
     references = available_references("bench/lifecycle.py")
     if references is None:
         return 2

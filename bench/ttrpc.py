@@ -4,7 +4,8 @@ Measures small unary calls one at a time and with 64 concurrent calls on one con
 
 1. a Python :class:`runtime_v2.ttrpc.Server` in a separate process (``--serve`` mode of this
    script) serving Connect, and State answering NotFound "container not created" as the shim does;
-2. the real ``containerd-shim-runc-v2`` (1.6.20), started the way containerd does (spec 5.1)
+2. the real ``containerd-shim-runc-v2`` (1.6.20), started the way containerd does (its
+   ``core/runtime/v2/binary.go``)
    with a bundle that never gets a container; Shutdown ends it afterwards.
 
 Two methods, each a row per peer and concurrency:
@@ -65,7 +66,8 @@ async def serve(path: str) -> None:
 
     server = ttrpc.Server()
     server.register(
-        task_v2_pb2.DESCRIPTOR.services_by_name["Task"], {"Connect": connect, "State": state}
+        task_v2_pb2.DESCRIPTOR.services_by_name["Task"],
+        {"Connect": connect, "State": errdefs.grpc_handler(state)},
     )
     await server.serve(path)
     stop = asyncio.Event()
@@ -126,7 +128,7 @@ async def go_shim(workdir: Path) -> AsyncIterator[tuple[str, str]]:
                 shim_pid = connected.shim_pid
             yield address, shim.id
         finally:
-            with contextlib.suppress(errdefs.ContainerdError):
+            with contextlib.suppress(ttrpc.StatusError):
                 async with await ttrpc.Client.connect(address, timeout=10) as client:
                     await shim.call(
                         client, "Shutdown", task_v2_pb2.ShutdownRequest(id=shim.id, now=True),
@@ -147,25 +149,28 @@ async def go_shim(workdir: Path) -> AsyncIterator[tuple[str, str]]:
 # --- measuring --------------------------------------------------------------------------------
 
 
-def methods(task_id: str) -> dict[str, tuple[bytes, type[errdefs.ContainerdError] | None]]:
-    """The measured calls, State first; ``task_id`` is the shim's own id."""
+def methods(task_id: str) -> dict[str, tuple[bytes, ttrpc.Code | None]]:
+    """The measured calls and the status code they are answered with (None: success), State
+    first; ``task_id`` is the shim's own id."""
     return {
-        "State": (task_v2_pb2.StateRequest(id=task_id).SerializeToString(), errdefs.NotFound),
+        "State": (task_v2_pb2.StateRequest(id=task_id).SerializeToString(), ttrpc.Code.NOT_FOUND),
         "Connect": (task_v2_pb2.ConnectRequest(id=task_id).SerializeToString(), None),
     }
 
 
 async def _one(
-    client: ttrpc.Client, method: str, payload: bytes, expect: type[errdefs.ContainerdError] | None
+    client: ttrpc.Client, method: str, payload: bytes, expect: ttrpc.Code | None
 ) -> None:
     if expect is None:
         await client.call_raw(TASK, method, payload, namespace="bench")
         return
     try:
         await client.call_raw(TASK, method, payload, namespace="bench")
-    except expect:
-        return  # the expected answer: a full round trip
-    raise RuntimeError(f"{method} succeeded; expected {expect.__name__}")
+    except ttrpc.StatusError as exc:
+        if exc.code == expect:
+            return  # the expected answer: a full round trip
+        raise
+    raise RuntimeError(f"{method} succeeded; expected {expect.name}")
 
 
 async def describe(address: str, method: str, payload: bytes) -> str:
@@ -173,8 +178,8 @@ async def describe(address: str, method: str, payload: bytes) -> str:
     async with await ttrpc.Client.connect(address, timeout=10) as client:
         try:
             await client.call_raw(TASK, method, payload, namespace="bench", timeout=10)
-        except errdefs.ContainerdError as exc:
-            return f"{type(exc).__name__} {str(exc)!r}"
+        except ttrpc.StatusError as exc:
+            return f"{type(errdefs.from_grpc(exc)).__name__} {exc.message!r}"
     return "ok"
 
 
@@ -182,7 +187,7 @@ async def measure(
     address: str,
     method: str,
     payload: bytes,
-    expect: type[errdefs.ContainerdError] | None,
+    expect: ttrpc.Code | None,
     calls: int,
     concurrency: int,
 ) -> dict[str, float]:

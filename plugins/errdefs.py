@@ -7,6 +7,9 @@ Each class carries the gRPC status ``code`` it maps to and containerd's ``text``
 ("not found", "already exists", ...). Raise them with a message that names the thing::
 
     raise NotFound(f'container "{cid}" in namespace "{ns}"')
+
+:func:`wrap` adds context to an error and keeps its class, as Go's
+``fmt.Errorf("creating task: %w", err)`` keeps ``errdefs.IsNotFound(err)`` true.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unknown",
+    "kind",
+    "wrap",
 ]
 
 
@@ -155,3 +160,26 @@ class Unauthenticated(ContainerdError):
     """The caller is not authenticated."""
 
     code, text = 16, "unauthenticated"
+
+
+def kind(exc: BaseException) -> type[ContainerdError]:
+    """The errdefs class of ``exc``: the nearest base class defined here (Unknown for none).
+
+    A subclass defined elsewhere (a shim command's error, a closed connection) is not a kind of
+    its own: its constructor may take other arguments.
+    """
+    for cls in type(exc).__mro__:
+        if cls.__module__ == __name__ and issubclass(cls, ContainerdError):
+            return cls
+    return Unknown
+
+
+def wrap(exc: BaseException, prefix: str) -> ContainerdError:
+    """``prefix: exc`` as an error of the same errdefs class (:func:`kind`), chained to ``exc``.
+
+    >>> wrap(NotFound('task "web"'), "cannot signal")
+    NotFound('cannot signal: task "web"')
+    """
+    wrapped = kind(exc)(f"{prefix}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped

@@ -1,10 +1,11 @@
 """runtime_v2: containerd's runtime v2 (shim task runtime) in Python.
 
 The public face; the work lives in modules named after containerd's files:
-``bundle`` (the directory on disk), ``binary`` (running the shim binary), ``shim`` (a connected
-shim and its task), ``shim_load`` (restart recovery), ``shim_manager`` (the shim plugin) and
-``task_manager`` (the task plugin). Names are imported lazily, so importing a submodule does not
-import the whole package.
+``runtime`` (the task and process contract: Exit, State, Status), ``bundle`` (the directory on
+disk), ``binary`` (running the shim binary), ``shim`` (a connected shim and its task),
+``process`` (an exec in it), ``shim_load`` (restart recovery), ``shim_manager`` (the shim
+plugin) and ``task_manager`` (the task plugin). Names are imported lazily, so importing a
+submodule does not import the whole package.
 
 Example::
 
@@ -24,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime_v2.nsmap import NSMap
-    from runtime_v2.shim import Exit, Process, ProcessInfo, Shim, ShimTask, State, Status
+    from runtime_v2.process import Process
+    from runtime_v2.runtime import CreateOpts, Exit, ProcessInfo, State, Status
+    from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_config import ShimConfig
     from runtime_v2.shim_load import LoadOutcome, load_existing_shims
     from runtime_v2.shim_manager import ShimManager
     from runtime_v2.task_config import TaskConfig
-    from runtime_v2.task_manager import CreateOpts, TaskManager
+    from runtime_v2.task_manager import TaskManager
 
 __all__ = [
     "CreateOpts",
@@ -51,18 +54,18 @@ __all__ = [
 
 _WHERE = {
     "NSMap": "nsmap",
-    "Exit": "shim",
-    "Process": "shim",
-    "ProcessInfo": "shim",
+    "Exit": "runtime",
+    "Process": "process",
+    "ProcessInfo": "runtime",
     "Shim": "shim",
     "ShimTask": "shim",
-    "State": "shim",
-    "Status": "shim",
+    "State": "runtime",
+    "Status": "runtime",
     "LoadOutcome": "shim_load",
     "load_existing_shims": "shim_load",
     "ShimConfig": "shim_config",
     "ShimManager": "shim_manager",
-    "CreateOpts": "task_manager",
+    "CreateOpts": "runtime",
     "TaskConfig": "task_config",
     "TaskManager": "task_manager",
 }

@@ -3,12 +3,12 @@
 A :class:`ShimBinary` is one shim binary bound to one bundle. :meth:`ShimBinary.start` runs
 ``<shim> ... start`` in the bundle and returns the :class:`~runtime_v2.start_response.ShimEndpoint`
 the shim printed; :meth:`ShimBinary.delete` runs ``<shim> ... delete`` to reap a dead shim's
-container and returns its :class:`~runtime_v2.shim.Exit`. :func:`run_info` runs ``<shim> -info``.
+container and returns its :class:`~runtime_v2.runtime.Exit`. :func:`run_info` runs
+``<shim> -info``.
 
-The shim daemon writes its log to the bundle's ``log`` FIFO. :class:`ShimLog` keeps that FIFO
-open and drained from before ``start`` (an unread FIFO blocks the shim) into the
-``taskplane.shim`` logger, and keeps the last lines so that start and delete errors can show
-them. Stop it with :meth:`ShimBinary.close` when the shim is gone (``delete`` also stops it).
+The shim daemon writes its log to the bundle's ``log`` FIFO, which the binary's
+:class:`~runtime_v2.shim_log.ShimLog` drains from before ``start`` (an unread FIFO blocks the
+shim). Stop it with :meth:`ShimBinary.close` when the shim is gone (``delete`` also stops it).
 
 Differences from containerd, on purpose:
 
@@ -31,34 +31,32 @@ Differences from containerd, on purpose:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
-import importlib.metadata
+import functools
 import logging
 import os
 import re
 import signal
-import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
+from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.api import bootstrap_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.bundle import Bundle, write_file
-from runtime_v2.shim import Exit, from_timestamp
+from runtime_v2.runtime import Exit, from_timestamp
+from runtime_v2.shim_log import ShimLog
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
 
 __all__ = [
     "CONTAINERD_COMPAT_VERSION",
-    "LOG_TAIL_BYTES",
     "ShimBinary",
     "ShimCommandError",
-    "ShimLog",
     "check_env",
     "default_publish_binary",
     "log_level_for",
@@ -66,34 +64,13 @@ __all__ = [
     "shim_env",
 ]
 
-log = logging.getLogger("taskplane.shim")
-
-#: How much of the shim's recent log output is kept for error messages.
-LOG_TAIL_BYTES = 8192
+log = get_logger(__name__)
 
 #: Time allowed for reaping a shim whose ``start`` output could not be used.
 _REAP_TIMEOUT = 5.0
 
-_LOGRUS_LEVEL = re.compile(r'(?:^|\s)level=("?)(\w+)\1')
-_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-}
-
 _UNKNOWN_INFO_FLAG = "flag provided but not defined: -info"
 _VERSION_LINE = re.compile(r"^\s*Version:\s*(\S+)", re.MULTILINE)
-
-
-def _logrus_level(line: str) -> int | None:
-    """The logging level of a logrus line's ``level=`` field; None when it names none we know."""
-    match = _LOGRUS_LEVEL.search(line)
-    return _LEVELS.get(match.group(2).lower()) if match else None
 
 
 class ShimCommandError(errdefs.Unknown):
@@ -133,7 +110,7 @@ def shim_env(
     extra: Iterable[str] = (),
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a shim command (containerd main's, spec 2.1).
+    """The environment of a shim command (containerd's ``core/runtime/v2/binary.go``).
 
     Our environment plus ``GOMAXPROCS=2``, ``MAX_SHIM_VERSION=2``, ``TTRPC_ADDRESS``,
     ``GRPC_ADDRESS`` and ``NAMESPACE``, then the ``extra`` ``KEY=VALUE`` entries (the shim
@@ -201,135 +178,6 @@ async def _run(
         raise
     assert proc.returncode is not None
     return proc.returncode, out, err or b""
-
-
-class ShimLog:
-    """Drains a shim's ``log`` FIFO into the ``taskplane.shim`` logger, keeping the last lines.
-
-    :meth:`open` creates the FIFO (mode 0700) if needed and opens it O_RDWR|O_NONBLOCK, so the
-    shim daemon's blocking open for writing succeeds at once and our reads never see EOF;
-    lines are read by an event-loop reader callback. Each line is logged at the level its logrus
-    ``level=`` field names (INFO otherwise) with ``extra={"namespace", "task_id"}``.
-    """
-
-    def __init__(self, path: str, *, namespace: str, task_id: str) -> None:
-        self.path = path
-        self.namespace = namespace
-        self.task_id = task_id
-        self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._partial = b""
-        self._tail: collections.deque[str] = collections.deque()
-        self._tail_bytes = 0
-
-    @property
-    def closed(self) -> bool:
-        """True when the FIFO is not (or no longer) being read."""
-        return self._fd is None
-
-    def open(self) -> None:
-        """Create and open the FIFO and start draining it on the running event loop."""
-        if self._fd is not None:
-            return
-        try:
-            os.mkfifo(self.path, 0o700)
-        except FileExistsError:
-            if not stat.S_ISFIFO(os.lstat(self.path).st_mode):
-                raise errdefs.AlreadyExists(
-                    f"shim log {self.path} exists and is not a FIFO"
-                ) from None
-        else:
-            os.chmod(self.path, 0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_reader(fd, self._drain)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd, self._loop = fd, loop
-
-    def _drain(self) -> None:
-        fd = self._fd
-        if fd is None:
-            return
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.warning(
-                    "shim %s/%s: reading %s failed: %s",
-                    self.namespace,
-                    self.task_id,
-                    self.path,
-                    exc,
-                )
-                self._close_fd()
-                return
-            if not chunk:
-                return
-            data = self._partial + chunk
-            *lines, self._partial = data.split(b"\n")
-            for line in lines:
-                self._emit(line)
-            if len(self._partial) > LOG_TAIL_BYTES:  # a very long line without newline
-                self._emit(self._partial)
-                self._partial = b""
-
-    def _emit(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if not line:
-            return
-        self._tail.append(line)
-        self._tail_bytes += len(line) + 1
-        while self._tail_bytes > LOG_TAIL_BYTES and len(self._tail) > 1:
-            self._tail_bytes -= len(self._tail.popleft()) + 1
-        level = _logrus_level(line)
-        log.log(
-            logging.INFO if level is None else level,
-            "shim %s/%s: %s",
-            self.namespace,
-            self.task_id,
-            line,
-            extra={"namespace": self.namespace, "task_id": self.task_id},
-        )
-
-    def tail(self) -> str:
-        """The last lines the shim logged (at most about :data:`LOG_TAIL_BYTES`), newest last."""
-        self._drain()
-        lines = list(self._tail)
-        if self._partial:
-            lines.append(self._partial.decode("utf-8", errors="replace"))
-        return "\n".join(lines)
-
-    def problems(self) -> str:
-        """The warning and error lines of :meth:`tail` (info, debug and trace lines dropped;
-        lines without a logrus level kept)."""
-        return "\n".join(
-            line
-            for line in self.tail().splitlines()
-            if line.strip() and ((level := _logrus_level(line)) is None or level >= logging.WARNING)
-        )
-
-    def close(self) -> None:
-        """Stop draining and close the FIFO (what is buffered is read and logged first)."""
-        if self._fd is None:
-            return
-        self._drain()
-        if self._partial:
-            self._emit(self._partial)
-            self._partial = b""
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(fd)
-        os.close(fd)
 
 
 class ShimBinary:
@@ -411,7 +259,7 @@ class ShimBinary:
         )
 
     def bootstrap_params(self, options: any_pb2.Any | None) -> bootstrap_pb2.BootstrapParams:
-        """The ``BootstrapParams`` a 2.3+ shim reads on stdin (spec 2.2)."""
+        """The ``BootstrapParams`` a 2.3+ shim reads on stdin (containerd's ``binary.go``)."""
         params = bootstrap_pb2.BootstrapParams(
             instance_id=self.bundle.id,
             namespace=self.namespace,
@@ -563,7 +411,8 @@ class ShimBinary:
 async def run_info(
     runtime_path: str, options: any_pb2.Any | None = None
 ) -> introspection_pb2.RuntimeInfo:
-    """Run ``<runtime_path> -info`` and decode the ``RuntimeInfo`` it prints (spec 1.5).
+    """Run ``<runtime_path> -info`` and decode the ``RuntimeInfo`` it prints (containerd's
+    ``core/runtime/v2/manager.go`` ``runtimeInfo``).
 
     stdin is ``options`` serialized (or empty); our own cwd and environment are used.
 
@@ -623,8 +472,13 @@ async def _shim_version(runtime_path: str) -> str:
 CONTAINERD_COMPAT_VERSION = "2.4.0"
 
 
+@functools.cache
 def _our_version() -> str:
     """``2.4.0+taskplane.<version>``: a semver a shim's version checks accept."""
+    # Only starting a shim needs it, and reading the installed metadata is slow (the
+    # distributions are scanned): imported here, looked up once per process.
+    import importlib.metadata
+
     try:
         ours = importlib.metadata.version("taskplane")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout

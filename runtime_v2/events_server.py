@@ -81,11 +81,13 @@ class EventsServer:
             if self._closing:
                 return
             server = ttrpc.Server()
-            server.register(_EVENTS_SERVICE, {"Forward": self._forward})
+            server.register(_EVENTS_SERVICE, {"Forward": errdefs.grpc_handler(self._forward)})
             try:
                 # serve() replaces a stale socket file and refuses a live one.
                 await server.serve(self.address, keep_socket_file=True)
-            except errdefs.AlreadyExists:
+            except ttrpc.StatusError as exc:
+                if exc.code != ttrpc.Code.ALREADY_EXISTS:
+                    raise errdefs.from_grpc(exc) from exc
                 log.debug("events address %s is served by another taskplane process", self.address)
                 await self._watch_owner()
                 return
@@ -100,7 +102,7 @@ class EventsServer:
             client: ttrpc.Client | None = await ttrpc.Client.connect(
                 self.address, timeout=self._timeout
             )
-        except (errdefs.ContainerdError, OSError):
+        except (ttrpc.StatusError, OSError):
             client = None  # the owner just went away: try again right now
         if client is None:
             self._takeover_attempts += 1
@@ -116,14 +118,15 @@ class EventsServer:
                 empty_pb2.Empty,
                 timeout=self._timeout,
             )
-        except errdefs.NotImplemented:
-            pass  # the expected answer of a live server
-        except errdefs.ContainerdError as exc:
-            log.warning(
-                "the process serving %s does not answer (%s); not watching it", self.address, exc
-            )
-            await client.close()
-            return
+        except ttrpc.StatusError as exc:
+            if exc.code != ttrpc.Code.UNIMPLEMENTED:  # what a live server answers
+                log.warning(
+                    "the process serving %s does not answer (%s); not watching it",
+                    self.address,
+                    exc,
+                )
+                await client.close()
+                return
         self._takeover_attempts = 0
         self._owner = client
 

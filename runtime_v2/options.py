@@ -1,4 +1,4 @@
-"""One effective runtime options value per task (users-ask.md, "which runtime options win").
+"""One effective runtime options value per task: which runtime options win.
 
 containerd carries two option blobs: *runtime options* (from the runtime handler's config, e.g.
 ``binary_name = "/usr/sbin/crun"``) and *task options* (from the client creating the task, e.g.

@@ -1,16 +1,20 @@
 """A connected shim and the task it runs (containerd's ``shim.go`` and ``bridge.go``).
 
 :class:`Shim` is one shim process we hold a ttrpc connection to (containerd's ``ShimInstance``);
-:class:`ShimTask` is the task API over it (containerd's ``shimTask``) and :class:`Process` an exec
-inside the task. The task service comes in two versions, ``containerd.task.v3.Task`` (shims of
-containerd 2.x) and ``containerd.task.v2.Task`` (1.6/1.7 shims, such as Debian's). Their messages
-are wire-identical, so this module always builds the v3 message classes and only the service name
+:class:`ShimTask` is the task API over it (containerd's ``shimTask``, a
+:class:`runtime_v2.runtime.Task`); its exec processes are in :mod:`runtime_v2.process`.
+
+The task service comes in two versions, ``containerd.task.v3.Task`` (shims of containerd 2.x)
+and ``containerd.task.v2.Task`` (1.6/1.7 shims, such as Debian's). Their messages are
+wire-identical, so this module always builds the v3 message classes and only the service name
 changes with :attr:`Shim.version` (that is all containerd's ``ttrpcV2Bridge`` does).
 
-Every call carries the task's namespace in the ttrpc metadata. Errors arrive as
-:mod:`runtime_v2.errdefs` classes from the ttrpc client; a dropped connection
-(:class:`runtime_v2.ttrpc.Closed`) becomes :class:`errdefs.NotFound` for ``state`` as in
-containerd. Go's zero time (``-62135596800`` s) in a timestamp becomes ``None``.
+Every call carries the task's namespace in the ttrpc metadata. This is where the runtime talks
+ttrpc, so this is where ttrpc's status errors become :mod:`runtime_v2.errdefs` classes
+(:func:`connect`, :meth:`Shim.call`), as containerd's ``errgrpc.ToNative`` does after every shim
+call; a dropped connection is :class:`ConnectionClosed`, both ttrpc's ``Closed`` (containerd
+checks ``ttrpc.ErrClosed``) and :class:`errdefs.Unavailable`, and becomes
+:class:`errdefs.NotFound` for ``state`` as in containerd.
 
 Differences from containerd, on purpose:
 
@@ -26,28 +30,28 @@ Differences from containerd, on purpose:
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
-import enum
-import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
 from plugins import identifiers
+from registry.log import get_logger
 from runtime_v2 import errdefs, typeurl
 from runtime_v2 import ttrpc as _ttrpc
-from runtime_v2.api import mount_pb2, task_types_pb2
+from runtime_v2.api import mount_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.crashpoint import crashpoint
+from runtime_v2.process import Process, exit_from, state_from
+from runtime_v2.runtime import Exit, ProcessInfo, State
 from runtime_v2.start_response import CURRENT_SHIM_VERSION
 
 if TYPE_CHECKING:
     from runtime_v2.binary import ShimBinary
     from runtime_v2.bundle import Bundle
+    from runtime_v2.runtime import Task
 
 __all__ = [
     "CALL_TIMEOUT",
@@ -56,18 +60,14 @@ __all__ = [
     "SHUTDOWN_TIMEOUT",
     "TASK_SERVICE_V2",
     "TASK_SERVICE_V3",
-    "Exit",
-    "Process",
-    "ProcessInfo",
+    "ConnectionClosed",
     "Shim",
     "ShimTask",
-    "State",
-    "Status",
-    "from_timestamp",
+    "connect",
     "is_being_deleted",
 ]
 
-log = logging.getLogger("taskplane.runtime_v2.shim")
+log = get_logger(__name__)
 
 M = TypeVar("M", bound=Message)
 
@@ -79,72 +79,19 @@ SHUTDOWN_TIMEOUT = 3.0
 #: does not answer (stopped, wedged) fails the call with DeadlineExceeded instead of hanging.
 CALL_TIMEOUT = 30.0
 
-#: Go's zero ``time.Time`` as a protobuf Timestamp (0001-01-01T00:00:00Z).
-_GO_ZERO_SECONDS = -62135596800
+
+class ConnectionClosed(_ttrpc.Closed, errdefs.Unavailable):
+    """The connection to a shim is gone: ttrpc's :class:`~runtime_v2.ttrpc.Closed` (containerd
+    checks ``ttrpc.ErrClosed`` by name) that is also the errdefs class it maps to, Unavailable."""
 
 
-def from_timestamp(ts: timestamp_pb2.Timestamp | None) -> _dt.datetime | None:
-    """Convert a protobuf Timestamp to an aware UTC datetime; Go's zero time and unset give None."""
-    if ts is None or ts.seconds == _GO_ZERO_SECONDS:
-        return None
-    if ts.seconds == 0 and ts.nanos == 0:
-        return None
-    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-    return epoch + _dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
-
-
-class Status(enum.Enum):
-    """A process status (containerd's ``runtime.Status``); UNKNOWN is the zero value."""
-
-    UNKNOWN = "unknown"
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPED = "stopped"
-    PAUSED = "paused"
-    PAUSING = "pausing"
-
-
-_STATUS_FROM_PROTO = {
-    task_types_pb2.CREATED: Status.CREATED,
-    task_types_pb2.RUNNING: Status.RUNNING,
-    task_types_pb2.STOPPED: Status.STOPPED,
-    task_types_pb2.PAUSED: Status.PAUSED,
-    task_types_pb2.PAUSING: Status.PAUSING,
-}
-
-
-@attrs.frozen
-class Exit:
-    """How a process ended: its pid, exit status and time (None when the shim did not say)."""
-
-    pid: int
-    status: int
-    timestamp: _dt.datetime | None
-
-
-@attrs.frozen
-class State:
-    """A process's state as the shim reports it (containerd's ``runtime.State``)."""
-
-    id: str
-    exec_id: str
-    bundle: str
-    pid: int
-    status: Status
-    stdin: str
-    stdout: str
-    stderr: str
-    terminal: bool
-    exit_status: int
-    exited_at: _dt.datetime | None
-
-
-@attrs.frozen
-class ProcessInfo:
-    """One process of a task (``Pids``): its host pid and the runtime's extra info, if any."""
-
-    pid: int
-    info: any_pb2.Any | None = None
+async def connect(address: str, *, timeout: float) -> _ttrpc.Client:
+    """Dial the shim at ttrpc ``address``; failures are errdefs classes (:func:`errdefs.from_grpc`:
+    no such socket is NotFound, nobody listening Unavailable, ``timeout`` DeadlineExceeded)."""
+    try:
+        return await _ttrpc.Client.connect(address, timeout=timeout)
+    except _ttrpc.StatusError as exc:
+        raise errdefs.from_grpc(exc) from exc
 
 
 class Shim:
@@ -227,9 +174,19 @@ class Shim:
         """
         if timeout is None and method != "Wait":
             timeout = CALL_TIMEOUT
-        return await self.client.call(
-            self.service, method, request, response_type, namespace=self.namespace, timeout=timeout
-        )
+        try:
+            return await self.client.call(
+                self.service,
+                method,
+                request,
+                response_type,
+                namespace=self.namespace,
+                timeout=timeout,
+            )
+        except _ttrpc.Closed as exc:
+            raise ConnectionClosed(exc.message) from exc
+        except _ttrpc.StatusError as exc:
+            raise errdefs.from_grpc(exc) from exc
 
     async def negotiate(
         self, *, version: int = CURRENT_SHIM_VERSION, timeout: float | None = None
@@ -293,26 +250,6 @@ def is_being_deleted(bundle: Bundle) -> bool:
     # counts as deleted, where checking the directory first would see neither.
     return os.path.exists(os.path.join(bundle.path, DELETING_MARKER)) or not os.path.isdir(
         bundle.path
-    )
-
-
-def _exit_from(pid: int, status: int, ts: timestamp_pb2.Timestamp) -> Exit:
-    return Exit(pid=pid, status=status, timestamp=from_timestamp(ts))
-
-
-def _state_from(response: task_pb2.StateResponse) -> State:
-    return State(
-        id=response.id,
-        exec_id=response.exec_id,
-        bundle=response.bundle,
-        pid=response.pid,
-        status=_STATUS_FROM_PROTO.get(response.status, Status.UNKNOWN),
-        stdin=response.stdin,
-        stdout=response.stdout,
-        stderr=response.stderr,
-        terminal=response.terminal,
-        exit_status=response.exit_status,
-        exited_at=from_timestamp(response.exited_at),
     )
 
 
@@ -431,7 +368,7 @@ class ShimTask:
         response = await self.shim.call(
             "Wait", task_pb2.WaitRequest(id=self.id), task_pb2.WaitResponse
         )
-        return _exit_from(pid, response.exit_status, response.exited_at)
+        return exit_from(pid, response.exit_status, response.exited_at)
 
     async def state(self) -> State:
         """The init process's state; a shim whose connection is gone gives NotFound."""
@@ -443,7 +380,7 @@ class ShimTask:
             raise errdefs.NotFound(
                 f'task "{self.id}" in namespace "{self.namespace}": shim connection closed'
             ) from None
-        return _state_from(response)
+        return state_from(response)
 
     async def pids(self) -> list[ProcessInfo]:
         """Every process of the task."""
@@ -585,7 +522,7 @@ class ShimTask:
             raise rpc_error
         assert response is not None
         remove_task()
-        return _exit_from(response.pid, response.exit_status, response.exited_at)
+        return exit_from(response.pid, response.exit_status, response.exited_at)
 
     async def _teardown(self) -> None:
         # Stopping the shim and removing the bundle are independent: do both at once.
@@ -618,77 +555,7 @@ class ShimTask:
         await asyncio.gather(stop_shim(), remove_bundle())
 
 
-class Process:
-    """An exec process inside a task (containerd's ``process``); every call names the exec id."""
+if TYPE_CHECKING:
 
-    def __init__(self, task: ShimTask, exec_id: str) -> None:
-        self.task = task
-        self.id = exec_id
-        #: The pid from :meth:`start` (0 until started).
-        self.pid = 0
-
-    def __repr__(self) -> str:
-        return f"<Process {self.task.namespace}/{self.task.id}/{self.id}>"
-
-    async def start(self) -> int:
-        """Start the exec process; return its pid."""
-        response = await self.task.shim.call(
-            "Start", task_pb2.StartRequest(id=self.task.id, exec_id=self.id), task_pb2.StartResponse
-        )
-        self.pid = response.pid
-        return response.pid
-
-    async def kill(self, signal: int, all: bool = False) -> None:
-        """Signal the exec process (``all`` is ignored for execs, as in containerd)."""
-        del all
-        await self.task.shim.call(
-            "Kill",
-            task_pb2.KillRequest(id=self.task.id, exec_id=self.id, signal=signal),
-            empty_pb2.Empty,
-        )
-
-    async def wait(self) -> Exit:
-        """Wait for the exec process to exit."""
-        response = await self.task.shim.call(
-            "Wait", task_pb2.WaitRequest(id=self.task.id, exec_id=self.id), task_pb2.WaitResponse
-        )
-        return _exit_from(self.pid, response.exit_status, response.exited_at)
-
-    async def state(self) -> State:
-        """The exec process's state; a closed shim connection gives NotFound."""
-        try:
-            response = await self.task.shim.call(
-                "State",
-                task_pb2.StateRequest(id=self.task.id, exec_id=self.id),
-                task_pb2.StateResponse,
-            )
-        except _ttrpc.Closed:
-            raise errdefs.NotFound(
-                f'exec "{self.id}" of task "{self.task.id}": shim connection closed'
-            ) from None
-        return _state_from(response)
-
-    async def resize_pty(self, width: int, height: int) -> None:
-        """Resize the exec process's terminal."""
-        await self.task.shim.call(
-            "ResizePty",
-            task_pb2.ResizePtyRequest(id=self.task.id, exec_id=self.id, width=width, height=height),
-            empty_pb2.Empty,
-        )
-
-    async def close_io(self) -> None:
-        """Close the exec process's stdin."""
-        await self.task.shim.call(
-            "CloseIO",
-            task_pb2.CloseIORequest(id=self.task.id, exec_id=self.id, stdin=True),
-            empty_pb2.Empty,
-        )
-
-    async def delete(self) -> Exit:
-        """Delete the exited exec process and return how it ended."""
-        response = await self.task.shim.call(
-            "Delete",
-            task_pb2.DeleteRequest(id=self.task.id, exec_id=self.id),
-            task_pb2.DeleteResponse,
-        )
-        return _exit_from(response.pid, response.exit_status, response.exited_at)
+    def _is_a_task(task: ShimTask) -> Task:
+        return task  # mypy checks that ShimTask implements the runtime's Task

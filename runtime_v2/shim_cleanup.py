@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from google.protobuf import any_pb2
 
     from runtime_v2.binary import ShimBinary
-    from runtime_v2.shim import Exit
+    from runtime_v2.runtime import Exit
 
 __all__ = [
     "CLEANUP_TIMEOUT",

@@ -330,7 +330,7 @@ async def _connect_shim(
     """Connect to the shim at ``address``: reattached when it is back in the map. Without the
     lock, a shim to clean up is :data:`_NEEDS_LOCK`."""
     from runtime_v2 import ttrpc
-    from runtime_v2.shim import Shim
+    from runtime_v2.shim import Shim, connect
 
     client: ttrpc.Client | None = None
     shim: Shim | None = None
@@ -338,7 +338,7 @@ async def _connect_shim(
     failure: BaseException | None = None
     try:
         async with asyncio.timeout(timeout):
-            client = await ttrpc.Client.connect(address, timeout=timeout)
+            client = await connect(address, timeout=timeout)
             shim = Shim(bundle, client, address=address, protocol=protocol, version=version)
             shim.sandbox_id = read_sandbox_id(bundle)
             await shim.negotiate(version=max(version, 2))

@@ -84,6 +84,7 @@ from runtime_v2.shim_cleanup import (
 )
 from runtime_v2.shim_config import ShimConfig, check_bootstrap_runtimes, check_env
 from runtime_v2.shim_info import InfoCache
+from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_socket import (
     DEFAULT_SOCKET_DIR,
     check_socket_dir,
@@ -111,7 +112,8 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
     from runtime_v2.binary import ShimBinary
     from runtime_v2.bundle import Bundle
-    from runtime_v2.shim import Exit, Shim, ShimTask
+    from runtime_v2.runtime import Exit
+    from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.start_response import ShimEndpoint
 
 __all__ = [
@@ -119,33 +121,14 @@ __all__ = [
     "SHIM_EXIT_TIMEOUT",
     "ShimManager",
     "init",
-    "wrap_error",
 ]
 
 log = get_logger(__name__)
 
 #: How long a shim may take to exit after Shutdown before it is killed.
 SHIM_EXIT_TIMEOUT = 2.0
-#: Where the shims' log lines go (runtime_v2.binary.ShimLog).
-_SHIM_LOG = get_logger("shim")
-
-
-def _errdefs_class(exc: BaseException) -> type[errdefs.ContainerdError]:
-    """The errdefs class of ``exc`` (the nearest base defined by errdefs; Unknown otherwise)."""
-    for cls in type(exc).__mro__:
-        if cls.__module__ == errdefs.ContainerdError.__module__ and issubclass(
-            cls, errdefs.ContainerdError
-        ):
-            return cls
-    return errdefs.Unknown
-
-
-def wrap_error(exc: BaseException, prefix: str) -> errdefs.ContainerdError:
-    """``prefix: exc`` as the same errdefs class (errors of no class become Unknown), the way
-    containerd wraps with ``fmt.Errorf("prefix: %w", err)``."""
-    wrapped = _errdefs_class(exc)(f"{prefix}: {exc}")
-    wrapped.__cause__ = exc
-    return wrapped
+#: Where the shims' log lines go (runtime_v2.shim_log.ShimLog).
+_SHIM_LOG = SHIM_LOGGER
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -241,7 +224,7 @@ class ShimManager:
         try:
             return self._resolver.resolve(runtime)
         except errdefs.ContainerdError as exc:
-            raise wrap_error(exc, "failed to resolve runtime path") from None
+            raise errdefs.wrap(exc, "failed to resolve runtime path") from None
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
@@ -381,10 +364,9 @@ class ShimManager:
 
     async def _connect(self, bundle: Bundle, endpoint: ShimEndpoint, binary: ShimBinary) -> Shim:
         """Connect to the shim at ``endpoint`` for ``bundle``'s task, watched for its death."""
-        from runtime_v2 import ttrpc
-        from runtime_v2.shim import CALL_TIMEOUT, Shim
+        from runtime_v2.shim import CALL_TIMEOUT, Shim, connect
 
-        client = await ttrpc.Client.connect(endpoint.address, timeout=CALL_TIMEOUT)
+        client = await connect(endpoint.address, timeout=CALL_TIMEOUT)
         shim = Shim(
             bundle,
             client,
@@ -449,8 +431,7 @@ class ShimManager:
         runc-style shim would use are tried too. A daemon answering there is asked to shut down;
         then the binary's ``delete`` reaps whatever it created and stale sockets are removed.
         """
-        from runtime_v2 import ttrpc
-        from runtime_v2.shim import Shim
+        from runtime_v2.shim import Shim, connect
         from runtime_v2.start_response import restore_bootstrap_params
 
         bundle = binary.bundle
@@ -469,7 +450,7 @@ class ShimManager:
                 continue
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.cleanup_timeout):
-                    client = await ttrpc.Client.connect(address, timeout=self.cleanup_timeout)
+                    client = await connect(address, timeout=self.cleanup_timeout)
                     shim = Shim(bundle, client, address=address)
                     shim.orderly_shutdown = True
                     await self.abort(shim)
@@ -619,7 +600,7 @@ class ShimManager:
         say how it ended, as containerd's dead-shim cleanup does: ``exit`` is what the shim
         binary's ``delete`` reported, None for status 255 and pid 0. Failures are logged."""
         from runtime_v2.api import events_pb2
-        from runtime_v2.shim import Exit
+        from runtime_v2.runtime import Exit
 
         if exit is None:
             exit = Exit(pid=0, status=255, timestamp=_dt.datetime.now(_dt.UTC))

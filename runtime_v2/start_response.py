@@ -1,4 +1,4 @@
-"""What a shim's ``start`` prints, and the ``bootstrap.json`` that remembers it (spec 2.5, 1.8).
+"""What a shim's ``start`` prints, and the ``bootstrap.json`` that remembers it.
 
 containerd's ``parseStartResponse`` and ``{read,write}BootstrapParams`` (``shim.go``) and
 ``restoreBootstrapParams`` (``shim_manager.go``), kept in one module of their own.

@@ -45,10 +45,8 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 import registry
 from plugins import identifiers, securefs, types
@@ -57,20 +55,21 @@ from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
+from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
+from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts
 from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager
-from runtime_v2.shim_manager import wrap_error as _wrap
 from runtime_v2.task_config import TaskConfig, parse_platforms
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
     from google.protobuf.message import Message
 
-    from runtime_v2.api import introspection_pb2, mount_pb2
-    from runtime_v2.options import OptionsInput
-    from runtime_v2.shim import Exit, Shim, ShimTask, State
+    from runtime_v2.api import introspection_pb2
+    from runtime_v2.runtime import Exit, State
+    from runtime_v2.shim import Shim, ShimTask
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -86,73 +85,12 @@ log = get_logger(__name__)
 
 #: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).
 RUNC_ROOT_DIR = ".runc"
-#: The runtime used when :class:`CreateOpts` names none.
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
 #: ``Meta.exports["log-uri-schemes"]`` on Linux.
 LOG_URI_SCHEMES = "fifo,binary,binary-v2,file"
 
 _FEATURES_KIND = "features/Features"
 #: How many shims :meth:`TaskManager.states` asks at once.
 STATE_PARALLELISM = 16
-
-
-def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:
-    from runtime_v2.api import mount_pb2
-
-    if isinstance(m, mount_pb2.Mount):
-        return m
-    return mount_pb2.Mount(
-        type=m.get("type", ""),
-        source=m.get("source", ""),
-        target=m.get("target", ""),
-        options=list(m.get("options", ())),
-    )
-
-
-def _mounts(value: Iterable[mount_pb2.Mount | Mapping[str, Any]]) -> tuple[mount_pb2.Mount, ...]:
-    return tuple(_to_mount(m) for m in value)
-
-
-def _spec_bytes(value: bytes | str | Mapping[str, Any] | any_pb2.Any | None) -> bytes | None:
-    if value is None:
-        return None
-    from google.protobuf import any_pb2
-
-    if isinstance(value, any_pb2.Any):
-        return bytes(value.value)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-@attrs.frozen
-class CreateOpts:
-    """What :meth:`TaskManager.create` needs (containerd's ``runtime.CreateOpts``).
-
-    ``spec`` is the OCI runtime spec (JSON bytes; a dict or an Any holding it are converted).
-    ``rootfs`` are mounts for the shim to mount at ``<bundle>/rootfs`` (empty when the spec's
-    ``root.path`` points at a ready directory). ``stdin``/``stdout``/``stderr`` are what the shim
-    connects the process to: FIFO paths, ``file:///path`` or ``binary:///path`` URIs, or "".
-    ``runtime`` is a runtime name or an absolute path to a shim binary; ``runtime_options`` and
-    ``task_options`` are protobuf messages or Anys (e.g. ``containerd.runc.v1.Options``) merged
-    into one effective value. ``sandbox_id`` names a task of the same namespace whose shim runs
-    this task too (containerd's sandboxed tasks): no shim is started, the bundle records the
-    sandbox in its ``sandbox`` file, and deleting the task leaves that shim running.
-    """
-
-    spec: bytes | None = attrs.field(default=None, converter=_spec_bytes)
-    rootfs: tuple[mount_pb2.Mount, ...] = attrs.field(default=(), converter=_mounts)
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    terminal: bool = False
-    runtime: str = DEFAULT_RUNTIME
-    runtime_options: OptionsInput = None
-    task_options: OptionsInput = None
-    checkpoint: str = ""
-    sandbox_id: str = ""
 
 
 def uses_idmap_mounts(spec: Mapping[str, Any]) -> bool:
@@ -487,7 +425,7 @@ class TaskManager:
             return exit_
 
     async def _reap_dead(self, shim: Shim) -> Exit:
-        from runtime_v2.shim import Exit
+        from runtime_v2.runtime import Exit
 
         self.shims.forget(shim)
         exit_ = await reap_dead_shim(

@@ -1,6 +1,7 @@
 """Pack and unpack ``google.protobuf.Any`` values the way containerd's ``typeurl`` does.
 
-containerd puts two kinds of values into an Any (spec section 4.5):
+containerd puts two kinds of values into an Any (``github.com/containerd/typeurl`` and the
+OCI kinds containerd registers in ``pkg/protobuf/types``):
 
 * **protobuf messages**, whose type URL is the *bare* full message name with no host prefix,
   e.g. ``containerd.runc.v1.Options`` or ``containerd.events.TaskExit``. containerd 1.6 only
@@ -24,12 +25,15 @@ Example::
     spec = typeurl.pack_json("Spec", {"ociVersion": "1.0.2"})
     assert typeurl.unpack(spec) == typeurl.JSONValue("Spec", {"ociVersion": "1.0.2"})
 
-Protobuf types are looked up in the default descriptor pool; importing this module imports
-every containerd message module of :mod:`runtime_v2.api` so their types resolve.
+Protobuf types are looked up in the default descriptor pool. The first :func:`unpack` of a
+URL imports every containerd message module of :mod:`runtime_v2.api` so their types resolve;
+packing and checking types need none of them, so importing this module loads none.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any as _AnyValue
@@ -40,22 +44,6 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from runtime_v2 import errdefs
-
-# Imported for their side effect: registering containerd's types in the default pool.
-from runtime_v2.api import (  # noqa: F401
-    bootstrap_pb2,
-    cgroups_v1_metrics_pb2,
-    cgroups_v2_metrics_pb2,
-    event_pb2,
-    events_pb2,
-    events_service_pb2,
-    introspection_pb2,
-    mount_pb2,
-    runc_options_pb2,
-    task_types_pb2,
-    task_v2_pb2,
-    task_v3_pb2,
-)
 
 __all__ = [
     "JSON_KINDS",
@@ -174,11 +162,36 @@ def pack_json(
     return any_pb2.Any(type_url=JSON_TYPE_PREFIX + kind, value=data)
 
 
+#: The modules of :mod:`runtime_v2.api` whose types :func:`unpack` resolves by URL.
+_API_MODULES = (
+    "bootstrap_pb2",
+    "cgroups_v1_metrics_pb2",
+    "cgroups_v2_metrics_pb2",
+    "event_pb2",
+    "events_pb2",
+    "events_service_pb2",
+    "introspection_pb2",
+    "mount_pb2",
+    "runc_options_pb2",
+    "task_types_pb2",
+    "task_v2_pb2",
+    "task_v3_pb2",
+)
+
+
+@functools.cache
+def _register_containerd_types() -> None:
+    """Import the API modules once, for their side effect: their types enter the pool."""
+    for name in _API_MODULES:
+        importlib.import_module(f"runtime_v2.api.{name}")
+
+
 def _message_class(url: str) -> type[Message]:
     """Resolve a protobuf type URL (bare or prefixed) to its generated class."""
     name = url.rsplit("/", 1)[-1]
     if not name:
         raise UnknownTypeError(url)
+    _register_containerd_types()
     try:
         descriptor = descriptor_pool.Default().FindMessageTypeByName(name)
     except KeyError:

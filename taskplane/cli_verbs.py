@@ -16,7 +16,7 @@ from taskplane.cli_common import Options, format_table
 from taskplane.containers import Client
 
 if TYPE_CHECKING:
-    from runtime_v2.shim import ProcessInfo
+    from runtime_v2.runtime import ProcessInfo
     from taskplane.metrics import Metrics
 
 __all__ = [

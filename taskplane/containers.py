@@ -64,7 +64,8 @@ if TYPE_CHECKING:
     from registry import Host
     from runtime_v2.api import mount_pb2
     from runtime_v2.locks import TaskLock
-    from runtime_v2.shim import Exit, ProcessInfo, ShimTask
+    from runtime_v2.runtime import Exit, ProcessInfo
+    from runtime_v2.shim import ShimTask
     from runtime_v2.task_manager import TaskManager
     from taskplane.metrics import Metrics
     from taskplane.stdio import StdinSource

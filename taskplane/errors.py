@@ -115,9 +115,7 @@ def prefixed(exc: ContainerdError, what: str) -> ContainerdError:
     so the error keeps its meaning for the caller."""
     from plugins import errdefs
 
-    cls = next(c for c in type(exc).__mro__ if c.__module__ == errdefs.__name__)
-    new: ContainerdError = cls(f"{what}: {exc}")
-    return new
+    return errdefs.wrap(exc, what)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from google.protobuf import any_pb2
     from google.protobuf.message import Message
 
-    from runtime_v2.shim import Exit, ShimTask
+    from runtime_v2.runtime import Exit
+    from runtime_v2.shim import ShimTask
     from taskplane.containers import Client
     from taskplane.stdio import StdinSource
 

@@ -1,8 +1,9 @@
-"""Shim socket addresses (spec section 2.6) -> the name to pass to ``connect``/``bind``."""
+"""ttrpc socket addresses -> the name to pass to ``connect``/``bind`` (containerd's
+``pkg/dialer`` and ``pkg/shim/util.go`` address forms)."""
 
 from __future__ import annotations
 
-from runtime_v2 import errdefs
+from runtime_v2.ttrpc._errors import Code, StatusError
 
 __all__ = ["socket_name"]
 
@@ -20,22 +21,22 @@ def socket_name(address: str) -> str:
     '\\x00shim-test'
     """
     if not address:
-        raise errdefs.InvalidArgument("ttrpc address is empty")
+        raise StatusError(Code.INVALID_ARGUMENT, "ttrpc address is empty")
     if address.startswith("unix://"):
         path = address[len("unix://") :]
     elif address.startswith("unix:"):
         path = address[len("unix:") :]
     elif "://" in address:
         scheme = address.split("://", 1)[0]
-        raise errdefs.NotImplemented(
-            f"ttrpc address {address!r}: scheme {scheme!r} is not supported"
+        raise StatusError(
+            Code.UNIMPLEMENTED, f"ttrpc address {address!r}: scheme {scheme!r} is not supported"
         )
     elif address.startswith("/") or address.startswith("\0"):
         return address
     else:
         return "\0" + address
     if not path:
-        raise errdefs.InvalidArgument(f"ttrpc address {address!r} names no socket path")
+        raise StatusError(Code.INVALID_ARGUMENT, f"ttrpc address {address!r} names no socket path")
     if path.startswith("@"):  # Go's net package spells abstract names with a leading "@"
         return "\0" + path[1:]
     return path

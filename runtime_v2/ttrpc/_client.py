@@ -26,8 +26,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from runtime_v2 import errdefs
-from runtime_v2.api import ttrpc_pb2
+from runtime_v2.ttrpc import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
 from runtime_v2.ttrpc._codec import (
     Frame,
@@ -41,8 +40,11 @@ from runtime_v2.ttrpc._codec import (
 )
 from runtime_v2.ttrpc._deadline import deadline_within
 from runtime_v2.ttrpc._errors import (
+    Code,
+    DeadlineExceeded,
     OversizedMessage,
     RemoteProtocolError,
+    StatusError,
     closed_error,
     connect_errors,
 )
@@ -52,7 +54,7 @@ from runtime_v2.ttrpc._writer import FrameWriter
 
 __all__ = ["Client"]
 
-log = logging.getLogger("runtime_v2.ttrpc")
+log = logging.getLogger("taskplane." + __name__)
 
 M = TypeVar("M", bound=Message)
 
@@ -103,8 +105,8 @@ class Client:
                                  ConnectRequest(id="c1"), ConnectResponse, namespace="default")
         await client.close()
 
-    Status errors raise the errdefs class of their code (:func:`errdefs.from_status`); once the
-    connection is gone every pending and later call raises :class:`Closed`.
+    An error status raises :class:`StatusError` with its code; once the connection is gone
+    every pending and later call raises :class:`Closed`.
     """
 
     def __init__(self, address: str = "") -> None:
@@ -132,10 +134,10 @@ class Client:
     async def connect(cls, address: str, *, timeout: float = 100.0) -> Client:
         """Dial ``address`` (``unix:///path``, ``/path``, ``unix:/path``, or abstract ``name``).
 
-        Fails fast, without retrying: :class:`ConnectionRefused` (errdefs.Unavailable) when
-        nothing listens, :class:`SocketNotFound` (errdefs.NotFound) when the socket file is
-        missing, errdefs.Unavailable when the listener's backlog is full (EAGAIN),
-        errdefs.DeadlineExceeded after ``timeout`` seconds.
+        Fails fast, without retrying: :class:`ConnectionRefused` (Unavailable) when nothing
+        listens, :class:`SocketNotFound` (NotFound) when the socket file is missing, a
+        :class:`StatusError` Unavailable when the listener's backlog is full (EAGAIN),
+        :class:`DeadlineExceeded` after ``timeout`` seconds.
         """
         name = socket_name(address)
         loop = asyncio.get_running_loop()
@@ -223,9 +225,9 @@ class Client:
         :func:`timeout` / :func:`deadline` block bound the call; the earlier one is sent to the
         server as ``timeout_nano``. Bound calls with ``async with ttrpc.timeout(s):``, not a
         plain ``asyncio.timeout(s)``: that one cancels the call locally, but Python offers no
-        public way to read its deadline, so the server is not told. Raises the
-        errdefs class of an error status, :class:`OversizedMessage` (ResourceExhausted, nothing
-        sent) for requests over 4 MiB, errdefs.DeadlineExceeded, or :class:`Closed`.
+        public way to read its deadline, so the server is not told. Raises
+        :class:`StatusError` for an error status, :class:`OversizedMessage` (ResourceExhausted,
+        nothing sent) for requests over 4 MiB, :class:`DeadlineExceeded`, or :class:`Closed`.
         """
         payload = await self.call_raw(
             service,
@@ -267,7 +269,7 @@ class Client:
         if when is not None:
             remaining = when - time.monotonic()
             if remaining <= 0:
-                raise errdefs.DeadlineExceeded(
+                raise DeadlineExceeded(
                     f"ttrpc call {service}/{method}: deadline exceeded before it was sent"
                 )
             timeout_nano = max(1, int(remaining * 1e9))
@@ -285,8 +287,9 @@ class Client:
 
         stream_id = self._next_id
         if stream_id > _MAX_STREAM_ID:
-            raise errdefs.ResourceExhausted(
-                f"ttrpc connection to {self.address!r} has used all its stream ids; reconnect"
+            raise StatusError(
+                Code.RESOURCE_EXHAUSTED,
+                f"ttrpc connection to {self.address!r} has used all its stream ids; reconnect",
             )
         # Raises OversizedMessage before the id is taken or anything is written.
         frame_bytes = encode_frame(
@@ -326,7 +329,8 @@ class Client:
                 f"ttrpc: cannot decode the response to {service}/{method}: {exc}"
             ) from exc
         if resp.HasField("status") and resp.status.code != 0:
-            raise errdefs.from_status(resp.status.code, resp.status.message)
+            status = resp.status
+            raise StatusError(status.code, status.message, status.details)
         return resp.payload
 
     @staticmethod
@@ -386,6 +390,4 @@ class Client:
 
 def _expire(fut: asyncio.Future[Any], service: str, method: str) -> None:
     if not fut.done():
-        fut.set_exception(
-            errdefs.DeadlineExceeded(f"ttrpc call {service}/{method}: deadline exceeded")
-        )
+        fut.set_exception(DeadlineExceeded(f"ttrpc call {service}/{method}: deadline exceeded"))

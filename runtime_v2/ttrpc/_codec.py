@@ -1,4 +1,5 @@
-"""ttrpc framing and stream bookkeeping: bytes in, events out, no I/O (spec section 3.1).
+"""ttrpc framing and stream bookkeeping: bytes in, events out, no I/O (ttrpc's
+``channel.go``).
 
 A frame is a 10-byte big-endian header ``>IIBB`` (data length, stream id, message type, flags)
 followed by the data. Everything here works on plain byte strings so it can be tested without

@@ -20,7 +20,7 @@ import contextvars
 import time
 from collections.abc import AsyncIterator, Iterator
 
-from runtime_v2 import errdefs
+from runtime_v2.ttrpc._errors import DeadlineExceeded
 
 __all__ = [
     "current_deadline",
@@ -60,7 +60,7 @@ def deadline(seconds: float) -> Iterator[float]:
 
     Nested blocks keep the earlier deadline. Yields the absolute deadline in
     :func:`time.monotonic` seconds. The deadline is sent to servers as ``timeout_nano`` and
-    enforced locally with :class:`errdefs.DeadlineExceeded`.
+    enforced locally with :class:`DeadlineExceeded`.
     """
     when = deadline_within(seconds)
     assert when is not None
@@ -78,7 +78,8 @@ async def timeout(seconds: float | None) -> AsyncIterator[float | None]:
     The block gets ``seconds`` at most, and no more than an enclosing :func:`timeout` or
     :func:`deadline` leaves (as Go's ``context.WithTimeout``). Calls made inside it (and in tasks
     started in it) send the remaining time as ``timeout_nano``; the local wait is cancelled at
-    the same moment. When time runs out the block raises :class:`errdefs.DeadlineExceeded`,
+    the same moment. When time runs out the block raises :class:`DeadlineExceeded` (a
+    :class:`TimeoutError`),
     whether a call's own timer or the ``asyncio.timeout`` noticed first::
 
         async with ttrpc.timeout(5):
@@ -102,7 +103,7 @@ async def timeout(seconds: float | None) -> AsyncIterator[float | None]:
     except TimeoutError as exc:
         if not scope.expired():
             raise  # an inner asyncio.timeout's, not ours
-        raise errdefs.DeadlineExceeded(f"ttrpc.timeout({seconds}) expired") from exc
+        raise DeadlineExceeded(f"ttrpc.timeout({seconds}) expired") from exc
     finally:
         _DEADLINE.reset(token)
 

@@ -3,8 +3,10 @@
 Each accepted connection is checked with SO_PEERCRED, then frames are decoded with the pure
 codec and every valid Request runs its handler in its own task. Answers queued in one event-loop
 turn are written together. Errors are answered exactly as containerd's ttrpc server does
-(spec section 3.2): unknown service/method -> Unimplemented "service X" / "method X", stream id
-violations -> InvalidArgument, oversize frames -> ResourceExhausted (connection kept).
+(``server.go``, ``services.go``): unknown service/method -> Unimplemented "service X" /
+"method X", stream id violations -> InvalidArgument, oversize frames -> ResourceExhausted
+(connection kept); a handler's :class:`StatusError` is answered with its status and any other
+exception as :func:`status_of` says.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ from typing import Any
 
 import attrs
 from google.protobuf import message_factory
+from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from plugins import securefs
-from runtime_v2 import errdefs
-from runtime_v2.api import ttrpc_pb2
+from runtime_v2.ttrpc import ttrpc_pb2
 from runtime_v2.ttrpc._address import socket_name
 from runtime_v2.ttrpc._codec import (
     MAX_MESSAGE_SIZE,
@@ -38,7 +39,13 @@ from runtime_v2.ttrpc._codec import (
     encode_response_payload,
 )
 from runtime_v2.ttrpc._deadline import loop_time, set_deadline
-from runtime_v2.ttrpc._errors import OversizedMessage, listen_errors
+from runtime_v2.ttrpc._errors import (
+    Code,
+    OversizedMessage,
+    StatusError,
+    listen_errors,
+    status_of,
+)
 from runtime_v2.ttrpc._metadata import MD, NAMESPACE_KEY
 from runtime_v2.ttrpc._peer import PeerCredentials, read_peer_credentials, same_user
 from runtime_v2.ttrpc._writer import FrameWriter
@@ -53,7 +60,7 @@ __all__ = [
     "same_user",
 ]
 
-log = logging.getLogger("runtime_v2.ttrpc")
+log = logging.getLogger("taskplane." + __name__)
 
 #: Connections one server holds at once (and never more than a quarter of the process's open
 #: file limit); further ones are closed as soon as they are accepted. A flood must not use up
@@ -208,21 +215,23 @@ class Server:
         """
         name = service.full_name
         if name in self._services:
-            raise errdefs.AlreadyExists(f"ttrpc service {name!r} is already registered")
+            raise StatusError(Code.ALREADY_EXISTS, f"ttrpc service {name!r} is already registered")
         methods: dict[str, _Method] = {}
         for method_name, handler in handlers.items():
             method = service.methods_by_name.get(method_name)
             if method is None:
-                raise errdefs.InvalidArgument(
-                    f"ttrpc service {name!r} has no method {method_name!r}"
+                raise StatusError(
+                    Code.INVALID_ARGUMENT, f"ttrpc service {name!r} has no method {method_name!r}"
                 )
             if method.client_streaming or method.server_streaming:
-                raise errdefs.NotImplemented(
-                    f"ttrpc method {name}/{method_name} is streaming; only unary is supported"
+                raise StatusError(
+                    Code.UNIMPLEMENTED,
+                    f"ttrpc method {name}/{method_name} is streaming; only unary is supported",
                 )
             if not callable(handler):
-                raise errdefs.InvalidArgument(
-                    f"handler for ttrpc method {name}/{method_name} is not callable"
+                raise StatusError(
+                    Code.INVALID_ARGUMENT,
+                    f"handler for ttrpc method {name}/{method_name} is not callable",
                 )
             request_class = message_factory.GetMessageClass(method.input_type)
             methods[method_name] = _Method(method_name, handler, request_class)
@@ -235,9 +244,10 @@ class Server:
         listening.
 
         A filesystem socket gets mode 0600; a stale socket file nobody listens on is replaced,
-        while a live one raises errdefs.AlreadyExists. The file is removed when the server
-        stops unless ``keep_socket_file`` is set: a stale file makes clients fail at once with
-        ECONNREFUSED, where a missing one makes Go clients retry on ENOENT for seconds.
+        while a live one raises :class:`StatusError` AlreadyExists. The file is removed when the
+        server stops unless ``keep_socket_file`` is set: a stale file makes clients fail at once
+        with ECONNREFUSED, where a missing one makes Go clients retry on ENOENT for seconds.
+        The socket's directory must exist (NotFound otherwise).
         """
         name = socket_name(address)
         path = None if name.startswith("\0") else name
@@ -260,7 +270,7 @@ class Server:
     async def serve_socket(self, sock: socket.socket) -> None:
         """Accept connections on an already bound unix socket (e.g. one inherited as fd 3)."""
         if self._shutting_down:
-            raise errdefs.FailedPrecondition("ttrpc: server closed")
+            raise StatusError(Code.FAILED_PRECONDITION, "ttrpc: server closed")
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
         with listen_errors(str(sock.getsockname())):
@@ -322,10 +332,11 @@ def _remove_stale_socket(address: str, path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        securefs.make_dirs(os.path.dirname(os.path.abspath(path)), 0o711)
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise errdefs.AlreadyExists(f"ttrpc address {address!r} exists and is not a socket")
+        raise StatusError(
+            Code.ALREADY_EXISTS, f"ttrpc address {address!r} exists and is not a socket"
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
@@ -334,7 +345,7 @@ def _remove_stale_socket(address: str, path: str) -> None:
         return
     finally:
         probe.close()
-    raise errdefs.AlreadyExists(f"ttrpc address {address!r} is in use by another server")
+    raise StatusError(Code.ALREADY_EXISTS, f"ttrpc address {address!r} is in use by another server")
 
 
 class _ServerConnection(asyncio.Protocol):
@@ -467,31 +478,29 @@ class _ServerConnection(asyncio.Protocol):
         sid = frame.stream_id
         problem = self._streams.open(sid)
         if problem is not None:
-            self._send_status(sid, errdefs.InvalidArgument.code, problem)
+            self._send_status(sid, Code.INVALID_ARGUMENT, problem)
             return
         try:
             req = _Request.FromString(frame.data)
         except Exception as exc:
             self._streams.close(sid)
-            self._send_status(sid, errdefs.InvalidArgument.code, f"unmarshal request error: {exc}")
+            self._send_status(sid, Code.INVALID_ARGUMENT, f"unmarshal request error: {exc}")
             return
         methods = self._services.get(req.service)
         if methods is None:
             self._streams.close(sid)
-            self._send_status(sid, errdefs.NotImplemented.code, f"service {req.service}")
+            self._send_status(sid, Code.UNIMPLEMENTED, f"service {req.service}")
             return
         method = methods.get(req.method)
         if method is None:
             self._streams.close(sid)
-            self._send_status(sid, errdefs.NotImplemented.code, f"method {req.method}")
+            self._send_status(sid, Code.UNIMPLEMENTED, f"method {req.method}")
             return
         try:
             message = method.request_class.FromString(req.payload)
         except Exception as exc:
             self._streams.close(sid)
-            self._send_status(
-                sid, errdefs.Internal.code, f"ttrpc: error unmarshalling payload: {exc}"
-            )
+            self._send_status(sid, Code.INTERNAL, f"ttrpc: error unmarshalling payload: {exc}")
             return
         md = MD.from_pairs((kv.key, kv.value) for kv in req.metadata) if req.metadata else MD()
         deadline = None
@@ -503,7 +512,7 @@ class _ServerConnection(asyncio.Protocol):
     def _on_data(self, frame: Frame) -> None:
         problem = self._streams.check_data(frame.stream_id)
         if problem is not None:
-            self._send_status(frame.stream_id, errdefs.InvalidArgument.code, problem)
+            self._send_status(frame.stream_id, Code.INVALID_ARGUMENT, problem)
         # Data on an active unary stream has nothing to feed; it is dropped.
 
     async def _run(self, sid: int, method: _Method, message: Message, ctx: CallContext) -> None:
@@ -520,13 +529,13 @@ class _ServerConnection(asyncio.Protocol):
                 task = asyncio.current_task()
                 if self._lost or (task is not None and task.cancelling()):
                     raise
-                self._send_status(sid, *errdefs.to_status(errdefs.Canceled()))
+                self._send_status(sid, *status_of(asyncio.CancelledError()))
                 return
             except Exception as exc:
                 err: BaseException = exc
                 if scope is not None and scope.expired():
-                    err = errdefs.DeadlineExceeded()  # our deadline fired
-                elif not isinstance(exc, errdefs.ContainerdError):
+                    err = TimeoutError()  # our deadline fired: context deadline exceeded
+                elif not isinstance(exc, StatusError):
                     log.warning(
                         "ttrpc: handler %s/%s raised %r",
                         ctx.service,
@@ -534,10 +543,11 @@ class _ServerConnection(asyncio.Protocol):
                         exc,
                         exc_info=exc,
                     )
-                self._send_status(sid, *errdefs.to_status(err))
+                details = err.details if isinstance(err, StatusError) else ()
+                self._send_status(sid, *status_of(err), details)
                 return
             if result is None:
-                self._send_status(sid, errdefs.Unknown.code, "ttrpc: marshal called with nil")
+                self._send_status(sid, Code.UNKNOWN, "ttrpc: marshal called with nil")
                 return
             try:
                 frame = encode_frame(
@@ -555,14 +565,16 @@ class _ServerConnection(asyncio.Protocol):
 
     # --- writing ------------------------------------------------------------------------
 
-    def _send_status(self, sid: int, code: int, message: str) -> None:
+    def _send_status(
+        self, sid: int, code: int, message: str, details: tuple[AnyMessage, ...] = ()
+    ) -> None:
         resp = ttrpc_pb2.Response()
         resp.status.code = code
         resp.status.message = message[: MAX_MESSAGE_SIZE // 2]
+        resp.status.details.extend(details)
         self._write(encode_frame(sid, _RESPONSE, 0, resp.SerializeToString()))
 
     def _send_oversize(self, sid: int, exc: OversizedMessage) -> None:
-        # A status of its own (not an errdefs error): sent without a class suffix.
         self._send_status(sid, exc.code, str(exc))
 
     def _write(self, frame: bytes) -> None:

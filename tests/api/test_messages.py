@@ -288,7 +288,7 @@ def test_bootstrap_result_capabilities_are_packed() -> None:
     )
     wire = result.SerializeToString()
     assert b"\x22\x02\x00\x00" in wire
-    assert wire.endswith(b"\n")  # spec 6.3: trailing newline inside a value survives
+    assert wire.endswith(b"\n")  # a trailing newline inside a value survives
     assert bootstrap_pb2.BootstrapResult.FromString(wire) == result
 
 

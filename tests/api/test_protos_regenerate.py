@@ -21,16 +21,18 @@ def grpc_tools() -> None:
 
 
 REPO = Path(__file__).resolve().parents[2]
-API = REPO / "runtime_v2" / "api"
+#: Where the protos live: the runtime's API, and ttrpc's own wire messages.
+PROTO_DIRS = [REPO / "runtime_v2" / "api", REPO / "runtime_v2" / "ttrpc"]
 
 
 def _generated_names(protos: list[Path]) -> set[str]:
     return {f"{p.stem}_pb2{ext}" for p in protos for ext in (".py", ".pyi")}
 
 
-def test_committed_generated_code_matches_protoc_output(tmp_path: Path) -> None:
-    protos = sorted(API.glob("*.proto"))
-    assert protos, f"no .proto files in {API}"
+@pytest.mark.parametrize("proto_dir", PROTO_DIRS, ids=lambda p: p.name)
+def test_committed_generated_code_matches_protoc_output(tmp_path: Path, proto_dir: Path) -> None:
+    protos = sorted(proto_dir.glob("*.proto"))
+    assert protos, f"no .proto files in {proto_dir}"
     result = subprocess.run(
         [
             sys.executable,
@@ -47,10 +49,10 @@ def test_committed_generated_code_matches_protoc_output(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, f"protoc failed: {result.stderr}"
-    generated = tmp_path / "runtime_v2" / "api"
+    generated = tmp_path / proto_dir.relative_to(REPO)
     problems = []
     for name in sorted(_generated_names(protos)):
-        committed = API / name
+        committed = proto_dir / name
         if not committed.exists():
             problems.append(f"{committed.relative_to(REPO)} is missing (run `make protos`)")
         elif committed.read_bytes() != (generated / name).read_bytes():
@@ -58,11 +60,19 @@ def test_committed_generated_code_matches_protoc_output(tmp_path: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_no_generated_module_without_its_proto() -> None:
-    expected = _generated_names(sorted(API.glob("*.proto")))
+@pytest.mark.parametrize("proto_dir", PROTO_DIRS, ids=lambda p: p.name)
+def test_no_generated_module_without_its_proto(proto_dir: Path) -> None:
+    expected = _generated_names(sorted(proto_dir.glob("*.proto")))
     orphans = sorted(
         p.name
-        for p in API.iterdir()
+        for p in proto_dir.iterdir()
         if p.name.endswith(("_pb2.py", "_pb2.pyi")) and p.name not in expected
     )
-    assert not orphans, f"generated files without a .proto in {API}: {', '.join(orphans)}"
+    assert not orphans, f"generated files without a .proto in {proto_dir}: {', '.join(orphans)}"
+
+
+def test_make_protos_regenerates_every_proto_dir() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    line = next(x for x in makefile.splitlines() if x.startswith("PROTOS :="))
+    for proto_dir in PROTO_DIRS:
+        assert f"{proto_dir.relative_to(REPO)}/*.proto" in line, line

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
@@ -179,3 +182,23 @@ def test_unpack_as_rejects_another_type_naming_both() -> None:
         plugin_errdefs.InvalidArgument, match=r"containerd.events.TaskStart.*TaskExit"
     ):
         typeurl.unpack_as(packed, events_pb2.TaskExit)
+
+
+def test_unpack_resolves_containerd_types_that_nothing_imported_yet() -> None:
+    # A fresh interpreter: importing typeurl loads no API module; the first unpack does.
+    code = (
+        "import sys\n"
+        "from google.protobuf import any_pb2\n"
+        "from runtime_v2 import typeurl\n"
+        "before = sorted(m for m in sys.modules if m.startswith('runtime_v2.api.'))\n"
+        "value = typeurl.unpack(any_pb2.Any(type_url='containerd.events.TaskOOM'))\n"
+        "print(before, type(value).DESCRIPTOR.full_name)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "containerd.events.TaskOOM"]
+
+
+def test_every_api_module_is_registered_for_unpack() -> None:
+    api = Path(typeurl.__file__).parent / "api"
+    assert {f"{p.stem}_pb2" for p in api.glob("*.proto")} == set(typeurl._API_MODULES)

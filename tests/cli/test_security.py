@@ -280,8 +280,7 @@ def _nofile_1024() -> None:
 
 def _probe(path: Path) -> None:
     """Send one request on a fresh connection and wait for the answer or the close."""
-    from runtime_v2.api import ttrpc_pb2
-    from runtime_v2.ttrpc import encode_frame
+    from runtime_v2.ttrpc import encode_frame, ttrpc_pb2
 
     with socket.socket(socket.AF_UNIX) as probe:
         # A blocking connect waits while the backlog is full, up to SO_SNDTIMEO (only there to

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cli.peer_checks import cgroup_pids, cgroups_of, remains
 
-from runtime_v2.shim import Status
+from runtime_v2.runtime import Status
 from taskplane.containers import Client
 from taskplane.oci import default_spec
 

@@ -23,6 +23,7 @@ import pytest
 
 from runtime_v2 import CreateOpts
 from runtime_v2.api import bootstrap_pb2
+from runtime_v2.shim_log import SHIM_LOGGER
 
 from .conftest import TIMEOUT, Dirs, spec_for
 from .runtimes import UPSTREAM_SHIM, Runtime
@@ -112,7 +113,7 @@ async def test_shims_get_taskplanes_log_level_an_unserved_address_and_an_accepte
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     shim, records = _wrapper(dirs, _real_shim(runtime))
-    caplog.set_level(logging.DEBUG if debug else logging.INFO, logger="taskplane.shim")
+    caplog.set_level(logging.DEBUG if debug else logging.INFO, logger=SHIM_LOGGER.name)
     await _run_once(dirs, task_manager, busybox_rootfs, runtime, shim)
 
     starts = _records(records, "start")
@@ -129,9 +130,9 @@ async def test_shims_get_taskplanes_log_level_an_unserved_address_and_an_accepte
         assert params.containerd_grpc_address == address
     for delete in _records(records, "delete"):
         assert ("-debug" in delete["argv"]) is debug
-    # The real shim logs at debug when asked to (its lines reach taskplane.shim).
+    # The real shim logs at debug when asked to (its lines reach SHIM_LOGGER).
     shim_debug = [
-        r for r in caplog.records if r.name == "taskplane.shim" and r.levelno == logging.DEBUG
+        r for r in caplog.records if r.name == SHIM_LOGGER.name and r.levelno == logging.DEBUG
     ]
     assert bool(shim_debug) is debug
 

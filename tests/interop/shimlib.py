@@ -23,8 +23,9 @@ import attrs
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.message import Message
 
+from runtime_v2 import errdefs
 from runtime_v2.api import task_v2_pb2
-from runtime_v2.ttrpc import Client, Closed
+from runtime_v2.ttrpc import Client, Closed, StatusError
 from taskplane.rootfs import build_busybox_rootfs
 
 SHIM_BINARY = "containerd-shim-runc-v2"
@@ -183,10 +184,19 @@ class ShimBundle:
         *,
         service: str = TASK_V2,
     ) -> M:
-        """Call the shim's ``service``/``method`` in this bundle's namespace, within TIMEOUT."""
-        return await client.call(
-            service, method, request, response_type, namespace=self.namespace, timeout=TIMEOUT
-        )
+        """Call the shim's ``service``/``method`` in this bundle's namespace, within TIMEOUT.
+
+        An error status raises its errdefs class, as containerd maps it (``errgrpc.ToNative``);
+        a lost connection raises ttrpc's :class:`Closed`.
+        """
+        try:
+            return await client.call(
+                service, method, request, response_type, namespace=self.namespace, timeout=TIMEOUT
+            )
+        except Closed:
+            raise
+        except StatusError as exc:
+            raise errdefs.from_grpc(exc) from exc
 
     async def shutdown(self, client: Client) -> None:
         """Ask the shim daemon to exit. It may exit before its reply is out, so a closed

@@ -13,8 +13,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from plugins import errdefs
-from runtime_v2 import ttrpc
+from runtime_v2 import errdefs, ttrpc
 from runtime_v2.api import task_types_pb2, task_v2_pb2, task_v3_pb2
 from runtime_v2.api import task_v3_pb2 as t
 
@@ -42,6 +41,8 @@ class FakeShim:
         self.calls: list[tuple[str, str, str | None, Any]] = []
         self.fail: dict[str, BaseException] = {}
         self.hang: set[str] = set()
+        #: Set once a call of a method in :attr:`hang` has arrived and hangs.
+        self.hanging = asyncio.Event()
         self.shutdown_requested = asyncio.Event()
         self._next_pid = 1000
         handlers = {name: self._handler(name) for name in _METHODS}
@@ -73,12 +74,13 @@ class FakeShim:
         async def handle(request: Any, ctx: ttrpc.CallContext) -> Any:
             self.calls.append((ctx.service, name, ctx.namespace, request))
             if name in self.hang:
+                self.hanging.set()
                 await asyncio.Event().wait()
             if name in self.fail:
                 raise self.fail[name]
             return await impl(request, ctx.namespace or "")
 
-        return handle
+        return errdefs.grpc_handler(handle)  # a shim answers errdefs errors with their status
 
     def _task(self, namespace: str, request: Any) -> FakeTask:
         key = (namespace, request.id + "/" + getattr(request, "exec_id", ""))

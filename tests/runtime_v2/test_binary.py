@@ -23,15 +23,14 @@ from runtime_v2 import errdefs, ttrpc, typeurl
 from runtime_v2.api import bootstrap_pb2, introspection_pb2, runc_options_pb2, task_v2_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.binary import (
-    LOG_TAIL_BYTES,
     ShimBinary,
     ShimCommandError,
-    ShimLog,
     run_info,
     shim_env,
 )
 from runtime_v2.bundle import Bundle, new_bundle
-from runtime_v2.shim import Exit
+from runtime_v2.runtime import Exit
+from runtime_v2.shim_log import LOG_TAIL_BYTES, SHIM_LOGGER, ShimLog
 from runtime_v2.start_response import ShimEndpoint, read_bootstrap_json
 from tests.prerequisites import need
 
@@ -323,7 +322,7 @@ async def test_shim_log_lines_go_to_the_logger_with_their_level(
 ) -> None:
     shim_log = ShimLog(str(tmp_path / "log"), namespace=NS, task_id=TASK)
     shim_log.open()
-    caplog.set_level(logging.DEBUG, logger="taskplane.shim")
+    caplog.set_level(logging.DEBUG, logger=SHIM_LOGGER.name)
     fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_NONBLOCK)
     os.write(fd, b'time="x" level=warning msg="low memory"\nplain line\npart')
     os.write(fd, b"ial\nlevel=debug msg=hi\nno newline at end")

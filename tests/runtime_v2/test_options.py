@@ -114,7 +114,7 @@ def test_marshal_gives_the_any_a_shim_reads_on_stdin() -> None:
     eff = effective_runtime_options(
         Options(binary_name="/usr/sbin/runc", root="/run/containerd/runc-ra"), None
     )
-    # the bytes containerd 1.6.20 sent (spec 4.3)
+    # the bytes containerd 1.6.20 sent
     expected = (
         b"\x0a\x1acontainerd.runc.v1.Options\x12\x29"
         b"\x32\x0e/usr/sbin/runc\x3a\x17/run/containerd/runc-ra"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,17 +12,17 @@ import pytest
 from _fake_shim import FakeShim
 from google.protobuf import timestamp_pb2
 
-from plugins import errdefs
-from runtime_v2 import ttrpc
+from runtime_v2 import errdefs, runtime, ttrpc
 from runtime_v2.bundle import Bundle, new_bundle
+from runtime_v2.runtime import Status, from_timestamp
 from runtime_v2.shim import (
     TASK_SERVICE_V2,
     TASK_SERVICE_V3,
+    ConnectionClosed,
     Shim,
     ShimTask,
-    Status,
-    from_timestamp,
 )
+from runtime_v2.shim import connect as shim_connect
 
 NS = "testns"
 
@@ -266,4 +267,45 @@ async def test_shutdown_errors_from_the_shim_are_raised(v2_shim: FakeShim, bundl
     task = await connect(v2_shim, bundle)
     with pytest.raises(errdefs.FailedPrecondition, match="shim busy"):
         await task.shutdown()
+    await task.shim.close()
+
+
+async def test_a_connection_lost_mid_call_is_ttrpc_closed_and_errdefs_unavailable(
+    v2_shim: FakeShim, bundle: Bundle
+) -> None:
+    task = await connect(v2_shim, bundle)
+    await task.create()
+    v2_shim.hang.add("Start")
+    started = asyncio.ensure_future(task.start())
+    await v2_shim.hanging.wait()
+    await v2_shim.stop()  # the shim dies with the call in flight
+    with pytest.raises(ConnectionClosed) as info:
+        await started
+    # Callers catch either: ttrpc's Closed (containerd checks ttrpc.ErrClosed) or the class.
+    assert isinstance(info.value, ttrpc.Closed)
+    assert isinstance(info.value, errdefs.Unavailable)
+    assert errdefs.kind(info.value) is errdefs.Unavailable
+    assert str(info.value) == "ttrpc: closed"
+    await task.shim.close()
+
+
+async def test_connect_failures_are_errdefs_classes(base: Path) -> None:
+    with pytest.raises(errdefs.NotFound, match="no such socket"):
+        await shim_connect(str(base / "missing.sock"), timeout=5)
+    refusing = base / "refusing.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(refusing))  # bound, never listening: connections are refused
+    try:
+        with pytest.raises(errdefs.Unavailable, match="connection refused"):
+            await shim_connect(str(refusing), timeout=5)
+    finally:
+        sock.close()
+
+
+async def test_shim_task_and_process_implement_the_runtime_contract(
+    v2_shim: FakeShim, bundle: Bundle
+) -> None:
+    task = await connect(v2_shim, bundle)
+    assert isinstance(task, runtime.Task)
+    assert isinstance(task.process("e1"), runtime.Process)
     await task.shim.close()

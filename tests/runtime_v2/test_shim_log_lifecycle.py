@@ -22,6 +22,7 @@ from plugins.events import Exchange
 from runtime_v2 import CreateOpts, TaskManager
 from runtime_v2.bundle import new_bundle
 from runtime_v2.shim_load import load_existing_shims
+from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_manager import ShimManager
 
 NS = "logns"
@@ -127,7 +128,7 @@ async def test_a_reattached_shim_has_its_log_drained(
     )
     log_path = os.path.join(bundle.path, "log")
     manager = _manager(base, [])
-    caplog.set_level(logging.INFO, logger="taskplane.shim")
+    caplog.set_level(logging.INFO, logger=SHIM_LOGGER.name)
     try:
         outcomes = await load_existing_shims(
             manager, state=str(base / "state"), root=str(base / "root")

@@ -19,11 +19,10 @@ from google.protobuf import empty_pb2
 
 import plugins.builtin
 import runtime_v2.builtin
-from plugins import errdefs
 from plugins.events import Exchange
 from registry import ConfigError, boot_async
 from registry.config import Config, decode_plugin_configs
-from runtime_v2 import shim_info, shim_manager, ttrpc, typeurl
+from runtime_v2 import errdefs, shim_info, shim_manager, ttrpc, typeurl
 from runtime_v2.api import (
     bootstrap_pb2,
     event_pb2,
@@ -34,7 +33,8 @@ from runtime_v2.api import (
 )
 from runtime_v2.binary import ShimCommandError
 from runtime_v2.bundle import new_bundle
-from runtime_v2.shim import Exit, Shim
+from runtime_v2.runtime import Exit
+from runtime_v2.shim import Shim
 from runtime_v2.shim_cleanup import write_options
 from runtime_v2.shim_config import ShimConfig
 from runtime_v2.shim_manager import ShimManager
@@ -204,13 +204,14 @@ async def test_forwarded_shim_events_reach_subscribers(manager: ShimManager) -> 
             )
             bad = event_pb2.Envelope(namespace=NS, topic="no-slash")
             bad.timestamp.FromSeconds(1)
-            with pytest.raises(errdefs.InvalidArgument):
+            with pytest.raises(ttrpc.StatusError) as info:
                 await client.call(
                     "containerd.services.events.ttrpc.v1.Events",
                     "Forward",
                     events_service_pb2.ForwardRequest(envelope=bad),
                     empty_pb2.Empty,
                 )
+            assert type(errdefs.from_grpc(info.value)) is errdefs.InvalidArgument
         received = await events.get(timeout=TIMEOUT)
     assert received.topic == "/tasks/oom"
     assert received.unpack(events_pb2.TaskOOM).container_id == "c1"

@@ -1,4 +1,5 @@
-"""Parsing a shim's start output and the bundle's bootstrap.json (spec 2.5, 6 items 3 and 4)."""
+"""Parsing a shim's start output and the bundle's bootstrap.json (containerd's ``shim.go``
+``parseStartResponse`` and ``shim_manager.go`` ``restoreBootstrapParams``)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
 import taskplane
-from runtime_v2.api import event_pb2, events_pb2, events_service_pb2, ttrpc_pb2
-from runtime_v2.ttrpc import FrameDecoder, encode_frame
+from runtime_v2.api import event_pb2, events_pb2, events_service_pb2
+from runtime_v2.ttrpc import FrameDecoder, encode_frame, ttrpc_pb2
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
 SOCKET = "taskplane.sock.ttrpc"

@@ -12,23 +12,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 
 import attrs
 import pytest
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 
-from runtime_v2 import errdefs, ttrpc
-from runtime_v2.api import ttrpc_pb2
+from runtime_v2 import ttrpc
 from runtime_v2.ttrpc import (
     CallContext,
+    Code,
     Frame,
     FrameDecoder,
     OversizeFrame,
     PeerCredentials,
     same_user,
+    ttrpc_pb2,
 )
 
 from . import echo_pb2
 
 SERVICE = "taskplane.test.echo.Echo"
 ECHO_DESCRIPTOR = echo_pb2.DESCRIPTOR.services_by_name["Echo"]
+#: The type url of the detail a Fail call with ``detail`` attaches to its status.
+DETAIL_TYPE = "type.googleapis.com/taskplane.test.Detail"
 
 _PYTHON_ERRORS: dict[str, type[BaseException]] = {
     "FileNotFoundError": FileNotFoundError,
@@ -51,7 +54,9 @@ class EchoService:
     async def echo(self, req: echo_pb2.EchoRequest, ctx: CallContext) -> echo_pb2.EchoResponse:
         remaining = ctx.remaining()
         if req.reply_size > 2 * ttrpc.MAX_MESSAGE_SIZE:
-            raise errdefs.InvalidArgument(f"reply_size {req.reply_size} is too large")
+            raise ttrpc.StatusError(
+                Code.INVALID_ARGUMENT, f"reply_size {req.reply_size} is too large"
+            )
         data = b"x" * req.reply_size if req.reply_size > 0 else req.data
         return echo_pb2.EchoResponse(
             text=req.text,
@@ -78,13 +83,24 @@ class EchoService:
     async def fail(self, req: echo_pb2.FailRequest, ctx: CallContext) -> empty_pb2.Empty:
         if req.python_error:
             raise _PYTHON_ERRORS[req.python_error](req.message)
-        raise errdefs.from_status(req.code, req.message)
+        details = [any_pb2.Any(type_url=DETAIL_TYPE, value=req.detail)] if req.detail else []
+        raise ttrpc.StatusError(req.code, req.message, details)
 
     async def nothing(self, req: empty_pb2.Empty, ctx: CallContext) -> empty_pb2.Empty:
         return empty_pb2.Empty()
 
     def handlers(self) -> dict[str, ttrpc.Handler]:
         return {"Echo": self.echo, "Slow": self.slow, "Fail": self.fail, "Nothing": self.nothing}
+
+
+@contextlib.contextmanager
+def raises_status(
+    code: Code, match: str | None = None
+) -> Iterator[pytest.ExceptionInfo[ttrpc.StatusError]]:
+    """``pytest.raises(ttrpc.StatusError, match=match)`` that also checks the status code."""
+    with pytest.raises(ttrpc.StatusError, match=match) as info:
+        yield info
+    assert info.value.code == code, f"{info.value!r}: expected code {code.name}"
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tests/ttrpc/echo.proto\x12\x13taskplane.test.echo\x1a\x1bgoogle/protobuf/empty.proto\"L\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05sleep\x18\x03 \x01(\x01\x12\x12\n\nreply_size\x18\x04 \x01(\x03\"b\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x03(\t\"B\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0cpython_error\x18\x03 \x01(\t2\x9d\x02\n\x04\x45\x63ho\x12K\n\x04\x45\x63ho\x12 .taskplane.test.echo.EchoRequest\x1a!.taskplane.test.echo.EchoResponse\x12K\n\x04Slow\x12 .taskplane.test.echo.EchoRequest\x1a!.taskplane.test.echo.EchoResponse\x12@\n\x04\x46\x61il\x12 .taskplane.test.echo.FailRequest\x1a\x16.google.protobuf.Empty\x12\x39\n\x07Nothing\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tests/ttrpc/echo.proto\x12\x13taskplane.test.echo\x1a\x1bgoogle/protobuf/empty.proto\"L\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05sleep\x18\x03 \x01(\x01\x12\x12\n\nreply_size\x18\x04 \x01(\x03\"b\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x03(\t\"R\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0cpython_error\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\x0c\x32\x9d\x02\n\x04\x45\x63ho\x12K\n\x04\x45\x63ho\x12 .taskplane.test.echo.EchoRequest\x1a!.taskplane.test.echo.EchoResponse\x12K\n\x04Slow\x12 .taskplane.test.echo.EchoRequest\x1a!.taskplane.test.echo.EchoResponse\x12@\n\x04\x46\x61il\x12 .taskplane.test.echo.FailRequest\x1a\x16.google.protobuf.Empty\x12\x39\n\x07Nothing\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,7 +37,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ECHORESPONSE']._serialized_start=154
   _globals['_ECHORESPONSE']._serialized_end=252
   _globals['_FAILREQUEST']._serialized_start=254
-  _globals['_FAILREQUEST']._serialized_end=320
-  _globals['_ECHO']._serialized_start=323
-  _globals['_ECHO']._serialized_end=608
+  _globals['_FAILREQUEST']._serialized_end=336
+  _globals['_ECHO']._serialized_start=339
+  _globals['_ECHO']._serialized_end=624
 # @@protoc_insertion_point(module_scope)

@@ -34,11 +34,13 @@ class EchoResponse(_message.Message):
     def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., remaining: _Optional[float] = ..., namespace: _Optional[str] = ..., metadata: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FailRequest(_message.Message):
-    __slots__ = ("code", "message", "python_error")
+    __slots__ = ("code", "message", "python_error", "detail")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PYTHON_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     python_error: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., python_error: _Optional[str] = ...) -> None: ...
+    detail: bytes
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., python_error: _Optional[str] = ..., detail: _Optional[bytes] = ...) -> None: ...

@@ -11,18 +11,19 @@ import time
 import pytest
 from google.protobuf import empty_pb2
 
-from runtime_v2 import errdefs, ttrpc
-from runtime_v2.api import ttrpc_pb2
-from runtime_v2.ttrpc import MAX_MESSAGE_SIZE, Frame
+from runtime_v2 import ttrpc
+from runtime_v2.ttrpc import MAX_MESSAGE_SIZE, Code, Frame, ttrpc_pb2
 
 from . import echo_pb2
 from .conftest import (
+    DETAIL_TYPE,
     ECHO_DESCRIPTOR,
     SERVICE,
     EchoService,
     RawConnection,
     fake_server,
     is_listening,
+    raises_status,
     read_frame_data,
     response_of,
     serving,
@@ -93,28 +94,33 @@ async def test_client_stream_ids_are_odd_and_increasing(socket_path: str) -> Non
 # --- errors -------------------------------------------------------------------------------
 
 
-async def test_handler_errdefs_error_keeps_its_class_and_message(client: ttrpc.Client) -> None:
-    req = echo_pb2.FailRequest(code=5, message="container c1")
-    with pytest.raises(errdefs.NotFound) as info:
+async def test_handler_status_error_keeps_its_code_message_and_details(
+    client: ttrpc.Client,
+) -> None:
+    req = echo_pb2.FailRequest(code=5, message="container c1", detail=b"why")
+    with raises_status(Code.NOT_FOUND) as info:
         await client.call(SERVICE, "Fail", req, empty_pb2.Empty)
-    assert str(info.value) == "container c1"
+    assert type(info.value) is ttrpc.StatusError
+    assert info.value.message == str(info.value) == "container c1"
+    assert [(d.type_url, d.value) for d in info.value.details] == [(DETAIL_TYPE, b"why")]
 
 
-async def test_handler_conflict_comes_back_as_conflict(client: ttrpc.Client) -> None:
-    req = echo_pb2.FailRequest(code=9, message="task t1: conflict")
-    with pytest.raises(errdefs.Conflict, match="task t1"):
+async def test_a_code_outside_the_enum_arrives_as_its_int(client: ttrpc.Client) -> None:
+    req = echo_pb2.FailRequest(code=99, message="odd")
+    with pytest.raises(ttrpc.StatusError, match="odd") as info:
         await client.call(SERVICE, "Fail", req, empty_pb2.Empty)
+    assert info.value.code == 99
 
 
 async def test_handler_python_errors_follow_convert_code(client: ttrpc.Client) -> None:
     cases = {
-        "FileNotFoundError": errdefs.NotFound,
-        "PermissionError": errdefs.PermissionDenied,
-        "ValueError": errdefs.Unknown,
+        "FileNotFoundError": Code.NOT_FOUND,
+        "PermissionError": Code.PERMISSION_DENIED,
+        "ValueError": Code.UNKNOWN,
     }
-    for name, cls in cases.items():
+    for name, code in cases.items():
         req = echo_pb2.FailRequest(python_error=name, message="boom")
-        with pytest.raises(cls, match="boom"):
+        with raises_status(code, match="boom"):
             await client.call(SERVICE, "Fail", req, empty_pb2.Empty)
 
 
@@ -131,10 +137,10 @@ async def test_unknown_method_answers_exact_unimplemented_bytes(raw: RawConnecti
 
 
 async def test_unknown_method_raises_not_implemented_on_the_client(client: ttrpc.Client) -> None:
-    with pytest.raises(errdefs.NotImplemented) as info:
+    with raises_status(Code.UNIMPLEMENTED) as info:
         await client.call(SERVICE, "Bogus", Req(), Resp)
     assert str(info.value) == "method Bogus"
-    with pytest.raises(errdefs.NotImplemented, match=r"^service nope$"):
+    with raises_status(Code.UNIMPLEMENTED, match=r"^service nope$"):
         await client.call("nope", "Echo", Req(), Resp)
 
 
@@ -261,7 +267,7 @@ async def test_slow_handler_gets_deadline_exceeded(
     assert echo_service.slow_cancelled.is_set()
     # Client side: the call gives up at its deadline too (Slow never answers by itself).
     async with asyncio.timeout(HANG):  # only to stop a hang
-        with pytest.raises(errdefs.DeadlineExceeded):
+        with pytest.raises(ttrpc.DeadlineExceeded):
             await client.call(SERVICE, "Slow", Req(), Resp, timeout=0.05)
 
 
@@ -295,7 +301,7 @@ async def test_ttrpc_timeout_slow_handler_raises_deadline_exceeded_at_the_deadli
     client: ttrpc.Client, echo_service: EchoService
 ) -> None:
     async with asyncio.timeout(HANG):  # only to stop a hang
-        with pytest.raises(errdefs.DeadlineExceeded):
+        with pytest.raises(ttrpc.DeadlineExceeded):
             async with ttrpc.timeout(0.3) as when:
                 await client.call(SERVICE, "Slow", Req(), Resp)
         assert when is not None and time.monotonic() >= when  # not before the deadline
@@ -313,17 +319,20 @@ async def test_ttrpc_timeout_raises_deadline_exceeded_whichever_timer_fires_firs
     # The call's own timer and the asyncio timeout are due at the same moment; many calls make
     # both orders happen. The block must raise DeadlineExceeded, never TimeoutError/Cancelled.
     for _ in range(10):
-        with pytest.raises(errdefs.DeadlineExceeded):
+        with pytest.raises(ttrpc.DeadlineExceeded):
             async with ttrpc.timeout(seconds):
                 await asyncio.gather(*(client.call(SERVICE, "Slow", Req(), Resp) for _ in range(8)))
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_ttrpc_timeout_cancels_local_work_with_deadline_exceeded() -> None:
-    with pytest.raises(errdefs.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired"):
+    with pytest.raises(ttrpc.DeadlineExceeded, match=r"ttrpc.timeout\(0.1\) expired") as info:
         async with ttrpc.timeout(0.1) as when:
             await asyncio.sleep(HANG)  # cut off by the timeout, long before this ends
     assert when is not None and time.monotonic() >= when
+    # A drop-in for asyncio.timeout: what it raises is a TimeoutError, with a status code.
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.code == Code.DEADLINE_EXCEEDED
 
 
 async def test_ttrpc_timeout_nests_like_go_contexts(client: ttrpc.Client) -> None:
@@ -348,8 +357,9 @@ async def test_plain_asyncio_timeout_is_not_sent(client: ttrpc.Client) -> None:
 
 
 async def test_expired_deadline_fails_before_sending(client: ttrpc.Client) -> None:
-    with pytest.raises(errdefs.DeadlineExceeded, match="before it was sent"):
+    with pytest.raises(ttrpc.DeadlineExceeded, match="before it was sent") as info:
         await echo(client, timeout=0)
+    assert isinstance(info.value, TimeoutError)
 
 
 async def test_cancelled_call_drops_its_late_response(
@@ -374,7 +384,7 @@ async def test_oversize_request_is_refused_locally_and_nothing_is_written(
 ) -> None:
     with pytest.raises(ttrpc.OversizedMessage) as info:
         await client.call(SERVICE, "Echo", Req(data=b"x" * MAX_MESSAGE_SIZE), Resp)
-    assert isinstance(info.value, errdefs.ResourceExhausted)
+    assert info.value.code == Code.RESOURCE_EXHAUSTED
     assert "exceed maximum message size of 4194304" in str(info.value)
     # Nothing went out: the next call uses stream 1.
     assert client._next_id == 1
@@ -397,7 +407,7 @@ async def test_oversize_frame_to_server_is_answered_and_connection_stays(
 
 
 async def test_oversize_response_fails_that_call_only(client: ttrpc.Client) -> None:
-    with pytest.raises(errdefs.ResourceExhausted, match="exceed maximum message size"):
+    with raises_status(Code.RESOURCE_EXHAUSTED, match="exceed maximum message size"):
         await client.call(SERVICE, "Echo", Req(reply_size=MAX_MESSAGE_SIZE + 1), Resp)
     assert (await echo(client)).text == "hi"
 
@@ -420,7 +430,7 @@ async def test_oversize_frame_to_client_fails_that_call_and_keeps_connection(
                     writer.write(ttrpc.encode_frame(frame.stream_id, 2, 0, b""))
 
     async with fake_server(socket_path, serve), await ttrpc.Client.connect(socket_path) as client:
-        with pytest.raises(errdefs.ResourceExhausted, match=str(length)):
+        with raises_status(Code.RESOURCE_EXHAUSTED, match=str(length)):
             await client.call_raw(SERVICE, "Nothing", b"")
         assert await client.call_raw(SERVICE, "Nothing", b"") == b""
 
@@ -462,7 +472,7 @@ async def test_pending_and_later_calls_fail_closed_when_server_goes_away(
     with pytest.raises(ttrpc.Closed) as info:
         await pending
     assert str(info.value) == "ttrpc: closed"
-    assert isinstance(info.value, errdefs.Unavailable)
+    assert info.value.code == Code.UNAVAILABLE
     async with asyncio.timeout(5):
         await client.wait_closed()
     assert closed_calls == ["sync", "async"]
@@ -532,7 +542,7 @@ async def test_connect_refused_fails_fast_naming_the_address(sock_dir: str) -> N
         # Given all the time in the world, it still fails with the refusal (no retrying).
         with pytest.raises(ttrpc.ConnectionRefused) as info:
             await ttrpc.Client.connect("unix://" + path, timeout=HANG)
-        assert isinstance(info.value, errdefs.Unavailable)
+        assert info.value.code == Code.UNAVAILABLE
         assert info.value.address == "unix://" + path
         assert path in str(info.value)
     finally:
@@ -543,7 +553,7 @@ async def test_connect_to_missing_socket_fails_fast_with_not_found(sock_dir: str
     path = os.path.join(sock_dir, "missing.sock")
     with pytest.raises(ttrpc.SocketNotFound) as info:
         await ttrpc.Client.connect(path)
-    assert isinstance(info.value, errdefs.NotFound)
+    assert info.value.code == Code.NOT_FOUND
     assert path in str(info.value)
 
 
@@ -586,7 +596,7 @@ async def test_serve_replaces_a_stale_socket_file(
 async def test_serve_refuses_a_socket_someone_listens_on(
     server: ttrpc.Server, socket_path: str
 ) -> None:
-    with pytest.raises(errdefs.AlreadyExists, match="in use"):
+    with raises_status(Code.ALREADY_EXISTS, match="in use"):
         await ttrpc.Server().serve(socket_path)
     assert is_listening(socket_path)
 
@@ -594,7 +604,7 @@ async def test_serve_refuses_a_socket_someone_listens_on(
 async def test_serve_refuses_to_replace_a_regular_file(socket_path: str) -> None:
     with open(socket_path, "w"):
         pass
-    with pytest.raises(errdefs.AlreadyExists, match="not a socket"):
+    with raises_status(Code.ALREADY_EXISTS, match="not a socket"):
         await ttrpc.Server().serve(socket_path)
 
 
@@ -665,10 +675,10 @@ def test_register_rejects_unknown_methods_and_duplicates() -> None:
     async def h(req: object, ctx: ttrpc.CallContext) -> empty_pb2.Empty:
         return empty_pb2.Empty()
 
-    with pytest.raises(errdefs.InvalidArgument, match="has no method 'Nope'"):
+    with raises_status(Code.INVALID_ARGUMENT, match="has no method 'Nope'"):
         srv.register(ECHO_DESCRIPTOR, {"Nope": h})
     srv.register(ECHO_DESCRIPTOR, {"Nothing": h})
-    with pytest.raises(errdefs.AlreadyExists, match=r"taskplane\.test\.echo\.Echo"):
+    with raises_status(Code.ALREADY_EXISTS, match=r"taskplane\.test\.echo\.Echo"):
         srv.register(ECHO_DESCRIPTOR, {"Nothing": h})
 
 
@@ -680,7 +690,7 @@ async def test_unregistered_method_of_a_registered_service_is_unimplemented(
 
     async with serving(socket_path, {"Nothing": h}):
         async with await ttrpc.Client.connect(socket_path) as client:
-            with pytest.raises(errdefs.NotImplemented, match=r"^method Echo$"):
+            with raises_status(Code.UNIMPLEMENTED, match=r"^method Echo$"):
                 await echo(client)
 
 
@@ -690,7 +700,7 @@ async def test_handler_returning_none_is_unknown_marshal_nil(socket_path: str) -
 
     async with serving(socket_path, {"Echo": h}):  # type: ignore[dict-item]
         async with await ttrpc.Client.connect(socket_path) as client:
-            with pytest.raises(errdefs.Unknown, match="ttrpc: marshal called with nil"):
+            with raises_status(Code.UNKNOWN, match="ttrpc: marshal called with nil"):
                 await echo(client)
 
 
@@ -710,7 +720,7 @@ async def test_connect_to_a_full_backlog_fails_fast_with_unavailable(sock_dir: s
             except BlockingIOError:
                 break
         # Not a wait for the backlog to drain until the timeout: EAGAIN is the answer.
-        with pytest.raises(errdefs.Unavailable, match="temporarily unavailable") as info:
+        with raises_status(Code.UNAVAILABLE, match="temporarily unavailable") as info:
             await ttrpc.Client.connect(path, timeout=HANG)
         assert path in str(info.value)
     finally:

@@ -25,8 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime_v2 import ttrpc
-from runtime_v2.api import ttrpc_pb2
-from runtime_v2.ttrpc import Frame, FrameDecoder, OversizeFrame, encode_frame
+from runtime_v2.ttrpc import Frame, FrameDecoder, OversizeFrame, encode_frame, ttrpc_pb2
 
 from . import echo_pb2
 from .conftest import ECHO_DESCRIPTOR, SERVICE, EchoService, request_frame

@@ -1,4 +1,5 @@
-"""Metadata (ttrpc's MD helpers) and address forms (spec section 2.6)."""
+"""Metadata (ttrpc's ``metadata.go`` helpers) and address forms (containerd's
+``pkg/shim/util.go``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import threading
 
 import pytest
 
-from runtime_v2 import errdefs
-from runtime_v2.ttrpc import MD, socket_name
+from runtime_v2.ttrpc import MD, Code, socket_name
+
+from .conftest import raises_status
 
 
 def test_set_replaces_values_and_lowercases_the_key() -> None:
@@ -79,11 +81,11 @@ def test_address_forms(address: str, name: str) -> None:
 
 
 def test_unsupported_scheme_is_refused_by_name() -> None:
-    with pytest.raises(errdefs.NotImplemented, match="vsock"):
+    with raises_status(Code.UNIMPLEMENTED, match="vsock"):
         socket_name("vsock://3:1024")
 
 
 @pytest.mark.parametrize("address", ["", "unix://"])
 def test_empty_address_is_invalid(address: str) -> None:
-    with pytest.raises(errdefs.InvalidArgument):
+    with raises_status(Code.INVALID_ARGUMENT):
         socket_name(address)

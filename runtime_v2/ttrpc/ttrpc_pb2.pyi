@@ -1,4 +1,4 @@
-from runtime_v2.api import rpc_status_pb2 as _rpc_status_pb2
+from runtime_v2.ttrpc import rpc_status_pb2 as _rpc_status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
