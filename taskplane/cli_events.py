@@ -110,8 +110,8 @@ def format_json(envelope: EventEnvelope) -> str:
 def show_journal_warnings() -> None:
     """Let the exchange's and the journal's warnings through whatever the log level: a reader
     of the event stream must not take a stream with a gap for a complete one."""
-    for name in ("taskplane.plugins.events", "taskplane.plugins.events_journal"):
-        logger = logging.getLogger(name)
+    for name in ("plugins.events", "plugins.events_journal"):
+        logger = get_logger(name)
         if not logger.isEnabledFor(logging.WARNING):
             logger.setLevel(logging.WARNING)
 

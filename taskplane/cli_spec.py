@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any
 
-from taskplane import oci, preflight
+from taskplane import oci, oci_text, preflight
 from taskplane.errors import CLIError
 
 __all__ = ["add_spec_options", "check_not_image", "looks_like_image", "spec_from_args"]
@@ -86,13 +86,13 @@ def _positive_int(text: str) -> int:
 
 
 def _options(args: argparse.Namespace) -> oci.SpecOptions:
-    mounts = [*map(oci.parse_mount, args.mount), *map(oci.parse_volume, args.volume)]
+    mounts = [*map(oci_text.parse_mount, args.mount), *map(oci_text.parse_volume, args.volume)]
     return oci.SpecOptions(
         mounts=tuple(mounts),
-        user=oci.parse_user(args.user) if args.user else None,
+        user=oci_text.parse_user(args.user) if args.user else None,
         read_only=args.read_only,
-        memory_limit=oci.parse_bytes(args.memory_limit) if args.memory_limit else None,
-        cpus=oci.parse_cpus(args.cpus) if args.cpus else None,
+        memory_limit=oci_text.parse_bytes(args.memory_limit) if args.memory_limit else None,
+        cpus=oci_text.parse_cpus(args.cpus) if args.cpus else None,
         pids_limit=args.pids_limit,
         net_host=args.net_host,
         hostname=args.hostname,
@@ -108,7 +108,7 @@ def spec_from_args(
     ``--env`` adds to (and overrides) the file's environment and ``--cwd`` replaces its cwd.
     """
     options = _options(args)
-    env = [*(e for f in args.env_file for e in oci.parse_env_file(f)), *args.env]
+    env = [*(e for f in args.env_file for e in oci_text.parse_env_file(f)), *args.env]
     command = list(args.cmd)
     if args.spec:
         spec = oci.load_spec(args.spec)

@@ -24,9 +24,9 @@ from runtime_v2.api import (
 
 TASK_APIS = pytest.mark.parametrize("api", [task_v2_pb2, task_v3_pb2], ids=["v2", "v3"])
 
-# Spec 2.4: stdout of the 1.6.20 shim's `delete`.
+# Observed: stdout of the 1.6.20 shim's `delete`.
 OBSERVED_DELETE_RESPONSE = bytes.fromhex("08ba9301 108901 1a0b 08d4ebabd806 10d0b9ea54")
-# Spec 4.3: stdin containerd 1.6.20 sent to `start` for --runc-binary/--runc-root.
+# Observed: stdin containerd 1.6.20 sent to `start` for --runc-binary/--runc-root.
 OBSERVED_OPTIONS_ANY = (
     b"\x0a\x1a" + b"containerd.runc.v1.Options" + b"\x12\x29"
     b"\x32\x0e" + b"/usr/sbin/runc" + b"\x3a\x17" + b"/run/containerd/runc-ra"
@@ -67,7 +67,7 @@ def test_state_response_with_go_zero_exited_at_round_trips(api: ModuleType) -> N
 
 
 def test_observed_connect_response_payload_decodes() -> None:
-    # Spec 3.2: the Connect success frame carried payload `08 a5 8c 01`.
+    # Observed: the Connect success frame carried payload `08 a5 8c 01`.
     assert task_v2_pb2.ConnectResponse.FromString(b"\x08\xa5\x8c\x01").shim_pid == 17957
 
 

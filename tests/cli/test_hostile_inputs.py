@@ -142,7 +142,7 @@ CATALOGUE: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
     ("spec no args", ("run", "--spec", f"{F}/no-args.json", "x"), {}),
     ("spec long hostname", ("run", "--spec", f"{F}/long-host.json", "x"), {}),
     ("spec env int", ("run", "--spec", f"{F}/env-int.json", "x"), {}),
-    ("spec 100k deep", ("run", "--spec", f"{F}/deep.json", "x"), {}),
+    ("spec nested 100k deep", ("run", "--spec", f"{F}/deep.json", "x"), {}),
     ("spec too big", ("run", "--spec", f"{F}/big.json", "x"), {}),
     ("spec array", ("run", "--spec", f"{F}/list.json", "x"), {}),
     ("spec fifo", ("run", "--spec", f"{F}/fifo", "x"), {}),

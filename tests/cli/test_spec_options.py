@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugins import errdefs
-from taskplane import oci
+from taskplane import oci, oci_text
 from taskplane.cli_spec import looks_like_image
 from taskplane.metrics import decode
 
@@ -56,16 +56,16 @@ def test_a_mount_at_the_same_destination_replaces_the_specs(tmp_path: Path) -> N
      ("512KiB", 512 << 10)],
 )  # fmt: skip
 def test_parse_bytes(text: str, value: int) -> None:
-    assert oci.parse_bytes(text) == value
+    assert oci_text.parse_bytes(text) == value
 
 
 def test_parse_user_mount_and_volume(tmp_path: Path) -> None:
-    assert oci.parse_user("1000") == (1000, 1000)
-    assert oci.parse_user("1000:5") == (1000, 5)
-    assert oci.parse_mount(f"type=bind,src={tmp_path},dst=/d,options=rbind:ro") == (
+    assert oci_text.parse_user("1000") == (1000, 1000)
+    assert oci_text.parse_user("1000:5") == (1000, 5)
+    assert oci_text.parse_mount(f"type=bind,src={tmp_path},dst=/d,options=rbind:ro") == (
         oci.BindMount(str(tmp_path), "/d", ("rbind", "ro"))
     )
-    assert oci.parse_volume(f"{tmp_path}:/d:ro") == oci.BindMount(
+    assert oci_text.parse_volume(f"{tmp_path}:/d:ro") == oci.BindMount(
         str(tmp_path), "/d", read_only=True
     )
 
@@ -73,18 +73,18 @@ def test_parse_user_mount_and_volume(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("parse", "text", "message"),
     [
-        (oci.parse_bytes, "lots", "memory limit 'lots' must be a number of bytes"),
-        (oci.parse_bytes, "0", "memory limit '0' must be greater than 0"),
-        (oci.parse_cpus, "nan", "cpus 'nan' must be greater than 0"),
-        (oci.parse_cpus, "-1", "cpus '-1' must be greater than 0"),
-        (oci.parse_user, "root", "user 'root' must be UID or UID:GID (numbers)"),
-        (oci.parse_volume, "/nonexistent-i12:/d", "the host path '/nonexistent-i12' does not"),
-        (oci.parse_volume, "rel:/d", "the host path 'rel' must be absolute"),
-        (oci.parse_volume, "/:d", "the container path 'd' must be absolute"),
-        (oci.parse_volume, "/:/d:rx", "must be HOST:CTR or HOST:CTR:ro"),
-        (oci.parse_mount, "type=tmpfs,src=/,dst=/d", "only type=bind is supported"),
-        (oci.parse_mount, "src=/", "needs src=HOST and dst=CTR"),
-        (oci.parse_mount, "src=/,dst=/d,bogus=1", "must be type=bind,src=HOST,dst=CTR"),
+        (oci_text.parse_bytes, "lots", "memory limit 'lots' must be a number of bytes"),
+        (oci_text.parse_bytes, "0", "memory limit '0' must be greater than 0"),
+        (oci_text.parse_cpus, "nan", "cpus 'nan' must be greater than 0"),
+        (oci_text.parse_cpus, "-1", "cpus '-1' must be greater than 0"),
+        (oci_text.parse_user, "root", "user 'root' must be UID or UID:GID (numbers)"),
+        (oci_text.parse_volume, "/nonexistent-i12:/d", "the host path '/nonexistent-i12' does not"),
+        (oci_text.parse_volume, "rel:/d", "the host path 'rel' must be absolute"),
+        (oci_text.parse_volume, "/:d", "the container path 'd' must be absolute"),
+        (oci_text.parse_volume, "/:/d:rx", "must be HOST:CTR or HOST:CTR:ro"),
+        (oci_text.parse_mount, "type=tmpfs,src=/,dst=/d", "only type=bind is supported"),
+        (oci_text.parse_mount, "src=/", "needs src=HOST and dst=CTR"),
+        (oci_text.parse_mount, "src=/,dst=/d,bogus=1", "must be type=bind,src=HOST,dst=CTR"),
     ],
 )
 def test_bad_option_text_is_one_clear_error(parse: object, text: str, message: str) -> None:
@@ -103,13 +103,13 @@ def test_bad_option_values_are_refused() -> None:
 def test_env_file(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.write_text("# comment\n\nA=1\nB=x=y\n")
-    assert oci.parse_env_file(good) == ["A=1", "B=x=y"]
+    assert oci_text.parse_env_file(good) == ["A=1", "B=x=y"]
     bad = tmp_path / "bad"
     bad.write_text("A=1\nnot a setting\n")
     with pytest.raises(oci.SpecError, match="line 2: expected KEY=VALUE"):
-        oci.parse_env_file(bad)
+        oci_text.parse_env_file(bad)
     with pytest.raises(oci.SpecError, match="is a directory"):
-        oci.parse_env_file(tmp_path)
+        oci_text.parse_env_file(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Helpers for the interop tests: an OCI bundle for the real runc shim, started and deleted the way
-containerd 1.6 does it (spec sections 2.1, 2.3, 2.4).
+containerd 1.6 does it (containerd's core/runtime/v2/binary.go and shim.go).
 
 Everything a test creates lives under one short temp dir (sun_path is 108 bytes), plus the
 shim's socket in /run/containerd/s and runc's state in /run/containerd/runc/<ns>/<id>, whose
@@ -82,7 +82,8 @@ class ShimBundle:
 
     @property
     def expected_socket(self) -> Path:
-        """The socket path the shim derives: sha256 of Join(grpc address, ns, id) (spec 2.3)."""
+        """The socket path the shim derives: sha256 of Join(grpc address, ns, id), as containerd's
+        pkg/shim/util.go SocketAddress does."""
         key = f"{self.grpc_address}/{self.namespace}/{self.id}"
         return SOCKET_ROOT / hashlib.sha256(key.encode()).hexdigest()
 
