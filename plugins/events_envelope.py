@@ -12,16 +12,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 from typing import Any as _Any
-from typing import Protocol, TypeVar, cast
 
 import attrs
-from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from plugins import filters, identifiers
 from plugins.errdefs import InvalidArgument
 from plugins.identifiers import quote
+
+if TYPE_CHECKING:
+    from google.protobuf import any_pb2
 
 __all__ = [
     "EventEnvelope",
@@ -63,6 +65,14 @@ class ForwardedEnvelope(Protocol):
         """The event as a protobuf ``Any``."""
 
 
+def _any() -> type[any_pb2.Any]:
+    # The generated Any (and with it protobuf's descriptor pool) is imported on the first
+    # event, not by every process that boots the exchange.
+    from google.protobuf import any_pb2
+
+    return any_pb2.Any
+
+
 def _type_name(type_url: str) -> str:
     # typeurl v2 resolves protobuf type URLs by the text after the last "/".
     return type_url.rsplit("/", 1)[-1]
@@ -72,15 +82,17 @@ def decode_event(type_url: str, value: bytes) -> Message:
     """Return the event ``value`` as its message class, found by ``type_url`` in protobuf's
     default descriptor pool; the ``Any`` itself when the type is unknown or the bytes do not
     decode (so :meth:`EventEnvelope.unpack` can still say what is wrong)."""
+    from google.protobuf import descriptor_pool, message_factory
+
     try:
         descriptor = descriptor_pool.Default().FindMessageTypeByName(_type_name(type_url))
     except KeyError:
-        return any_pb2.Any(type_url=type_url, value=value)
+        return _any()(type_url=type_url, value=value)
     message: Message = message_factory.GetMessageClass(descriptor)()
     try:
         message.ParseFromString(value)
     except DecodeError:
-        return any_pb2.Any(type_url=type_url, value=value)
+        return _any()(type_url=type_url, value=value)
     return message
 
 
@@ -103,7 +115,7 @@ class EventEnvelope:
     @property
     def type_url(self) -> str:
         """The event's type URL: the ``Any``'s URL, or the bare full name of a message."""
-        if isinstance(self.event, any_pb2.Any):
+        if isinstance(self.event, _any()):
             return str(self.event.type_url)
         return str(self.event.DESCRIPTOR.full_name)
 
@@ -117,7 +129,7 @@ class EventEnvelope:
         Raises :class:`~plugins.errdefs.InvalidArgument` when the event is another type or
         its bytes do not decode. ``unpack(any_pb2.Any)`` returns :meth:`as_any`.
         """
-        if message_class is any_pb2.Any:
+        if message_class is _any():
             return cast(M, self.as_any())
         if not self.is_(message_class):
             raise InvalidArgument(
@@ -127,7 +139,7 @@ class EventEnvelope:
         event: Message = self.event
         if isinstance(event, message_class):
             return event
-        if isinstance(event, any_pb2.Any):
+        if isinstance(event, _any()):
             message: M = message_class()
             try:
                 message.ParseFromString(event.value)
@@ -148,9 +160,9 @@ class EventEnvelope:
         containerd 1.6 only resolves the bare full name (``containerd.events.TaskExit``),
         so published messages are packed without a host prefix.
         """
-        if isinstance(self.event, any_pb2.Any):
+        if isinstance(self.event, _any()):
             return self.event
-        return any_pb2.Any(
+        return _any()(
             type_url=self.event.DESCRIPTOR.full_name, value=self.event.SerializeToString()
         )
 
@@ -241,7 +253,7 @@ def envelope_field(envelope: EventEnvelope, path: Sequence[str]) -> tuple[str, b
         return envelope.namespace, envelope.namespace != ""
     if head == "topic" and not rest:
         return envelope.topic, envelope.topic != ""
-    if head == "event" and rest and not isinstance(envelope.event, any_pb2.Any):
+    if head == "event" and rest and not isinstance(envelope.event, _any()):
         return _message_field(envelope.event, rest)
     return "", False
 

@@ -51,9 +51,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
 from registry.log import get_logger
-from taskplane import DEFAULT_NAMESPACE, logs, task_run
+from taskplane import DEFAULT_NAMESPACE, logs
 from taskplane.task_list import TaskEntry, entries
-from taskplane.task_run import DRAIN_TIMEOUT, RunResult, teardown_error
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -69,6 +68,7 @@ if TYPE_CHECKING:
     from runtime_v2.task_manager import TaskManager
     from taskplane.metrics import Metrics
     from taskplane.stdio import StdinSource
+    from taskplane.task_run import DRAIN_TIMEOUT, RunResult
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -82,6 +82,18 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+# Re-exported from taskplane.task_run on first use (PEP 562): listing tasks runs nothing.
+_FROM_TASK_RUN = frozenset({"DRAIN_TIMEOUT", "RunResult"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM_TASK_RUN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from taskplane import task_run
+
+    return getattr(task_run, name)
+
 
 T = TypeVar("T")
 
@@ -509,10 +521,12 @@ class Client:
         """
         _validate_task_id(container_id)
         async with self.lock(container_id):
+            from taskplane import task_run
+
             try:
                 return await task_run.delete(self, container_id, force=force)
             except OSError as exc:
-                raise teardown_error(container_id, exc) from exc
+                raise task_run.teardown_error(container_id, exc) from exc
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -534,6 +548,8 @@ class Client:
         Returns the started task. A spec asking for a terminal is refused: nobody would be
         attached to it.
         """
+        from taskplane import task_run
+
         return await task_run.start_detached(
             self,
             container_id,
@@ -575,6 +591,8 @@ class Client:
         ``process.terminal``): its output arrives as stdout only; ``tty_size`` (columns, rows)
         is set before it starts.
         """
+        from taskplane import task_run
+
         return await task_run.run(
             self,
             container_id,

@@ -48,6 +48,12 @@ NEVER = {
     "taskplane.terminal",
 }
 
+#: What a listing or checking command must not import although it boots the runtime: the run
+#: path (start, attach, wait, delete).
+NOT_ON_BOOT = {
+    "taskplane.task_run",
+}
+
 
 def imported(taskplane: Taskplane, *args: str) -> set[str]:
     """The modules ``taskplane args`` imports (it must succeed)."""
@@ -86,7 +92,7 @@ def test_a_cheap_command_imports_no_other_command_nor_tooling(
     config.write_text("version = 3\n")
     names = imported(taskplane, *(a.format(config=config) for a in args))
     assert own <= names
-    unexpected = ((CLI_MODULES - own) | NEVER) & names
+    unexpected = ((CLI_MODULES - own) | NEVER | NOT_ON_BOOT) & names
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
 
@@ -104,3 +110,17 @@ def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) ->
         assert f"\n    {command.name}" in result.stdout, command.name
     names = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert not CLI_MODULES & names, sorted(CLI_MODULES & names)
+
+
+def test_the_event_exchange_imports_no_protobuf_messages_until_an_event_is_decoded() -> None:
+    # An embedder booting only the exchange (or a peer that does not serve shims' events) pays
+    # for protobuf's descriptor pool on its first event, not on import.
+    code = (
+        "import sys, plugins.events;"
+        "print(sorted(m for m in sys.modules if m.startswith('google.protobuf.')"
+        " and m != 'google.protobuf.message'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
