@@ -48,7 +48,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -120,7 +119,7 @@ class Exchange:
         self._closed = False
         self.journal: EventJournal | None = journal
         """Where events are shared with other processes (None: not shared)."""
-        self.origin: str = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.origin: str = f"{os.getpid()}-{os.urandom(6).hex()}"
         """This exchange's name in the journal; its own records are not delivered twice."""
         self.poll_interval = poll_interval
         self._follower: Follower | None = None

@@ -18,7 +18,7 @@ from typing import Any as _Any
 import attrs
 from google.protobuf.message import DecodeError, Message
 
-from plugins import filters, identifiers
+from plugins import identifiers
 from plugins.errdefs import InvalidArgument
 from plugins.identifiers import quote
 
@@ -213,6 +213,8 @@ def validate_filter(text: object) -> None:
     """Raise InvalidArgument unless ``text`` is a topic filter (:func:`validate_topic_filter`)
     or a filter in containerd's language (:mod:`plugins.filters`)."""
     if isinstance(text, str) and not is_topic_filter(text):
+        from plugins import filters  # containerd's filter language: only when one is used
+
         filters.parse(text)
         return
     validate_topic_filter(text)
@@ -263,7 +265,11 @@ def matcher(texts: tuple[str, ...]) -> Callable[[EventEnvelope], bool]:
     if not texts:
         return lambda envelope: True
     topics = _topic_matcher(tuple(t for t in texts if is_topic_filter(t)))
-    parsed = [filters.parse(t) for t in texts if not is_topic_filter(t)]
+    parsed = []
+    if any(not is_topic_filter(t) for t in texts):
+        from plugins import filters
+
+        parsed = [filters.parse(t) for t in texts if not is_topic_filter(t)]
 
     def match(envelope: EventEnvelope) -> bool:
         if topics(envelope.topic):

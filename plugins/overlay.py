@@ -20,7 +20,6 @@ is only ever named in ``lowerdir=``: overlayfs writes go to the upper dir.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -103,6 +102,8 @@ class OverlaySnapshotter:
             securefs.make_dirs(layer / "work", 0o700)
             return self.mounts(key, lower_path)
         except BaseException:
+            import shutil  # here: booting the snapshotter (every command) needs none of it
+
             shutil.rmtree(layer, ignore_errors=True)
             raise
 
@@ -114,6 +115,8 @@ class OverlaySnapshotter:
             raise errdefs.NotFound(f'no snapshot "{key}"')
         # Renamed first, so a crash mid-removal never leaves a half layer under its key.
         doomed = layer.with_name(f".{layer.name}.removing")
+        import shutil
+
         shutil.rmtree(doomed, ignore_errors=True)
         os.rename(layer, doomed)
         shutil.rmtree(doomed)

@@ -19,11 +19,9 @@ Differences from containerd, on purpose:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -195,6 +193,8 @@ def new_bundle(
             os.mkdir(work_dir, _WORK_MODE)
         except FileExistsError:
             # A stale work dir from an earlier task with this id: start afresh.
+            import shutil  # rare: not imported by every command that loads bundles
+
             shutil.rmtree(work_dir)
             os.mkdir(work_dir, _WORK_MODE)
         created_work = True
@@ -348,6 +348,8 @@ def remove_all(path: str) -> None:
         if os.path.islink(path) or not os.path.isdir(path):
             os.unlink(path)
         else:
+            import shutil  # only a directory needs it (and only on a delete)
+
             shutil.rmtree(path)
     except FileNotFoundError:
         pass
@@ -407,6 +409,8 @@ _libc: Any = None
 
 
 def _umount2(path: str, flags: int) -> None:
+    import ctypes  # only to unmount: not on the path of a command that only reads
+
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)

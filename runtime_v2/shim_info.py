@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -88,7 +87,12 @@ def _binary_stamp(name: str | None) -> tuple[str, int]:
     shim's ``-info`` inherits); ("", -1) for None and an mtime of -1 when it is not found."""
     if name is None:
         return "", -1
-    path = name if os.sep in name else shutil.which(name) or name
+    if os.sep in name:
+        path = name
+    else:
+        import shutil  # only for a bare name: not imported by every boot
+
+        path = shutil.which(name) or name
     try:
         return path, os.stat(path).st_mtime_ns
     except OSError:

@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from typing import Any, Literal
 
 import attrs
@@ -186,6 +185,8 @@ class StartProtocols:
             # Drop binaries that are gone or replaced, so the file does not grow forever.
             current = {p: e for p, e in entries.items() if _mtime_ns(p) == e.mtime_ns}
             data = {"format": _FORMAT, "binaries": {p: e.to_json() for p, e in current.items()}}
+            import tempfile  # only when a new shim binary is negotiated
+
             fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".start-protocols.")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:

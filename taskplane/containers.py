@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -111,6 +110,8 @@ _DEFAULT_CGROUPS = re.compile(r"^/taskplane@[^@/]*@(?P<id>[^@/]+)$")
 def cgroups_path(state: str, namespace: str, container_id: str) -> str:
     """The cgroup of ``container_id`` in ``namespace`` of the state dir ``state``: unique per
     (state dir, namespace, id), with the namespace name in it and no parent directory."""
+    import hashlib  # only when a task is created
+
     digest = hashlib.sha256(str(Path(state).resolve()).encode()).hexdigest()[:8]
     return f"/taskplane@{namespace}@{container_id}@{digest}"
 
