@@ -5,7 +5,9 @@ distribution's metadata on every run.
 The key is a digest of the interpreter (``sys.executable``, its version) and, for each
 ``sys.path`` entry in order: for a directory, the name and modification time of every
 ``*.dist-info``/``*.egg-info`` directory (of its ``entry_points.txt``), ``*.egg-link``,
-``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. Installing or
+``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. An entry with
+none of these (the current directory of ``python -m``, a missing directory) adds nothing, so
+running from another directory keeps the key. Installing or
 removing a distribution -- ``pip install``, ``pip install -e``, ``pip uninstall``, deleting a
 directory by hand -- adds, removes or rewrites one of those, so the very next command misses
 the cache and scans again.
@@ -105,14 +107,13 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
     digest = hashlib.sha256(f"{CACHE_VERSION}\0{sys.executable}\0{sys.version}".encode())
     for entry in sys.path if paths is None else paths:
         where = entry or "."
-        digest.update(b"\0path\0" + where.encode(errors="surrogateescape"))
+        path = b"\0path\0" + where.encode(errors="surrogateescape")
         try:
             st = os.stat(where)
         except OSError:
-            digest.update(b"\0missing")
-            continue
+            continue  # holds no distribution; when it appears with one, the key changes
         if not stat.S_ISDIR(st.st_mode):
-            digest.update(_stamp(st).encode())  # a zip file: its stamp covers it
+            digest.update(path + _stamp(st).encode())  # a zip file: its stamp covers it
             continue
         # A directory's own mtime is left out: any file written there (the current directory
         # is on sys.path under ``python -m``) would miss the cache for nothing.
@@ -123,8 +124,13 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
                 if e.name.endswith(_METADATA_SUFFIXES) and not e.name.startswith(".")
             )
         except OSError:
-            digest.update(b"\0unreadable")
+            digest.update(path + b"\0unreadable")
             continue
+        # A directory without distributions adds nothing, as it adds no entry point: the
+        # current directory of ``python -m taskplane`` does not change the key from one
+        # directory to the next (one cache file per interpreter would be rewritten each time).
+        if names:
+            digest.update(path)
         for name in names:
             digest.update(b"\0" + name.encode(errors="surrogateescape"))
             full = os.path.join(where, name)

@@ -224,6 +224,20 @@ def test_the_fingerprint_changes_when_a_distribution_appears_or_its_entry_points
     assert cache.fingerprint([str(tmp_path)]) == rewritten
 
 
+def test_the_fingerprint_ignores_path_entries_without_distributions(tmp_path: Path) -> None:
+    # python -m taskplane puts the current directory first on sys.path: from one directory to
+    # the next the entry points are the same, and so is the key.
+    site, cwd, other = tmp_path / "site", tmp_path / "cwd", tmp_path / "other"
+    for directory in (site, cwd, other):
+        directory.mkdir()
+    (site / "x-1.0.dist-info").mkdir()
+    key = cache.fingerprint([str(site)])
+    assert cache.fingerprint([str(cwd), str(site)]) == key
+    assert cache.fingerprint([str(other), str(site), str(tmp_path / "missing")]) == key
+    (cwd / "y-1.0.dist-info").mkdir()  # ...until one holds a distribution
+    assert cache.fingerprint([str(cwd), str(site)]) != key
+
+
 def test_the_fingerprint_changes_when_a_zip_file_on_the_path_changes(tmp_path: Path) -> None:
     archive = tmp_path / "plugins.zip"
     archive.write_bytes(b"PK one")
