@@ -4,7 +4,9 @@ The command's process ends as soon as the command is done: its output is flushed
 process exits with the command's code without the interpreter's teardown (freeing every module
 and object one by one, a third of what ``taskplane tasks ls`` costs). Nothing is lost by it: the
 command has closed its host (plugins, shims' connections, the metadata store) before it returns,
-and the kernel frees the rest. An embedder calls :func:`taskplane.cli.main`, which returns.
+and the kernel frees the rest. Under a profiler or coverage (``python -m cProfile -m taskplane``)
+the process exits as usual, so they write their reports. An embedder calls
+:func:`taskplane.cli.main`, which returns.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the ``taskplane`` command (``argv``, default ``sys.argv[1:]``) and exit with its
     code."""
     code = run_command(argv)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage writes its report at the interpreter's exit
     logging.shutdown()  # flushes the handlers, as the interpreter's exit would
     os._exit(_flushed(code))
 

@@ -3,8 +3,10 @@ exit code, no interpreter teardown (see :mod:`taskplane.__main__`)."""
 
 from __future__ import annotations
 
+import pstats
 import subprocess
 import sys
+from pathlib import Path
 
 from .conftest import Taskplane
 
@@ -62,3 +64,21 @@ def test_a_reader_gone_before_the_last_output_is_a_quiet_broken_pipe(taskplane: 
         stderr = process.stderr.read()
     assert process.wait(timeout=60) == 141, stderr
     assert stderr == b""
+
+
+def test_a_profiled_command_exits_as_usual_so_the_profile_is_written(
+    taskplane: Taskplane, tmp_path: Path
+) -> None:
+    profile = tmp_path / "tasks-ls.prof"
+    argv = taskplane.argv("tasks", "ls")
+    result = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), *argv[1:]],
+        cwd=taskplane.cwd,
+        env=buffered(taskplane),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["TASK", "PID", "STATUS"]
+    assert pstats.Stats(str(profile)).total_calls > 0
