@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -57,7 +58,6 @@ from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
-from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts
 from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from runtime_v2.api import introspection_pb2
-    from runtime_v2.runtime import Exit, State
+    from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
 
 __all__ = [
@@ -82,6 +82,14 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # Re-exported from runtime_v2.runtime, imported when a task is created or reattached.
+    if name in ("DEFAULT_RUNTIME", "CreateOpts"):
+        return getattr(importlib.import_module("runtime_v2.runtime"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).
 RUNC_ROOT_DIR = ".runc"

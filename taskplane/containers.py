@@ -398,7 +398,7 @@ class Client:
     ) -> ShimTask:
         """create_task once the id is claimed (its lock held, nothing of it exists)."""
         from plugins.metadata import Container
-        from runtime_v2.task_manager import CreateOpts
+        from runtime_v2.runtime import CreateOpts
         from taskplane.oci import spec_bytes
 
         options_any = _pack(runtime_options)

@@ -52,11 +52,13 @@ NEVER = {
 #: entry points are cached (scanning them on the first run after a change needs more): the run
 #: path (start, attach, wait, delete), what only unmounting (ctypes) or recording a new shim
 #: binary's start protocol (tempfile) needs, containerd's event filter language (only a
-#: subscription with a filter parses one), uuid (the exchange's origin is random hex) and
-#: shutil (argparse's formatter imports it for the terminal's width).
+#: subscription with a filter parses one), uuid (the exchange's origin is random hex),
+#: shutil (argparse's formatter imports it for the terminal's width) and, on a state dir
+#: without tasks, the runtime contract (runtime_v2.runtime: a task created or reattached).
 NOT_ON_BOOT = {
     "ctypes",
     "plugins.filters",
+    "runtime_v2.runtime",
     "shutil",
     "taskplane.task_run",
     "tempfile",
