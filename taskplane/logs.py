@@ -50,6 +50,7 @@ __all__ = [
     "Record",
     "follow",
     "install_logger",
+    "logger_exited",
     "logger_main",
     "read_records",
     "tail",
@@ -268,6 +269,42 @@ def _logger_pending(directory: Path) -> bool:
         finally:
             os.close(pipe)
     return False
+
+
+async def logger_exited(directory: str | os.PathLike[str], timeout: float) -> bool:
+    """Wait until the logging binary of ``directory`` has exited (its pipes' writers are gone:
+    the task and its shim); whether it has (True also when there is none, or ``logger.pid``
+    names another process now). Waited on a pidfd, at most ``timeout`` seconds."""
+    script = os.fsencode(Path(directory) / LOGGER_NAME)
+    try:
+        pid = int((Path(directory) / LOGGER_PID_NAME).read_text())
+        pidfd = os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return True
+    try:
+        try:  # read after the pidfd is open: a reused pid cannot pass for the logger
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if script not in f.read().split(b"\0"):
+                    return True
+        except OSError:
+            return True
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            await asyncio.wait_for(exited, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+        return True
+    finally:
+        os.close(pidfd)
 
 
 def _unread(fd: int) -> int:

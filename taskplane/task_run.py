@@ -334,6 +334,9 @@ async def delete(client: Client, container_id: str, *, force: bool) -> Exit | No
     io_dir = client.io_dir(container_id)
     if io_dir.exists():
         found = True
+        # A detached task's logging binary (the shim's child) ends once the task and its shim
+        # are gone; the delete is done when nothing of the task runs any more.
+        await logs.logger_exited(io_dir, DRAIN_TIMEOUT)
         remove_io_dir(io_dir)
     if client._has_layer(container_id):  # after the task: its rootfs is unmounted now
         found = True

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,32 @@ def test_feed_passes_each_chunk_as_it_arrives() -> None:
             await asyncio.wait_for(feeding, 30)
 
     asyncio.run(main())
+
+
+async def test_a_delete_waits_for_the_logging_binary_to_exit(tmp_path: Path) -> None:
+    # A stand-in logging binary at <io dir>/logger, run as the shim runs it (an interpreter
+    # script), that ends when its pipe's writer goes, as the real one does.
+    script = tmp_path / logs.LOGGER_NAME
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.read()\n")
+    script.chmod(0o700)
+    logger = await asyncio.create_subprocess_exec(str(script), stdin=asyncio.subprocess.PIPE)
+    assert logger.stdin is not None
+    try:
+        (tmp_path / logs.LOGGER_PID_NAME).write_text(str(logger.pid))
+        assert not await logs.logger_exited(tmp_path, 0.01)  # its writer is still there
+        logger.stdin.close()  # the task and its shim go
+        async with asyncio.timeout(60):  # only to stop a hang
+            assert await logs.logger_exited(tmp_path, 60)
+            await logger.wait()
+    finally:
+        if logger.returncode is None:
+            logger.kill()
+            await logger.wait()
+
+
+async def test_a_logger_pid_naming_another_process_is_not_waited_for(tmp_path: Path) -> None:
+    # Answered at once, not after the timeout: this process does not end while we wait.
+    (tmp_path / logs.LOGGER_PID_NAME).write_text(str(os.getpid()))  # a reused pid
+    assert await logs.logger_exited(tmp_path, 0.01)
+    (tmp_path / logs.LOGGER_PID_NAME).write_text("not a pid")
+    assert await logs.logger_exited(tmp_path, 0.01)
