@@ -399,10 +399,12 @@ def install_logger(directory: str | os.PathLike[str], *, max_size: int = DEFAULT
     package_root = str(Path(__file__).resolve().parents[1])
     text = (
         f"#!{sys.executable}\n"
-        "import sys\n"
+        "import os, sys\n"
         f"sys.path.insert(0, {package_root!r})\n"
         "from taskplane.logs import logger_main\n"
-        f"sys.exit(logger_main({str(Path(directory))!r}, {max_size!r}))\n"
+        # Every line is written and the log closed when logger_main returns: the process ends
+        # there, without the interpreter's teardown (a task's delete waits for it).
+        f"os._exit(logger_main({str(Path(directory))!r}, {max_size!r}))\n"
     )
     fd = securefs.open_file(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
     try:
