@@ -181,7 +181,7 @@ def validate_topic(topic: object) -> None:
         if not identifiers.is_valid(component):
             raise InvalidArgument(
                 f"event topic {quote(topic)} is invalid: component {quote(component)} must"
-                f" match ^{identifiers.IDENTIFIER_PATTERN}$"
+                f" match {identifiers.PATTERN}"
             )
 
 
@@ -265,16 +265,12 @@ def matcher(texts: tuple[str, ...]) -> Callable[[EventEnvelope], bool]:
     if not texts:
         return lambda envelope: True
     topics = _topic_matcher(tuple(t for t in texts if is_topic_filter(t)))
-    parsed = []
-    if any(not is_topic_filter(t) for t in texts):
-        from plugins import filters
+    others = [t for t in texts if not is_topic_filter(t)]
+    if not others:
+        return lambda envelope: topics(envelope.topic)
+    from plugins import filters
 
-        parsed = [filters.parse(t) for t in texts if not is_topic_filter(t)]
-
-    def match(envelope: EventEnvelope) -> bool:
-        if topics(envelope.topic):
-            return True
-        field = functools.partial(envelope_field, envelope)
-        return any(f.match(field) for f in parsed)
-
-    return match
+    contained = filters.parse_all(others)
+    return lambda envelope: (
+        topics(envelope.topic) or contained(functools.partial(envelope_field, envelope))
+    )

@@ -52,11 +52,7 @@ def quote(value: str) -> str:
 
 def is_valid(value: object) -> bool:
     """Return whether ``value`` is a string that passes :func:`validate`."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_LENGTH
-        and _IDENTIFIER_RE.fullmatch(value) is not None
-    )
+    return isinstance(value, str) and _problem(value) is None
 
 
 def _problem(value: str) -> str | None:

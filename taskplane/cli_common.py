@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from taskplane import DEFAULT_NAMESPACE
+from taskplane.errors import EXIT_USAGE
 
 if TYPE_CHECKING:
     from registry import Host
@@ -50,7 +51,6 @@ ENV_CONFIG = "TASKPLANE_CONFIG"
 ENV_NAMESPACE = "TASKPLANE_NAMESPACE"
 
 #: Exit code of a command-line usage error (argparse's too).
-EXIT_USAGE = 2
 
 
 @attrs.frozen

@@ -53,16 +53,18 @@ def register_info(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=info)
 
 
-def container_record(container: Container) -> dict[str, Any]:
-    """A container record as JSON: id, runtime, labels, times, and the spec decoded."""
-    return {
+def container_record(container: Container, *, spec: bool = True) -> dict[str, Any]:
+    """A container record as JSON: id, runtime, labels, times, and (``spec``) the spec decoded."""
+    record: dict[str, Any] = {
         "id": container.id,
         "runtime": container.runtime_name,
         "labels": dict(container.labels),
         "created_at": container.created_at.isoformat(),
         "updated_at": container.updated_at.isoformat(),
-        "spec": json.loads(container.spec) if container.spec else None,
     }
+    if spec:
+        record["spec"] = json.loads(container.spec) if container.spec else None
+    return record
 
 
 def ls(opts: Options, args: argparse.Namespace) -> int:
@@ -79,9 +81,7 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
         for container in found:
             print(container.id)
     elif args.json:
-        records = [container_record(c) for c in found]
-        for record in records:
-            del record["spec"]  # containers info prints it
+        records = [container_record(c, spec=False) for c in found]  # containers info prints it
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:

@@ -40,7 +40,6 @@ public face of :class:`Client`, every method documented; the work is in those tw
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import json
@@ -195,7 +194,8 @@ class Client:
 
     @property
     def store(self) -> ContainerStore:
-        """The metadata plugin's container store (blocking: call it through :meth:`_stored`)."""
+        """The metadata plugin's container store (from async code, call its ``a*`` methods: SQLite
+        may wait seconds for a peer's write, which must not stop this process's event loop)."""
         found = [p for p in self.host.plugins.by_type(METADATA_PLUGIN).values() if p.loaded]
         if not found:
             raise errdefs.NotFound(
@@ -203,12 +203,6 @@ class Client:
                 "(see 'taskplane plugins ls --detailed')"
             )
         return cast("ContainerStore", found[0].instance)
-
-    async def _stored(self, call: Callable[[ContainerStore], T]) -> T:
-        """``call(store)`` in a worker thread: SQLite may wait for a peer's write (its busy
-        timeout is seconds), which must not stop this process's event loop."""
-        store = self.store
-        return await asyncio.to_thread(call, store)
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -272,7 +266,7 @@ class Client:
         if self._has_layer(container_id):
             return "it has an overlay layer"
         try:
-            await self._stored(lambda store: store.get(self.namespace, container_id))
+            await self.store.aget(self.namespace, container_id)
             return "it has a container record"
         except errdefs.NotFound:
             pass
@@ -281,13 +275,17 @@ class Client:
             return f"its io dir {io_dir} exists"
         return ""
 
+    def _in_use_error(self, container_id: str, why: str = "") -> errdefs.AlreadyExists:
+        reason = f"{why}; " if why else ""
+        return errdefs.AlreadyExists(
+            f'container id "{container_id}" is already in use in namespace '
+            f'"{self.namespace}" ({reason}remove it with: taskplane tasks rm {container_id})'
+        )
+
     async def _reserve(self, container_id: str) -> None:
         why = await self._in_use(container_id)
         if why:
-            raise errdefs.AlreadyExists(
-                f'container id "{container_id}" is already in use in namespace '
-                f'"{self.namespace}" ({why}; remove it with: taskplane tasks rm {container_id})'
-            )
+            raise self._in_use_error(container_id, why)
 
     async def _claim(self, container_id: str) -> TaskLock:
         """Validate the id, take its lock and check it is free; return the held lock (the
@@ -314,7 +312,7 @@ class Client:
         """The OCI spec of ``container_id``: from its record, else from its bundle (a task stays
         usable when the metadata database lost its record). NotFound naming it otherwise."""
         with contextlib.suppress(errdefs.NotFound):
-            record = await self._stored(lambda store: store.get(self.namespace, container_id))
+            record = await self.store.aget(self.namespace, container_id)
             if record.spec:
                 return dict(json.loads(record.spec))
         config = Path(self.task_manager.bundle(container_id, namespace=self.namespace).path)
@@ -335,7 +333,7 @@ class Client:
     async def container(self, container_id: str) -> Container:
         """The container record of ``container_id`` (``errdefs.NotFound`` naming it)."""
         try:
-            return await self._stored(lambda store: store.get(self.namespace, container_id))
+            return await self.store.aget(self.namespace, container_id)
         except errdefs.NotFound:
             raise errdefs.NotFound(
                 f'no container "{container_id}" in namespace "{self.namespace}"'
@@ -343,7 +341,7 @@ class Client:
 
     async def containers(self) -> list[Container]:
         """Every container record of this namespace (``plugins.metadata.Container``), by id."""
-        found = await self._stored(lambda store: store.list(self.namespace))
+        found = await self.store.alist(self.namespace)
         return sorted(found, key=lambda c: c.id)
 
     # -- create ---------------------------------------------------------------------------------
@@ -416,12 +414,9 @@ class Client:
         )
         try:
             try:
-                await self._stored(lambda store: store.create(self.namespace, record))
+                await self.store.acreate(self.namespace, record)
             except errdefs.AlreadyExists:
-                raise errdefs.AlreadyExists(
-                    f'container id "{container_id}" is already in use in namespace '
-                    f'"{self.namespace}" (remove it with: taskplane tasks rm {container_id})'
-                ) from None
+                raise self._in_use_error(container_id) from None
             try:
                 task = await self.task_manager.create(
                     container_id,
@@ -439,7 +434,7 @@ class Client:
                 )
             except BaseException:
                 with contextlib.suppress(errdefs.NotFound):
-                    await self._stored(lambda store: store.delete(self.namespace, container_id))
+                    await self.store.adelete(self.namespace, container_id)
                 raise
         except BaseException:
             if overlay:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from plugins.errdefs import ContainerdError
+    pass
 
 __all__ = [
     "EXIT_FAILURE",
@@ -23,7 +23,6 @@ __all__ = [
     "CLIError",
     "Missing",
     "about",
-    "prefixed",
     "report",
 ]
 
@@ -109,21 +108,13 @@ def report(exc: BaseException, *, debug: bool = False, stream: TextIO | None = N
     return EXIT_FAILURE
 
 
-def prefixed(exc: ContainerdError, what: str) -> ContainerdError:
-    """``exc`` with what we were doing in front (``cannot signal task "web": ...``), of its
-    errdefs class itself (not a subclass such as ttrpc's Closed, whose constructor may differ),
-    so the error keeps its meaning for the caller."""
-    from plugins import errdefs
-
-    return errdefs.wrap(exc, what)
-
-
 @contextlib.contextmanager
 def about(what: str) -> Iterator[None]:
-    """Raise every errdefs error of the block :func:`prefixed` with ``what``."""
+    """Raise every errdefs error of the block prefixed with ``what``, of its errdefs class
+    (:func:`plugins.errdefs.wrap`)."""
     from plugins import errdefs
 
     try:
         yield
     except errdefs.ContainerdError as exc:
-        raise prefixed(exc, what) from exc
+        raise errdefs.wrap(exc, what) from exc

@@ -19,7 +19,6 @@ import attrs
 
 from plugins import errdefs
 from taskplane import logs
-from taskplane.errors import prefixed
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -99,7 +98,7 @@ async def start(task: ShimTask) -> None:
     except ttrpc.Closed:
         raise _shim_died(task) from None
     except errdefs.ContainerdError as exc:
-        raise prefixed(exc, f'failed to start task "{task.id}"') from exc
+        raise errdefs.wrap(exc, f'failed to start task "{task.id}"') from exc
 
 
 async def wait(task: ShimTask) -> Exit:
@@ -327,7 +326,7 @@ async def delete(client: Client, container_id: str, *, force: bool) -> Exit | No
         except errdefs.NotFound:
             pass
     try:
-        await client._stored(lambda store: store.delete(client.namespace, container_id))
+        await client.store.adelete(client.namespace, container_id)
         found = True
     except errdefs.NotFound:
         pass
