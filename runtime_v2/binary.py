@@ -48,7 +48,7 @@ from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.api import bootstrap_pb2, introspection_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.bundle import Bundle, write_file
+from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, Bundle, write_file
 from runtime_v2.runtime import Exit, from_timestamp
 from runtime_v2.shim_log import ShimLog
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
@@ -320,7 +320,7 @@ class ShimBinary:
             raise ShimCommandError(message, exit_status=returncode, output=output, log_tail=tail)
         try:
             write_file(
-                os.path.join(self.bundle.path, "shim-binary-path"), self.runtime_path.encode()
+                os.path.join(self.bundle.path, SHIM_BINARY_PATH_FILE), self.runtime_path.encode()
             )
             endpoint = parse_start_response(out)
             write_bootstrap_json(self.bundle.path, endpoint)

@@ -34,6 +34,7 @@ from runtime_v2.crashpoint import crashpoint
 
 __all__ = [
     "OCI_SPEC_TYPE_URL",
+    "SHIM_BINARY_PATH_FILE",
     "Bundle",
     "load_bundle",
     "mounts_under",
@@ -46,6 +47,9 @@ __all__ = [
 
 #: typeurl of a JSON OCI runtime spec (containerd registers ``specs.Spec`` under this URL).
 OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+
+#: The bundle file naming the shim binary that runs the task (containerd's ``shim-binary-path``).
+SHIM_BINARY_PATH_FILE = "shim-binary-path"
 
 _STATE_NS_MODE = 0o711
 _BUNDLE_MODE = 0o700

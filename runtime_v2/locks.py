@@ -56,7 +56,6 @@ import attrs
 from plugins import securefs
 
 __all__ = [
-    "STEPS",
     "Step",
     "TaskLock",
     "lock_path",
@@ -65,8 +64,6 @@ __all__ = [
 ]
 
 Step = Literal["creating", "created", "running", "deleting"]
-#: The lifecycle steps, in order.
-STEPS: tuple[Step, ...] = ("creating", "created", "running", "deleting")
 
 _LOCK_SUFFIX = ".lock"
 

@@ -506,8 +506,6 @@ class ShimTask:
             response = await self.shim.call(
                 "Delete", task_pb2.DeleteRequest(id=self.id), task_pb2.DeleteResponse
             )
-        except _ttrpc.Closed:
-            raise
         except errdefs.NotFound as exc:
             rpc_error = exc
         # Either way the connection closing from here on is expected, not a dead shim.
@@ -521,7 +519,6 @@ class ShimTask:
         if rpc_error is not None:
             raise rpc_error
         assert response is not None
-        remove_task()
         return exit_from(response.pid, response.exit_status, response.exited_at)
 
     async def _teardown(self) -> None:

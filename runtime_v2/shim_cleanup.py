@@ -37,6 +37,7 @@ __all__ = [
     "read_shim_pid",
     "reap_dead_shim",
     "run_delete",
+    "shim_argv",
     "write_options",
     "write_shim_pid",
 ]
@@ -120,6 +121,19 @@ def write_shim_pid(bundle: Bundle, pid: int) -> None:
     """Record the pid of ``bundle``'s shim daemon."""
     if pid > 0:
         write_file(os.path.join(bundle.path, SHIM_PID_FILE), str(pid).encode())
+
+
+def shim_argv(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` when it is a shim (argv[0]'s file name holds
+    ``containerd-shim``), else None (not a shim, gone, or not readable)."""
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return argv if "containerd-shim" in os.path.basename(argv[0]) else None
 
 
 def read_shim_pid(bundle: Bundle) -> int:

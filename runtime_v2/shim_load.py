@@ -47,9 +47,9 @@ import attrs
 from plugins import identifiers
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.bundle import Bundle, load_bundle, remove_all
+from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, Bundle, load_bundle, remove_all
 from runtime_v2.locks import lock_path, read_step, task_lock
-from runtime_v2.shim_cleanup import read_sandbox_id, read_shim_pid, reap_dead_shim
+from runtime_v2.shim_cleanup import read_sandbox_id, read_shim_pid, reap_dead_shim, shim_argv
 
 if TYPE_CHECKING:
     from runtime_v2.binary import ShimBinary
@@ -72,7 +72,6 @@ PARALLELISM = 16
 
 Outcome = Literal["reattached", "reaped", "removed", "skipped"]
 
-_SHIM_BINARY_PATH = "shim-binary-path"
 #: Steps after which nothing is pending: the task was created (and maybe started) and its shim
 #: owns it. Such a task is reattached without its lock; the lock is taken only when the shim
 #: turns out to need cleaning up.
@@ -211,7 +210,7 @@ async def _recover_locked(manager: ShimManager, bundle: Bundle, timeout: float) 
 
 async def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
     try:
-        with open(os.path.join(bundle.path, _SHIM_BINARY_PATH), encoding="utf-8") as f:
+        with open(os.path.join(bundle.path, SHIM_BINARY_PATH_FILE), encoding="utf-8") as f:
             runtime = f.read().strip()
     except FileNotFoundError:
         runtime = ""
@@ -302,16 +301,12 @@ def _stopped_shim_pid(bundle: Bundle) -> int:
     The pid is the one the shim gave when it was started (:func:`read_shim_pid`); it counts
     only while that pid is still a shim process (not reused by something else)."""
     pid = read_shim_pid(bundle)
-    if not pid:
+    if shim_argv(pid) is None:
         return 0
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv0 = f.read().split(b"\0", 1)[0]
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             state = f.read().rpartition(")")[2].split()[0]
     except (OSError, ValueError, IndexError):
-        return 0
-    if b"containerd-shim" not in os.path.basename(argv0):
         return 0
     return pid if state in ("T", "t") else 0
 

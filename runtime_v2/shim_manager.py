@@ -335,7 +335,7 @@ class ShimManager:
         The sandbox is found by its bundle on disk (a peer may have created it), not only in
         this process's map. NotFound names a sandbox that has no shim.
         """
-        from runtime_v2.bundle import write_file
+        from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, write_file
         from runtime_v2.shim import ShimTask
         from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
@@ -348,7 +348,7 @@ class ShimManager:
         write_bootstrap_json(bundle.path, endpoint)
         if options is not None:
             write_options(bundle, options)
-        write_file(os.path.join(bundle.path, "shim-binary-path"), runtime_path.encode())
+        write_file(os.path.join(bundle.path, SHIM_BINARY_PATH_FILE), runtime_path.encode())
         # Its binary runs `delete` if the shim dies; the log FIFO is the sandbox's.
         shim = await self._connect(bundle, endpoint, self.binary(runtime_path, bundle))
         shim.sandbox_id = sandbox_id

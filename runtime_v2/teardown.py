@@ -37,7 +37,7 @@ import attrs
 
 from runtime_v2 import errdefs
 from runtime_v2.bundle import Bundle, remove_all
-from runtime_v2.shim_cleanup import kill_and_wait, read_options
+from runtime_v2.shim_cleanup import kill_and_wait, read_options, shim_argv
 from runtime_v2.shim_socket import remove_stale_socket
 from runtime_v2.start_response import restore_bootstrap_params
 
@@ -59,7 +59,6 @@ RUNC_TIMEOUT = 10.0
 #: How long to wait for a SIGKILLed shim to be gone.
 KILL_TIMEOUT = 5.0
 CGROUP_ROOT = "/sys/fs/cgroup"
-_SHIM_NAME = "containerd-shim"
 
 
 @attrs.frozen
@@ -97,12 +96,8 @@ def shim_pids(namespace: str, task_id: str, grpc_address: str) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if not argv or _SHIM_NAME not in os.path.basename(argv[0]):
+        argv = shim_argv(int(entry))
+        if argv is None:
             continue
         pairs = set(itertools.pairwise(argv))
         if all(pair in pairs for pair in wanted):
@@ -162,7 +157,12 @@ async def force_teardown(
     pids = shim_pids(namespace, task_id, shims.grpc_address)
     # A sandboxed task's shim is the sandbox's: it is not this task's to kill.
     sandboxed = shim is not None and bool(shim.sandbox_id)
-    if shim is not None and not sandboxed and shim.shim_pid not in pids and _is_shim(shim.shim_pid):
+    if (
+        shim is not None
+        and not sandboxed
+        and shim.shim_pid not in pids
+        and shim_argv(shim.shim_pid) is not None
+    ):
         pids.append(shim.shim_pid)
     for pid in pids:
         found = True
@@ -242,13 +242,3 @@ def remove_cgroup(cgroups_path: str, cgroup_root: str = CGROUP_ROOT) -> tuple[bo
         else:
             return existed, f"cgroup {target} still has processes"
     return existed, ""
-
-
-def _is_shim(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return _SHIM_NAME.encode() in f.read().split(b"\0")[0]
-    except OSError:
-        return False
