@@ -212,22 +212,26 @@ def logs(opts: Options, args: argparse.Namespace) -> int:
         stream.flush()
 
     async def body(client: Client) -> int:
-        directory = client.log_path(args.id).parent
-        records = tplogs.read_records(directory)
+        log_path = client.log_path(args.id)
+        directory = log_path.parent
+        if args.follow:
+            records, start = tplogs.read_for_follow(directory)
+        else:
+            records, start = tplogs.read_records(directory), None
         task = None
         if not records or args.follow:
             try:
                 task = await client.task(args.id)
             except errdefs.NotFound:
-                if not client.log_path(args.id).exists():
+                if not log_path.exists():
                     raise
-        if task is None and not client.log_path(args.id).exists():
+        if task is None and not log_path.exists():
             raise CLIError(f'task "{args.id}" has no log (it has not written anything)')
         shown = tplogs.tail(records, args.tail)
         for record in shown:
             show(record)
         if args.follow and task is not None:
-            async for record in tplogs.follow(directory, task.wait(), skip=len(records)):
+            async for record in tplogs.follow(directory, task.wait(), start=start):
                 show(record)
         return 0
 

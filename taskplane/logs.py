@@ -46,12 +46,14 @@ __all__ = [
     "DEFAULT_MAX_FILES",
     "DEFAULT_MAX_SIZE",
     "LOG_NAME",
+    "FollowStart",
     "LogWriter",
     "Record",
     "follow",
     "install_logger",
     "logger_exited",
     "logger_main",
+    "read_for_follow",
     "read_records",
     "tail",
 ]
@@ -237,6 +239,18 @@ def read_records(directory: str | os.PathLike[str]) -> list[Record]:
     return records
 
 
+#: Where :func:`follow` goes on from: the (inode, offset) read up to and an unfinished line.
+FollowStart = tuple[tuple[int, int], bytes]
+
+
+def read_for_follow(directory: str | os.PathLike[str]) -> tuple[list[Record], FollowStart]:
+    """Every complete record of ``directory``'s log, oldest first, and where :func:`follow`
+    goes on from (so the log is read once, and a rotation in between loses nothing)."""
+    data, position = _read_new(Path(directory), None)
+    *lines, pending = data.split(b"\n")
+    return list(_parse(lines)), (position, pending)
+
+
 def tail(records: list[Record], count: int | None) -> list[Record]:
     """The last ``count`` records (all of them when ``count`` is None)."""
     if count is None:
@@ -329,18 +343,21 @@ def _lock_held(directory: Path) -> bool:
 
 
 async def follow(
-    directory: str | os.PathLike[str], exited: Awaitable[object], *, skip: int = 0
+    directory: str | os.PathLike[str],
+    exited: Awaitable[object],
+    *,
+    start: FollowStart | None = None,
 ) -> AsyncIterator[Record]:
-    """Yield the records of ``directory``'s log as they are written, from the ``skip``-th of
-    the current files on, until ``exited`` is done and no writer holds the log any more.
+    """Yield the records of ``directory``'s log as they are written, from ``start`` (what
+    :func:`read_for_follow` returned; the beginning when None), until ``exited`` is done and no
+    writer holds the log any more.
 
     The current file is read from where we were; a rotation (a new file in its place) first
     finishes the renamed one.
     """
     done = asyncio.ensure_future(exited)
-    position: tuple[int, int] | None = None  # (inode, offset) in the file we are reading
-    pending = b""
-    seen = 0
+    # (inode, offset) in the file we are reading, and the unfinished line read so far
+    position, pending = start if start is not None else (None, b"")
     try:
         while True:
             finished = done.done() and not writer_active(directory)
@@ -348,9 +365,7 @@ async def follow(
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for record in _parse(lines):
-                seen += 1
-                if seen > skip:
-                    yield record
+                yield record
             if finished:
                 return
             await asyncio.wait({done}, timeout=FOLLOW_INTERVAL)
