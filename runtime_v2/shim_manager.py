@@ -689,9 +689,15 @@ async def init(ic: registry.InitContext) -> ShimManager:
     env = check_env(config.env)
     socket_dir = check_socket_dir(config.socket_dir) if config.socket_dir else ""
     bootstrap_runtimes = check_bootstrap_runtimes(config.bootstrap_runtimes)
-    exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange")
+    from plugins.events import Exchange
+    from plugins.metadata import ContainerStore
+
+    exchange = ic.get_by_id(types.EVENT_PLUGIN, "exchange", Exchange)
+    containers: ContainerStore | None
     try:
-        containers = ic.get_single(types.METADATA_PLUGIN)
+        containers = ic.get_single(types.METADATA_PLUGIN, ContainerStore)
+    except registry.UnexpectedInstance:
+        raise
     except registry.PluginError:
         containers = None
     grpc_address = ic.properties[registry.PROPERTY_GRPC_ADDRESS]

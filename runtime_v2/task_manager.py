@@ -539,9 +539,7 @@ async def init(ic: registry.InitContext) -> TaskManager:
         ) from None
     ic.meta.platforms = parsed
     ic.meta.exports["log-uri-schemes"] = LOG_URI_SCHEMES
-    shims = ic.get_single(types.SHIM_PLUGIN)
-    if not isinstance(shims, ShimManager):
-        raise errdefs.FailedPrecondition(f"{types.SHIM_PLUGIN} is not a ShimManager: {shims!r}")
+    shims = ic.get_single(types.SHIM_PLUGIN, ShimManager)
     for path in (ic.root, ic.state):
         securefs.make_dirs(path, 0o711)
     manager = TaskManager(root=ic.root, state=ic.state, shims=shims)

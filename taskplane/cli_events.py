@@ -145,7 +145,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def events(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane events``: print events as they happen until interrupted."""
     from plugins import identifiers
-    from plugins.events import EventsDropped, validate_filter, validate_topic_filter
+    from plugins.events import EventsDropped, Exchange, validate_filter, validate_topic_filter
     from plugins.types import EVENT_PLUGIN
     from runtime_v2.api import events_pb2  # noqa: F401 - registers containerd's event types
 
@@ -164,7 +164,7 @@ def events(opts: Options, args: argparse.Namespace) -> int:
     async def main() -> int:
         host = await opts.boot_async()
         try:
-            exchange = host.get(EVENT_PLUGIN, "exchange")
+            exchange = host.get(EVENT_PLUGIN, "exchange", Exchange)
             loop = asyncio.get_running_loop()
             subscription = None
 

@@ -178,17 +178,20 @@ class Client:
     @property
     def task_manager(self) -> TaskManager:
         """The runtime v2 task manager (``io.containerd.runtime.v2.task``)."""
-        return cast("TaskManager", self.host.get(RUNTIME_PLUGIN_V2, TASK_MANAGER_ID))
+        from runtime_v2.task_manager import TaskManager  # loaded by the boot that made the host
+
+        return self.host.get(RUNTIME_PLUGIN_V2, TASK_MANAGER_ID, TaskManager)
 
     @property
     def snapshotter(self) -> OverlaySnapshotter:
         """The overlay snapshotter (``io.containerd.snapshotter.v1.overlayfs``); NotFound
         saying why when it is not loaded (e.g. disabled in the config)."""
         from plugins.builtin import OVERLAY_ID
+        from plugins.overlay import OverlaySnapshotter
         from registry import PluginNotFound
 
         try:
-            return cast("OverlaySnapshotter", self.host.get(SNAPSHOT_PLUGIN, OVERLAY_ID))
+            return self.host.get(SNAPSHOT_PLUGIN, OVERLAY_ID, OverlaySnapshotter)
         except PluginNotFound as exc:
             raise errdefs.NotFound(str(exc)) from None
 
