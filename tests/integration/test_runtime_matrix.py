@@ -3,6 +3,7 @@ and fail in CI (TASKPLANE_REQUIRE_INTEGRATION=1)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ def test_missing_upstream_binaries_skip_or_fail_under_required_integration(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(runtimes, "UPSTREAM_SHIM", tmp_path / "containerd-shim-runc-v2")
+    # The other upstream binaries are there (whether or not this checkout has ../shared/upstream).
+    for name in ("UPSTREAM_RUNC", "UPSTREAM_CONTAINERD", "UPSTREAM_CTR"):
+        monkeypatch.setattr(runtimes, name, Path(sys.executable))
     assert runtimes.missing_upstream() == [
         f"{tmp_path / 'containerd-shim-runc-v2'} does not exist (see ../shared/upstream)"
     ]
