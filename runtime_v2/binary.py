@@ -34,31 +34,37 @@ import asyncio
 import contextlib
 import errno
 import functools
+import importlib
 import logging
 import os
 import re
 import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.api import bootstrap_pb2, introspection_pb2
-from runtime_v2.api import task_v3_pb2 as task_pb2
+from runtime_v2.api import bootstrap_pb2
 from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, Bundle, write_file
 from runtime_v2.runtime import Exit, from_timestamp
 from runtime_v2.shim_log import ShimLog
 from runtime_v2.start_response import ShimEndpoint, parse_start_response, write_bootstrap_json
 
+if TYPE_CHECKING:
+    from runtime_v2.api import introspection_pb2
+
 __all__ = [
     "CONTAINERD_COMPAT_VERSION",
+    "TALKING_MODULES",
     "ShimBinary",
     "ShimCommandError",
     "check_env",
     "default_publish_binary",
+    "import_meanwhile",
     "log_level_for",
     "run_info",
     "shim_env",
@@ -180,6 +186,36 @@ async def _run(
     return proc.returncode, out, err or b""
 
 
+#: What talking to a started shim needs: the task service's client and messages
+#: (:mod:`runtime_v2.shim`) and the ttrpc client. :meth:`ShimBinary.start` imports them on a
+#: worker thread while the shim's ``start`` command runs.
+TALKING_MODULES = ("runtime_v2.shim", "runtime_v2.ttrpc._client")
+
+
+def _import_all(names: Sequence[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
+
+
+def import_meanwhile(names: Sequence[str]) -> asyncio.Future[None] | None:
+    """Import those of ``names`` not imported yet on a worker thread of the running loop, so
+    that the imports overlap what this thread waits for (a child process); return the import's
+    future, or None when every module is imported already.
+
+    A cold ``taskplane run`` spends a few milliseconds importing what talks to a shim; started
+    with the shim's ``start`` command they overlap it instead of preceding it. Nobody has to
+    wait for the future: a thread needing one of the modules before it is done waits on
+    Python's import lock, as for any import, and a failure is raised by that import, where the
+    module is used.
+    """
+    missing = [name for name in names if name not in sys.modules]
+    if not missing:
+        return None
+    future = asyncio.get_running_loop().run_in_executor(None, _import_all, missing)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: not logged
+    return future
+
+
 class ShimBinary:
     """A shim binary bound to one bundle (containerd's ``binary``).
 
@@ -293,6 +329,7 @@ class ShimBinary:
         else:
             stdin = options.SerializeToString() if options is not None else None
         self.log.open()
+        import_meanwhile(TALKING_MODULES)
         try:
             returncode, out, _ = await _run(
                 self.start_args(),
@@ -387,7 +424,9 @@ class ShimBinary:
                 errors,
                 extra={"namespace": self.namespace, "task_id": self.bundle.id},
             )
-        response = task_pb2.DeleteResponse()
+        from runtime_v2.api import task_v3_pb2  # a dead shim's delete: never on a run's way
+
+        response = task_v3_pb2.DeleteResponse()
         try:
             response.ParseFromString(out)
         except DecodeError as exc:
@@ -421,6 +460,8 @@ async def run_info(
     for another non-zero exit ("failed to run [...]: exit status N (stderr: ...)"), and
     :class:`errdefs.Unknown` when stdout is not a ``RuntimeInfo``.
     """
+    from runtime_v2.api import introspection_pb2  # only -info needs it, never a run
+
     argv = [runtime_path, "-info"]
     returncode, out, err = await _run(
         argv,

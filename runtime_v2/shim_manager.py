@@ -280,8 +280,6 @@ class ShimManager:
         remains: a shim daemon that was started is shut down (or killed) and its socket
         removed. The bundle stays for the caller to delete.
         """
-        from runtime_v2.shim import ShimTask
-
         runtime_path = self.resolve_runtime_path(runtime)
         if sandbox_id:
             return await self.join_sandbox(bundle, runtime_path, options, sandbox_id)
@@ -322,6 +320,9 @@ class ShimManager:
             else:
                 await asyncio.shield(self.reap_unconnected(binary))
             raise
+        # Imported here, not before the start: binary.py imports it while the shim starts.
+        from runtime_v2.shim import ShimTask
+
         return ShimTask(shim)
 
     async def join_sandbox(

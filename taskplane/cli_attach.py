@@ -9,11 +9,13 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from plugins import errdefs
 from taskplane.cli_common import command_nargs
-from taskplane.terminal import Terminal
+
+if TYPE_CHECKING:
+    from taskplane.terminal import Terminal
 
 __all__ = [
     "FORWARDED_SIGNALS",
@@ -108,7 +110,12 @@ class SignalForwarder:
 def attached(tty: bool) -> Iterator[tuple[Terminal | None, list[Resizable]]]:
     """With ``tty``: our terminal (stdin's, else stdout's) in raw mode while a process is
     attached, and window size changes forwarded to the processes appended to the list."""
-    terminal = Terminal.of_caller(0, 1) if tty else None
+    if not tty:  # the terminal helpers (termios, tty) are imported only for -t
+        yield None, []
+        return
+    from taskplane.terminal import Terminal
+
+    terminal = Terminal.of_caller(0, 1)
     if terminal is None:
         yield None, []
         return

@@ -53,7 +53,6 @@ from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
 from registry.log import get_logger
 from taskplane import DEFAULT_NAMESPACE, logs
-from taskplane.task_list import TaskEntry, entries
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -69,6 +68,7 @@ if TYPE_CHECKING:
     from runtime_v2.task_manager import TaskManager
     from taskplane.metrics import Metrics
     from taskplane.stdio import StdinSource
+    from taskplane.task_list import TaskEntry
     from taskplane.task_run import DRAIN_TIMEOUT, RunResult
 
 __all__ = [
@@ -483,6 +483,8 @@ class Client:
     async def entries(self) -> list[TaskEntry]:
         """Every task of this namespace and every leftover of one, sorted by id (see
         :func:`taskplane.task_list.entries`)."""
+        from taskplane.task_list import entries  # only listing needs it: a run builds no TaskEntry
+
         return await entries(self)
 
     async def pause(self, container_id: str) -> None:
