@@ -16,9 +16,10 @@ from runtime_v2 import errdefs
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import task_types_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
-from runtime_v2.runtime import Exit, State, Status, from_timestamp
+from runtime_v2.runtime import Exit, Status, from_timestamp
 
 if TYPE_CHECKING:
+    from runtime_v2.process_state import State
     from runtime_v2.runtime import Process as _RuntimeProcess
     from runtime_v2.shim import ShimTask
 
@@ -40,6 +41,8 @@ def exit_from(pid: int, status: int, ts: timestamp_pb2.Timestamp) -> Exit:
 
 def state_from(response: task_pb2.StateResponse) -> State:
     """The :class:`State` of a State answer (an unknown status is UNKNOWN)."""
+    from runtime_v2.process_state import State
+
     return State(
         id=response.id,
         exec_id=response.exec_id,

@@ -14,7 +14,8 @@ Example::
         return await task.wait()
 
 The module loads no protobuf (building a :class:`CreateOpts` does), so anything may import it
-cheaply.
+cheaply; :class:`State` and :class:`ProcessInfo` are defined in :mod:`runtime_v2.process_state`
+and built on first use.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from runtime_v2.api import mount_pb2
     from runtime_v2.options import OptionsInput
+    from runtime_v2.process_state import ProcessInfo, State
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -45,6 +47,17 @@ __all__ = [
     "Task",
     "from_timestamp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # State and ProcessInfo live in runtime_v2.process_state, built on first use: a run asks
+    # no process for its state.
+    if name in ("ProcessInfo", "State"):
+        from runtime_v2 import process_state
+
+        return getattr(process_state, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The runtime used when :class:`CreateOpts` names none.
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
@@ -81,31 +94,6 @@ class Exit:
     pid: int
     status: int
     timestamp: _dt.datetime | None
-
-
-@attrs.frozen
-class State:
-    """A process's state as the runtime reports it (containerd's ``runtime.State``)."""
-
-    id: str
-    exec_id: str
-    bundle: str
-    pid: int
-    status: Status
-    stdin: str
-    stdout: str
-    stderr: str
-    terminal: bool
-    exit_status: int
-    exited_at: _dt.datetime | None
-
-
-@attrs.frozen
-class ProcessInfo:
-    """One process of a task (``Pids``): its host pid and the runtime's extra info, if any."""
-
-    pid: int
-    info: any_pb2.Any | None = None
 
 
 def _to_mount(m: mount_pb2.Mount | Mapping[str, Any]) -> mount_pb2.Mount:

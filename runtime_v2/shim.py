@@ -45,12 +45,13 @@ from runtime_v2.api import mount_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.process import Process, exit_from, state_from
-from runtime_v2.runtime import Exit, ProcessInfo, State
+from runtime_v2.runtime import Exit
 from runtime_v2.start_response import CURRENT_SHIM_VERSION
 
 if TYPE_CHECKING:
     from runtime_v2.binary import ShimBinary
     from runtime_v2.bundle import Bundle
+    from runtime_v2.process_state import ProcessInfo, State
     from runtime_v2.runtime import Task
 
 __all__ = [
@@ -384,6 +385,8 @@ class ShimTask:
 
     async def pids(self) -> list[ProcessInfo]:
         """Every process of the task."""
+        from runtime_v2.process_state import ProcessInfo
+
         response = await self.shim.call(
             "Pids", task_pb2.PidsRequest(id=self.id), task_pb2.PidsResponse
         )

@@ -519,12 +519,17 @@ class Client:
         task's Exit, or None when there was no task. Nothing at all raises ``errdefs.NotFound``.
         A file that cannot be removed is ``errdefs.Unavailable`` naming the task and the file.
         """
+        return await self._delete(container_id, force=force)
+
+    async def _delete(self, container_id: str, *, force: bool, exited: bool = False) -> Exit | None:
+        """:meth:`delete`; ``exited``: the caller saw the task exit (see
+        :func:`taskplane.task_run.delete`)."""
         _validate_task_id(container_id)
         async with self.lock(container_id):
             from taskplane import task_run
 
             try:
-                return await task_run.delete(self, container_id, force=force)
+                return await task_run.delete(self, container_id, force=force, exited=exited)
             except OSError as exc:
                 raise task_run.teardown_error(container_id, exc) from exc
 

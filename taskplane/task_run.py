@@ -284,9 +284,14 @@ async def run(
     return RunResult(exit_status=exit_.status, stdout=b"".join(out), stderr=b"".join(err))
 
 
-async def delete(client: Client, container_id: str, *, force: bool) -> Exit | None:
+async def delete(
+    client: Client, container_id: str, *, force: bool, exited: bool = False
+) -> Exit | None:
     """The body of :meth:`Client.delete <taskplane.containers.Client.delete>` (under the id's
-    lock)."""
+    lock). ``exited``: the caller saw the task's process exit (``run --rm``), so the task is not
+    asked for its status first, as it is before a plain delete otherwise: a stopped container
+    never runs again, and should a peer have replaced the task meanwhile, the shim's Delete
+    refuses a running one as the status check would have."""
     from taskplane.stdio import remove_io_dir
 
     tm = client.task_manager
@@ -296,7 +301,7 @@ async def delete(client: Client, container_id: str, *, force: bool) -> Exit | No
         task: ShimTask | None = await tm.get(container_id, namespace=client.namespace)
     except errdefs.NotFound:
         task = None
-    if task is not None and not force:
+    if task is not None and not force and not exited:
         status = await status_of(task)
         if status in _ACTIVE:
             raise errdefs.FailedPrecondition(
@@ -356,7 +361,7 @@ async def _remove(client: Client, container_id: str, *, exited: bool) -> None:
         await client.delete(container_id, force=True)
         return
     try:
-        await client.delete(container_id)
+        await client._delete(container_id, force=False, exited=True)
         return
     except errdefs.ContainerdError as exc:  # e.g. its shim died meanwhile
         first = exc

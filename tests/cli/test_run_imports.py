@@ -2,9 +2,10 @@
 
 A run imports only what running a task needs: not the other commands, not listing
 (``taskplane.task_list``), not the terminal helpers without ``-t``, not what only ``-info``
-(``introspection_pb2``) or writing a file through :mod:`tempfile` needs. What talks to the shim
-(:data:`runtime_v2.binary.TALKING_MODULES`) is imported on a worker thread while the shim's
-``start`` command runs, so the two overlap.
+(``introspection_pb2``) or writing a file through :mod:`tempfile` needs, nor a process's
+State (``runtime_v2.process_state``: ``--rm`` does not ask an exited task for its status before
+deleting it). What talks to the shim (:data:`runtime_v2.binary.TALKING_MODULES`) is imported
+on a worker thread while the shim's ``start`` command runs, so the two overlap.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ RUN_CLI = {
     "taskplane.cli_spec",
 }
 #: What a run without ``-t`` never needs: the tooling (as no command), listing, the terminal
-#: helpers, what only ``-info`` and what only writing through tempfile (with random) need.
+#: helpers, what only ``-info`` and what only writing through tempfile (with random) need, and
+#: a process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
+#: before the delete, so runtime_v2.process_state's classes are not built).
 NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
     "random",
     "runtime_v2.api.introspection_pb2",
+    "runtime_v2.process_state",
     "taskplane.task_list",
     "tempfile",
 }
