@@ -211,7 +211,10 @@ def import_meanwhile(names: Sequence[str]) -> asyncio.Future[None] | None:
     missing = [name for name in names if name not in sys.modules]
     if not missing:
         return None
-    future = asyncio.get_running_loop().run_in_executor(None, _import_all, missing)
+    try:
+        future = asyncio.get_running_loop().run_in_executor(None, _import_all, missing)
+    except RuntimeError:  # the loop's executor is shut down: the importer imports them itself
+        return None
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: not logged
     return future
 

@@ -147,3 +147,12 @@ def test_import_meanwhile_leaves_a_failing_import_to_the_importer(tmp_path: Path
             await future
 
     asyncio.run(main())
+
+
+def test_import_meanwhile_without_an_executor_leaves_the_import_to_the_importer() -> None:
+    async def main() -> None:
+        await asyncio.get_running_loop().shutdown_default_executor()
+        assert binary.import_meanwhile(["tp_never_imported_module"]) is None
+        assert "tp_never_imported_module" not in sys.modules
+
+    asyncio.run(main())
