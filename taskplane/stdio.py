@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import select
-import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, TypeAlias
@@ -62,6 +61,10 @@ def make_io_dir(path: str | os.PathLike[str]) -> Path:
 
 def remove_io_dir(path: str | os.PathLike[str]) -> None:
     """Remove a task's io directory and everything in it; a missing directory is fine."""
+    # Imported here, not by a run before its task starts: by the time a task is deleted, the
+    # removal of its bundle (on a worker thread, meanwhile its shim shuts down) has imported it.
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
 
 

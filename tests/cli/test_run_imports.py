@@ -120,6 +120,19 @@ def test_run_imports_what_talks_to_the_shim_while_the_shim_starts(
     ), result.stderr
 
 
+def test_the_run_path_imports_no_shutil_before_a_delete() -> None:
+    # shutil (with bz2, lzma) is for removing directories: the bundle's removal imports it on
+    # a worker thread while the shim shuts down, before the io dir (stdio) needs it.
+    code = (
+        "import sys, taskplane.cli_run, taskplane.task_run, taskplane.stdio;"
+        "print('shutil' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
 def test_import_meanwhile_imports_on_a_worker_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
