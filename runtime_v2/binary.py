@@ -58,9 +58,9 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
 
 __all__ = [
+    "AFTER_START",
     "CONTAINERD_COMPAT_VERSION",
-    "TALKING_MODULES",
-    "ShimBinary",
+        "ShimBinary",
     "ShimCommandError",
     "check_env",
     "default_publish_binary",
@@ -186,10 +186,11 @@ async def _run(
     return proc.returncode, out, err or b""
 
 
-#: What talking to a started shim needs: the task service's client and messages
-#: (:mod:`runtime_v2.shim`) and the ttrpc client. :meth:`ShimBinary.start` imports them on a
+#: What a task's life needs once its shim runs: the task service's client and messages
+#: (:mod:`runtime_v2.shim`), the ttrpc client, and :mod:`shutil` (with its compression modules),
+#: which removing the task's bundle and io dir needs. :meth:`ShimBinary.start` imports them on a
 #: worker thread while the shim's ``start`` command runs.
-TALKING_MODULES = ("runtime_v2.shim", "runtime_v2.ttrpc._client")
+AFTER_START = ("runtime_v2.shim", "runtime_v2.ttrpc._client", "shutil")
 
 
 def _import_all(names: Sequence[str]) -> None:
@@ -202,8 +203,9 @@ def import_meanwhile(names: Sequence[str]) -> asyncio.Future[None] | None:
     that the imports overlap what this thread waits for (a child process); return the import's
     future, or None when every module is imported already.
 
-    A cold ``taskplane run`` spends a few milliseconds importing what talks to a shim; started
-    with the shim's ``start`` command they overlap it instead of preceding it. Nobody has to
+    A cold ``taskplane run`` spends a few milliseconds importing what talks to a shim and what
+    deletes its task; started with the shim's ``start`` command they overlap it instead of
+    preceding the start or lengthening the teardown. Nobody has to
     wait for the future: a thread needing one of the modules before it is done waits on
     Python's import lock, as for any import, and a failure is raised by that import, where the
     module is used.
@@ -332,7 +334,7 @@ class ShimBinary:
         else:
             stdin = options.SerializeToString() if options is not None else None
         self.log.open()
-        import_meanwhile(TALKING_MODULES)
+        import_meanwhile(AFTER_START)
         try:
             returncode, out, _ = await _run(
                 self.start_args(),

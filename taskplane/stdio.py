@@ -61,8 +61,8 @@ def make_io_dir(path: str | os.PathLike[str]) -> Path:
 
 def remove_io_dir(path: str | os.PathLike[str]) -> None:
     """Remove a task's io directory and everything in it; a missing directory is fine."""
-    # Imported here, not by a run before its task starts: by the time a task is deleted, the
-    # removal of its bundle (on a worker thread, meanwhile its shim shuts down) has imported it.
+    # Imported here, not by every run before its task starts: a run imports it on a worker
+    # thread while its shim starts (runtime_v2.binary.AFTER_START).
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)

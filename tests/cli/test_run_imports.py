@@ -4,7 +4,7 @@ A run imports only what running a task needs: not the other commands, not listin
 (``taskplane.task_list``), not the terminal helpers without ``-t``, not what only ``-info``
 (``introspection_pb2``) or writing a file through :mod:`tempfile` needs, nor a process's
 State (``runtime_v2.process_state``: ``--rm`` does not ask an exited task for its status before
-deleting it). What talks to the shim (:data:`runtime_v2.binary.TALKING_MODULES`) is imported
+deleting it). What talks to the shim (:data:`runtime_v2.binary.AFTER_START`) is imported
 on a worker thread while the shim's ``start`` command runs, so the two overlap.
 """
 
@@ -42,8 +42,9 @@ NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
     "tempfile",
 }
 
-#: Runs ``taskplane`` in this process and prints, for each of TALKING_MODULES, whether the main
-#: thread imported it and whether the shim's ``start`` command had been spawned by then.
+#: Runs ``taskplane`` in this process and prints, for the shim modules of AFTER_START, whether
+#: the main thread imported each and whether the shim's ``start`` had been spawned by then (not
+#: shutil: a command that scans the installed distributions imports it early, with zipfile).
 _PROBE = """
 import asyncio, sys, threading
 import importlib._bootstrap as bootstrap
@@ -121,8 +122,8 @@ def test_run_imports_what_talks_to_the_shim_while_the_shim_starts(
 
 
 def test_the_run_path_imports_no_shutil_before_a_delete() -> None:
-    # shutil (with bz2, lzma) is for removing directories: the bundle's removal imports it on
-    # a worker thread while the shim shuts down, before the io dir (stdio) needs it.
+    # shutil (with bz2, lzma) is for removing directories: a run imports it on a worker thread
+    # while its shim starts (runtime_v2.binary.AFTER_START), never before.
     code = (
         "import sys, taskplane.cli_run, taskplane.task_run, taskplane.stdio;"
         "print('shutil' in sys.modules)"
