@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import errno
 import functools
-import importlib
 import logging
 import os
 import re
@@ -47,7 +46,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from registry.log import get_logger
-from runtime_v2 import errdefs
+from runtime_v2 import errdefs, preimport
 from runtime_v2.api import bootstrap_pb2
 from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, Bundle, write_file
 from runtime_v2.runtime import Exit, from_timestamp
@@ -60,11 +59,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AFTER_START",
     "CONTAINERD_COMPAT_VERSION",
-        "ShimBinary",
+    "ShimBinary",
     "ShimCommandError",
     "check_env",
     "default_publish_binary",
-    "import_meanwhile",
     "log_level_for",
     "run_info",
     "shim_env",
@@ -188,37 +186,11 @@ async def _run(
 
 #: What a task's life needs once its shim runs: the task service's client and messages
 #: (:mod:`runtime_v2.shim`), the ttrpc client, and :mod:`shutil` (with its compression modules),
-#: which removing the task's bundle and io dir needs. :meth:`ShimBinary.start` imports them on a
-#: worker thread while the shim's ``start`` command runs.
+#: which removing the task's bundle and io dir needs. :meth:`ShimBinary.start` has them imported
+#: on a worker thread while the shim's ``start`` command runs (see :mod:`runtime_v2.preimport`):
+#: a cold ``taskplane run`` spends a few milliseconds on them, which then overlap the start
+#: instead of preceding it or lengthening the teardown.
 AFTER_START = ("runtime_v2.shim", "runtime_v2.ttrpc._client", "shutil")
-
-
-def _import_all(names: Sequence[str]) -> None:
-    for name in names:
-        importlib.import_module(name)
-
-
-def import_meanwhile(names: Sequence[str]) -> asyncio.Future[None] | None:
-    """Import those of ``names`` not imported yet on a worker thread of the running loop, so
-    that the imports overlap what this thread waits for (a child process); return the import's
-    future, or None when every module is imported already.
-
-    A cold ``taskplane run`` spends a few milliseconds importing what talks to a shim and what
-    deletes its task; started with the shim's ``start`` command they overlap it instead of
-    preceding the start or lengthening the teardown. Nobody has to
-    wait for the future: a thread needing one of the modules before it is done waits on
-    Python's import lock, as for any import, and a failure is raised by that import, where the
-    module is used.
-    """
-    missing = [name for name in names if name not in sys.modules]
-    if not missing:
-        return None
-    try:
-        future = asyncio.get_running_loop().run_in_executor(None, _import_all, missing)
-    except RuntimeError:  # the loop's executor is shut down: the importer imports them itself
-        return None
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: not logged
-    return future
 
 
 class ShimBinary:
@@ -334,7 +306,7 @@ class ShimBinary:
         else:
             stdin = options.SerializeToString() if options is not None else None
         self.log.open()
-        import_meanwhile(AFTER_START)
+        preimport.import_meanwhile(AFTER_START)
         try:
             returncode, out, _ = await _run(
                 self.start_args(),

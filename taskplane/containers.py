@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from taskplane.task_run import DRAIN_TIMEOUT, RunResult
 
 __all__ = [
+    "CREATE_MODULES",
     "DEFAULT_RUNTIME",
     "DRAIN_TIMEOUT",
     "IO_DIR_NAME",
@@ -102,6 +103,11 @@ DEFAULT_RUNTIME = RUNTIME_RUNC_V2
 #: (``<state>/taskplane.io/<namespace>/<id>/``).
 IO_DIR_NAME = "taskplane.io"
 
+#: What creating a task needs after its record is written (the runtime contract's CreateOpts,
+#: the effective runtime options, the shim binary's start): imported on a worker thread while
+#: SQLite writes the record (:func:`runtime_v2.preimport.import_meanwhile`), which a cold
+#: ``taskplane run`` otherwise waits for doing nothing.
+CREATE_MODULES = ("runtime_v2.runtime", "runtime_v2.options", "runtime_v2.binary")
 #: The cgroup path :func:`taskplane.oci.default_spec` writes (before the state dir's hash).
 _DEFAULT_CGROUPS = re.compile(r"^/taskplane@[^@/]*@(?P<id>[^@/]+)$")
 
@@ -399,7 +405,7 @@ class Client:
     ) -> ShimTask:
         """create_task once the id is claimed (its lock held, nothing of it exists)."""
         from plugins.metadata import Container
-        from runtime_v2.runtime import CreateOpts
+        from runtime_v2 import preimport
         from taskplane.oci import spec_bytes
 
         options_any = _pack(runtime_options)
@@ -416,10 +422,13 @@ class Client:
             labels=dict(labels or {}),
         )
         try:
+            preimport.import_meanwhile(CREATE_MODULES)  # while SQLite writes the record
             try:
                 await self.store.acreate(self.namespace, record)
             except errdefs.AlreadyExists:
                 raise self._in_use_error(container_id) from None
+            from runtime_v2.runtime import CreateOpts
+
             try:
                 task = await self.task_manager.create(
                     container_id,
