@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from taskplane.task_run import DRAIN_TIMEOUT, RunResult
 
 __all__ = [
+    "CLAIM_MODULES",
     "CREATE_MODULES",
     "DEFAULT_RUNTIME",
     "DRAIN_TIMEOUT",
@@ -103,6 +104,9 @@ DEFAULT_RUNTIME = RUNTIME_RUNC_V2
 #: (``<state>/taskplane.io/<namespace>/<id>/``).
 IO_DIR_NAME = "taskplane.io"
 
+#: What a run needs first once its id is claimed (the io dir's FIFOs, the cgroup path's hash):
+#: imported on a worker thread while the claim waits for the task's lock and the metadata store.
+CLAIM_MODULES = ("taskplane.stdio", "hashlib")
 #: What creating a task needs after its record is written (the runtime contract's CreateOpts,
 #: the effective runtime options, the shim binary's start): imported on a worker thread while
 #: SQLite writes the record (:func:`runtime_v2.preimport.import_meanwhile`), which a cold
@@ -299,7 +303,10 @@ class Client:
     async def _claim(self, container_id: str) -> TaskLock:
         """Validate the id, take its lock and check it is free; return the held lock (the
         caller releases it). Nothing is created before this: a refused id touches nothing."""
+        from runtime_v2 import preimport
+
         _validate_task_id(container_id)
+        preimport.import_meanwhile(CLAIM_MODULES)  # while the lock and the store are waited for
         lock = self.lock(container_id)
         await lock.__aenter__()
         try:

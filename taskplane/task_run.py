@@ -186,8 +186,6 @@ async def run(
     overlay: bool,
 ) -> RunResult:
     """:meth:`Client.run <taskplane.containers.Client.run>`."""
-    from taskplane.stdio import FifoPair, StdinFifo, remove_io_dir
-
     tty = tty or wants_terminal(spec)
     if tty:
         spec = with_terminal(spec)
@@ -214,6 +212,9 @@ async def run(
     lock = await client._claim(container_id)
     locked = True
     try:
+        # Imported after the claim, which has it imported while it waits (CLAIM_MODULES).
+        from taskplane.stdio import FifoPair, StdinFifo, remove_io_dir
+
         fifos = FifoPair(io_dir, stderr=not tty).open()
         stdin_fifo = StdinFifo(io_dir).open() if stdin is not None else None
         log_writer = logs.LogWriter(io_dir, max_size=client.log_max_size)

@@ -5,7 +5,9 @@ A run imports only what running a task needs: not the other commands, not listin
 (``introspection_pb2``) or writing a file through :mod:`tempfile` needs, nor a process's
 State (``runtime_v2.process_state``: ``--rm`` does not ask an exited task for its status before
 deleting it). What comes next is imported on a worker thread while the main thread waits: what
-creates the task (:data:`taskplane.containers.CREATE_MODULES`) while SQLite writes its record,
+follows the claim of its id (:data:`taskplane.containers.CLAIM_MODULES`) while the claim waits
+for the task's lock and the store, what creates the task
+(:data:`taskplane.containers.CREATE_MODULES`) while SQLite writes its record,
 what talks to its shim and deletes it (:data:`runtime_v2.binary.AFTER_START`) while the shim's
 ``start`` command runs.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runtime_v2.binary import AFTER_START
-from taskplane.containers import CREATE_MODULES
+from taskplane.containers import CLAIM_MODULES, CREATE_MODULES
 
 from .conftest import Taskplane
 from .test_imports import CLI_MODULES, NEVER, imported
@@ -103,7 +105,7 @@ def test_run_imports_no_other_command_nor_what_only_listing_or_info_needs(
     assert runner(*run_argv(busybox_rootfs, task_id)).returncode == 0
     names = imported(runner, *run_argv(busybox_rootfs, task_id + "-2"))
     # (-X importtime reports the main thread's imports, not what is imported meanwhile)
-    assert {"taskplane.cli_run", "taskplane.task_run", "taskplane.stdio"} <= names
+    assert {"taskplane.cli_run", "taskplane.task_run", "taskplane.containers"} <= names
     unexpected = (
         (
             CLI_MODULES
@@ -132,11 +134,13 @@ def test_run_imports_what_comes_next_while_sqlite_writes_and_while_the_shim_star
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    # What the task's creation needs is asked for just before the record is written; what its
-    # life after the start needs, just before the shim's start is spawned (on a worker thread:
-    # tests/runtime_v2/test_preimport.py).
+    # What follows the claim is asked for as the claim begins (it waits for the task's lock and
+    # the store); what the task's creation needs, just before the record is written; what its
+    # life after the start needs, just before the shim's start is spawned (each on a worker
+    # thread: tests/runtime_v2/test_preimport.py).
     assert result.stdout.strip() == str(
         [
+            ("import_meanwhile", CLAIM_MODULES),
             ("import_meanwhile", CREATE_MODULES),
             ("acreate", ""),
             ("import_meanwhile", AFTER_START),
