@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import runtime_v2
 from runtime_v2 import process_state, runtime
+from tests.fresh_imports import modules_after
 
 
 def test_the_contract_re_exports_state_and_process_info() -> None:
@@ -26,11 +24,5 @@ def test_an_unknown_name_of_the_contract_is_an_attribute_error() -> None:
 
 def test_importing_the_contract_and_the_shim_builds_no_state_class() -> None:
     # A run imports both and asks no process for its state: the classes wait for first use.
-    code = (
-        "import sys, runtime_v2.runtime, runtime_v2.shim, runtime_v2.process;"
-        "print('runtime_v2.process_state' in sys.modules)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "False"
+    imported = modules_after("runtime_v2.runtime", "runtime_v2.shim", "runtime_v2.process")
+    assert "runtime_v2.process_state" not in imported
