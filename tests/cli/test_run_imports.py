@@ -48,9 +48,10 @@ NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
 
 #: Runs ``taskplane`` in this process and prints, in order, what it asked to import meanwhile
 #: (runtime_v2.preimport), when it wrote the container record, and when it spawned the shim's
-#: ``start`` command.
+#: ``start`` command; and whether the main thread imported runtime_v2.shim before that (the
+#: shim manager imports it after the start, which has it imported meanwhile).
 _PROBE = """
-import asyncio, sys
+import asyncio, sys, threading
 import importlib._bootstrap as bootstrap
 from runtime_v2 import preimport
 
@@ -73,6 +74,10 @@ asyncio.create_subprocess_exec = spawning
 find_and_load = bootstrap._find_and_load
 
 def probe(name, import_):
+    if name == "runtime_v2.shim" and name not in sys.modules:
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread and ("spawn", "start") not in events:
+            events.append(("main thread imported runtime_v2.shim before the start", ""))
     module = find_and_load(name, import_)
     if name == "plugins.metadata" and not hasattr(module.ContainerStore.acreate, "probed"):
         acreate = module.ContainerStore.acreate
