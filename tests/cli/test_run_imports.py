@@ -48,8 +48,9 @@ NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
 
 #: Runs ``taskplane`` in this process and prints, in order, what it asked to import meanwhile
 #: (runtime_v2.preimport), when it wrote the container record, and when it spawned the shim's
-#: ``start`` command; and whether the main thread imported runtime_v2.shim before that (the
-#: shim manager imports it after the start, which has it imported meanwhile).
+#: ``start`` command; and whether the main thread imported runtime_v2.shim before that start,
+#: or taskplane.stdio before the claim asked for it (each is imported after the wait that has
+#: it imported meanwhile).
 _PROBE = """
 import asyncio, sys, threading
 import importlib._bootstrap as bootstrap
@@ -73,11 +74,20 @@ async def spawning(*argv, **kwargs):
 asyncio.create_subprocess_exec = spawning
 find_and_load = bootstrap._find_and_load
 
+def asked(name):
+    return any(kind == "import_meanwhile" and name in what for kind, what in events)
+
+# Each imported by the main thread only once the wait it is imported during has begun.
+WAITS = {
+    "runtime_v2.shim": lambda: ("spawn", "start") in events,
+    "taskplane.stdio": lambda: asked("taskplane.stdio"),
+}
+
 def probe(name, import_):
-    if name == "runtime_v2.shim" and name not in sys.modules:
+    if name in WAITS and name not in sys.modules:
         main_thread = threading.current_thread() is threading.main_thread()
-        if main_thread and ("spawn", "start") not in events:
-            events.append(("main thread imported runtime_v2.shim before the start", ""))
+        if main_thread and not WAITS[name]():
+            events.append(("main thread imported too early", name))
     module = find_and_load(name, import_)
     if name == "plugins.metadata" and not hasattr(module.ContainerStore.acreate, "probed"):
         acreate = module.ContainerStore.acreate
