@@ -1,7 +1,8 @@
 """Restart recovery: reattach to the shims a previous process left (containerd's ``shim_load.go``).
 
-For every namespace directory in STATE and every bundle in it, :func:`load_existing_shims`
-decides one :class:`LoadOutcome`:
+For every namespace directory in STATE (or the namespaces asked for) and every bundle in it,
+:func:`load_existing_shims` decides one :class:`LoadOutcome`; :func:`load_task` does the same for
+one task:
 
 - ``reattached``: the shim answered ``Connect`` and still has the task; it is back in the map.
 - ``reaped``: the shim is dead (its socket refuses connections or is gone) or has no task; the
@@ -30,6 +31,10 @@ process in state T) is skipped at once instead of after the deadline;
 every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
 task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
 After the bundles, work dirs in ``ROOT/<ns>`` whose task has no bundle are removed.
+containerd loads every bundle when its daemon starts; a taskplane process is not a daemon, so
+its task manager calls these at a namespace's or a task's first use
+(:class:`runtime_v2.task_manager.TaskManager`), and a task this process already has in its map
+is not loaded again.
 As in containerd, a bundle's ``log`` FIFO is opened and drained before its shim is contacted
 (a shim blocked on a full log pipe cannot answer); it stays open only for reattached shims.
 """
@@ -40,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -61,6 +67,7 @@ __all__ = [
     "PARALLELISM",
     "LoadOutcome",
     "load_existing_shims",
+    "load_task",
 ]
 
 log = get_logger(__name__)
@@ -107,21 +114,23 @@ async def load_existing_shims(
     root: str,
     parallelism: int = PARALLELISM,
     timeout: float = LOAD_TIMEOUT,
+    namespaces: Collection[str] | None = None,
 ) -> list[LoadOutcome]:
     """Reattach to live shims under ``state`` and clean up the rest; return one outcome per bundle
-    (ordered by namespace, then id). Bundles of every namespace load at once, ``parallelism``
-    at a time.
+    (ordered by namespace, then id). Bundles of every namespace (of ``namespaces`` when given)
+    load at once, ``parallelism`` at a time; a task ``manager`` already has is left out.
 
     Namespace directories that are hidden or not identifiers are left alone, as are hidden
     entries and plain files inside them.
     """
-    try:
-        namespaces = sorted(os.listdir(state))
-    except FileNotFoundError:
-        return []
+    if namespaces is None:
+        try:
+            namespaces = os.listdir(state)
+        except FileNotFoundError:
+            return []
     found: list[tuple[str, str]] = []
     loaded: list[str] = []
-    for namespace in namespaces:
+    for namespace in sorted(namespaces):
         ns_dir = os.path.join(state, namespace)
         if namespace.startswith(".") or not os.path.isdir(ns_dir):
             continue
@@ -140,6 +149,7 @@ async def load_existing_shims(
             (namespace, e)
             for e in entries
             if not e.startswith(".")
+            and not manager.has(namespace, e)
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
@@ -153,6 +163,29 @@ async def load_existing_shims(
     for namespace in loaded:
         await _cleanup_work_dirs(state, root, namespace)
     return outcomes
+
+
+async def load_task(
+    manager: ShimManager,
+    *,
+    state: str,
+    root: str,
+    namespace: str,
+    task_id: str,
+    timeout: float = LOAD_TIMEOUT,
+) -> LoadOutcome | None:
+    """:func:`load_existing_shims` for the one task ``task_id`` of ``namespace`` (both valid
+    identifiers): its outcome, or None when ``manager`` already has the task or it has no
+    bundle. Its work dir goes when it has no bundle, as the namespace's would."""
+    if manager.has(namespace, task_id):
+        return None
+    bundle = load_bundle(state, namespace, task_id)
+    if not os.path.isdir(bundle.path) or os.path.islink(bundle.path):
+        for entry in (task_id, f".{task_id}"):
+            if os.path.lexists(os.path.join(root, namespace, entry)):
+                await _cleanup_work_dir(state, root, namespace, entry)
+        return None
+    return await _load_bundle(manager, state, namespace, task_id, timeout)
 
 
 async def _load_bundle(
@@ -362,6 +395,12 @@ async def _connect_shim(
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
+    try:
+        # The first shim this process reattaches: its events must reach a taskplane process.
+        await manager.start_events_server()
+    except BaseException:
+        await shim.close()
+        raise
     if not manager.adopt(shim, binary):
         await shim.close()
         return _Result("skipped", "already loaded")
@@ -387,27 +426,32 @@ async def _has_task(shim: Shim) -> bool:
 
 async def _cleanup_work_dirs(state: str, root: str, namespace: str) -> None:
     """Remove each ``ROOT/<ns>/<id>`` whose task has no bundle, under that task's lock."""
-    ns_root = os.path.join(root, namespace)
     try:
-        entries = os.listdir(ns_root)
+        entries = os.listdir(os.path.join(root, namespace))
     except FileNotFoundError:
         return
     for entry in entries:
-        task_id = entry[1:] if entry.startswith(".") else entry
+        await _cleanup_work_dir(state, root, namespace, entry)
+
+
+async def _cleanup_work_dir(state: str, root: str, namespace: str, entry: str) -> None:
+    """Remove ``ROOT/<ns>/<entry>`` (a task's work dir, or ``.<id>`` left by a removal) when its
+    task has no bundle, under that task's lock."""
+    task_id = entry[1:] if entry.startswith(".") else entry
+    try:
+        identifiers.validate_task_id(task_id)
+    except errdefs.InvalidArgument:
+        return
+    bundle = load_bundle(state, namespace, task_id)
+    if os.path.lexists(bundle.path):
+        return  # it belongs to a task (checked again under the lock below)
+    async with task_lock(bundle.path).try_acquire() as taken:
+        # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
+        if not taken or os.path.lexists(bundle.path):
+            return
+        path = os.path.join(root, namespace, entry)
+        log.info("restart recovery: removing stray work dir %s", path)
         try:
-            identifiers.validate_task_id(task_id)
-        except errdefs.InvalidArgument:
-            continue
-        bundle = load_bundle(state, namespace, task_id)
-        if os.path.lexists(bundle.path):
-            continue  # it belongs to a task (checked again under the lock below)
-        async with task_lock(bundle.path).try_acquire() as taken:
-            # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
-            if not taken or os.path.lexists(bundle.path):
-                continue
-            path = os.path.join(ns_root, entry)
-            log.info("restart recovery: removing stray work dir %s", path)
-            try:
-                await asyncio.to_thread(remove_all, path)
-            except OSError as exc:
-                log.warning("failed to remove stray work dir %s: %s", path, exc)
+            await asyncio.to_thread(remove_all, path)
+        except OSError as exc:
+            log.warning("failed to remove stray work dir %s: %s", path, exc)

@@ -2,7 +2,7 @@
 
 containerd's ``task_manager.go`` -- the seed file of this project. The :class:`TaskManager` makes
 a task's bundle, validates the runtime's features, has the shim manager start a shim in the
-bundle and sends the Create RPC; it deletes tasks and reloads a previous process's shims at init.
+bundle and sends the Create RPC; it deletes tasks and reloads a previous process's shims.
 
 What taskplane does differently from containerd, on purpose:
 
@@ -36,6 +36,12 @@ What taskplane does differently from containerd, on purpose:
   not answer or is gone: it kills the container through runc itself and the shim process.
 - The container record in the metadata store is not required (containerd main requires it,
   which turns a missing record into a leaked shim).
+- **Shims are reloaded at first use, not at init** (:mod:`runtime_v2.shim_load`): containerd's
+  daemon loads every bundle when it starts, but a taskplane process is a command or an
+  embedder, not a daemon, so a task's shim is reattached (or its remains recovered) when the
+  task is first asked for (:meth:`TaskManager.get`, create, delete, remove), and a namespace's
+  shims when its tasks are first listed (:meth:`TaskManager.tasks`, :meth:`TaskManager.states`).
+  ``tasks ls -n a`` touches no shim of namespace ``b``, and ``run`` of a new id none at all.
 """
 
 from __future__ import annotations
@@ -59,7 +65,6 @@ from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.shim_cleanup import reap_dead_shim
-from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.task_config import TaskConfig, parse_platforms
 
@@ -70,6 +75,7 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
+    from runtime_v2.shim_load import LoadOutcome
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -182,9 +188,12 @@ class TaskManager:
         self.root = root
         self.state = state
         self.shims = shims
-        #: What restart recovery did with each bundle found at init.
+        #: What restart recovery did with each bundle it loaded so far, in load order.
         self.load_outcomes: list[LoadOutcome] = []
         self._at_close: list[Callable[[], Awaitable[object]]] = []
+        #: Namespaces whose bundles were all loaded (None: every namespace was).
+        self._loaded_namespaces: set[str] | None = set()
+        self._loading: asyncio.Lock | None = None
 
     @property
     def id(self) -> str:
@@ -232,13 +241,77 @@ class TaskManager:
         effective = effective_runtime_options(opts.runtime_options, opts.task_options)
         return with_runc_root(effective, runtime=opts.runtime, root=self.runc_root).any
 
-    async def load_existing_shims(self) -> list[LoadOutcome]:
-        """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
-        timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT)  # config's [timeouts]
-        self.load_outcomes = await load_existing_shims(
-            self.shims, state=self.state, root=self.root, timeout=timeout
-        )
-        return self.load_outcomes
+    async def load_existing_shims(self, namespace: str | None = None) -> list[LoadOutcome]:
+        """Reattach to (or reap) the shims other processes left, of ``namespace`` or of every
+        namespace (:mod:`runtime_v2.shim_load`); return the outcomes of this call.
+
+        Called by :meth:`tasks` and :meth:`states` at a namespace's first listing; a namespace
+        is loaded once per process (tasks this process has are skipped). Loading at first use
+        instead of at init is safe with peers killed at any instant: everything recovery does
+        is decided per task under that task's lock, exactly as at init, only later; a task
+        nobody in this process uses is left to whichever process uses it, as containerd's
+        daemon would leave it until the daemon starts. Recovery at init never published the
+        exit of a shim that died unwatched, so nothing is published later either.
+        """
+        if namespace is not None and not os.path.isdir(os.path.join(self.state, namespace)):
+            return []  # nothing to load (without importing the loader)
+        from runtime_v2 import shim_load
+
+        async with self._load_lock():
+            if self._loaded_namespaces is None or namespace in self._loaded_namespaces:
+                return []
+            # The config's [timeouts]
+            timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, shim_load.LOAD_TIMEOUT)
+            outcomes = await shim_load.load_existing_shims(
+                self.shims,
+                state=self.state,
+                root=self.root,
+                timeout=timeout,
+                namespaces=None if namespace is None else (namespace,),
+            )
+            self.load_outcomes += outcomes
+            if namespace is None:
+                self._loaded_namespaces = None
+            else:
+                self._loaded_namespaces.add(namespace)
+            return outcomes
+
+    async def load_task(self, task_id: str, *, namespace: str) -> LoadOutcome | None:
+        """Reattach to (or reap) task ``task_id``'s shim if another process left it: its
+        outcome, or None when this process has the task already or it has no bundle.
+
+        Every call that works on one task calls it first (a task :meth:`load_existing_shims`
+        skipped, e.g. because a peer held its lock, is tried again). Safe at any time for the
+        reasons :meth:`load_existing_shims` gives; the caller may hold the task's lock (the
+        lock is re-entrant), so :class:`taskplane.containers.Client` calls it before it decides
+        whether an id is in use, as recovery at init would have run before.
+        """
+        identifiers.validate_namespace(namespace)
+        identifiers.validate_task_id(task_id)
+        if self.shims.has(namespace, task_id):
+            return None  # this process's own task, or loaded already: no disk access
+        from runtime_v2 import shim_load
+
+        async with self._load_lock():
+            timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, shim_load.LOAD_TIMEOUT)
+            outcome = await shim_load.load_task(
+                self.shims,
+                state=self.state,
+                root=self.root,
+                namespace=namespace,
+                task_id=task_id,
+                timeout=timeout,
+            )
+            if outcome is not None:
+                self.load_outcomes.append(outcome)
+            return outcome
+
+    def _load_lock(self) -> asyncio.Lock:
+        # One load at a time: a task is never connected to twice (two readers of its log FIFO).
+        # Loads take task locks only without waiting, so a caller holding one cannot deadlock.
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        return self._loading
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -256,6 +329,7 @@ class TaskManager:
         # Computed once; this one value is what the shim runs with everywhere (see _create).
         effective_options = self.effective_options(opts)
         async with self.lock(task_id, namespace=namespace) as lock:
+            await self.load_task(task_id, namespace=namespace)  # a dead shim's bundle: reaped
             why = self.in_use(task_id, namespace=namespace)
             if why:
                 raise errdefs.AlreadyExists(
@@ -358,10 +432,15 @@ class TaskManager:
         """The task ``task_id`` of ``namespace``; NotFound when there is none."""
         from runtime_v2.shim import ShimTask
 
+        await self.load_task(task_id, namespace=namespace)
         return ShimTask(self.shims.get(namespace, task_id))
 
     async def tasks(self, *, namespace: str | None = None, all: bool = False) -> list[ShimTask]:
         """Tasks of ``namespace``, or of every namespace with ``all=True``."""
+        if all:
+            await self.load_existing_shims()
+        elif namespace is not None:
+            await self.load_existing_shims(namespace)
         shims = self.shims.connected(namespace, all=all)
         if not shims:
             return []  # without importing the shim client (a cheap ``tasks ls``)
@@ -375,6 +454,9 @@ class TaskManager:
         """Task id -> the ``State`` of every task of ``namespace``, asked of the shims at once
         (``parallelism`` at a time), each within ``timeout`` seconds; None for a task whose shim
         did not answer in time or failed."""
+        tasks = await self.tasks(namespace=namespace)
+        if not tasks:
+            return {}
         from runtime_v2 import ttrpc
 
         semaphore = asyncio.Semaphore(parallelism)
@@ -387,7 +469,6 @@ class TaskManager:
                 except (errdefs.ContainerdError, TimeoutError, OSError):
                     return None
 
-        tasks = await self.tasks(namespace=namespace)
         answers = await asyncio.gather(*(state_of(task) for task in tasks))
         return {task.id: answer for task, answer in zip(tasks, answers, strict=True)}
 
@@ -405,6 +486,7 @@ class TaskManager:
         from runtime_v2.shim import ShimTask
 
         async with self.lock(task_id, namespace=namespace) as lock:
+            await self.load_task(task_id, namespace=namespace)
             shim = self.shims.get(namespace, task_id)
 
             def remove_task() -> None:
@@ -458,6 +540,7 @@ class TaskManager:
         from runtime_v2.teardown import force_teardown
 
         async with self.lock(task_id, namespace=namespace) as lock:
+            await self.load_task(task_id, namespace=namespace)
             found = bool(lock.step())
             exit_: Exit | None = None
             shim = self.shims.find(namespace, task_id)
@@ -528,7 +611,8 @@ class TaskManager:
 
 async def init(ic: registry.InitContext) -> TaskManager:
     """The task plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`TaskManager`
-    on the plugin's root and state, after restart recovery."""
+    on the plugin's root and state. Restart recovery happens at first use (see the module
+    docstring), not here."""
     config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
     # The config decoder ran the same check; an instance built in code may not have been.
     try:
@@ -542,9 +626,7 @@ async def init(ic: registry.InitContext) -> TaskManager:
     shims = ic.get_single(types.SHIM_PLUGIN, ShimManager)
     for path in (ic.root, ic.state):
         securefs.make_dirs(path, 0o711)
-    manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
-    await manager.load_existing_shims()
-    return manager
+    return TaskManager(root=ic.root, state=ic.state, shims=shims)
 
 
 async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
