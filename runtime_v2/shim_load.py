@@ -58,6 +58,7 @@ from runtime_v2.locks import lock_path, read_step, task_lock
 from runtime_v2.shim_cleanup import read_sandbox_id, read_shim_pid, reap_dead_shim, shim_argv
 
 if TYPE_CHECKING:
+    from runtime_v2.api.task_v3_pb2 import StateResponse
     from runtime_v2.binary import ShimBinary
     from runtime_v2.shim import Shim
     from runtime_v2.shim_manager import ShimManager
@@ -87,12 +88,14 @@ _SETTLED_STEPS = frozenset({"created", "running"})
 
 @attrs.frozen
 class LoadOutcome:
-    """What restart recovery did with one bundle, and why."""
+    """What restart recovery did with one bundle, and why. ``state`` is the task's ``State``
+    as its shim answered it while being reattached (None for every other outcome)."""
 
     namespace: str
     id: str
     outcome: Outcome
     reason: str
+    state: StateResponse | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen
@@ -101,6 +104,7 @@ class _Result:
 
     outcome: Outcome
     reason: str
+    state: StateResponse | None = None
 
 
 #: Returned by the lock-free attempt when there is work that needs the task's lock.
@@ -206,7 +210,7 @@ async def _load_bundle(
         result.outcome,
         result.reason,
     )
-    return LoadOutcome(namespace, task_id, result.outcome, result.reason)
+    return LoadOutcome(namespace, task_id, result.outcome, result.reason, state=result.state)
 
 
 async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
@@ -294,7 +298,8 @@ async def _load_shim(
         await manager.reap_unconnected(binary)
         await _remove(bundle)
         return _Result("removed", f"no shim address: {exc}")
-    stopped = _stopped_shim_pid(bundle)
+    recorded_pid = read_shim_pid(bundle)
+    stopped = _stopped_shim_pid(recorded_pid)
     if stopped:
         # A stopped process accepts connections (the kernel queues them) but cannot answer:
         # waiting for the deadline would cost every command that much. Not dead, so left alone.
@@ -322,26 +327,26 @@ async def _load_shim(
         endpoint.version,
         timeout,
         locked=locked,
+        shim_pid=recorded_pid,
     )
     if result.outcome != "reattached":
         binary.close()
     return result
 
 
-def _stopped_shim_pid(bundle: Bundle) -> int:
-    """The pid of ``bundle``'s shim when that process is stopped (SIGSTOP, traced), else 0.
-
-    The pid is the one the shim gave when it was started (:func:`read_shim_pid`); it counts
-    only while that pid is still a shim process (not reused by something else)."""
-    pid = read_shim_pid(bundle)
-    if shim_argv(pid) is None:
+def _stopped_shim_pid(pid: int) -> int:
+    """``pid`` (the one a bundle's shim gave when it was started, :func:`read_shim_pid`) when
+    that process is stopped (SIGSTOP, traced), else 0. It counts only while that pid is still a
+    shim process (not reused by something else)."""
+    if pid <= 0:
         return 0
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             state = f.read().rpartition(")")[2].split()[0]
     except (OSError, ValueError, IndexError):
         return 0
-    return pid if state in ("T", "t") else 0
+    # Whether it is still a shim is asked only of a stopped process (one read per task less).
+    return pid if state in ("T", "t") and shim_argv(pid) is not None else 0
 
 
 async def _connect_shim(
@@ -354,23 +359,25 @@ async def _connect_shim(
     timeout: float,
     *,
     locked: bool,
+    shim_pid: int,
 ) -> _Result:
     """Connect to the shim at ``address``: reattached when it is back in the map. Without the
-    lock, a shim to clean up is :data:`_NEEDS_LOCK`."""
+    lock, a shim to clean up is :data:`_NEEDS_LOCK`. ``shim_pid`` is the daemon's pid as
+    recorded at its start (0 when unknown: the shim is asked)."""
     from runtime_v2 import ttrpc
     from runtime_v2.shim import Shim, connect
 
     client: ttrpc.Client | None = None
     shim: Shim | None = None
-    has_task = False
+    state: StateResponse | None = None
     failure: BaseException | None = None
     try:
         async with asyncio.timeout(timeout):
             client = await connect(address, timeout=timeout)
-            shim = Shim(bundle, client, address=address, protocol=protocol, version=version)
+            shim = Shim(bundle, client, address=address, protocol=protocol, version=max(version, 2))
             shim.sandbox_id = read_sandbox_id(bundle)
-            await shim.negotiate(version=max(version, 2))
-            has_task = await _has_task(shim)
+            shim.shim_pid = shim_pid
+            state = await _task_state(shim)
     except (TimeoutError, errdefs.DeadlineExceeded):
         # Slow is not dead: a wedged or overloaded shim keeps its container (#13784).
         if client is not None:
@@ -387,7 +394,7 @@ async def _connect_shim(
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", f"shim is dead ({failure})")
     assert shim is not None
-    if not has_task:
+    if state is None:
         if not locked:
             await shim.close()
             return _NEEDS_LOCK
@@ -411,17 +418,36 @@ async def _connect_shim(
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", "shim exited while being reattached")
-    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
 
 
-async def _has_task(shim: Shim) -> bool:
+async def _task_state(shim: Shim) -> StateResponse | None:
+    """The task's ``State`` (None when the shim has no such task), which also proves the shim
+    alive and serving the task API version it announced.
+
+    One round trip where ``Connect`` and the leaked-shim check take two: the shim pid
+    ``Connect`` would give was recorded when the shim started (``shim.shim_pid``; the daemon
+    that answers on the socket is the one that answered then, and SO_PEERCRED would name the
+    process that bound the socket, which for a runc shim is its ``start``), and the init pid
+    is in the answer. ``Connect`` (:meth:`~runtime_v2.shim.Shim.negotiate`, which also finds
+    the version served) is sent only when the pid was not recorded (a bundle containerd
+    made) or the shim does not serve the version it announced.
+    """
     from runtime_v2.api import task_v3_pb2 as task_pb2
 
+    request = task_pb2.StateRequest(id=shim.id)
+    if not shim.shim_pid:
+        await shim.negotiate(version=shim.version)
     try:
-        await shim.call("State", task_pb2.StateRequest(id=shim.id), task_pb2.StateResponse)
+        try:
+            response = await shim.call("State", request, task_pb2.StateResponse)
+        except errdefs.NotImplemented:
+            await shim.negotiate(version=shim.version)
+            response = await shim.call("State", request, task_pb2.StateResponse)
     except errdefs.NotFound:
-        return False
-    return True
+        return None
+    shim.task_pid = response.pid
+    return response
 
 
 async def _cleanup_work_dirs(state: str, root: str, namespace: str) -> None:

@@ -453,15 +453,29 @@ class TaskManager:
     ) -> dict[str, State | None]:
         """Task id -> the ``State`` of every task of ``namespace``, asked of the shims at once
         (``parallelism`` at a time), each within ``timeout`` seconds; None for a task whose shim
-        did not answer in time or failed."""
+        did not answer in time or failed.
+
+        A task reattached by this very call (the namespace's first listing) is not asked again:
+        reattaching asked its shim for the ``State`` (:mod:`runtime_v2.shim_load`) a moment
+        ago, within the same call, which is what asking now would answer.
+        """
+        fresh = {
+            outcome.id: outcome.state
+            for outcome in await self.load_existing_shims(namespace)
+            if outcome.state is not None
+        }
         tasks = await self.tasks(namespace=namespace)
         if not tasks:
             return {}
         from runtime_v2 import ttrpc
+        from runtime_v2.process import state_from
 
         semaphore = asyncio.Semaphore(parallelism)
 
         async def state_of(task: ShimTask) -> State | None:
+            answered = fresh.get(task.id)
+            if answered is not None:
+                return state_from(answered)
             async with semaphore:
                 try:
                     async with ttrpc.timeout(timeout):
@@ -540,8 +554,11 @@ class TaskManager:
         from runtime_v2.teardown import force_teardown
 
         async with self.lock(task_id, namespace=namespace) as lock:
+            # What there was to remove, before reattaching reaps a dead shim's remains.
+            found = bool(lock.step()) or os.path.lexists(
+                self.bundle(task_id, namespace=namespace).path
+            )
             await self.load_task(task_id, namespace=namespace)
-            found = bool(lock.step())
             exit_: Exit | None = None
             shim = self.shims.find(namespace, task_id)
             if shim is not None:
