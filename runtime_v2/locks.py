@@ -48,7 +48,7 @@ import contextvars
 import fcntl
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Literal
 
 import attrs
@@ -74,8 +74,9 @@ def lock_path(bundle_path: str) -> str:
     return os.path.join(parent, f".{name}{_LOCK_SUFFIX}")
 
 
-def ids_with_steps(namespace_dir: str) -> dict[str, str]:
-    """Task id -> recorded step for every lock file in ``STATE/<ns>`` (read without locking)."""
+def ids_with_steps(namespace_dir: str, *, skip: Collection[str] = ()) -> dict[str, str]:
+    """Task id -> recorded step for every lock file in ``STATE/<ns>`` (read without locking),
+    but the ids in ``skip`` (whose step the caller does not need: their files are not read)."""
     found: dict[str, str] = {}
     try:
         entries = os.listdir(namespace_dir)
@@ -84,6 +85,8 @@ def ids_with_steps(namespace_dir: str) -> dict[str, str]:
     for entry in entries:
         if entry.startswith(".") and entry.endswith(_LOCK_SUFFIX):
             task_id = entry[1 : -len(_LOCK_SUFFIX)]
+            if task_id in skip:
+                continue
             step = read_step(os.path.join(namespace_dir, entry))
             if task_id and step:
                 found[task_id] = step

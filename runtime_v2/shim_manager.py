@@ -742,10 +742,11 @@ class ShimManager:
             self._info.cancel()
         if self._events is not None:
             await self._events.stop_watching()
-        for namespace, task_id, shim in list(self.shims):
+        shims = list(self.shims)
+        for namespace, task_id, _ in shims:
             self.shims.delete(namespace, task_id)
-            with contextlib.suppress(Exception):
-                await shim.close()
+        # At once: each close waits for its connection to go (a round through the event loop).
+        await asyncio.gather(*(shim.close() for _, _, shim in shims), return_exceptions=True)
         # Served until the shims' connections and logs are closed: an event a shim posts
         # meanwhile still arrives, instead of a refused connection logged through its log.
         if self._events is not None:
