@@ -51,8 +51,6 @@ import threading
 from collections.abc import AsyncIterator, Collection
 from typing import Literal
 
-import attrs
-
 from plugins import securefs
 
 __all__ = [
@@ -102,23 +100,31 @@ def read_step(path: str) -> str:
         return ""
 
 
-@attrs.define(eq=False)
+# _Entry and _Holder are this process's mutable lock state (identity matters, no value
+# semantics): plain classes, which cost nothing to define at import, unlike attrs classes.
+
+
 class _Entry:
     """This process's state for one lock file."""
 
-    mutex: asyncio.Lock = attrs.field(factory=asyncio.Lock)
-    users: int = 0
-    fd: int = -1
-    owner: _Holder | None = None
+    __slots__ = ("fd", "mutex", "owner", "users")
+
+    def __init__(self) -> None:
+        self.mutex = asyncio.Lock()
+        self.users = 0
+        self.fd = -1
+        self.owner: _Holder | None = None
 
 
-@attrs.define(eq=False)
 class _Holder:
     """One flow of control holding a lock; ``active`` until its outermost release."""
 
-    active: bool = True
-    #: The task that took the lock (re-entrant for it even if its context lost the holder).
-    task: asyncio.Task[object] | None = None
+    __slots__ = ("active", "task")
+
+    def __init__(self, task: asyncio.Task[object] | None) -> None:
+        self.active = True
+        #: The task that took the lock (re-entrant for it even if its context lost the holder).
+        self.task = task
 
 
 _table: dict[str, _Entry] = {}
