@@ -262,13 +262,11 @@ class TaskManager:
         async with self._load_lock():
             if self._loaded_namespaces is None or namespace in self._loaded_namespaces:
                 return []
-            # The config's [timeouts]
-            timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, shim_load.LOAD_TIMEOUT)
             outcomes = await shim_load.load_existing_shims(
                 self.shims,
                 state=self.state,
                 root=self.root,
-                timeout=timeout,
+                timeout=self._load_timeout(shim_load.LOAD_TIMEOUT),
                 namespaces=None if namespace is None else (namespace,),
             )
             self.load_outcomes += outcomes
@@ -295,18 +293,20 @@ class TaskManager:
         from runtime_v2 import shim_load
 
         async with self._load_lock():
-            timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, shim_load.LOAD_TIMEOUT)
             outcome = await shim_load.load_task(
                 self.shims,
                 state=self.state,
                 root=self.root,
                 namespace=namespace,
                 task_id=task_id,
-                timeout=timeout,
+                timeout=self._load_timeout(shim_load.LOAD_TIMEOUT),
             )
             if outcome is not None:
                 self.load_outcomes.append(outcome)
             return outcome
+
+    def _load_timeout(self, default: float) -> float:
+        return self.shims.timeout(TIMEOUT_SHIM_LOAD, default)  # the config's [timeouts]
 
     def _load_lock(self) -> asyncio.Lock:
         # One load at a time: a task is never connected to twice (two readers of its log FIFO).

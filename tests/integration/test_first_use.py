@@ -10,23 +10,17 @@ from typing import Any
 
 import pytest
 
-from runtime_v2 import CreateOpts, Status
+from runtime_v2 import Status
 from runtime_v2.shim import Shim
 from runtime_v2.shim_config import events_on_demand
 
-from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks, spec_for
+from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks
+from .test_restart_and_dead_shims import start_sleeper
 
 pytestmark = pytest.mark.integration
 
 TASKS = ("io.containerd.runtime.v2", "task")
 SHIMS = ("io.containerd.shim.v1", "manager")
-
-
-async def start_sleeper(tasks: Any, dirs: Dirs, rootfs: Path, task_id: str) -> Any:
-    spec = spec_for(rootfs, ["/bin/sleep", "600"], task_id=task_id, namespace=dirs.namespace)
-    task = await tasks.create(task_id, CreateOpts(spec=spec), namespace=dirs.namespace)
-    await task.start()
-    return task
 
 
 async def test_a_namespaces_first_listing_asks_each_shim_one_state(
