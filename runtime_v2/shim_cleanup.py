@@ -17,13 +17,13 @@ import signal
 from typing import TYPE_CHECKING
 
 from registry.log import get_logger
+from runtime_v2.bundle import Bundle, write_file
 from runtime_v2.shim_socket import remove_stale_socket
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
 
     from runtime_v2.binary import ShimBinary
-    from runtime_v2.bundle import Bundle
     from runtime_v2.runtime import Exit
 
 __all__ = [
@@ -97,8 +97,6 @@ OPTIONS_FILE = "taskplane-options.pb"
 
 def write_options(bundle: Bundle, options: any_pb2.Any) -> None:
     """Record the task's effective runtime options in its bundle."""
-    from runtime_v2.bundle import write_file
-
     write_file(os.path.join(bundle.path, OPTIONS_FILE), options.SerializeToString(), 0o600)
 
 
@@ -121,8 +119,6 @@ SHIM_PID_FILE = "taskplane-shim.pid"
 
 def write_shim_pid(bundle: Bundle, pid: int) -> None:
     """Record the pid of ``bundle``'s shim daemon."""
-    from runtime_v2.bundle import write_file
-
     if pid > 0:
         write_file(os.path.join(bundle.path, SHIM_PID_FILE), str(pid).encode())
 

@@ -60,6 +60,7 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
+from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from runtime_v2.api import introspection_pb2
-    from runtime_v2.bundle import Bundle
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_load import LoadOutcome
@@ -209,8 +209,6 @@ class TaskManager:
         """Where task ``task_id``'s bundle is (or would be); no I/O."""
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
-        from runtime_v2.bundle import load_bundle  # a task is looked at: not on an empty listing
-
         return load_bundle(self.state, namespace, task_id)
 
     def lock(self, task_id: str, *, namespace: str) -> TaskLock:
@@ -340,8 +338,6 @@ class TaskManager:
             lock.set_step("creating")  # the id is reserved: nothing of it exists yet
             crashpoint("create:reserved")
             try:
-                from runtime_v2.bundle import new_bundle
-
                 bundle = await asyncio.to_thread(
                     new_bundle, self.root, self.state, namespace, task_id, opts.spec
                 )
