@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOAD_TIMEOUT",
     "PARALLELISM",
+    "FirstUseLoader",
     "LoadOutcome",
     "load_existing_shims",
     "load_task",
@@ -167,6 +168,69 @@ async def load_existing_shims(
     for namespace in loaded:
         await _cleanup_work_dirs(state, root, namespace)
     return outcomes
+
+
+class FirstUseLoader:
+    """Restart recovery at first use, for one task manager: each namespace's bundles once
+    (:meth:`namespace`), a task's whenever it is not loaded (:meth:`task`). Mutable state of
+    one process (what was loaded), not a value.
+
+    containerd's daemon loads every bundle when it starts; a taskplane process is a command or
+    an embedder, not a daemon, so it loads what it uses when it first uses it. That is safe
+    with peers killed at any instant: everything recovery does is decided per task under that
+    task's lock, exactly as at init, only later; a task nobody in this process uses is left to
+    whichever process uses it, as containerd leaves it until its daemon starts. Recovery never
+    published the exit of a shim that died unwatched, so deferring it loses no event. A task
+    skipped (a peer held its lock, its shim is stopped) is tried again at its next use.
+    """
+
+    def __init__(self, manager: ShimManager, *, state: str, root: str, timeout: float) -> None:
+        self._manager = manager
+        self._state = state
+        self._root = root
+        self._timeout = timeout
+        #: Every outcome so far, in load order.
+        self.outcomes: list[LoadOutcome] = []
+        #: Namespaces whose bundles were all loaded (None: every namespace was).
+        self._namespaces: set[str] | None = set()
+        # One load at a time: a task is never connected to twice (two readers of its log
+        # FIFO). Loads take task locks only without waiting: a caller holding one cannot
+        # deadlock with a load.
+        self._loading = asyncio.Lock()
+
+    async def namespace(self, namespace: str | None) -> list[LoadOutcome]:
+        """Load ``namespace`` (every namespace for None) unless it was; this call's outcomes."""
+        async with self._loading:
+            if self._namespaces is None or namespace in self._namespaces:
+                return []
+            outcomes = await load_existing_shims(
+                self._manager,
+                state=self._state,
+                root=self._root,
+                timeout=self._timeout,
+                namespaces=None if namespace is None else (namespace,),
+            )
+            self.outcomes += outcomes
+            if namespace is None:
+                self._namespaces = None
+            else:
+                self._namespaces.add(namespace)
+            return outcomes
+
+    async def task(self, namespace: str, task_id: str) -> LoadOutcome | None:
+        """:func:`load_task` for one task, recorded with the others."""
+        async with self._loading:
+            outcome = await load_task(
+                self._manager,
+                state=self._state,
+                root=self._root,
+                namespace=namespace,
+                task_id=task_id,
+                timeout=self._timeout,
+            )
+            if outcome is not None:
+                self.outcomes.append(outcome)
+            return outcome
 
 
 async def load_task(

@@ -36,12 +36,9 @@ What taskplane does differently from containerd, on purpose:
   not answer or is gone: it kills the container through runc itself and the shim process.
 - The container record in the metadata store is not required (containerd main requires it,
   which turns a missing record into a leaked shim).
-- **Shims are reloaded at first use, not at init** (:mod:`runtime_v2.shim_load`): containerd's
-  daemon loads every bundle when it starts, but a taskplane process is a command or an
-  embedder, not a daemon, so a task's shim is reattached (or its remains recovered) when the
-  task is first asked for (:meth:`TaskManager.get`, create, delete, remove), and a namespace's
-  shims when its tasks are first listed (:meth:`TaskManager.tasks`, :meth:`TaskManager.states`).
-  ``tasks ls -n a`` touches no shim of namespace ``b``, and ``run`` of a new id none at all.
+- **Shims are reloaded at first use, not at init** (:class:`runtime_v2.shim_load.FirstUseLoader`):
+  a task's when it is first used (get, create, delete, remove), a namespace's when its tasks
+  are first listed; ``tasks ls -n a`` touches no shim of ``b``, ``run`` of a new id none.
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ import contextlib
 import importlib
 import json
 import os
-import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +71,7 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
-    from runtime_v2.shim_load import LoadOutcome
+    from runtime_v2.shim_load import FirstUseLoader, LoadOutcome
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -188,12 +184,8 @@ class TaskManager:
         self.root = root
         self.state = state
         self.shims = shims
-        #: What restart recovery did with each bundle it loaded so far, in load order.
-        self.load_outcomes: list[LoadOutcome] = []
         self._at_close: list[Callable[[], Awaitable[object]]] = []
-        #: Namespaces whose bundles were all loaded (None: every namespace was).
-        self._loaded_namespaces: set[str] | None = set()
-        self._loading: asyncio.Lock | None = None
+        self._loader: FirstUseLoader | None = None
 
     @property
     def id(self) -> str:
@@ -242,76 +234,39 @@ class TaskManager:
         return with_runc_root(effective, runtime=opts.runtime, root=self.runc_root).any
 
     async def load_existing_shims(self, namespace: str | None = None) -> list[LoadOutcome]:
-        """Reattach to (or reap) the shims other processes left, of ``namespace`` or of every
-        namespace (:mod:`runtime_v2.shim_load`); return the outcomes of this call.
-
-        Called by :meth:`tasks` and :meth:`states` at a namespace's first listing; a namespace
-        is loaded once per process (tasks this process has are skipped). Loading at first use
-        instead of at init is safe with peers killed at any instant: everything recovery does
-        is decided per task under that task's lock, exactly as at init, only later; a task
-        nobody in this process uses is left to whichever process uses it, as containerd's
-        daemon would leave it until the daemon starts. Recovery at init never published the
-        exit of a shim that died unwatched, so nothing is published later either.
-        """
+        """Reattach to (or reap) the shims other processes left in ``namespace`` (None: every
+        namespace), once per process (:class:`~runtime_v2.shim_load.FirstUseLoader` says why
+        that is safe); this call's outcomes. Listing a namespace calls it first."""
         if namespace is not None and not os.path.isdir(os.path.join(self.state, namespace)):
             return []  # nothing to load (without importing the loader)
-        from runtime_v2 import shim_load
-
-        async with self._load_lock():
-            if self._loaded_namespaces is None or namespace in self._loaded_namespaces:
-                return []
-            outcomes = await shim_load.load_existing_shims(
-                self.shims,
-                state=self.state,
-                root=self.root,
-                timeout=self._load_timeout(shim_load.LOAD_TIMEOUT),
-                namespaces=None if namespace is None else (namespace,),
-            )
-            self.load_outcomes += outcomes
-            if namespace is None:
-                self._loaded_namespaces = None
-            else:
-                self._loaded_namespaces.add(namespace)
-            return outcomes
+        return await self._first_use().namespace(namespace)
 
     async def load_task(self, task_id: str, *, namespace: str) -> LoadOutcome | None:
-        """Reattach to (or reap) task ``task_id``'s shim if another process left it: its
-        outcome, or None when this process has the task already or it has no bundle.
-
-        Every call that works on one task calls it first (a task :meth:`load_existing_shims`
-        skipped, e.g. because a peer held its lock, is tried again). Safe at any time for the
-        reasons :meth:`load_existing_shims` gives; the caller may hold the task's lock (the
-        lock is re-entrant), so :class:`taskplane.containers.Client` calls it before it decides
-        whether an id is in use, as recovery at init would have run before.
-        """
+        """Reattach to (or reap) task ``task_id``'s shim that another process left (None when
+        this process has it or there is no bundle). Called first by every call on one task,
+        maybe under the task's (re-entrant) lock: ``Client`` calls it before its in-use check."""
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
         if self.shims.has(namespace, task_id):
             return None  # this process's own task, or loaded already: no disk access
-        from runtime_v2 import shim_load
+        return await self._first_use().task(namespace, task_id)
 
-        async with self._load_lock():
-            outcome = await shim_load.load_task(
+    @property
+    def load_outcomes(self) -> list[LoadOutcome]:
+        """What restart recovery did with each bundle it loaded so far, in load order."""
+        return self._loader.outcomes if self._loader is not None else []
+
+    def _first_use(self) -> FirstUseLoader:
+        if self._loader is None:
+            from runtime_v2.shim_load import LOAD_TIMEOUT, FirstUseLoader
+
+            self._loader = FirstUseLoader(
                 self.shims,
                 state=self.state,
                 root=self.root,
-                namespace=namespace,
-                task_id=task_id,
-                timeout=self._load_timeout(shim_load.LOAD_TIMEOUT),
+                timeout=self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT),  # config's
             )
-            if outcome is not None:
-                self.load_outcomes.append(outcome)
-            return outcome
-
-    def _load_timeout(self, default: float) -> float:
-        return self.shims.timeout(TIMEOUT_SHIM_LOAD, default)  # the config's [timeouts]
-
-    def _load_lock(self) -> asyncio.Lock:
-        # One load at a time: a task is never connected to twice (two readers of its log FIFO).
-        # Loads take task locks only without waiting, so a caller holding one cannot deadlock.
-        if self._loading is None:
-            self._loading = asyncio.Lock()
-        return self._loading
+        return self._loader
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -456,8 +411,7 @@ class TaskManager:
         did not answer in time or failed.
 
         A task reattached by this very call (the namespace's first listing) is not asked again:
-        reattaching asked its shim for the ``State`` (:mod:`runtime_v2.shim_load`) a moment
-        ago, within the same call, which is what asking now would answer.
+        reattaching asked its shim for the ``State`` a moment ago, within this call.
         """
         fresh = {
             outcome.id: outcome.state
@@ -551,7 +505,7 @@ class TaskManager:
         Raises :class:`errdefs.Unavailable` naming the task when something could not be removed.
         """
         from runtime_v2.shim import ShimTask
-        from runtime_v2.teardown import force_teardown
+        from runtime_v2.teardown import force_teardown, kill_and_delete
 
         async with self.lock(task_id, namespace=namespace) as lock:
             # What there was to remove, before reattaching reaps a dead shim's remains.
@@ -564,7 +518,7 @@ class TaskManager:
             if shim is not None:
                 found = True
                 lock.set_step("deleting")
-                exit_ = await _kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
+                exit_ = await kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
                 if exit_ is None:  # it did not answer: take it out of the map, tear it down
                     self.shims.forget(shim)
             bundle = self.bundle(task_id, namespace=namespace)
@@ -644,21 +598,3 @@ async def init(ic: registry.InitContext) -> TaskManager:
     for path in (ic.root, ic.state):
         securefs.make_dirs(path, 0o711)
     return TaskManager(root=ic.root, state=ic.state, shims=shims)
-
-
-async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
-    """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
-    when the shim did not do it (it does not answer, or died)."""
-    from runtime_v2 import ttrpc
-
-    try:
-        async with ttrpc.timeout(timeout):
-            with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
-                await task.kill(signal.SIGKILL, all=True)
-            with contextlib.suppress(errdefs.NotFound):
-                await task.wait()
-        async with ttrpc.timeout(timeout):
-            return await task.delete()
-    except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
-        log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
-        return None
