@@ -7,9 +7,14 @@ empty bundle is what recovery visibly acts on without a shim: it removes it.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
+import pytest
+
 from .conftest import Taskplane
+from .peer_checks import cgroup_pids, remains, shims_of
 from .test_imports import imported
 
 #: What only a process that talks to a shim needs.
@@ -59,3 +64,27 @@ def test_a_command_on_one_task_leaves_the_other_tasks_alone(taskplane: Taskplane
     assert neighbour.is_dir()
     assert taskplane("tasks", "ls").returncode == 0  # the namespace's first listing
     assert not neighbour.exists()
+
+
+@pytest.mark.integration
+def test_reusing_the_id_of_a_task_whose_shim_died_unwatched_recovers_it_first(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    """No process was connected when the shim died: the next command that uses the id reaps
+    what the shim left (as recovery at boot did) before it decides whether the id is free."""
+    started = runner("run", "-d", "--rootfs", str(busybox_rootfs), task_id, "--", "sleep", "300")
+    assert started.returncode == 0, started.stderr
+    (shim,) = shims_of(runner.state, runner.namespace, task_id)
+    os.kill(shim, signal.SIGKILL)
+    bundle = runner.state / TASK_STATE / runner.namespace / task_id
+    assert bundle.is_dir()
+    again = runner("run", "--rm", "--rootfs", str(busybox_rootfs), task_id, "--", "true")
+    assert again.returncode == 1
+    # Only the container record is left to say the id is taken: the bundle was reaped.
+    taken = f"(it has a container record; remove it with: taskplane tasks rm {task_id})"
+    assert taken in again.stderr, again.stderr
+    assert not bundle.exists()
+    assert cgroup_pids(runner.namespace, task_id) == []  # the shim's delete killed the container
+    removed = runner("tasks", "rm", task_id)
+    assert removed.returncode == 0, removed.stderr
+    assert remains(runner.root, runner.state, runner.namespace, task_id) == []
