@@ -160,3 +160,19 @@ def test_help_is_as_wide_as_the_terminal_without_shutil(taskplane: Taskplane, co
     assert result.returncode == 0, result.stderr
     widest = max(len(line) for line in result.stdout.splitlines())
     assert columns - 12 < widest <= columns - 2, result.stdout
+
+
+def test_the_interpreter_starts_without_an_import_finder_for_taskplane() -> None:
+    # taskplane is installed (make venv: editable) as a path on sys.path, not with setuptools'
+    # editable finder, whose .pth imports these on every start of every command (~12 ms).
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; print(*sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    started = set(result.stdout.split())
+    finders = {m for m in started if m.startswith("__editable__")}
+    assert not finders, f"{sys.executable} starts with {sorted(finders)}"
+    assert not {"pathlib", "urllib.parse", "fnmatch", "importlib.util"} & started, sorted(started)
