@@ -32,7 +32,6 @@ the registration module, not the boot, the config reader and asyncio with it.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -163,7 +162,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'registry' has no attribute {name!r}")
-    loaded = importlib.import_module(module)
+    # __import__ rather than importlib.import_module: the import statement's path, which
+    # ``python -X importtime`` reports (tests/cli/test_imports.py reads it).
+    loaded = __import__(module, fromlist=["_"])
     value = loaded if module == f"{__name__}.{name}" else getattr(loaded, name)
     globals()[name] = value  # later reads skip this function
     return value

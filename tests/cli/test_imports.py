@@ -123,6 +123,28 @@ def test_a_cheap_command_imports_nothing_only_running_or_unmounting_needs(
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
 
+#: What checking a config needs none of: every plugin's own module (the exchange and with it
+#: asyncio and protobuf, the metadata store and sqlite3, the snapshotter and pathlib); only
+#: their registrations and config types are read.
+NOT_TO_CHECK_A_CONFIG = {
+    "asyncio",
+    "google.protobuf",
+    "pathlib",
+    "plugins.events",
+    "plugins.metadata",
+    "plugins.overlay",
+    "sqlite3",
+}
+
+
+def test_config_validate_imports_no_plugin_module(taskplane: Taskplane, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    assert taskplane("config", "validate", str(config)).returncode == 0  # caches the entry points
+    unexpected = NOT_TO_CHECK_A_CONFIG & imported(taskplane, "config", "validate", str(config))
+    assert not unexpected, f"taskplane config validate imported {sorted(unexpected)}"
+
+
 def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) -> None:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *taskplane.argv("--help")[1:]],
