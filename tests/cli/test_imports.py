@@ -53,10 +53,13 @@ NEVER = {
 #: path (start, attach, wait, delete), what only unmounting (ctypes) or recording a new shim
 #: binary's start protocol (tempfile) needs, containerd's event filter language (only a
 #: subscription with a filter parses one), uuid (the exchange's origin is random hex),
-#: shutil (argparse's formatter imports it for the terminal's width) and, on a state dir
+#: shutil (argparse's formatter imports it for the terminal's width), hashlib (OpenSSL: the
+#: entry point cache compares its key whole, a shim's socket path is hashed only when looked
+#: for) and, on a state dir
 #: without tasks, the runtime contract (runtime_v2.runtime: a task created or reattached).
 NOT_ON_BOOT = {
     "ctypes",
+    "hashlib",
     "plugins.filters",
     "runtime_v2.runtime",
     "shutil",
