@@ -49,12 +49,14 @@ def _init_exchange(ic: InitContext) -> Exchange:
     return Exchange(journal=EventJournal(ic.state))
 
 
-async def _init_metadata(ic: InitContext) -> ContainerStore:
+def _init_metadata(ic: InitContext) -> ContainerStore:
     from plugins.metadata import DB_FILENAME, ContainerStore
 
-    # The store creates its directory (ic.root, mode 0711) when missing. Opened in a worker
-    # thread: another process's write lock may hold it up to the busy timeout.
-    return await ContainerStore.aopen(os.path.join(ic.root, DB_FILENAME))
+    # The store creates its directory (ic.root, mode 0711) and file when missing and checks
+    # the file is a database; it connects on first use (why that is safe: ContainerStore), so
+    # no init waits on another process's write lock, and a command that does not use the
+    # store never imports sqlite3.
+    return ContainerStore(os.path.join(ic.root, DB_FILENAME), lazy=True)
 
 
 def _check_root_path(_: object, attribute: object, value: str) -> None:

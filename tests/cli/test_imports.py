@@ -148,6 +148,16 @@ def test_config_validate_imports_no_plugin_module(taskplane: Taskplane, tmp_path
     assert not unexpected, f"taskplane config validate imported {sorted(unexpected)}"
 
 
+def test_plugins_ls_neither_connects_to_the_metadata_store_nor_loads_pathlib(
+    taskplane: Taskplane,
+) -> None:
+    # The store connects on first use (plugins.metadata.ContainerStore, lazy) and the
+    # snapshotter imports pathlib on its first layer: listing plugins uses neither.
+    assert taskplane("plugins", "ls").returncode == 0  # caches the entry points
+    unexpected = {"sqlite3", "pathlib"} & imported(taskplane, "plugins", "ls")
+    assert not unexpected, f"taskplane plugins ls imported {sorted(unexpected)}"
+
+
 def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) -> None:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *taskplane.argv("--help")[1:]],
