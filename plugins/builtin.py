@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN, SNAPSHOT_PLUGIN
-from registry import InitContext, Registration, hookimpl
+from registry import Registration, hookimpl
 
 if TYPE_CHECKING:
     from plugins.events import Exchange
     from plugins.metadata import ContainerStore
     from plugins.overlay import OverlaySnapshotter
+    from registry import InitContext
 
 __all__ = ["EXCHANGE_ID", "METADATA_ID", "OVERLAY_ID", "OverlayConfig", "taskplane_registrations"]
 

@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from registry import platforms
     from registry._boot import boot, boot_async
     from registry._context import (
-        PROPERTY_GRPC_ADDRESS,
-        PROPERTY_ROOT,
-        PROPERTY_STATE,
-        PROPERTY_TTRPC_ADDRESS,
         InitContext,
         Meta,
         Plugin,
@@ -66,6 +62,12 @@ if TYPE_CHECKING:
     )
     from registry._graph import Blocked
     from registry._host import Host
+    from registry._properties import (
+        PROPERTY_GRPC_ADDRESS,
+        PROPERTY_ROOT,
+        PROPERTY_STATE,
+        PROPERTY_TTRPC_ADDRESS,
+    )
     from registry._registration import WILDCARD, Registration, Registry
     from registry._status import PluginStatus
     from registry.config import ConfigError, ConfigIssue
@@ -78,10 +80,10 @@ _EXPORTS = {
     "boot_async": "registry._boot",
     "InitContext": "registry._context",
     "Meta": "registry._context",
-    "PROPERTY_GRPC_ADDRESS": "registry._context",
-    "PROPERTY_ROOT": "registry._context",
-    "PROPERTY_STATE": "registry._context",
-    "PROPERTY_TTRPC_ADDRESS": "registry._context",
+    "PROPERTY_GRPC_ADDRESS": "registry._properties",
+    "PROPERTY_ROOT": "registry._properties",
+    "PROPERTY_STATE": "registry._properties",
+    "PROPERTY_TTRPC_ADDRESS": "registry._properties",
     "Plugin": "registry._context",
     "Set": "registry._context",
     "BootError": "registry._errors",
