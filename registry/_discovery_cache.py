@@ -47,8 +47,9 @@ CACHE_VERSION = 1
 #: Directory entries whose appearance, disappearance or change can change the entry points.
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
 
-#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``.
-_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
+#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``; compiled
+#: by the first entry point loaded (re caches it), not by every command.
+_VALUE = r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$"
 
 #: The largest cache file read (a few hundred entry points fit in a few KiB).
 _MAX_BYTES = 1 << 20
@@ -66,7 +67,7 @@ class PluginEntryPoint:
         """Import the module the value names and return it, or the attribute it names."""
         import importlib
 
-        match = _VALUE.match(self.value)
+        match = re.match(_VALUE, self.value)
         if match is None:
             raise ValueError(f"entry point value {self.value!r} is not 'module' or 'module:attr'")
         target: object = importlib.import_module(match.group("module"))
