@@ -530,10 +530,14 @@ class ContainerStore:
 
     async def aclose(self) -> None:
         """:meth:`close` in a worker thread (it waits for a query in progress); at once when
-        the store never connected (a lazy store nobody used)."""
-        if self._conn is None:
-            self.close()
-            return
+        the store never connected (a lazy store nobody used) and no thread is connecting it."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._conn is None:
+                    self._closed = True
+                    return
+            finally:
+                self._lock.release()
         await _in_thread(self.close)
 
     def __repr__(self) -> str:

@@ -522,3 +522,27 @@ def test_lazy_stores_of_two_processes_on_a_new_file_both_write(tmp_path: Path) -
     assert [peer.wait(timeout=60) for peer in peers] == [0, 0]
     with ContainerStore(path) as store:
         assert sorted(c.id for c in store.list("default")) == ["a", "b"]
+
+
+async def test_closing_a_lazy_store_while_a_thread_holds_it_keeps_the_loop_running(
+    tmp_path: Path,
+) -> None:
+    # A thread connecting the store (its first use) holds the store's lock, possibly for the
+    # busy timeout: aclose waits for it in a worker thread, not on the event loop.
+    store = ContainerStore(tmp_path / "meta.db", lazy=True)
+    held, release = threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    def connecting() -> None:
+        with store._lock:
+            held.set()
+            outcome.append(release.wait(timeout=30))  # set by the loop, unless it is blocked
+
+    thread = threading.Thread(target=connecting)
+    thread.start()
+    held.wait()
+    asyncio.get_running_loop().call_soon(release.set)
+    await store.aclose()
+    thread.join()
+    assert outcome == [True]
+    assert store.closed
