@@ -166,7 +166,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'registry' has no attribute {name!r}")
     # __import__ rather than importlib.import_module: the import statement's path, which
     # ``python -X importtime`` reports (tests/cli/test_imports.py reads it).
-    loaded = __import__(module, fromlist=["_"])
+    loaded = __import__(module, fromlist=[name])
     value = loaded if module == f"{__name__}.{name}" else getattr(loaded, name)
     globals()[name] = value  # later reads skip this function
     return value
