@@ -55,12 +55,14 @@ NEVER = {
 #: subscription with a filter parses one), uuid (the exchange's origin is random hex),
 #: shutil (argparse's formatter imports it for the terminal's width), hashlib (OpenSSL: the
 #: entry point cache compares its key whole, a shim's socket path is hashed only when looked
-#: for) and, on a state dir
+#: for), the platform matchers (registry._platform_match: a boot formats platforms, matches
+#: none) and, on a state dir
 #: without tasks, the runtime contract (runtime_v2.runtime: a task created or reattached).
 NOT_ON_BOOT = {
     "ctypes",
     "hashlib",
     "plugins.filters",
+    "registry._platform_match",
     "runtime_v2.runtime",
     "shutil",
     "taskplane.task_run",
