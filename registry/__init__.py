@@ -60,7 +60,7 @@ if TYPE_CHECKING:
         UnexpectedInstance,
         WildcardMixedRequires,
     )
-    from registry._graph import Blocked
+    from registry._failures import Blocked, LoadFailure
     from registry._host import Host
     from registry._properties import (
         PROPERTY_GRPC_ADDRESS,
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from registry._registration import WILDCARD, Registration, Registry
     from registry._status import PluginStatus
     from registry.config import ConfigError, ConfigIssue
-    from registry.discovery import LoadFailure, discover
+    from registry.discovery import discover
     from registry.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
 
 #: Each public name -> the module that defines it, imported when the name is first read.
@@ -101,7 +101,7 @@ _EXPORTS = {
     "SkipPlugin": "registry._errors",
     "UnexpectedInstance": "registry._errors",
     "WildcardMixedRequires": "registry._errors",
-    "Blocked": "registry._graph",
+    "Blocked": "registry._failures",
     "Host": "registry._host",
     "Registration": "registry._registration",
     "Registry": "registry._registration",
@@ -109,7 +109,7 @@ _EXPORTS = {
     "PluginStatus": "registry._status",
     "ConfigError": "registry._config_model",
     "ConfigIssue": "registry._config_model",
-    "LoadFailure": "registry.discovery",
+    "LoadFailure": "registry._failures",
     "discover": "registry.discovery",
     "ENTRY_POINT_GROUP": "registry.hookspecs",
     "hookimpl": "registry.hookspecs",
