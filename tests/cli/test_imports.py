@@ -131,9 +131,9 @@ def test_a_cheap_command_imports_nothing_only_running_or_unmounting_needs(
 
 
 #: What checking a config needs none of: every plugin's own module (the exchange and with it
-#: asyncio and protobuf, the metadata store and sqlite3, the snapshotter and pathlib) and the
-#: boot's (the init context: the property keys have a module of their own); only the
-#: registrations and config types are read.
+#: asyncio and protobuf, the metadata store and sqlite3, the snapshotter and pathlib), the
+#: boot's (the init context: the property keys have a module of their own) and sockets (only
+#: probing a shim's socket needs one); only the registrations and config types are read.
 NOT_TO_CHECK_A_CONFIG = {
     "asyncio",
     "google.protobuf",
@@ -143,6 +143,7 @@ NOT_TO_CHECK_A_CONFIG = {
     "plugins.overlay",
     "registry._boot",
     "registry._context",
+    "socket",
     "sqlite3",
 }
 
