@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# Editable: new files and packages of the checkout are picked up without reinstalling (a path
+# .pth, see package-dir in pyproject.toml). The venv is reinstalled when pyproject.toml or this
+# command changes (a venv made with setuptools' import finder gets the path .pth).
+INSTALL := pip install -q -e '.[test,dev]'
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(INSTALL)') | sha256sum | cut -c1-12)
 SYSTEM_PACKAGES := runc containerd busybox-static
 PROTOS := $(wildcard runtime_v2/api/*.proto runtime_v2/ttrpc/*.proto)
 
@@ -13,7 +17,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	$(PY) -m $(INSTALL)
 	rm -f $(VENV)/.installed-*
 	touch $@
 

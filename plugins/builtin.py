@@ -10,20 +10,27 @@ Registers:
   keeping each task's writable layer under ``<plugin root>/snapshots``.
 
 Boot them with ``registry.boot_async(..., builtins=[plugins.builtin])``.
+
+Each plugin's module (the exchange with asyncio, the store with sqlite3, the snapshotter) is
+imported by its init, not by this module: listing or checking the registrations (``taskplane
+config validate``) imports none of them.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import attrs
 
-from plugins.events import Exchange
-from plugins.events_journal import EventJournal
-from plugins.metadata import DB_FILENAME, ContainerStore
-from plugins.overlay import OverlaySnapshotter
 from plugins.types import EVENT_PLUGIN, METADATA_PLUGIN, SNAPSHOT_PLUGIN
-from registry import InitContext, Registration, hookimpl
+from registry import Registration, hookimpl
+
+if TYPE_CHECKING:
+    from plugins.events import Exchange
+    from plugins.metadata import ContainerStore
+    from plugins.overlay import OverlaySnapshotter
+    from registry import InitContext
 
 __all__ = ["EXCHANGE_ID", "METADATA_ID", "OVERLAY_ID", "OverlayConfig", "taskplane_registrations"]
 
@@ -36,14 +43,21 @@ OVERLAY_ID = "overlayfs"
 
 
 def _init_exchange(ic: InitContext) -> Exchange:
+    from plugins.events import Exchange
+    from plugins.events_journal import EventJournal
+
     # Nothing is created on disk until the first event or subscription.
     return Exchange(journal=EventJournal(ic.state))
 
 
-async def _init_metadata(ic: InitContext) -> ContainerStore:
-    # The store creates its directory (ic.root, mode 0711) when missing. Opened in a worker
-    # thread: another process's write lock may hold it up to the busy timeout.
-    return await ContainerStore.aopen(os.path.join(ic.root, DB_FILENAME))
+def _init_metadata(ic: InitContext) -> ContainerStore:
+    from plugins.metadata import DB_FILENAME, ContainerStore
+
+    # The store creates its directory (ic.root, mode 0711) and file when missing and checks
+    # the file is a database; it connects on first use (why that is safe: ContainerStore), so
+    # no init waits on another process's write lock, and a command that does not use the
+    # store never imports sqlite3.
+    return ContainerStore(os.path.join(ic.root, DB_FILENAME), lazy=True)
 
 
 def _check_root_path(_: object, attribute: object, value: str) -> None:
@@ -63,6 +77,8 @@ class OverlayConfig:
 
 
 def _init_overlay(ic: InitContext) -> OverlaySnapshotter:
+    from plugins.overlay import OverlaySnapshotter
+
     # Nothing is created on disk until the first layer is prepared.
     config: OverlayConfig = ic.config if ic.config is not None else OverlayConfig()
     return OverlaySnapshotter(config.root_path or ic.root)

@@ -27,20 +27,22 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import sqlite3
 import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
 from plugins import identifiers, securefs
 from plugins.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugins.identifiers import quote
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "DB_FILENAME",
@@ -54,6 +56,9 @@ DB_FILENAME = "meta.db"
 
 #: containerd's limit on ``len(key) + len(value)`` of one label, in bytes.
 MAX_LABEL_SIZE = 4096
+
+#: The first bytes of every SQLite database file (an empty file is a database with no tables).
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 #: How long a connection waits for another writer before failing, in milliseconds.
 BUSY_TIMEOUT_MS = 30_000
@@ -144,6 +149,8 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
     SQLite answers one of them "database is locked" at once, without its busy handler (waiting
     could deadlock). The other finishes within milliseconds, so retrying is enough.
     """
+    import sqlite3
+
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
@@ -219,14 +226,42 @@ class ContainerStore:
     newer schema, or use after :meth:`close`).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lazy: bool = False) -> None:
+        """Open the store at ``path``; with ``lazy``, create the file and check that it is an
+        SQLite database (or empty) now, and connect and migrate the schema on first use.
+
+        ``lazy`` is what the metadata plugin boots with: every command boots it and few use it,
+        and connecting costs importing sqlite3, switching to WAL and the schema check. Deferring
+        it is safe for peers and crashes: every peer has its own connection anyway (containerd
+        opens its bolt file at init because one daemon owns it), the schema is created in one
+        write transaction by whichever peer uses the store first, and a peer killed before
+        then has written nothing. A file that is not a database still fails the boot, as
+        before; what only connecting finds (a newer schema, a lock held past the busy timeout)
+        is the first use's FailedPrecondition.
+        """
         self.path: str = os.fspath(path)
         """The database file."""
         # Create the file ourselves so that it (and SQLite's -wal/-shm files, which copy
         # its mode) is private: specs may carry secrets in their environment.
-        os.close(securefs.open_file(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        fd = securefs.open_file(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            header = os.read(fd, len(SQLITE_HEADER)) if lazy else b""
+        finally:
+            os.close(fd)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        if not lazy:
+            self._open()
+        elif header and header != SQLITE_HEADER:
+            raise FailedPrecondition(
+                f"cannot open container store {quote(self.path)}: file is not a database"
+            )
+
+    def _open(self) -> None:
+        """Connect, switch to WAL and migrate the schema (under the lock, or in __init__)."""
+        import sqlite3
+
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -245,21 +280,25 @@ class ContainerStore:
             self._conn = conn
             self._migrate()
         except sqlite3.Error as exc:
-            self.close()
+            self._conn = None
             conn.close()
             raise FailedPrecondition(
                 f"cannot open container store {quote(self.path)}: {exc}"
             ) from exc
         except BaseException:
-            self.close()
+            self._conn = None
             conn.close()
             raise
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """The connection (opened now by a lazy store's first use); the caller holds the lock."""
+        if self._closed:
             raise FailedPrecondition(f"container store {quote(self.path)} is closed")
+        if self._conn is None:
+            self._open()
+        assert self._conn is not None
         return self._conn
 
     @contextmanager
@@ -322,6 +361,8 @@ class ContainerStore:
         created = attrs.evolve(
             container, labels=_set_labels(container.labels), created_at=now, updated_at=now
         )
+        import sqlite3  # imported by the connection this write opened, if not before
+
         with self._write() as conn:
             try:
                 conn.execute(
@@ -438,6 +479,7 @@ class ContainerStore:
     def close(self) -> None:
         """Close the database. Idempotent; later calls raise FailedPrecondition."""
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -445,7 +487,7 @@ class ContainerStore:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._conn is None
+        return self._closed
 
     def __enter__(self) -> ContainerStore:
         return self
@@ -487,11 +529,19 @@ class ContainerStore:
         await _in_thread(self.delete, namespace, container_id)
 
     async def aclose(self) -> None:
-        """:meth:`close` in a worker thread (it waits for a query in progress)."""
+        """:meth:`close` in a worker thread (it waits for a query in progress); at once when
+        the store never connected (a lazy store nobody used) and no thread is connecting it."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._conn is None:
+                    self._closed = True
+                    return
+            finally:
+                self._lock.release()
         await _in_thread(self.close)
 
     def __repr__(self) -> str:
-        return f"<ContainerStore {self.path!r}{' closed' if self._conn is None else ''}>"
+        return f"<ContainerStore {self.path!r}{' closed' if self._closed else ''}>"
 
     @staticmethod
     def _row(container: Container) -> tuple[Any, ...]:

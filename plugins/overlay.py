@@ -20,11 +20,14 @@ is only ever named in ``lowerdir=``: overlayfs writes go to the upper dir.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from plugins import errdefs, identifiers, securefs
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["SNAPSHOTS_DIR", "Mount", "OverlaySnapshotter"]
 
@@ -52,11 +55,21 @@ def _split_key(key: str) -> tuple[str, str]:
 
 
 class OverlaySnapshotter:
-    """Writable overlay layers over read-only directories, under ``root``."""
+    """Writable overlay layers over read-only directories, under ``root``.
+
+    pathlib is imported on the first use of a layer, not when the plugin boots: every command
+    boots the snapshotter, few use it.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self._root = os.fspath(root)
+
+    @property
+    def root(self) -> Path:
         """The snapshotter's persistent directory (the plugin's ``InitContext.root``)."""
+        from pathlib import Path
+
+        return Path(self._root)
 
     def path(self, key: str) -> Path:
         """The directory of layer ``key``: ``<root>/snapshots/<namespace>/<name>``."""

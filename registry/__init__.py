@@ -32,17 +32,12 @@ the registration module, not the boot, the config reader and asyncio with it.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from registry import platforms
     from registry._boot import boot, boot_async
     from registry._context import (
-        PROPERTY_GRPC_ADDRESS,
-        PROPERTY_ROOT,
-        PROPERTY_STATE,
-        PROPERTY_TTRPC_ADDRESS,
         InitContext,
         Meta,
         Plugin,
@@ -65,12 +60,18 @@ if TYPE_CHECKING:
         UnexpectedInstance,
         WildcardMixedRequires,
     )
-    from registry._graph import Blocked
+    from registry._failures import Blocked, LoadFailure
     from registry._host import Host
+    from registry._properties import (
+        PROPERTY_GRPC_ADDRESS,
+        PROPERTY_ROOT,
+        PROPERTY_STATE,
+        PROPERTY_TTRPC_ADDRESS,
+    )
     from registry._registration import WILDCARD, Registration, Registry
     from registry._status import PluginStatus
     from registry.config import ConfigError, ConfigIssue
-    from registry.discovery import LoadFailure, discover
+    from registry.discovery import discover
     from registry.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
 
 #: Each public name -> the module that defines it, imported when the name is first read.
@@ -79,10 +80,10 @@ _EXPORTS = {
     "boot_async": "registry._boot",
     "InitContext": "registry._context",
     "Meta": "registry._context",
-    "PROPERTY_GRPC_ADDRESS": "registry._context",
-    "PROPERTY_ROOT": "registry._context",
-    "PROPERTY_STATE": "registry._context",
-    "PROPERTY_TTRPC_ADDRESS": "registry._context",
+    "PROPERTY_GRPC_ADDRESS": "registry._properties",
+    "PROPERTY_ROOT": "registry._properties",
+    "PROPERTY_STATE": "registry._properties",
+    "PROPERTY_TTRPC_ADDRESS": "registry._properties",
     "Plugin": "registry._context",
     "Set": "registry._context",
     "BootError": "registry._errors",
@@ -100,7 +101,7 @@ _EXPORTS = {
     "SkipPlugin": "registry._errors",
     "UnexpectedInstance": "registry._errors",
     "WildcardMixedRequires": "registry._errors",
-    "Blocked": "registry._graph",
+    "Blocked": "registry._failures",
     "Host": "registry._host",
     "Registration": "registry._registration",
     "Registry": "registry._registration",
@@ -108,7 +109,7 @@ _EXPORTS = {
     "PluginStatus": "registry._status",
     "ConfigError": "registry._config_model",
     "ConfigIssue": "registry._config_model",
-    "LoadFailure": "registry.discovery",
+    "LoadFailure": "registry._failures",
     "discover": "registry.discovery",
     "ENTRY_POINT_GROUP": "registry.hookspecs",
     "hookimpl": "registry.hookspecs",
@@ -163,7 +164,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'registry' has no attribute {name!r}")
-    loaded = importlib.import_module(module)
+    # __import__ rather than importlib.import_module: the import statement's path, which
+    # ``python -X importtime`` reports (tests/cli/test_imports.py reads it).
+    loaded = __import__(module, fromlist=[name])
     value = loaded if module == f"{__name__}.{name}" else getattr(loaded, name)
     globals()[name] = value  # later reads skip this function
     return value

@@ -19,16 +19,17 @@ from registry._context import (
     Plugin,
 )
 from registry._errors import BootError, SkipPlugin
-from registry._graph import Blocked, RequirementTracker, plan
+from registry._graph import RequirementTracker, plan
 from registry._host import Host, close_loop, describe, traceback_if_debug
 from registry._registration import Registration, Registry
 from registry._status import PluginStatus, Status
-from registry.discovery import LoadFailure, discover
+from registry.discovery import discover
 from registry.log import get_logger
 
 __all__ = ["ConfigSource", "Host", "boot", "boot_async"]
 
 if TYPE_CHECKING:
+    from registry._failures import Blocked, LoadFailure
     from registry.platforms import Platform
 
 log = get_logger(__name__)

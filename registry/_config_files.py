@@ -526,7 +526,8 @@ def _resolve_import(base: str, pattern: str) -> list[str]:
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0}
 _DURATION_UNITS |= {"m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+#: Compiled by the first duration parsed (re caches it): most configs have none.
+_DURATION_PART = r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)"
 
 
 def parse_duration(value: object) -> float:
@@ -540,8 +541,9 @@ def parse_duration(value: object) -> float:
     if text == "0":
         return 0.0
     total, pos = 0.0, 0
+    part = re.compile(_DURATION_PART)
     while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
+        m = part.match(text, pos)
         if m is None or m.group(1) in ("", "."):
             break
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]

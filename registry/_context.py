@@ -14,6 +14,12 @@ from registry._errors import (
     PluginNotFound,
     UnexpectedInstance,
 )
+from registry._properties import (
+    PROPERTY_GRPC_ADDRESS,
+    PROPERTY_ROOT,
+    PROPERTY_STATE,
+    PROPERTY_TTRPC_ADDRESS,
+)
 from registry._registration import Registration
 
 if TYPE_CHECKING:
@@ -32,11 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-PROPERTY_ROOT = "io.containerd.plugin.root"
-PROPERTY_STATE = "io.containerd.plugin.state"
-PROPERTY_GRPC_ADDRESS = "io.containerd.plugin.grpc.address"
-PROPERTY_TTRPC_ADDRESS = "io.containerd.plugin.ttrpc.address"
 
 
 def expect_instance(

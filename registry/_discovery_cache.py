@@ -2,7 +2,7 @@
 them, so that a command does not import :mod:`importlib.metadata` and read every installed
 distribution's metadata on every run.
 
-The key is a digest of the interpreter (``sys.executable``, its version) and, for each
+The key is a text naming the interpreter (``sys.executable``, its version) and, for each
 ``sys.path`` entry in order: for a directory, the name and modification time of every
 ``*.dist-info``/``*.egg-info`` directory (of its ``entry_points.txt``), ``*.egg-link``,
 ``*.egg`` and ``*.pth`` in it; for a zip file, its modification time and size. An entry with
@@ -10,7 +10,8 @@ none of these (the current directory of ``python -m``, a missing directory) adds
 running from another directory keeps the key. Installing or
 removing a distribution -- ``pip install``, ``pip install -e``, ``pip uninstall``, deleting a
 directory by hand -- adds, removes or rewrites one of those, so the very next command misses
-the cache and scans again.
+the cache and scans again. The key is stored and compared whole rather than hashed: no
+collision can hide a change, and no command loads OpenSSL (``hashlib``) to read the cache.
 
 The cache lives in the user's cache directory (``$XDG_CACHE_HOME/taskplane``, else
 ``~/.cache/taskplane``), one file per interpreter, not under the state root:
@@ -24,7 +25,7 @@ one that does not parse is rebuilt. Without a usable cache directory every run s
 
 from __future__ import annotations
 
-import hashlib
+import binascii
 import json
 import os
 import re
@@ -46,8 +47,9 @@ CACHE_VERSION = 1
 #: Directory entries whose appearance, disappearance or change can change the entry points.
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
 
-#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``.
-_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
+#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``; compiled
+#: by the first entry point loaded (re caches it), not by every command.
+_VALUE = r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$"
 
 #: The largest cache file read (a few hundred entry points fit in a few KiB).
 _MAX_BYTES = 1 << 20
@@ -65,7 +67,7 @@ class PluginEntryPoint:
         """Import the module the value names and return it, or the attribute it names."""
         import importlib
 
-        match = _VALUE.match(self.value)
+        match = re.match(_VALUE, self.value)
         if match is None:
             raise ValueError(f"entry point value {self.value!r} is not 'module' or 'module:attr'")
         target: object = importlib.import_module(match.group("module"))
@@ -93,8 +95,10 @@ def cache_path() -> str | None:
     directory = cache_dir()
     if directory is None:
         return None
-    name = hashlib.sha256(sys.executable.encode(errors="surrogateescape")).hexdigest()[:16]
-    return os.path.join(directory, f"entry-points-{name}.json")
+    # Two interpreters whose paths share a checksum share a file, each rewriting the other's:
+    # never a wrong answer, as the key names the interpreter.
+    name = binascii.crc32(sys.executable.encode(errors="surrogateescape"))
+    return os.path.join(directory, f"entry-points-{name:08x}.json")
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -102,18 +106,18 @@ def _stamp(st: os.stat_result) -> str:
 
 
 def fingerprint(paths: Iterable[str] | None = None) -> str:
-    """The digest of everything on ``paths`` (default ``sys.path``) that can change the
-    installed distributions' entry points."""
-    digest = hashlib.sha256(f"{CACHE_VERSION}\0{sys.executable}\0{sys.version}".encode())
+    """The key of everything on ``paths`` (default ``sys.path``) that can change the
+    installed distributions' entry points: one text, equal only when all of it is."""
+    key = [f"{CACHE_VERSION}\0{sys.executable}\0{sys.version}"]
     for entry in sys.path if paths is None else paths:
         where = entry or "."
-        path = b"\0path\0" + where.encode(errors="surrogateescape")
+        path = f"\0path\0{where}"
         try:
             st = os.stat(where)
         except OSError:
             continue  # holds no distribution; when it appears with one, the key changes
         if not stat.S_ISDIR(st.st_mode):
-            digest.update(path + _stamp(st).encode())  # a zip file: its stamp covers it
+            key.append(path + _stamp(st))  # a zip file: its stamp covers it
             continue
         # A directory's own mtime is left out: any file written there (the current directory
         # is on sys.path under ``python -m``) would miss the cache for nothing.
@@ -124,23 +128,22 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
                 if e.name.endswith(_METADATA_SUFFIXES) and not e.name.startswith(".")
             )
         except OSError:
-            digest.update(path + b"\0unreadable")
+            key.append(path + "\0unreadable")
             continue
         # A directory without distributions adds nothing, as it adds no entry point: the
         # current directory of ``python -m taskplane`` does not change the key from one
         # directory to the next (one cache file per interpreter would be rewritten each time).
         if names:
-            digest.update(path)
+            key.append(path)
         for name in names:
-            digest.update(b"\0" + name.encode(errors="surrogateescape"))
             full = os.path.join(where, name)
             if name.endswith((".dist-info", ".egg-info")):
                 full = os.path.join(full, "entry_points.txt")
             try:
-                digest.update(_stamp(os.stat(full)).encode())
+                key.append(f"\0{name}\0{_stamp(os.stat(full))}")
             except OSError:
-                digest.update(b"-")
-    return digest.hexdigest()
+                key.append(f"\0{name}\0-")
+    return "".join(key)
 
 
 def _private_dir(directory: str, create: bool) -> bool:

@@ -9,14 +9,15 @@ cycle, reported with every plugin on it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
-import attrs
+from typing import TYPE_CHECKING
 
 from registry._errors import PluginCircularDependency
 from registry._registration import WILDCARD, DisabledFilter, Registration
 
+if TYPE_CHECKING:
+    from registry._failures import Blocked
+
 __all__ = [
-    "Blocked",
     "RequirementTracker",
     "find_blocked",
     "graph",
@@ -100,17 +101,6 @@ def plan(
     return _order(registrations, flags), off
 
 
-@attrs.frozen
-class Blocked:
-    """Why a plugin cannot be initialised: ``reason`` is a sentence; ``dependency`` is the
-    missing type, or the URI of the dependency that did not load. ``disabled`` lists the
-    disabled plugins (URIs) whose absence blocks it, directly or through blocked providers."""
-
-    reason: str
-    dependency: str
-    disabled: tuple[str, ...] = ()
-
-
 _PHRASES = {"blocked": "is blocked", "failed": "failed", "skipped": "was skipped"}
 
 
@@ -174,6 +164,8 @@ class RequirementTracker:
                 found = ("requires " + required + "; " + "; ".join(details), present[0].uri)
         if found is None:
             return None
+        from registry._failures import Blocked  # a boot where every requirement is met has none
+
         return Blocked(found[0], found[1], tuple(dict.fromkeys(causes)))
 
 

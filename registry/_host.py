@@ -19,7 +19,7 @@ from registry.log import get_logger
 
 if TYPE_CHECKING:
     from registry._config_files import Config
-    from registry.discovery import LoadFailure
+    from registry._failures import LoadFailure
 
 __all__ = ["Host", "close_loop", "describe", "traceback_if_debug"]
 

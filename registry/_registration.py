@@ -20,7 +20,7 @@ from registry._errors import (
 
 if TYPE_CHECKING:
     from registry._context import InitContext
-    from registry._graph import Blocked
+    from registry._failures import Blocked
 
 __all__ = ["WILDCARD", "DisabledFilter", "Registration", "Registry"]
 

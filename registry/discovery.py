@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-import attrs
 import pluggy
 
 from registry import hookspecs
@@ -23,6 +22,9 @@ from registry._discovery_cache import PluginEntryPoint, cached
 from registry._errors import DiscoveryError
 from registry._registration import Registration, Registry
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from registry._failures import LoadFailure
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -39,24 +41,13 @@ log = get_logger(__name__)
 AUTOLOAD_ENV = "TASKPLANE_DISABLE_PLUGIN_AUTOLOAD"
 
 
-@attrs.frozen
-class LoadFailure:
-    """A third-party entry point that could not be used, and why."""
+def __getattr__(name: str) -> Any:
+    # LoadFailure is defined on first use (PEP 562), with the first entry point that fails.
+    if name == "LoadFailure":
+        from registry._failures import LoadFailure
 
-    distribution: str
-    entry_point: str
-    error: BaseException = attrs.field(eq=False)
-
-    @property
-    def message(self) -> str:
-        """One sentence naming the entry point and the error."""
-        return (
-            f"plugin entry point {self.entry_point!r} of {self.distribution} "
-            f"could not be loaded: {type(self.error).__name__}: {self.error}"
-        )
-
-    def __str__(self) -> str:
-        return self.message
+        return LoadFailure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def autoload_enabled(autoload: bool | None = None) -> bool:
@@ -147,6 +138,8 @@ def discover(
                 pm.unregister(module)
                 raise
         except Exception as exc:
+            from registry._failures import LoadFailure  # none when every entry point loads
+
             failure = LoadFailure(dist, ep.name, exc)
             log.warning("%s", failure.message)
             failures.append(failure)

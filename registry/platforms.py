@@ -25,10 +25,14 @@ import platform as _pyplatform
 import re
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from registry._config_text import quote
+
+if TYPE_CHECKING:
+    from registry._platform_match import ALL, Matcher
 
 __all__ = [
     "ALL",
@@ -81,10 +85,6 @@ class PlatformError(ValueError):
 
 
 def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(values)
-
-
-def _platform_tuple(values: Iterable[Platform]) -> tuple[Platform, ...]:
     return tuple(values)
 
 
@@ -320,53 +320,27 @@ def default_string() -> str:
     return format(default_spec())
 
 
-@attrs.frozen
-class Matcher:
-    """Matches platforms against an ordered list of accepted (normalized) platforms.
+def __getattr__(name: str) -> Any:
+    # Matcher and ALL are defined on first use (PEP 562): booting reads and formats
+    # platforms but matches none, so no command builds the matcher class.
+    if name in ("ALL", "Matcher"):
+        from registry import _platform_match
 
-    ``match`` compares os, architecture and variant after normalizing the candidate;
-    ``less`` orders candidates by the first accepted platform they match.
-    """
-
-    platforms: tuple[Platform, ...] = attrs.field(converter=_platform_tuple)
-
-    def match(self, platform: Platform) -> bool:
-        """Whether *platform* matches any accepted platform."""
-        return self._index(platform) is not None
-
-    def less(self, a: Platform, b: Platform) -> bool:
-        """Whether *a* is preferred over *b* (it matches an earlier accepted platform)."""
-        ia, ib = self._index(a), self._index(b)
-        return ia is not None and (ib is None or ia < ib)
-
-    def _index(self, platform: Platform) -> int | None:
-        p = normalize(platform)
-        key = (p.os, p.architecture, p.variant)
-        for i, want in enumerate(self.platforms):
-            if (want.os, want.architecture, want.variant) == key:
-                return i
-        return None
-
-
-class _AllMatcher(Matcher):
-    def match(self, platform: Platform) -> bool:
-        return True
-
-    def less(self, a: Platform, b: Platform) -> bool:
-        return False
-
-
-ALL: Matcher = _AllMatcher(())
-"""Matches every platform, with no preference."""
+        return getattr(_platform_match, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def new_matcher(platform: Platform) -> Matcher:
     """A matcher for exactly *platform* (normalized), no compatible platforms."""
+    from registry._platform_match import Matcher
+
     return Matcher((normalize(platform),))
 
 
 def ordered(*platforms: Platform) -> Matcher:
     """A matcher for any of *platforms*, preferring them in the order given."""
+    from registry._platform_match import Matcher
+
     return Matcher(tuple(normalize(p) for p in platforms))
 
 

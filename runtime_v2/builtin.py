@@ -9,10 +9,15 @@ booted, so listing or checking registrations (``taskplane config validate``) sta
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from plugins import types
-from registry import InitContext, Registration, hookimpl
+from registry import Registration, hookimpl
 from runtime_v2.shim_config import ShimConfig, migrate_sched_core
 from runtime_v2.task_config import TaskConfig
+
+if TYPE_CHECKING:
+    from registry import InitContext
 
 __all__ = ["registrations", "taskplane_registrations"]
 

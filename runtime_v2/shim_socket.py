@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 
 from runtime_v2 import errdefs
 
@@ -111,6 +110,8 @@ def remove_stale_socket(address: str) -> bool:
     path = socket_path_of(address)
     if not path or not os.path.exists(path):
         return False
+    import socket  # here: checking a config (shim_config imports this module) needs none
+
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.setblocking(False)

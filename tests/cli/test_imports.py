@@ -53,11 +53,18 @@ NEVER = {
 #: path (start, attach, wait, delete), what only unmounting (ctypes) or recording a new shim
 #: binary's start protocol (tempfile) needs, containerd's event filter language (only a
 #: subscription with a filter parses one), uuid (the exchange's origin is random hex),
-#: shutil (argparse's formatter imports it for the terminal's width) and, on a state dir
+#: shutil (argparse's formatter imports it for the terminal's width), hashlib (OpenSSL: the
+#: entry point cache compares its key whole, a shim's socket path is hashed only when looked
+#: for), the platform matchers (registry._platform_match: a boot formats platforms, matches
+#: none), what only a plugin that does not load reports (registry._failures) and, on a state
+#: dir
 #: without tasks, the runtime contract (runtime_v2.runtime: a task created or reattached).
 NOT_ON_BOOT = {
     "ctypes",
+    "hashlib",
     "plugins.filters",
+    "registry._failures",
+    "registry._platform_match",
     "runtime_v2.runtime",
     "shutil",
     "taskplane.task_run",
@@ -123,6 +130,42 @@ def test_a_cheap_command_imports_nothing_only_running_or_unmounting_needs(
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
 
+#: What checking a config needs none of: every plugin's own module (the exchange and with it
+#: asyncio and protobuf, the metadata store and sqlite3, the snapshotter and pathlib), the
+#: boot's (the init context: the property keys have a module of their own) and sockets (only
+#: probing a shim's socket needs one); only the registrations and config types are read.
+NOT_TO_CHECK_A_CONFIG = {
+    "asyncio",
+    "google.protobuf",
+    "pathlib",
+    "plugins.events",
+    "plugins.metadata",
+    "plugins.overlay",
+    "registry._boot",
+    "registry._context",
+    "socket",
+    "sqlite3",
+}
+
+
+def test_config_validate_imports_no_plugin_module(taskplane: Taskplane, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    assert taskplane("config", "validate", str(config)).returncode == 0  # caches the entry points
+    unexpected = NOT_TO_CHECK_A_CONFIG & imported(taskplane, "config", "validate", str(config))
+    assert not unexpected, f"taskplane config validate imported {sorted(unexpected)}"
+
+
+def test_plugins_ls_neither_connects_to_the_metadata_store_nor_loads_pathlib(
+    taskplane: Taskplane,
+) -> None:
+    # The store connects on first use (plugins.metadata.ContainerStore, lazy) and the
+    # snapshotter imports pathlib on its first layer: listing plugins uses neither.
+    assert taskplane("plugins", "ls").returncode == 0  # caches the entry points
+    unexpected = {"sqlite3", "pathlib"} & imported(taskplane, "plugins", "ls")
+    assert not unexpected, f"taskplane plugins ls imported {sorted(unexpected)}"
+
+
 def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) -> None:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *taskplane.argv("--help")[1:]],
@@ -160,3 +203,19 @@ def test_help_is_as_wide_as_the_terminal_without_shutil(taskplane: Taskplane, co
     assert result.returncode == 0, result.stderr
     widest = max(len(line) for line in result.stdout.splitlines())
     assert columns - 12 < widest <= columns - 2, result.stdout
+
+
+def test_the_interpreter_starts_without_an_import_finder_for_taskplane() -> None:
+    # taskplane is installed (make venv: editable) as a path on sys.path, not with setuptools'
+    # editable finder, whose .pth imports these on every start of every command (~12 ms).
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; print(*sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    started = set(result.stdout.split())
+    finders = {m for m in started if m.startswith("__editable__")}
+    assert not finders, f"{sys.executable} starts with {sorted(finders)}"
+    assert not {"pathlib", "urllib.parse", "fnmatch", "importlib.util"} & started, sorted(started)

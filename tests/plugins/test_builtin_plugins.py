@@ -69,3 +69,22 @@ async def test_the_store_keeps_its_records_across_boots(tmp_path: Path) -> None:
         config, builtins=[plugins.builtin], autoload=False
     ) as host:
         assert host.get(METADATA_PLUGIN, "sqlite").get("default", "c1").id == "c1"
+
+
+async def test_a_metadata_file_that_is_not_a_database_fails_the_plugin_at_boot(
+    tmp_path: Path,
+) -> None:
+    # The store connects on first use, but a file SQLite cannot read still fails the boot's
+    # status, naming the file, and the file is left as it was.
+    db = tmp_path / "root" / "io.containerd.metadata.v1.sqlite" / "meta.db"
+    db.parent.mkdir(parents=True, mode=0o711)
+    db.write_bytes(b"not a database" * 10)
+    config = {"root": str(tmp_path / "root"), "state": str(tmp_path / "state")}
+    async with await registry.boot_async(
+        config, builtins=[plugins.builtin], autoload=False
+    ) as host:
+        (status,) = [s for s in host.statuses if s.uri == "io.containerd.metadata.v1.sqlite"]
+        assert status.status == "failed"
+        assert status.reason is not None and "file is not a database" in status.reason
+        assert str(db) in status.reason
+    assert db.read_bytes() == b"not a database" * 10

@@ -462,3 +462,87 @@ async def test_a_write_waiting_for_another_writer_leaves_the_event_loop_free(
     finally:
         other.close()
         await store.aclose()
+
+
+def test_a_lazy_store_connects_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "meta" / "meta.db"
+    store = ContainerStore(path, lazy=True)
+    # The file is made (private) at once; SQLite has not touched it: no schema, no WAL yet.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_size == 0
+    assert not path.with_name("meta.db-wal").exists()
+    assert not store.closed
+    store.create("default", Container(id="c1", runtime_name=RUNC))
+    assert path.with_name("meta.db-wal").exists()
+    with ContainerStore(path) as other:  # a peer sees the record
+        assert [c.id for c in other.list("default")] == ["c1"]
+    store.close()
+
+
+def test_a_lazy_store_closed_before_use_is_closed(tmp_path: Path) -> None:
+    store = ContainerStore(tmp_path / "meta.db", lazy=True)
+    asyncio.run(store.aclose())
+    assert store.closed
+    with pytest.raises(FailedPrecondition, match=r"container store \".*meta.db\" is closed"):
+        store.list("default")
+    assert (tmp_path / "meta.db").stat().st_size == 0  # closing did not connect
+
+
+def test_a_lazy_store_refuses_a_file_that_is_not_a_database_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "meta.db"
+    path.write_bytes(b"this is not an sqlite database, just some text" * 100)
+    refused = r"cannot open container store \".*meta.db\": file is not a database"
+    with pytest.raises(FailedPrecondition, match=refused):
+        ContainerStore(path, lazy=True)
+    assert path.read_bytes().startswith(b"this is not")  # nothing lost
+
+
+def test_lazy_stores_of_two_processes_on_a_new_file_both_write(tmp_path: Path) -> None:
+    # Two peers booted on a fresh state dir: whichever uses the store first creates the
+    # schema, the other finds it; neither loses its record.
+    path = tmp_path / "meta.db"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from plugins.metadata import Container, ContainerStore
+        store = ContainerStore({str(path)!r}, lazy=True)
+        sys.stdin.readline()
+        store.create("default", Container(id=sys.argv[1], runtime_name={RUNC!r}))
+        store.close()
+        """
+    )
+    peers = [
+        subprocess.Popen([sys.executable, "-c", code, name], stdin=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for peer in peers:
+        assert peer.stdin is not None
+        peer.stdin.write("go\n")
+        peer.stdin.close()
+    assert [peer.wait(timeout=60) for peer in peers] == [0, 0]
+    with ContainerStore(path) as store:
+        assert sorted(c.id for c in store.list("default")) == ["a", "b"]
+
+
+async def test_closing_a_lazy_store_while_a_thread_holds_it_keeps_the_loop_running(
+    tmp_path: Path,
+) -> None:
+    # A thread connecting the store (its first use) holds the store's lock, possibly for the
+    # busy timeout: aclose waits for it in a worker thread, not on the event loop.
+    store = ContainerStore(tmp_path / "meta.db", lazy=True)
+    held, release = threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    def connecting() -> None:
+        with store._lock:
+            held.set()
+            outcome.append(release.wait(timeout=30))  # set by the loop, unless it is blocked
+
+    thread = threading.Thread(target=connecting)
+    thread.start()
+    held.wait()
+    asyncio.get_running_loop().call_soon(release.set)
+    await store.aclose()
+    thread.join()
+    assert outcome == [True]
+    assert store.closed
