@@ -1,0 +1,128 @@
+"""``bench/cli.py``'s report (no timing): every figure and every goal's verdict is printed, and a
+missed goal names the floor measured in the same run that bounds it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_cli", REPO / "bench" / "cli.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # attrs resolves the classes' annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+cli = _load_bench()
+#: interpreter 24 ms (10 without site), dependencies 70 ms: 50 without asyncio, 65 without attrs.
+FLOORS = cli.Floors(0.024, 0.010, 0.070, 0.050, 0.065)
+
+
+def test_a_goal_below_the_dependency_floor_says_so_and_what_is_taskplanes_own() -> None:
+    line = cli.fixed_cost_verdict("tasks ls, no task", 0.095, 0.060, FLOORS)
+    assert line.startswith("tasks ls, no task: 95 ms, goal <= 60 ms: MISSED, and below the floor")
+    assert (
+        "the dependency floor (asyncio, attrs, pluggy, argparse, logging, sqlite3) is 70 ms" in line
+    )
+    assert "asyncio costs 20 ms of it, attrs 5 ms" in line
+    assert "the interpreter alone 24 ms (10 ms without site)" in line
+    assert "only without asyncio is the floor under the goal" in line
+    assert line.endswith("taskplane's own work above the floor: 25 ms.")
+
+
+def test_a_goal_above_the_dependency_floor_says_how_much_room_is_left() -> None:
+    floors = cli.Floors(0.024, 0.010, 0.045, 0.030, 0.040)
+    line = cli.fixed_cost_verdict("plugins ls", 0.080, 0.060, floors)
+    assert "plugins ls: 80 ms, goal <= 60 ms: MISSED, but above the floor" in line
+    assert line.endswith("which leaves 15 ms for taskplane's own work; it takes 35 ms.")
+
+
+def test_a_met_goal_is_met() -> None:
+    line = cli.fixed_cost_verdict(
+        "config validate", 0.055, 0.060, cli.Floors(0.02, 0.01, 0.04, 0.03, 0.035)
+    )
+    assert line.startswith("config validate: 55 ms, goal <= 60 ms: met (")
+    assert "MISSED" not in line
+
+
+@pytest.mark.parametrize(
+    ("minimal", "expected"),
+    [
+        (
+            0.110,
+            "MISSED, and below the floor: the minimal Python run takes 110 ms, 1.10x ctr's; "
+            "taskplane's own work above it: 110 ms.",
+        ),
+        (
+            0.090,
+            "MISSED, but above the floor: the minimal Python run takes 90 ms, 0.90x ctr's, "
+            "which leaves 10 ms for taskplane's own work; it takes 130 ms.",
+        ),
+    ],
+)
+def test_a_missed_run_goal_is_weighed_against_the_minimal_run(
+    minimal: float, expected: str
+) -> None:
+    line = cli.run_verdict("containerd 1.6.20", 0.220, 0.100, minimal, 1.0)
+    assert line == (
+        "run --rm vs ctr (containerd 1.6.20): 220 ms, 2.20x ctr's 100 ms, goal <= 1.0x (100 ms): "
+        + expected
+    )
+
+
+def test_a_met_run_goal_is_met() -> None:
+    line = cli.run_verdict("containerd 2.4", 0.120, 0.100, 0.090, 1.3)
+    assert line.endswith(
+        "goal <= 1.3x (130 ms): met (the minimal Python run takes 90 ms, 0.90x ctr's)."
+    )
+
+
+def test_tasks_ls_with_running_tasks_is_weighed_against_tasks_ls_with_none() -> None:
+    below = cli.tasks_50_verdict(0.237, 0.160, 0.150)
+    assert below == (
+        "tasks ls, 50 running tasks: 237 ms, goal <= 150 ms: MISSED, and below the floor: with no "
+        "task it takes 160 ms, so the tasks cost 77 ms (1.5 ms each)."
+    )
+    room = cli.tasks_50_verdict(0.237, 0.100, 0.150)
+    assert room.endswith("the goal leaves 1.0 ms per task.")
+
+
+def test_the_report_prints_every_figure_and_every_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fixed = cli.FixedCost(0.095, 0.011, 0.120, 0.097, FLOORS)
+    figures = [
+        *fixed.figures(),
+        cli.Figure("tasks ls, 50 running tasks (vs ctr)", 0.2, 0.02, "<= 150 ms", False),
+    ]
+    verdicts = [*fixed.verdicts(), "a run verdict"]
+    imports = [(33900, 500, "taskplane.cli_tasks"), (23200, 500, "asyncio")]
+    assert cli.report(figures, imports, verdicts) is False
+    out = capsys.readouterr().out.splitlines()
+    for figure in figures:
+        assert any(line.startswith(figure.measure) for line in out), figure.measure
+    for measure in (
+        "python -c pass",
+        "python -S -I -c pass",
+        "dependency floor",
+        "without asyncio",
+        "without attrs",
+    ):
+        assert any(measure in line for line in out), measure
+    assert (
+        "(*) the dependency floor imports asyncio, attrs, pluggy, argparse, logging, sqlite3" in out
+    )
+    assert "      33.9      0.5  taskplane.cli_tasks" in out
+    for verdict in verdicts:
+        assert f"- {verdict}" in out
+    assert sum("MISSED" in line for line in out if line.startswith("- ")) == 3
+    assert out[-1] == "TARGETS MISSED"
