@@ -2,7 +2,7 @@
 ``taskplane run --rm``.
 
 A straight-line script, run as its own process by ``bench/cli.py`` (one run per process, as a
-command is): no registry, no plugins, no task manager, no locks, no records, no events server.
+command is): no registry, no plugins, no task manager, no locks, no records, no event journal.
 It imports the standard library, protobuf and the generated messages of ``runtime_v2.api`` and
 ``runtime_v2.ttrpc`` (nothing else of taskplane), and speaks ttrpc over one blocking unix
 socket. It does what every runtime v2 client has to do for the task, with the same shim, runc
@@ -20,14 +20,16 @@ and rootfs as ``taskplane run --rm`` (containerd's ``core/runtime/v2/binary.go``
    (a containerd 2.3+ shim, which refuses the legacy start), ``BootstrapParams`` carrying them;
 4. Create, Start, Wait (its output read to the end), Delete and Shutdown over the task API the
    shim announced (``containerd.task.v2.Task`` for a 1.6 shim, v3 for a 2.x one), every call
-   carrying the namespace metadata;
-5. the bundle removed.
+   carrying the namespace metadata, while the shim's events at ``TTRPC_ADDRESS`` are answered
+   and its log FIFO read (:class:`Sideband`; without an answer a shim lingers for seconds
+   after Shutdown, retrying);
+5. the bundle removed; the exit status is the task's.
 
-What it leaves out is what ``run --rm /bin/true`` does not need from a client: an events
-listener at ``TTRPC_ADDRESS`` (nothing listens there: the shim's publisher gives up on its own,
-after the task is gone), state shared with other processes, and recovery from a crash at any
-step. A failure is one line on stderr naming the step, exit status 1, after a best-effort
-removal of what was started.
+What it leaves out is what ``run --rm /bin/true`` does not need from a client: keeping the
+events, state shared with other processes (records, locks, logs), and recovery from a crash
+at any step. Nothing is left behind (tests/bench/test_minimal_run.py checks). A failure is one
+line on stderr naming the step, exit status 1, after a best-effort removal of what was
+started.
 
 Usage: ``python bench/minimal_run.py --state DIR --namespace NS --spec FILE --rootfs DIR
 [--shim PATH] [--runc PATH] [--bootstrap] ID``.
