@@ -21,8 +21,8 @@ and rootfs as ``taskplane run --rm`` (containerd's ``core/runtime/v2/binary.go``
 4. Create, Start, Wait (its output read to the end), Delete and Shutdown over the task API the
    shim announced (``containerd.task.v2.Task`` for a 1.6 shim, v3 for a 2.x one), every call
    carrying the namespace metadata, while the shim's events at ``TTRPC_ADDRESS`` are answered
-   and its log FIFO read (:class:`Sideband`; without an answer a shim lingers for seconds
-   after Shutdown, retrying);
+   and its log FIFO read (:class:`Sideband`: without them a shim lingers for seconds after
+   Shutdown, retrying);
 5. the bundle removed; the exit status is the task's.
 
 What it leaves out is what ``run --rm /bin/true`` does not need from a client: keeping the
@@ -71,15 +71,20 @@ class Sideband:
     """What a shim sends besides its answers: events and its log.
 
     The shim publishes each task event to ``Forward`` at ``TTRPC_ADDRESS`` (containerd's
-    events service): answered here and dropped. While nothing answers, a shim retries, and
-    after Shutdown it lingers for seconds before giving up; a daemon answers for ctr, and
-    taskplane serves the address too. The shim's log FIFO is read so that it never fills
-    (a full FIFO blocks the shim). Both are served only while this process waits for
-    something else anyway (an RPC's answer, the task's output), in the same thread.
+    events service): answered here and dropped. A daemon answers for ctr, and taskplane
+    serves the address too. The socket file (one per state dir: one run at a time) stays
+    after :meth:`close`, as runtime_v2/events_server.py leaves it: an event published after
+    this process is done (the shim's TaskDelete may come after Shutdown's answer) is then
+    refused at once, where a missing file makes the shim retry for seconds before it exits.
+    The shim's log FIFO is read so that it never fills (a full FIFO blocks the shim). Both
+    are served only while this process waits for something else anyway (an RPC's answer,
+    the task's output), in the same thread.
     """
 
     def __init__(self, path: str, log_fd: int) -> None:
         self.log_fd = log_fd
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # the previous run's: nothing listens there any more
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen()
@@ -222,6 +227,18 @@ def options_any(runc_root: str, runc: str | None) -> any_pb2.Any:
     return any_pb2.Any(type_url="containerd.runc.v1.Options", value=options.SerializeToString())
 
 
+def shim_argv(args: argparse.Namespace, grpc_address: str, *tail: str) -> list[str]:
+    """``<shim> -namespace NS -address A -publish-binary B -id ID TAIL...`` (binary.go)."""
+    return [
+        args.shim,
+        "-namespace", args.namespace,
+        "-address", grpc_address,
+        "-publish-binary", sys.executable,
+        "-id", args.id,
+        *tail,
+    ]  # fmt: skip
+
+
 def start_shim(
     args: argparse.Namespace, bundle: str, options: any_pb2.Any, env: dict[str, str]
 ) -> tuple[str, int]:
@@ -242,16 +259,8 @@ def start_shim(
         stdin = params.SerializeToString()
     else:
         stdin = options.SerializeToString()
-    argv = [
-        args.shim,
-        "-namespace", args.namespace,
-        "-address", grpc_address,
-        "-publish-binary", sys.executable,
-        "-id", args.id,
-        "start",
-    ]  # fmt: skip
     result = subprocess.run(
-        argv,
+        shim_argv(args, grpc_address, "start"),
         input=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -277,15 +286,7 @@ def start_shim(
 def undo(args: argparse.Namespace, bundle: str, env: dict[str, str], client: Ttrpc | None) -> None:
     """Best effort after a failure: the shim's ``delete`` kills and removes the container,
     then the shim is told to exit."""
-    argv = [
-        args.shim,
-        "-namespace", args.namespace,
-        "-address", env["GRPC_ADDRESS"],
-        "-publish-binary", sys.executable,
-        "-id", args.id,
-        "-bundle", bundle,
-        "delete",
-    ]  # fmt: skip
+    argv = shim_argv(args, env["GRPC_ADDRESS"], "-bundle", bundle, "delete")
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(argv, cwd=bundle, env=env, capture_output=True, timeout=TIMEOUT)
     if client is not None:
@@ -306,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     os.mkdir(bundle, 0o700)
     client: Ttrpc | None = None
     side: Sideband | None = None
-    events = os.path.join(args.state, f"events-{args.id}.sock")
+    events = os.path.join(args.state, "events.sock")
     fds: list[int] = []
     started = False
     env: dict[str, str] = {}
@@ -366,7 +367,6 @@ def run(args: argparse.Namespace) -> int:
             client.close()
         if side is not None:
             side.close()
-            os.unlink(events)
         for fd in fds:
             os.close(fd)
         shutil.rmtree(bundle, ignore_errors=True)

@@ -126,3 +126,13 @@ def test_the_report_prints_every_figure_and_every_verdict(
         assert f"- {verdict}" in out
     assert sum("MISSED" in line for line in out if line.startswith("- ")) == 3
     assert out[-1] == "TARGETS MISSED"
+
+
+def test_what_the_minimal_runs_left_behind_is_in_their_verdict() -> None:
+    clean = cli.RunFigures(cli.DEBIAN, 0.22, 0.1, 0.11)
+    assert "LEFT BEHIND" not in clean.verdict()
+    leaked = cli.RunFigures(cli.DEBIAN, 0.22, 0.1, 0.11, ("process 1: containerd-shim-runc-v2",))
+    assert leaked.verdict().endswith(
+        " THE MINIMAL RUNS LEFT BEHIND: process 1: containerd-shim-runc-v2."
+    )
+    assert leaked.verdict().startswith("run --rm vs ctr (containerd 1.6.20): 220 ms")
