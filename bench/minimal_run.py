@@ -415,7 +415,7 @@ def run(args: Args) -> int:
             )
         except ConnectionResetError:
             pass  # the shim exited before answering: that is the shutdown done
-        return waited.exit_status
+        return int(waited.exit_status)
     except BaseException:
         if started:
             undo(args, bundle, env, client)

@@ -108,8 +108,17 @@ def test_the_report_prints_every_figure_and_every_verdict(
     ]
     verdicts = [*fixed.verdicts(), "a run verdict"]
     imports = [(33900, 500, "taskplane.cli_tasks"), (23200, 500, "asyncio")]
-    assert cli.report(figures, imports, verdicts) is False
+    cpu_figures = [*cli.FixedCost(0.08, 0.002, 0.1, 0.09, FLOORS).figures()]
+    cpu_verdicts = ["a CPU verdict"]
+    assert cli.report(figures, imports, verdicts, cpu_figures, cpu_verdicts) is False
     out = capsys.readouterr().out.splitlines()
+    cpu_at = next(i for i, line in enumerate(out) if line.startswith("CPU time"))
+    assert out[cpu_at + 2].startswith("python -c pass (the floor)")
+    assert (
+        "tasks ls, no task (vs ctr tasks ls)                      0.0800     0.0020"
+        in "\n".join(out[cpu_at:])
+    )
+    assert "- a CPU verdict" in out[cpu_at:]
     for figure in figures:
         assert any(line.startswith(figure.measure) for line in out), figure.measure
     for measure in (
@@ -140,3 +149,9 @@ def test_what_the_minimal_runs_left_behind_is_in_their_verdict() -> None:
         " THE MINIMAL RUNS LEFT BEHIND: process 1: containerd-shim-runc-v2."
     )
     assert leaked.verdict().startswith("run --rm vs ctr (containerd 1.6.20): 220 ms")
+
+
+def test_a_timed_process_has_its_cpu_time() -> None:
+    sample = cli.timed([sys.executable, "-c", "sum(range(3_000_000))"])
+    assert sample.cpu > 0
+    assert sample.wall > 0
