@@ -15,11 +15,14 @@ from other processes on the machine hits both, bytecode cached (each command run
    containerd 1.6.20 (its shim, runc 1.1.5) and, when ``../shared/upstream`` exists,
    containerd 2.4 (its shim, runc 1.5; taskplane names both by path), and next to
    ``bench/minimal_run.py``, the least a Python client can do for the same run with the same
-   shim, runc and rootfs (the floor of ``run --rm`` in Python);
+   shim, runc and rootfs (the floor of ``run --rm`` in Python), and a process that only starts
+   Python and imports what that run imports;
 
 then the ten most expensive imports of ``taskplane tasks ls`` (``-X importtime``, cumulative),
 and for each goal of issue 13 whether it is met and, when not, which floor bounds it
-(:func:`fixed_cost_verdict`, :func:`tasks_50_verdict`, :func:`run_verdict`). Each containerd
+(:func:`fixed_cost_verdict`, :func:`tasks_50_verdict`, :func:`run_verdict`), and the CPU
+time of every figure's processes (:class:`Sample`) with the fixed-cost verdicts by CPU time.
+A goal counts as met by wall time, as the issue sets it. Each containerd
 runs privately (bench/lifecycle.py's references and tests/interop's PrivateContainerd) and is
 stopped at the end; every task is removed, and the minimal runs are checked for anything left
 behind (tests/leaks.py).
