@@ -33,7 +33,10 @@ from google.protobuf import empty_pb2
 from plugins import securefs
 from registry.log import get_logger
 from runtime_v2 import errdefs, ttrpc
-from runtime_v2.api import events_service_pb2
+from runtime_v2.api import (
+    events_pb2,  # noqa: F401 - registers the task events shims forward, so they arrive decoded
+    events_service_pb2,
+)
 from runtime_v2.shim_socket import check_sun_path
 
 if TYPE_CHECKING:

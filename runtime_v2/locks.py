@@ -48,10 +48,8 @@ import contextvars
 import fcntl
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Literal
-
-import attrs
 
 from plugins import securefs
 
@@ -74,8 +72,9 @@ def lock_path(bundle_path: str) -> str:
     return os.path.join(parent, f".{name}{_LOCK_SUFFIX}")
 
 
-def ids_with_steps(namespace_dir: str) -> dict[str, str]:
-    """Task id -> recorded step for every lock file in ``STATE/<ns>`` (read without locking)."""
+def ids_with_steps(namespace_dir: str, *, skip: Collection[str] = ()) -> dict[str, str]:
+    """Task id -> recorded step for every lock file in ``STATE/<ns>`` (read without locking),
+    but the ids in ``skip`` (whose step the caller does not need: their files are not read)."""
     found: dict[str, str] = {}
     try:
         entries = os.listdir(namespace_dir)
@@ -84,6 +83,8 @@ def ids_with_steps(namespace_dir: str) -> dict[str, str]:
     for entry in entries:
         if entry.startswith(".") and entry.endswith(_LOCK_SUFFIX):
             task_id = entry[1 : -len(_LOCK_SUFFIX)]
+            if task_id in skip:
+                continue
             step = read_step(os.path.join(namespace_dir, entry))
             if task_id and step:
                 found[task_id] = step
@@ -99,23 +100,31 @@ def read_step(path: str) -> str:
         return ""
 
 
-@attrs.define(eq=False)
+# _Entry and _Holder are this process's mutable lock state (identity matters, no value
+# semantics): plain classes, which cost nothing to define at import, unlike attrs classes.
+
+
 class _Entry:
     """This process's state for one lock file."""
 
-    mutex: asyncio.Lock = attrs.field(factory=asyncio.Lock)
-    users: int = 0
-    fd: int = -1
-    owner: _Holder | None = None
+    __slots__ = ("fd", "mutex", "owner", "users")
+
+    def __init__(self) -> None:
+        self.mutex = asyncio.Lock()
+        self.users = 0
+        self.fd = -1
+        self.owner: _Holder | None = None
 
 
-@attrs.define(eq=False)
 class _Holder:
     """One flow of control holding a lock; ``active`` until its outermost release."""
 
-    active: bool = True
-    #: The task that took the lock (re-entrant for it even if its context lost the holder).
-    task: asyncio.Task[object] | None = None
+    __slots__ = ("active", "task")
+
+    def __init__(self, task: asyncio.Task[object] | None) -> None:
+        self.active = True
+        #: The task that took the lock (re-entrant for it even if its context lost the holder).
+        self.task = task
 
 
 _table: dict[str, _Entry] = {}

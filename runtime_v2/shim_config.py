@@ -8,8 +8,10 @@ code.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,8 +24,39 @@ __all__ = [
     "ShimConfig",
     "check_bootstrap_runtimes",
     "check_env",
+    "events_on_demand",
+    "events_served_on_demand",
     "migrate_sched_core",
 ]
+
+_EVENTS_ON_DEMAND: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "taskplane_events_on_demand", default=False
+)
+
+
+@contextlib.contextmanager
+def events_on_demand() -> Iterator[None]:
+    """Boot shim managers that serve the shims' events address only once they start or
+    reattach a shim (see :meth:`runtime_v2.shim_manager.ShimManager.start_events_server`).
+
+    For a short-lived process such as a ``taskplane`` command: one that never touches a shim
+    has no events to receive, and a peer that serves the address meanwhile is nothing it must
+    take over from. A long-lived process (an embedder, ``taskplane events``) serves or watches
+    from boot, the default, so that it takes the address over when the serving peer dies::
+
+        with events_on_demand():
+            host = await taskplane.boot_async(root=..., state=...)
+    """
+    token = _EVENTS_ON_DEMAND.set(True)
+    try:
+        yield
+    finally:
+        _EVENTS_ON_DEMAND.reset(token)
+
+
+def events_served_on_demand() -> bool:
+    """Whether a shim manager booted now waits for its first shim to serve events."""
+    return _EVENTS_ON_DEMAND.get()
 
 
 def check_env(env: Sequence[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """Restart recovery: reattach to the shims a previous process left (containerd's ``shim_load.go``).
 
-For every namespace directory in STATE and every bundle in it, :func:`load_existing_shims`
-decides one :class:`LoadOutcome`:
+For every namespace directory in STATE (or the namespaces asked for) and every bundle in it,
+:func:`load_existing_shims` decides one :class:`LoadOutcome`; :func:`load_task` does the same for
+one task:
 
 - ``reattached``: the shim answered ``Connect`` and still has the task; it is back in the map.
 - ``reaped``: the shim is dead (its socket refuses connections or is gone) or has no task; the
@@ -30,6 +31,10 @@ process in state T) is skipped at once instead of after the deadline;
 every bundle gets a logged outcome with its reason; leaked-shim detection asks the shim for the
 task's ``State`` (NotFound means no task) instead of guessing from an empty ``Pids``.
 After the bundles, work dirs in ``ROOT/<ns>`` whose task has no bundle are removed.
+containerd loads every bundle when its daemon starts; a taskplane process is not a daemon, so
+its task manager calls these at a namespace's or a task's first use
+(:class:`runtime_v2.task_manager.TaskManager`), and a task this process already has in its map
+is not loaded again.
 As in containerd, a bundle's ``log`` FIFO is opened and drained before its shim is contacted
 (a shim blocked on a full log pipe cannot answer); it stays open only for reattached shims.
 """
@@ -40,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -52,6 +58,7 @@ from runtime_v2.locks import lock_path, read_step, task_lock
 from runtime_v2.shim_cleanup import read_sandbox_id, read_shim_pid, reap_dead_shim, shim_argv
 
 if TYPE_CHECKING:
+    from runtime_v2.api.task_v3_pb2 import StateResponse
     from runtime_v2.binary import ShimBinary
     from runtime_v2.shim import Shim
     from runtime_v2.shim_manager import ShimManager
@@ -59,8 +66,10 @@ if TYPE_CHECKING:
 __all__ = [
     "LOAD_TIMEOUT",
     "PARALLELISM",
+    "FirstUseLoader",
     "LoadOutcome",
     "load_existing_shims",
+    "load_task",
 ]
 
 log = get_logger(__name__)
@@ -80,12 +89,14 @@ _SETTLED_STEPS = frozenset({"created", "running"})
 
 @attrs.frozen
 class LoadOutcome:
-    """What restart recovery did with one bundle, and why."""
+    """What restart recovery did with one bundle, and why. ``state`` is the task's ``State``
+    as its shim answered it while being reattached (None for every other outcome)."""
 
     namespace: str
     id: str
     outcome: Outcome
     reason: str
+    state: StateResponse | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen
@@ -94,6 +105,7 @@ class _Result:
 
     outcome: Outcome
     reason: str
+    state: StateResponse | None = None
 
 
 #: Returned by the lock-free attempt when there is work that needs the task's lock.
@@ -107,21 +119,23 @@ async def load_existing_shims(
     root: str,
     parallelism: int = PARALLELISM,
     timeout: float = LOAD_TIMEOUT,
+    namespaces: Collection[str] | None = None,
 ) -> list[LoadOutcome]:
     """Reattach to live shims under ``state`` and clean up the rest; return one outcome per bundle
-    (ordered by namespace, then id). Bundles of every namespace load at once, ``parallelism``
-    at a time.
+    (ordered by namespace, then id). Bundles of every namespace (of ``namespaces`` when given)
+    load at once, ``parallelism`` at a time; a task ``manager`` already has is left out.
 
     Namespace directories that are hidden or not identifiers are left alone, as are hidden
     entries and plain files inside them.
     """
-    try:
-        namespaces = sorted(os.listdir(state))
-    except FileNotFoundError:
-        return []
+    if namespaces is None:
+        try:
+            namespaces = os.listdir(state)
+        except FileNotFoundError:
+            return []
     found: list[tuple[str, str]] = []
     loaded: list[str] = []
-    for namespace in namespaces:
+    for namespace in sorted(namespaces):
         ns_dir = os.path.join(state, namespace)
         if namespace.startswith(".") or not os.path.isdir(ns_dir):
             continue
@@ -140,6 +154,7 @@ async def load_existing_shims(
             (namespace, e)
             for e in entries
             if not e.startswith(".")
+            and not manager.has(namespace, e)
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
@@ -153,6 +168,92 @@ async def load_existing_shims(
     for namespace in loaded:
         await _cleanup_work_dirs(state, root, namespace)
     return outcomes
+
+
+class FirstUseLoader:
+    """Restart recovery at first use, for one task manager: each namespace's bundles once
+    (:meth:`namespace`), a task's whenever it is not loaded (:meth:`task`). Mutable state of
+    one process (what was loaded), not a value.
+
+    containerd's daemon loads every bundle when it starts; a taskplane process is a command or
+    an embedder, not a daemon, so it loads what it uses when it first uses it. That is safe
+    with peers killed at any instant: everything recovery does is decided per task under that
+    task's lock, exactly as at init, only later; a task nobody in this process uses is left to
+    whichever process uses it, as containerd leaves it until its daemon starts. Recovery never
+    published the exit of a shim that died unwatched, so deferring it loses no event. A task
+    skipped (a peer held its lock, its shim is stopped) is tried again at its next use.
+    """
+
+    def __init__(self, manager: ShimManager, *, state: str, root: str, timeout: float) -> None:
+        self._manager = manager
+        self._state = state
+        self._root = root
+        self._timeout = timeout
+        #: Every outcome so far, in load order.
+        self.outcomes: list[LoadOutcome] = []
+        #: Namespaces whose bundles were all loaded (None: every namespace was).
+        self._namespaces: set[str] | None = set()
+        # One load at a time: a task is never connected to twice (two readers of its log
+        # FIFO). Loads take task locks only without waiting: a caller holding one cannot
+        # deadlock with a load.
+        self._loading = asyncio.Lock()
+
+    async def namespace(self, namespace: str | None) -> list[LoadOutcome]:
+        """Load ``namespace`` (every namespace for None) unless it was; this call's outcomes."""
+        async with self._loading:
+            if self._namespaces is None or namespace in self._namespaces:
+                return []
+            outcomes = await load_existing_shims(
+                self._manager,
+                state=self._state,
+                root=self._root,
+                timeout=self._timeout,
+                namespaces=None if namespace is None else (namespace,),
+            )
+            self.outcomes += outcomes
+            if namespace is None:
+                self._namespaces = None
+            else:
+                self._namespaces.add(namespace)
+            return outcomes
+
+    async def task(self, namespace: str, task_id: str) -> LoadOutcome | None:
+        """:func:`load_task` for one task, recorded with the others."""
+        async with self._loading:
+            outcome = await load_task(
+                self._manager,
+                state=self._state,
+                root=self._root,
+                namespace=namespace,
+                task_id=task_id,
+                timeout=self._timeout,
+            )
+            if outcome is not None:
+                self.outcomes.append(outcome)
+            return outcome
+
+
+async def load_task(
+    manager: ShimManager,
+    *,
+    state: str,
+    root: str,
+    namespace: str,
+    task_id: str,
+    timeout: float = LOAD_TIMEOUT,
+) -> LoadOutcome | None:
+    """:func:`load_existing_shims` for the one task ``task_id`` of ``namespace`` (both valid
+    identifiers): its outcome, or None when ``manager`` already has the task or it has no
+    bundle. Its work dir goes when it has no bundle, as the namespace's would."""
+    if manager.has(namespace, task_id):
+        return None
+    bundle = load_bundle(state, namespace, task_id)
+    if not os.path.isdir(bundle.path) or os.path.islink(bundle.path):
+        for entry in (task_id, f".{task_id}"):
+            if os.path.lexists(os.path.join(root, namespace, entry)):
+                await _cleanup_work_dir(state, root, namespace, entry)
+        return None
+    return await _load_bundle(manager, state, namespace, task_id, timeout)
 
 
 async def _load_bundle(
@@ -173,7 +274,7 @@ async def _load_bundle(
         result.outcome,
         result.reason,
     )
-    return LoadOutcome(namespace, task_id, result.outcome, result.reason)
+    return LoadOutcome(namespace, task_id, result.outcome, result.reason, state=result.state)
 
 
 async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
@@ -261,7 +362,8 @@ async def _load_shim(
         await manager.reap_unconnected(binary)
         await _remove(bundle)
         return _Result("removed", f"no shim address: {exc}")
-    stopped = _stopped_shim_pid(bundle)
+    recorded_pid = read_shim_pid(bundle)
+    stopped = _stopped_shim_pid(recorded_pid)
     if stopped:
         # A stopped process accepts connections (the kernel queues them) but cannot answer:
         # waiting for the deadline would cost every command that much. Not dead, so left alone.
@@ -289,26 +391,26 @@ async def _load_shim(
         endpoint.version,
         timeout,
         locked=locked,
+        shim_pid=recorded_pid,
     )
     if result.outcome != "reattached":
         binary.close()
     return result
 
 
-def _stopped_shim_pid(bundle: Bundle) -> int:
-    """The pid of ``bundle``'s shim when that process is stopped (SIGSTOP, traced), else 0.
-
-    The pid is the one the shim gave when it was started (:func:`read_shim_pid`); it counts
-    only while that pid is still a shim process (not reused by something else)."""
-    pid = read_shim_pid(bundle)
-    if shim_argv(pid) is None:
+def _stopped_shim_pid(pid: int) -> int:
+    """``pid`` (the one a bundle's shim gave when it was started, :func:`read_shim_pid`) when
+    that process is stopped (SIGSTOP, traced), else 0. It counts only while that pid is still a
+    shim process (not reused by something else)."""
+    if pid <= 0:
         return 0
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             state = f.read().rpartition(")")[2].split()[0]
     except (OSError, ValueError, IndexError):
         return 0
-    return pid if state in ("T", "t") else 0
+    # Whether it is still a shim is asked only of a stopped process (one read per task less).
+    return pid if state in ("T", "t") and shim_argv(pid) is not None else 0
 
 
 async def _connect_shim(
@@ -321,23 +423,25 @@ async def _connect_shim(
     timeout: float,
     *,
     locked: bool,
+    shim_pid: int,
 ) -> _Result:
     """Connect to the shim at ``address``: reattached when it is back in the map. Without the
-    lock, a shim to clean up is :data:`_NEEDS_LOCK`."""
+    lock, a shim to clean up is :data:`_NEEDS_LOCK`. ``shim_pid`` is the daemon's pid as
+    recorded at its start (0 when unknown: the shim is asked)."""
     from runtime_v2 import ttrpc
     from runtime_v2.shim import Shim, connect
 
     client: ttrpc.Client | None = None
     shim: Shim | None = None
-    has_task = False
+    state: StateResponse | None = None
     failure: BaseException | None = None
     try:
         async with asyncio.timeout(timeout):
             client = await connect(address, timeout=timeout)
-            shim = Shim(bundle, client, address=address, protocol=protocol, version=version)
+            shim = Shim(bundle, client, address=address, protocol=protocol, version=max(version, 2))
             shim.sandbox_id = read_sandbox_id(bundle)
-            await shim.negotiate(version=max(version, 2))
-            has_task = await _has_task(shim)
+            shim.shim_pid = shim_pid
+            state = await _task_state(shim)
     except (TimeoutError, errdefs.DeadlineExceeded):
         # Slow is not dead: a wedged or overloaded shim keeps its container (#13784).
         if client is not None:
@@ -354,7 +458,7 @@ async def _connect_shim(
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", f"shim is dead ({failure})")
     assert shim is not None
-    if not has_task:
+    if state is None:
         if not locked:
             await shim.close()
             return _NEEDS_LOCK
@@ -362,6 +466,12 @@ async def _connect_shim(
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
+    try:
+        # The first shim this process reattaches: its events must reach a taskplane process.
+        await manager.start_events_server()
+    except BaseException:
+        await shim.close()
+        raise
     if not manager.adopt(shim, binary):
         await shim.close()
         return _Result("skipped", "already loaded")
@@ -372,42 +482,66 @@ async def _connect_shim(
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", "shim exited while being reattached")
-    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}")
+    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
 
 
-async def _has_task(shim: Shim) -> bool:
+async def _task_state(shim: Shim) -> StateResponse | None:
+    """The task's ``State`` (None when the shim has no such task), which also proves the shim
+    alive and serving the task API version it announced.
+
+    One round trip where ``Connect`` and the leaked-shim check take two: the shim pid
+    ``Connect`` would give was recorded when the shim started (``shim.shim_pid``; the daemon
+    that answers on the socket is the one that answered then, and SO_PEERCRED would name the
+    process that bound the socket, which for a runc shim is its ``start``), and the init pid
+    is in the answer. ``Connect`` (:meth:`~runtime_v2.shim.Shim.negotiate`, which also finds
+    the version served) is sent only when the pid was not recorded (a bundle containerd
+    made) or the shim does not serve the version it announced.
+    """
     from runtime_v2.api import task_v3_pb2 as task_pb2
 
+    request = task_pb2.StateRequest(id=shim.id)
+    if not shim.shim_pid:
+        await shim.negotiate(version=shim.version)
     try:
-        await shim.call("State", task_pb2.StateRequest(id=shim.id), task_pb2.StateResponse)
+        try:
+            response = await shim.call("State", request, task_pb2.StateResponse)
+        except errdefs.NotImplemented:
+            await shim.negotiate(version=shim.version)
+            response = await shim.call("State", request, task_pb2.StateResponse)
     except errdefs.NotFound:
-        return False
-    return True
+        return None
+    shim.task_pid = response.pid
+    return response
 
 
 async def _cleanup_work_dirs(state: str, root: str, namespace: str) -> None:
     """Remove each ``ROOT/<ns>/<id>`` whose task has no bundle, under that task's lock."""
-    ns_root = os.path.join(root, namespace)
     try:
-        entries = os.listdir(ns_root)
+        entries = os.listdir(os.path.join(root, namespace))
     except FileNotFoundError:
         return
     for entry in entries:
-        task_id = entry[1:] if entry.startswith(".") else entry
+        await _cleanup_work_dir(state, root, namespace, entry)
+
+
+async def _cleanup_work_dir(state: str, root: str, namespace: str, entry: str) -> None:
+    """Remove ``ROOT/<ns>/<entry>`` (a task's work dir, or ``.<id>`` left by a removal) when its
+    task has no bundle, under that task's lock."""
+    task_id = entry[1:] if entry.startswith(".") else entry
+    try:
+        identifiers.validate_task_id(task_id)
+    except errdefs.InvalidArgument:
+        return
+    bundle = load_bundle(state, namespace, task_id)
+    if os.path.lexists(bundle.path):
+        return  # it belongs to a task (checked again under the lock below)
+    async with task_lock(bundle.path).try_acquire() as taken:
+        # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
+        if not taken or os.path.lexists(bundle.path):
+            return
+        path = os.path.join(root, namespace, entry)
+        log.info("restart recovery: removing stray work dir %s", path)
         try:
-            identifiers.validate_task_id(task_id)
-        except errdefs.InvalidArgument:
-            continue
-        bundle = load_bundle(state, namespace, task_id)
-        if os.path.lexists(bundle.path):
-            continue  # it belongs to a task (checked again under the lock below)
-        async with task_lock(bundle.path).try_acquire() as taken:
-            # Locked: a peer is creating or deleting it. A bundle: it belongs to a task.
-            if not taken or os.path.lexists(bundle.path):
-                continue
-            path = os.path.join(ns_root, entry)
-            log.info("restart recovery: removing stray work dir %s", path)
-            try:
-                await asyncio.to_thread(remove_all, path)
-            except OSError as exc:
-                log.warning("failed to remove stray work dir %s: %s", path, exc)
+            await asyncio.to_thread(remove_all, path)
+        except OSError as exc:
+            log.warning("failed to remove stray work dir %s: %s", path, exc)

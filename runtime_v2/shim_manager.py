@@ -29,6 +29,9 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
 - Several taskplane processes may use the same state directory. Only one can serve the events
   address; a process that finds it served by a live peer does not serve it (shims' events then
   reach that peer) but takes it over when the peer goes away; a stale socket file is replaced.
+  A process booted under :func:`~runtime_v2.shim_config.events_on_demand` (a ``taskplane``
+  command) serves or watches only from its first started or reattached shim (see
+  :meth:`ShimManager.start_events_server`).
   A connection that drops because another process deleted the task (the bundle is gone or
   marked ``.deleting``) is forgotten quietly.
 - ``delete`` gets the task's effective runtime options on stdin, like ``start`` and ``-info``.
@@ -69,10 +72,8 @@ from plugins import types
 from plugins.containerd_config import TIMEOUT_SHIM_CLEANUP, TIMEOUT_SHIM_SHUTDOWN
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.events_server import EventsServer
 from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
-from runtime_v2.runtime_path import RuntimePathResolver, binary_name, check_runc_binary
 from runtime_v2.shim_cleanup import (
     CLEANUP_TIMEOUT,
     SANDBOX_FILE,
@@ -82,8 +83,12 @@ from runtime_v2.shim_cleanup import (
     write_options,
     write_shim_pid,
 )
-from runtime_v2.shim_config import ShimConfig, check_bootstrap_runtimes, check_env
-from runtime_v2.shim_info import InfoCache
+from runtime_v2.shim_config import (
+    ShimConfig,
+    check_bootstrap_runtimes,
+    check_env,
+    events_served_on_demand,
+)
 from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_socket import (
     DEFAULT_SOCKET_DIR,
@@ -95,13 +100,6 @@ from runtime_v2.shim_socket import (
     remove_stale_socket,
     socket_path_of,
 )
-from runtime_v2.start_protocol import (
-    BOOTSTRAP,
-    LEGACY,
-    BinaryProtocol,
-    StartProtocol,
-    StartProtocols,
-)
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2
@@ -112,8 +110,12 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
     from runtime_v2.binary import ShimBinary
     from runtime_v2.bundle import Bundle
+    from runtime_v2.events_server import EventsServer
     from runtime_v2.runtime import Exit
+    from runtime_v2.runtime_path import RuntimePathResolver
     from runtime_v2.shim import Shim, ShimTask
+    from runtime_v2.shim_info import InfoCache
+    from runtime_v2.start_protocol import BinaryProtocol, StartProtocol, StartProtocols
     from runtime_v2.start_response import ShimEndpoint
 
 __all__ = [
@@ -170,14 +172,26 @@ class ShimManager:
         self.env = list(env)
         #: Runtime names / absolute shim paths started with protobuf BootstrapParams on stdin.
         self.bootstrap_runtimes = frozenset(bootstrap_runtimes)
-        #: The negotiated start protocol per shim binary (kept in ``state_dir`` when given).
-        self.start_protocols = StartProtocols(state_dir)
+        self._state_dir = state_dir
         self.shims: NSMap[Shim] = NSMap()
-        self._resolver = RuntimePathResolver()
-        self._info = InfoCache()
-        #: The ``Events.Forward`` server shims publish to (see :mod:`runtime_v2.events_server`).
-        self.events = EventsServer(ttrpc_address, self._forward, timeout=self.cleanup_timeout)
+        # Built on first use, with their modules: a process that lists no task needs neither.
+        self._start_protocols: StartProtocols | None = None
+        self._resolver: RuntimePathResolver | None = None
+        self._info: InfoCache | None = None
+        check_sun_path(ttrpc_address, "ttrpc address")
+        self._events: EventsServer | None = None
+        self._events_started = False
+        self._events_starting: asyncio.Lock | None = None
         self._closing = False
+
+    @property
+    def start_protocols(self) -> StartProtocols:
+        """The negotiated start protocol per shim binary (kept in the state dir when given)."""
+        if self._start_protocols is None:
+            from runtime_v2.start_protocol import StartProtocols
+
+            self._start_protocols = StartProtocols(self._state_dir)
+        return self._start_protocols
 
     def timeout(self, key: str, default: float) -> float:
         """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
@@ -198,20 +212,57 @@ class ShimManager:
         return f"{types.SHIM_PLUGIN}.manager"
 
     @property
+    def events(self) -> EventsServer:
+        """The ``Events.Forward`` server shims publish to (:mod:`runtime_v2.events_server`),
+        built (and its ttrpc server and protobuf modules imported) on first use; it serves
+        from :meth:`start_events_server` on."""
+        if self._events is None:
+            from runtime_v2.events_server import EventsServer
+
+            self._events = EventsServer(
+                self.ttrpc_address, self._forward, timeout=self.cleanup_timeout
+            )
+        return self._events
+
+    @property
     def serves_events(self) -> bool:
-        """Whether this process serves the events address (False when a live peer does)."""
-        return self.events.serving
+        """Whether this process serves the events address (False when a live peer does, or
+        before :meth:`start_events_server`)."""
+        return self._events is not None and self._events.serving
 
     @property
     def events_served(self) -> asyncio.Event:
         """Set while this process serves the events address."""
         return self.events.served
 
+    @property
+    def events_started(self) -> bool:
+        """Whether :meth:`start_events_server` ran: this process serves the events address or
+        watches the live peer that does."""
+        return self._events_started
+
     async def start_events_server(self) -> None:
         """Serve ``Events.Forward`` at :attr:`ttrpc_address` unless a live peer already does
         (:class:`~runtime_v2.events_server.EventsServer`); a peer's address is taken over when
-        it goes away, so shims' events always have a taskplane process to reach."""
-        await self.events.start()
+        it goes away, so shims' events always have a taskplane process to reach. Idempotent.
+
+        The plugin's init calls it, unless the process was booted under
+        :func:`~runtime_v2.shim_config.events_on_demand`: then it runs before the first shim
+        is started (:meth:`start`, :meth:`join_sandbox`) or reattached (:meth:`adopt`'s
+        caller). Deferring is safe with peers killed at any instant: a process without a shim
+        has no events of its own to receive, and the events of other processes' shims reach
+        whichever peer serves the address; a peer that takes over after the server dies is
+        one with shims or a long-lived one (which serves or watches from boot), and if no
+        such peer is left the shims' events went nowhere before this change too.
+        """
+        if self._events_started:
+            return
+        if self._events_starting is None:
+            self._events_starting = asyncio.Lock()
+        async with self._events_starting:
+            if not self._events_started and not self._closing:
+                await self.events.start()
+                self._events_started = True
 
     async def _forward(self, envelope: ForwardedEnvelope) -> None:
         await self.exchange.forward(envelope)
@@ -221,6 +272,10 @@ class ShimManager:
     def resolve_runtime_path(self, runtime: str) -> str:
         """Resolve a runtime name (``io.containerd.runc.v2``) or absolute path to a shim binary;
         errors say ``failed to resolve runtime path:`` first, as containerd's do."""
+        if self._resolver is None:
+            from runtime_v2.runtime_path import RuntimePathResolver
+
+            self._resolver = RuntimePathResolver()
         try:
             return self._resolver.resolve(runtime)
         except errdefs.ContainerdError as exc:
@@ -257,6 +312,10 @@ class ShimManager:
         misses for one key share a single run. A cached failure is raised as a new exception of
         the same class and message each time.
         """
+        if self._info is None:
+            from runtime_v2.shim_info import InfoCache
+
+            self._info = InfoCache()
         return await self._info.get(self.resolve_runtime_path(runtime), options)
 
     def uses_bootstrap(self, runtime: str, runtime_path: str) -> bool:
@@ -280,6 +339,7 @@ class ShimManager:
         remains: a shim daemon that was started is shut down (or killed) and its socket
         removed. The bundle stays for the caller to delete.
         """
+        from runtime_v2.runtime_path import binary_name, check_runc_binary
         from runtime_v2.shim import ShimTask
 
         runtime_path = self.resolve_runtime_path(runtime)
@@ -289,6 +349,8 @@ class ShimManager:
             # The runc shim runs runc as root too: the same trust check (runtime_path.py).
             shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
             check_runc_binary(options, shim_path_env[-1] if shim_path_env else None)
+        # Before the shim exists: its events (TaskCreate first) need somewhere to go.
+        await self.start_events_server()
         binary = self.binary(runtime_path, bundle)
         shim: Shim | None = None
         try:
@@ -344,6 +406,7 @@ class ShimManager:
             endpoint = restore_bootstrap_params(sandbox_bundle)
         except (errdefs.NotFound, OSError):
             raise errdefs.NotFound(f"can't find sandbox {sandbox_id}") from None
+        await self.start_events_server()
         write_file(os.path.join(bundle.path, SANDBOX_FILE), sandbox_id.encode())
         write_bootstrap_json(bundle.path, endpoint)
         if options is not None:
@@ -382,6 +445,8 @@ class ShimManager:
         """The start protocol ``runtime`` (as named, or its resolved path) is started with:
         :data:`BOOTSTRAP` when ``bootstrap_runtimes`` lists it (the override), else what an
         earlier start negotiated for this binary, else None (not known yet)."""
+        from runtime_v2.start_protocol import BOOTSTRAP
+
         if self.uses_bootstrap(runtime, runtime_path):
             return BOOTSTRAP
         known = self.start_protocols.get(runtime_path)
@@ -391,6 +456,8 @@ class ShimManager:
         """What ``runtime``'s binary is started with and which task API it served, as far as
         known: the override for a ``bootstrap_runtimes`` entry (task API 0 until a start), else
         the negotiated record, else None (no task was started with this binary yet)."""
+        from runtime_v2.start_protocol import BOOTSTRAP, BinaryProtocol
+
         path = self.resolve_runtime_path(runtime)
         known = self.start_protocols.get(path)
         if self.uses_bootstrap(runtime, path):
@@ -406,7 +473,7 @@ class ShimManager:
         :data:`LEGACY` first, then :data:`BOOTSTRAP` when the shim refuses the legacy protocol
         (a 2.3+ shim refuses before it starts anything, so the retry leaves nothing behind)."""
         from runtime_v2.binary import ShimCommandError
-        from runtime_v2.start_protocol import is_bootstrap_refusal
+        from runtime_v2.start_protocol import BOOTSTRAP, LEGACY, is_bootstrap_refusal
 
         if self.start_protocol_of(runtime, binary.runtime_path) == BOOTSTRAP:
             return await binary.start(options, bootstrap=True), BOOTSTRAP
@@ -656,8 +723,9 @@ class ShimManager:
 
     def adopt(self, shim: Shim, binary: ShimBinary | None) -> bool:
         """Put a reattached ``shim`` into the map and watch it for its death; False when its
-        task already has one. The caller checks afterwards that the connection is still open
-        (a shim that died before :meth:`watch` got no cleanup)."""
+        task already has one. The caller has run :meth:`start_events_server` and checks
+        afterwards that the connection is still open (a shim that died before :meth:`watch`
+        got no cleanup)."""
         try:
             self.shims.add(shim.namespace, shim.id, shim)
         except errdefs.AlreadyExists:
@@ -670,20 +738,25 @@ class ShimManager:
     async def aclose(self) -> None:
         """Stop serving events and close every shim connection; shims keep running."""
         self._closing = True
-        self._info.cancel()
-        await self.events.stop_watching()
-        for namespace, task_id, shim in list(self.shims):
+        if self._info is not None:
+            self._info.cancel()
+        if self._events is not None:
+            await self._events.stop_watching()
+        shims = list(self.shims)
+        for namespace, task_id, _ in shims:
             self.shims.delete(namespace, task_id)
-            with contextlib.suppress(Exception):
-                await shim.close()
+        # At once: each close waits for its connection to go (a round through the event loop).
+        await asyncio.gather(*(shim.close() for _, _, shim in shims), return_exceptions=True)
         # Served until the shims' connections and logs are closed: an event a shim posts
         # meanwhile still arrives, instead of a refused connection logged through its log.
-        await self.events.aclose()
+        if self._events is not None:
+            await self._events.aclose()
 
 
 async def init(ic: registry.InitContext) -> ShimManager:
     """The shim plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`ShimManager`
-    built from the plugin's :class:`~runtime_v2.shim_config.ShimConfig`, serving events."""
+    built from the plugin's :class:`~runtime_v2.shim_config.ShimConfig`, serving events (from
+    its first shim on under :func:`~runtime_v2.shim_config.events_on_demand`)."""
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
     # The config decoder ran the same checks; an instance built in code may not have been.
     env = check_env(config.env)
@@ -702,7 +775,6 @@ async def init(ic: registry.InitContext) -> ShimManager:
         containers = None
     grpc_address = ic.properties[registry.PROPERTY_GRPC_ADDRESS]
     ttrpc_address = ic.properties[registry.PROPERTY_TTRPC_ADDRESS]
-    check_sun_path(ttrpc_address, "ttrpc address")
     manager = ShimManager(
         exchange=exchange,
         containers=containers,
@@ -714,5 +786,6 @@ async def init(ic: registry.InitContext) -> ShimManager:
         state_dir=ic.state,
         timeouts=ic.timeouts,
     )
-    await manager.start_events_server()
+    if not events_served_on_demand():
+        await manager.start_events_server()
     return manager

@@ -2,7 +2,7 @@
 
 containerd's ``task_manager.go`` -- the seed file of this project. The :class:`TaskManager` makes
 a task's bundle, validates the runtime's features, has the shim manager start a shim in the
-bundle and sends the Create RPC; it deletes tasks and reloads a previous process's shims at init.
+bundle and sends the Create RPC; it deletes tasks and reloads a previous process's shims.
 
 What taskplane does differently from containerd, on purpose:
 
@@ -36,6 +36,9 @@ What taskplane does differently from containerd, on purpose:
   not answer or is gone: it kills the container through runc itself and the shim process.
 - The container record in the metadata store is not required (containerd main requires it,
   which turns a missing record into a leaked shim).
+- **Shims are reloaded at first use, not at init** (:class:`runtime_v2.shim_load.FirstUseLoader`):
+  a task's when it is first used (get, create, delete, remove), a namespace's when its tasks
+  are first listed; ``tasks ls -n a`` touches no shim of ``b``, ``run`` of a new id none.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ import contextlib
 import importlib
 import json
 import os
-import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +61,6 @@ from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.shim_cleanup import reap_dead_shim
-from runtime_v2.shim_load import LOAD_TIMEOUT, LoadOutcome, load_existing_shims
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.task_config import TaskConfig, parse_platforms
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from runtime_v2.api import introspection_pb2
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
+    from runtime_v2.shim_load import FirstUseLoader, LoadOutcome
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -182,9 +184,8 @@ class TaskManager:
         self.root = root
         self.state = state
         self.shims = shims
-        #: What restart recovery did with each bundle found at init.
-        self.load_outcomes: list[LoadOutcome] = []
         self._at_close: list[Callable[[], Awaitable[object]]] = []
+        self._loader: FirstUseLoader | None = None
 
     @property
     def id(self) -> str:
@@ -232,13 +233,40 @@ class TaskManager:
         effective = effective_runtime_options(opts.runtime_options, opts.task_options)
         return with_runc_root(effective, runtime=opts.runtime, root=self.runc_root).any
 
-    async def load_existing_shims(self) -> list[LoadOutcome]:
-        """Reattach to (or reap) the shims a previous process left (:mod:`runtime_v2.shim_load`)."""
-        timeout = self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT)  # config's [timeouts]
-        self.load_outcomes = await load_existing_shims(
-            self.shims, state=self.state, root=self.root, timeout=timeout
-        )
-        return self.load_outcomes
+    async def load_existing_shims(self, namespace: str | None = None) -> list[LoadOutcome]:
+        """Reattach to (or reap) the shims other processes left in ``namespace`` (None: every
+        namespace), once per process (:class:`~runtime_v2.shim_load.FirstUseLoader` says why
+        that is safe); this call's outcomes. Listing a namespace calls it first."""
+        if namespace is not None and not os.path.isdir(os.path.join(self.state, namespace)):
+            return []  # nothing to load (without importing the loader)
+        return await self._first_use().namespace(namespace)
+
+    async def load_task(self, task_id: str, *, namespace: str) -> LoadOutcome | None:
+        """Reattach to (or reap) task ``task_id``'s shim that another process left (None when
+        this process has it or there is no bundle). Called first by every call on one task,
+        maybe under the task's (re-entrant) lock: ``Client`` calls it before its in-use check."""
+        identifiers.validate_namespace(namespace)
+        identifiers.validate_task_id(task_id)
+        if self.shims.has(namespace, task_id):
+            return None  # this process's own task, or loaded already: no disk access
+        return await self._first_use().task(namespace, task_id)
+
+    @property
+    def load_outcomes(self) -> list[LoadOutcome]:
+        """What restart recovery did with each bundle it loaded so far, in load order."""
+        return self._loader.outcomes if self._loader is not None else []
+
+    def _first_use(self) -> FirstUseLoader:
+        if self._loader is None:
+            from runtime_v2.shim_load import LOAD_TIMEOUT, FirstUseLoader
+
+            self._loader = FirstUseLoader(
+                self.shims,
+                state=self.state,
+                root=self.root,
+                timeout=self.shims.timeout(TIMEOUT_SHIM_LOAD, LOAD_TIMEOUT),  # config's
+            )
+        return self._loader
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -256,6 +284,7 @@ class TaskManager:
         # Computed once; this one value is what the shim runs with everywhere (see _create).
         effective_options = self.effective_options(opts)
         async with self.lock(task_id, namespace=namespace) as lock:
+            await self.load_task(task_id, namespace=namespace)  # a dead shim's bundle: reaped
             why = self.in_use(task_id, namespace=namespace)
             if why:
                 raise errdefs.AlreadyExists(
@@ -358,10 +387,15 @@ class TaskManager:
         """The task ``task_id`` of ``namespace``; NotFound when there is none."""
         from runtime_v2.shim import ShimTask
 
+        await self.load_task(task_id, namespace=namespace)
         return ShimTask(self.shims.get(namespace, task_id))
 
     async def tasks(self, *, namespace: str | None = None, all: bool = False) -> list[ShimTask]:
         """Tasks of ``namespace``, or of every namespace with ``all=True``."""
+        if all:
+            await self.load_existing_shims()
+        elif namespace is not None:
+            await self.load_existing_shims(namespace)
         shims = self.shims.connected(namespace, all=all)
         if not shims:
             return []  # without importing the shim client (a cheap ``tasks ls``)
@@ -374,12 +408,28 @@ class TaskManager:
     ) -> dict[str, State | None]:
         """Task id -> the ``State`` of every task of ``namespace``, asked of the shims at once
         (``parallelism`` at a time), each within ``timeout`` seconds; None for a task whose shim
-        did not answer in time or failed."""
+        did not answer in time or failed.
+
+        A task reattached by this very call (the namespace's first listing) is not asked again:
+        reattaching asked its shim for the ``State`` a moment ago, within this call.
+        """
+        fresh = {
+            outcome.id: outcome.state
+            for outcome in await self.load_existing_shims(namespace)
+            if outcome.state is not None
+        }
+        tasks = await self.tasks(namespace=namespace)
+        if not tasks:
+            return {}
         from runtime_v2 import ttrpc
+        from runtime_v2.process import state_from
 
         semaphore = asyncio.Semaphore(parallelism)
 
         async def state_of(task: ShimTask) -> State | None:
+            answered = fresh.get(task.id)
+            if answered is not None:
+                return state_from(answered)
             async with semaphore:
                 try:
                     async with ttrpc.timeout(timeout):
@@ -387,7 +437,6 @@ class TaskManager:
                 except (errdefs.ContainerdError, TimeoutError, OSError):
                     return None
 
-        tasks = await self.tasks(namespace=namespace)
         answers = await asyncio.gather(*(state_of(task) for task in tasks))
         return {task.id: answer for task, answer in zip(tasks, answers, strict=True)}
 
@@ -405,6 +454,7 @@ class TaskManager:
         from runtime_v2.shim import ShimTask
 
         async with self.lock(task_id, namespace=namespace) as lock:
+            await self.load_task(task_id, namespace=namespace)
             shim = self.shims.get(namespace, task_id)
 
             def remove_task() -> None:
@@ -455,16 +505,20 @@ class TaskManager:
         Raises :class:`errdefs.Unavailable` naming the task when something could not be removed.
         """
         from runtime_v2.shim import ShimTask
-        from runtime_v2.teardown import force_teardown
+        from runtime_v2.teardown import force_teardown, kill_and_delete
 
         async with self.lock(task_id, namespace=namespace) as lock:
-            found = bool(lock.step())
+            # What there was to remove, before reattaching reaps a dead shim's remains.
+            found = bool(lock.step()) or os.path.lexists(
+                self.bundle(task_id, namespace=namespace).path
+            )
+            await self.load_task(task_id, namespace=namespace)
             exit_: Exit | None = None
             shim = self.shims.find(namespace, task_id)
             if shim is not None:
                 found = True
                 lock.set_step("deleting")
-                exit_ = await _kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
+                exit_ = await kill_and_delete(ShimTask(shim), self.shims.cleanup_timeout)
                 if exit_ is None:  # it did not answer: take it out of the map, tear it down
                     self.shims.forget(shim)
             bundle = self.bundle(task_id, namespace=namespace)
@@ -528,7 +582,8 @@ class TaskManager:
 
 async def init(ic: registry.InitContext) -> TaskManager:
     """The task plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`TaskManager`
-    on the plugin's root and state, after restart recovery."""
+    on the plugin's root and state. Restart recovery happens at first use (see the module
+    docstring), not here."""
     config: TaskConfig = ic.config if ic.config is not None else TaskConfig()
     # The config decoder ran the same check; an instance built in code may not have been.
     try:
@@ -542,24 +597,4 @@ async def init(ic: registry.InitContext) -> TaskManager:
     shims = ic.get_single(types.SHIM_PLUGIN, ShimManager)
     for path in (ic.root, ic.state):
         securefs.make_dirs(path, 0o711)
-    manager = TaskManager(root=ic.root, state=ic.state, shims=shims)
-    await manager.load_existing_shims()
-    return manager
-
-
-async def _kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
-    """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
-    when the shim did not do it (it does not answer, or died)."""
-    from runtime_v2 import ttrpc
-
-    try:
-        async with ttrpc.timeout(timeout):
-            with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
-                await task.kill(signal.SIGKILL, all=True)
-            with contextlib.suppress(errdefs.NotFound):
-                await task.wait()
-        async with ttrpc.timeout(timeout):
-            return await task.delete()
-    except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
-        log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
-        return None
+    return TaskManager(root=ic.root, state=ic.state, shims=shims)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.bundle import Bundle, remove_all
 from runtime_v2.shim_cleanup import kill_and_wait, read_options, shim_argv
@@ -42,17 +43,21 @@ from runtime_v2.shim_socket import remove_stale_socket
 from runtime_v2.start_response import restore_bootstrap_params
 
 if TYPE_CHECKING:
-    from runtime_v2.shim import Shim
+    from runtime_v2.runtime import Exit
+    from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_manager import ShimManager
 
 __all__ = [
     "RUNC_TIMEOUT",
     "TeardownOutcome",
     "force_teardown",
+    "kill_and_delete",
     "remove_cgroup",
     "runc_of",
     "shim_pids",
 ]
+
+log = get_logger(__name__)
 
 #: The deadline of each runc command.
 RUNC_TIMEOUT = 10.0
@@ -242,3 +247,21 @@ def remove_cgroup(cgroups_path: str, cgroup_root: str = CGROUP_ROOT) -> tuple[bo
         else:
             return existed, f"cgroup {target} still has processes"
     return existed, ""
+
+
+async def kill_and_delete(task: ShimTask, timeout: float) -> Exit | None:
+    """SIGKILL every process of ``task``, wait for it and delete it, each step bounded; None
+    when the shim did not do it (it does not answer, or died)."""
+    from runtime_v2 import ttrpc
+
+    try:
+        async with ttrpc.timeout(timeout):
+            with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
+                await task.kill(signal.SIGKILL, all=True)
+            with contextlib.suppress(errdefs.NotFound):
+                await task.wait()
+        async with ttrpc.timeout(timeout):
+            return await task.delete()
+    except (errdefs.ContainerdError, TimeoutError, OSError) as exc:
+        log.warning("task %s/%s: the shim did not remove it: %s", task.namespace, task.id, exc)
+        return None

@@ -1,7 +1,8 @@
 """How a command that works on tasks talks to them: boot, one :class:`Client`, close.
 
-:func:`with_client` boots the registry (the task manager reattaches to the shims of running
-tasks), runs the command's body with a Client on the same event loop and closes the host;
+:func:`with_client` boots the registry, runs the command's body with a Client on the same event
+loop and closes the host (the task manager reattaches to a task's shim when the body first uses
+the task, to a namespace's shims when it first lists them; see :mod:`runtime_v2.task_manager`);
 :func:`for_each_id` runs an action on several ids as ctr does.
 """
 

@@ -65,16 +65,22 @@ class Options:
     debug: bool = False
 
     async def boot_async(self) -> Host:
-        """Boot the registry with these options (config file, root and state overrides)."""
+        """Boot the registry with these options (config file, root and state overrides). A
+        command is short-lived: its shim manager serves the shims' events from its first shim
+        on (:func:`runtime_v2.shim_config.events_on_demand`)."""
         import taskplane
+        from runtime_v2.shim_config import events_on_demand
 
-        return await taskplane.boot_async(self.config, root=self.root, state=self.state)
+        with events_on_demand():
+            return await taskplane.boot_async(self.config, root=self.root, state=self.state)
 
     def boot(self) -> Host:
         """Synchronous :meth:`boot_async`; the returned Host owns its event loop."""
         import taskplane
+        from runtime_v2.shim_config import events_on_demand
 
-        return taskplane.boot(self.config, root=self.root, state=self.state)
+        with events_on_demand():
+            return taskplane.boot(self.config, root=self.root, state=self.state)
 
 
 #: What a command runs: the global options and the parsed arguments in, the exit code out.

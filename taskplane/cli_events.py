@@ -146,8 +146,9 @@ def events(opts: Options, args: argparse.Namespace) -> int:
     """``taskplane events``: print events as they happen until interrupted."""
     from plugins import identifiers
     from plugins.events import EventsDropped, Exchange, validate_filter, validate_topic_filter
-    from plugins.types import EVENT_PLUGIN
+    from plugins.types import EVENT_PLUGIN, SHIM_PLUGIN
     from runtime_v2.api import events_pb2  # noqa: F401 - registers containerd's event types
+    from runtime_v2.shim_manager import ShimManager
 
     for topic in args.topic:
         validate_topic_filter(topic)
@@ -164,6 +165,9 @@ def events(opts: Options, args: argparse.Namespace) -> int:
     async def main() -> int:
         host = await opts.boot_async()
         try:
+            # Long-lived: serve the shims' events address, or watch the peer that serves it
+            # and take over when it dies, from now on (not only from a first shim).
+            await host.get(SHIM_PLUGIN, "manager", ShimManager).start_events_server()
             exchange = host.get(EVENT_PLUGIN, "exchange", Exchange)
             loop = asyncio.get_running_loop()
             subscription = None

@@ -3,9 +3,9 @@
 This module is the ``tasks`` group: its table names every sub-command and the module that
 adds the sub-command's arguments when it runs (:mod:`taskplane.cli_common`). ``ls``, ``kill``,
 ``rm``, ``wait`` and ``logs`` live here; ``exec`` in :mod:`taskplane.cli_exec` and ``ps``,
-``pause``, ``resume`` and ``metrics`` in :mod:`taskplane.cli_verbs`. Each boots the registry
-(the task manager reattaches to the shims of running tasks), does its work through
-:class:`taskplane.containers.Client` and exits.
+``pause``, ``resume`` and ``metrics`` in :mod:`taskplane.cli_verbs`. Each boots the registry,
+does its work through :class:`taskplane.containers.Client` and exits; only the shims of the tasks
+it uses are reattached (``ls``: the namespace's).
 """
 
 from __future__ import annotations

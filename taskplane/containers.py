@@ -263,6 +263,8 @@ class Client:
 
     async def _in_use(self, container_id: str) -> str:
         """Why ``container_id`` is in use ("" when free); call under its lock."""
+        # A shim another process left is reattached, or a dead one's remains reaped, first.
+        await self.task_manager.load_task(container_id, namespace=self.namespace)
         why: str = self.task_manager.in_use(container_id, namespace=self.namespace)
         if why:
             return why

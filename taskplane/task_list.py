@@ -57,7 +57,7 @@ async def entries(client: Client) -> list[TaskEntry]:
         else TaskEntry(task_id, state.pid, state.status.value.upper())
         for task_id, state in states.items()
     }
-    for container_id in await _candidates(client) - set(rows):
+    for container_id in await _candidates(client, set(rows)) - set(rows):
         try:
             identifiers.validate_task_id(container_id)
         except errdefs.InvalidArgument:
@@ -66,17 +66,21 @@ async def entries(client: Client) -> list[TaskEntry]:
     return [rows[k] for k in sorted(rows)]
 
 
-async def _candidates(client: Client) -> set[str]:
-    """The ids something of a task is left of: a lifecycle step, a bundle, an io dir, a
-    container record, an overlay layer, runc state."""
+async def _candidates(client: Client, listed: set[str]) -> set[str]:
+    """The ids something of a task is left of, besides the ``listed`` tasks: a lifecycle step,
+    a bundle, an io dir, a container record, an overlay layer, runc state."""
     from runtime_v2.locks import ids_with_steps
 
     tm = client.task_manager
     namespace = client.namespace
     ns_dir = Path(tm.state) / namespace
-    candidates: set[str] = set(ids_with_steps(str(ns_dir)))
-    if ns_dir.is_dir():
-        candidates |= {p.name for p in ns_dir.iterdir() if not p.name.startswith(".")}
+    bundles = (
+        {p.name for p in ns_dir.iterdir() if not p.name.startswith(".")}
+        if ns_dir.is_dir()
+        else set()
+    )
+    # A listed task's or a bundle's id is a candidate whatever its step: not read.
+    candidates = bundles | set(ids_with_steps(str(ns_dir), skip=listed | bundles))
     if client.io_root.is_dir():
         candidates |= {p.name for p in client.io_root.iterdir()}
     with contextlib.suppress(errdefs.ContainerdError):

@@ -378,6 +378,8 @@ async def test_a_shim_reaped_at_the_next_boot_gets_the_same_options_on_delete(
     await wait_process_exit(shim_pid)
     second = await boot_host(dirs)
     try:
+        # Recovery runs at the namespace's first listing.
+        await second.get("io.containerd.runtime.v2", "task").tasks(namespace=dirs.namespace)
         outcomes = {
             o.id: o.outcome for o in second.get("io.containerd.runtime.v2", "task").load_outcomes
         }

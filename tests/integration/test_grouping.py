@@ -119,6 +119,7 @@ async def test_restart_recovery_reattaches_every_task_of_a_shared_shim(
     host = await boot_host(dirs)
     try:
         tasks = host.get("io.containerd.runtime.v2", "task")
+        await tasks.tasks(namespace=dirs.namespace)  # recovery runs at the first listing
         outcomes = sorted((o.id, o.outcome) for o in tasks.load_outcomes)
         assert outcomes == [("app", "reattached"), ("pod", "reattached")]
         async with asyncio.timeout(TIMEOUT):

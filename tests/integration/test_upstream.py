@@ -288,6 +288,7 @@ async def test_reattach_to_a_task_containerd_2_4_created_and_control_it(
         # taskplane on containerd's own --root and --state.
         host = await boot_host(attrs.evolve(dirs, root=containerd.root, state=containerd.state))
         tasks = host.get("io.containerd.runtime.v2", "task")
+        await tasks.tasks(namespace=dirs.namespace)  # recovery runs at the first listing
         [outcome] = [o for o in tasks.load_outcomes if o.namespace == dirs.namespace]
         assert (outcome.id, outcome.outcome) == ("made-by-ctd", "reattached")
         async with asyncio.timeout(TIMEOUT):

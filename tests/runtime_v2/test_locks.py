@@ -190,3 +190,13 @@ async def test_a_task_started_under_the_lock_is_not_reentrant_after_release(bund
             proceed.set()
             await job
     assert got_it == [False]
+
+
+async def test_ids_with_steps_leaves_out_the_ids_it_is_told_to_skip(bundle: str) -> None:
+    async with task_lock(bundle) as lock:
+        lock.set_step("running")
+    namespace_dir = os.path.dirname(bundle)
+    assert ids_with_steps(namespace_dir, skip={"t1"}) == {}
+    assert ids_with_steps(namespace_dir, skip={"other"}) == {"t1": "running"}
+    async with task_lock(bundle) as lock:
+        lock.set_step("")
