@@ -56,6 +56,20 @@ def test_a_goal_above_the_dependency_floor_says_how_much_room_is_left() -> None:
     assert line.endswith("which leaves 15 ms for taskplane's own work; it takes 35 ms.")
 
 
+def test_a_command_without_asyncio_is_held_to_the_floor_without_asyncio() -> None:
+    line = cli.fixed_cost_verdict("config validate", 0.071, 0.060, FLOORS, asyncio=False)
+    assert "config validate imports no asyncio, so its floor is the dependencies without " in line
+    assert "asyncio, 50 ms, which leaves 10 ms for taskplane's own work; it takes 21 ms." in line
+
+
+def test_a_command_without_asyncio_below_its_floor_is_not_offered_that_floor() -> None:
+    floors = cli.Floors(0.024, 0.010, 0.090, 0.065, 0.067, 0.042)
+    line = cli.fixed_cost_verdict("config validate", 0.071, 0.060, floors, asyncio=False)
+    assert "MISSED, and below the floor" in line
+    assert "the floor is under the goal only without asyncio and attrs (42 ms)" in line
+    assert line.endswith("taskplane's own work above the floor: 6 ms.")
+
+
 def test_a_met_goal_is_met() -> None:
     line = cli.fixed_cost_verdict(
         "config validate", 0.055, 0.060, cli.Floors(0.02, 0.01, 0.04, 0.03, 0.035, 0.025)
