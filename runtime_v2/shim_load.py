@@ -158,6 +158,10 @@ async def load_existing_shims(
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
+    if found:
+        # A shim to reattach needs the events address served first; an error doing so is the
+        # caller's (before first-use loading it failed the boot), not one task's skip.
+        await manager.start_events_server()
     semaphore = asyncio.Semaphore(parallelism)
 
     async def one(namespace: str, task_id: str) -> LoadOutcome:
@@ -218,7 +222,13 @@ class FirstUseLoader:
             return outcomes
 
     async def task(self, namespace: str, task_id: str) -> LoadOutcome | None:
-        """:func:`load_task` for one task, recorded with the others."""
+        """:func:`load_task` for one task, recorded with the others. A task that is loaded
+        or has nothing on disk (a new id) returns at once, without waiting behind another
+        task's load (a wedged shim holds a load for up to its deadline)."""
+        if self._manager.has(namespace, task_id) or not _has_remains(
+            self._state, self._root, namespace, task_id
+        ):
+            return None
         async with self._loading:
             outcome = await load_task(
                 self._manager,
@@ -231,6 +241,13 @@ class FirstUseLoader:
             if outcome is not None:
                 self.outcomes.append(outcome)
             return outcome
+
+
+def _has_remains(state: str, root: str, namespace: str, task_id: str) -> bool:
+    """Whether ``task_id`` has a bundle, or a work dir, for :func:`load_task` to look at."""
+    return os.path.lexists(os.path.join(state, namespace, task_id)) or any(
+        os.path.lexists(os.path.join(root, namespace, entry)) for entry in (task_id, f".{task_id}")
+    )
 
 
 async def load_task(
@@ -253,6 +270,7 @@ async def load_task(
             if os.path.lexists(os.path.join(root, namespace, entry)):
                 await _cleanup_work_dir(state, root, namespace, entry)
         return None
+    await manager.start_events_server()  # as load_existing_shims does, before the load
     return await _load_bundle(manager, state, namespace, task_id, timeout)
 
 

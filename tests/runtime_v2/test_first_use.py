@@ -8,6 +8,7 @@ bundle is what recovery visibly acts on without a shim: it removes it.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -136,5 +137,37 @@ async def test_an_embedder_serves_events_from_boot(base: Path) -> None:
     try:
         shims = host.get(*SHIMS)
         assert shims.events_started and shims.serves_events
+    finally:
+        await host.aclose()
+
+
+async def test_a_new_id_does_not_wait_behind_another_tasks_load(base: Path) -> None:
+    host = await boot(base)
+    try:
+        tasks = host.get(*TASKS)
+        loader = tasks._first_use()
+        async with loader._loading:  # another task's load in progress (a wedged shim holds it)
+            async with asyncio.timeout(5):  # only stops a hung test
+                assert await loader.task("a", "fresh") is None
+    finally:
+        await host.aclose()
+
+
+async def test_an_events_server_that_cannot_start_fails_the_listing_instead_of_skipping_tasks(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty_bundle(base, "a", "live")
+    host = await boot(base)
+    try:
+        tasks = host.get(*TASKS)
+
+        async def refused() -> None:
+            raise OSError("cannot bind the events address")
+
+        monkeypatch.setattr(host.get(*SHIMS), "start_events_server", refused)
+        with pytest.raises(OSError, match="cannot bind the events address"):
+            await tasks.tasks(namespace="a")
+        with pytest.raises(OSError, match="cannot bind the events address"):
+            await tasks.get("live", namespace="a")
     finally:
         await host.aclose()

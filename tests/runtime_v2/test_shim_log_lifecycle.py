@@ -173,6 +173,8 @@ async def test_a_shim_not_reattached_does_not_keep_its_log_open(
         f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
     )
     manager = _manager(base, [])
+    # A bundle to load makes the manager serve the events address first: its fds are not the log's.
+    await manager.start_events_server()
     before = _open_fds()
     try:
         outcomes = await load_existing_shims(
