@@ -400,17 +400,21 @@ async def _load_shim(
             binary.log.path,
             exc,
         )
-    result = await _connect_shim(
-        manager,
-        binary,
-        bundle,
-        endpoint.address,
-        endpoint.protocol,
-        endpoint.version,
-        timeout,
-        locked=locked,
-        shim_pid=recorded_pid,
-    )
+    try:
+        result = await _connect_shim(
+            manager,
+            binary,
+            bundle,
+            endpoint.address,
+            endpoint.protocol,
+            endpoint.version,
+            timeout,
+            locked=locked,
+            shim_pid=recorded_pid,
+        )
+    except BaseException:  # cancelled (a load runs inside a caller's call now) or failed
+        binary.close()
+        raise
     if result.outcome != "reattached":
         binary.close()
     return result
@@ -468,6 +472,11 @@ async def _connect_shim(
         return _Result("skipped", f"shim did not answer within {timeout:g} s; left in place")
     except (errdefs.ContainerdError, OSError, EOFError) as exc:
         failure = exc
+    except BaseException:  # cancelled by the caller whose call loads the task: close, not leak
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.close())
+        raise
     if failure is not None:
         if client is not None:
             await client.close()

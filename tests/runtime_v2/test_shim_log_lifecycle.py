@@ -212,3 +212,32 @@ async def test_a_failed_create_carries_the_shims_log_lines(
     )
     assert "starting" not in message  # info lines are noise in an error
     assert os.listdir(base / "state" / NS) == []
+
+
+async def test_a_cancelled_load_closes_the_shims_connection_and_log(
+    base: Path, runtime: Path, fake: FakeShim
+) -> None:
+    # A load runs inside the caller's call (first use): a caller that gives up must not leave
+    # the shim's connection or its log FIFO open.
+    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, "slow", b"{}")
+    Path(bundle.path, "shim-binary-path").write_text(str(runtime))
+    Path(bundle.path, "bootstrap.json").write_text(
+        f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
+    )
+    fake.hang.add("State")
+    manager = _manager(base, [])
+    await manager.start_events_server()
+    before = _open_fds()
+    try:
+        load = asyncio.ensure_future(
+            load_existing_shims(manager, state=str(base / "state"), root=str(base / "root"))
+        )
+        await fake.hanging.wait()
+        load.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await load
+        await fake.stop()  # the fake's own end of the connection (it is in this process) goes
+        assert not any(t.startswith(bundle.path) for t in _open_fds().values())
+        assert set(_open_fds()) <= set(before)
+    finally:
+        await manager.aclose()
