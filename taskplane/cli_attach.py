@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORWARDED_SIGNALS",
     "Output",
+    "ResizeTargets",
     "SignalForwarder",
     "add_process_arguments",
     "attached",
@@ -106,20 +107,57 @@ class SignalForwarder:
             self._loop.remove_signal_handler(sig)
 
 
+class ResizeTargets:
+    """The processes our terminal's window size changes are forwarded to (ResizePty)."""
+
+    def __init__(self, terminal: Terminal | None) -> None:
+        self._terminal = terminal
+        self._targets: list[Resizable] = []
+        self._resizing: set[asyncio.Task[None]] = set()
+
+    def add(self, target: Resizable, size_given: tuple[int, int] | None) -> None:
+        """Forward every later change to ``target``, and at once a change since ``size_given``
+        (the size it was created or started with): a SIGWINCH that came in between found no
+        target to resize."""
+        self._targets.append(target)
+        size = self._terminal.size() if self._terminal is not None else None
+        if size is not None and size != size_given:
+            self._resize(target, size)
+
+    def changed(self) -> None:
+        """The window size changed (SIGWINCH): resize every target."""
+        size = self._terminal.size() if self._terminal is not None else None
+        if size is None:
+            return
+        for target in self._targets:
+            self._resize(target, size)
+
+    def _resize(self, target: Resizable, size: tuple[int, int]) -> None:
+        job = asyncio.get_running_loop().create_task(_resize(target, size))
+        self._resizing.add(job)
+        job.add_done_callback(self._resizing.discard)
+
+
+async def _resize(target: Resizable, size: tuple[int, int]) -> None:
+    with contextlib.suppress(errdefs.ContainerdError):  # the process may just have exited
+        await target.resize_pty(*size)
+
+
 @contextlib.contextmanager
-def attached(tty: bool) -> Iterator[tuple[Terminal | None, list[Resizable]]]:
+def attached(tty: bool) -> Iterator[tuple[Terminal | None, ResizeTargets]]:
     """With ``tty``: our terminal (stdin's, else stdout's) in raw mode while a process is
-    attached, and window size changes forwarded to the processes appended to the list."""
+    attached, and window size changes forwarded to the processes added to the targets."""
     if not tty:  # the terminal helpers (termios, tty) are imported only for -t
-        yield None, []
+        yield None, ResizeTargets(None)
         return
     from taskplane.terminal import Terminal
 
     terminal = Terminal.of_caller(0, 1)
     if terminal is None:
-        yield None, []
+        yield None, ResizeTargets(None)
         return
-    with terminal.forwarding_resizes() as targets:
+    targets = ResizeTargets(terminal)
+    with terminal.forwarding_resizes(targets.changed):
         with terminal.raw() if os.isatty(0) else contextlib.nullcontext():
             yield terminal, targets
 

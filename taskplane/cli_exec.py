@@ -87,7 +87,7 @@ def exec_(opts: Options, args: argparse.Namespace) -> int:
                                 await proc.resize_pty(*size)
                         fifos.release()  # an exec's shim opens its FIFOs in Start, not in Exec
                         forwarder.attach(proc)
-                        resized.append(proc)
+                        resized.add(proc, size)
                         if stdin is not None:
                             feeding = asyncio.ensure_future(stdin.feed(proc, sys.stdin.buffer))
                         exit_ = await proc.wait()

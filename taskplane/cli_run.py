@@ -104,10 +104,11 @@ def run(opts: Options, args: argparse.Namespace) -> int:
         output = Output(forwarder)
         try:
             with attached(args.tty) as (terminal, resized):
+                tty_size = terminal.size() if terminal else None
 
                 def started(task: ShimTask) -> None:
                     forwarder.attach(task)
-                    resized.append(task)
+                    resized.add(task, tty_size)
 
                 result = await client.run(
                     args.id,
@@ -120,7 +121,7 @@ def run(opts: Options, args: argparse.Namespace) -> int:
                     started=started,
                     stdin=sys.stdin.buffer if args.interactive else None,
                     tty=args.tty,
-                    tty_size=terminal.size() if terminal else None,
+                    tty_size=tty_size,
                     labels=labels,
                     overlay=args.overlay,
                 )

@@ -15,8 +15,7 @@ import os
 import signal
 import termios
 import tty
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 __all__ = ["Terminal"]
 
@@ -26,7 +25,6 @@ class Terminal:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._resizing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def of_caller(cls, *fds: int) -> Terminal | None:
@@ -56,30 +54,11 @@ class Terminal:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
 
     @contextlib.contextmanager
-    def forwarding_resizes(self) -> Iterator[list[Any]]:
-        """Install a SIGWINCH handler for the block; append a process (something with
-        ``async resize_pty(width, height)``) to the yielded list to resize it on each change."""
+    def forwarding_resizes(self, on_change: Callable[[], None]) -> Iterator[None]:
+        """Call ``on_change`` on every SIGWINCH (the window size changed) during the block."""
         loop = asyncio.get_running_loop()
-        targets: list[Any] = []
-
-        def on_winch() -> None:
-            size = self.size()
-            if size is None:
-                return
-            for target in targets:
-                job = loop.create_task(_resize(target, size))
-                self._resizing.add(job)
-                job.add_done_callback(self._resizing.discard)
-
-        loop.add_signal_handler(signal.SIGWINCH, on_winch)
+        loop.add_signal_handler(signal.SIGWINCH, on_change)
         try:
-            yield targets
+            yield
         finally:
             loop.remove_signal_handler(signal.SIGWINCH)
-
-
-async def _resize(target: Any, size: tuple[int, int]) -> None:
-    from plugins import errdefs
-
-    with contextlib.suppress(errdefs.ContainerdError):  # the process may just have exited
-        await target.resize_pty(*size)
