@@ -73,8 +73,8 @@ NOT_ON_BOOT = {
 }
 
 
-def imported(taskplane: Taskplane, *args: str) -> set[str]:
-    """The modules ``taskplane args`` imports (it must succeed)."""
+def run_importtime(taskplane: Taskplane, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``taskplane args`` under ``-X importtime`` (it must succeed)."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *taskplane.argv(*args)[1:]],
         cwd=taskplane.cwd,
@@ -84,6 +84,12 @@ def imported(taskplane: Taskplane, *args: str) -> set[str]:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def imported(taskplane: Taskplane, *args: str) -> set[str]:
+    """The modules ``taskplane args`` imports (it must succeed)."""
+    result = run_importtime(taskplane, *args)
     names = set()
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and line.count("|") == 2:
@@ -167,15 +173,7 @@ def test_plugins_ls_neither_connects_to_the_metadata_store_nor_loads_pathlib(
 
 
 def test_help_lists_every_command_without_importing_one(taskplane: Taskplane) -> None:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", *taskplane.argv("--help")[1:]],
-        cwd=taskplane.cwd,
-        env=taskplane.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_importtime(taskplane, "--help")
     for command in COMMANDS:
         assert f"\n    {command.name}" in result.stdout, command.name
     names = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line}

@@ -20,7 +20,7 @@ from _fake_shim import FakeShim, FakeTask
 from plugins import errdefs
 from plugins.events import Exchange
 from runtime_v2 import CreateOpts, TaskManager
-from runtime_v2.bundle import new_bundle
+from runtime_v2.bundle import Bundle, new_bundle
 from runtime_v2.shim_load import load_existing_shims
 from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_manager import ShimManager
@@ -53,6 +53,17 @@ def runtime(base: Path) -> Path:
     script.write_text(FAKE_RUNTIME)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
+
+
+def _bundle_of(base: Path, runtime: Path, fake: FakeShim, task_id: str) -> Bundle:
+    """A bundle whose shim is ``fake`` (task API v3), started by ``runtime``: what a shim's
+    start leaves for restart recovery to load."""
+    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, task_id, b"{}")
+    Path(bundle.path, "shim-binary-path").write_text(str(runtime))
+    Path(bundle.path, "bootstrap.json").write_text(
+        f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
+    )
+    return bundle
 
 
 def _manager(base: Path, env: list[str]) -> ShimManager:
@@ -121,11 +132,7 @@ async def test_a_reattached_shim_has_its_log_drained(
     base: Path, runtime: Path, fake: FakeShim, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.tasks[(NS, "back/")] = FakeTask(4242)
-    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, "back", b"{}")
-    Path(bundle.path, "shim-binary-path").write_text(str(runtime))
-    Path(bundle.path, "bootstrap.json").write_text(
-        f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
-    )
+    bundle = _bundle_of(base, runtime, fake, "back")
     log_path = os.path.join(bundle.path, "log")
     manager = _manager(base, [])
     caplog.set_level(logging.INFO, logger=SHIM_LOGGER.name)
@@ -167,11 +174,7 @@ async def test_a_shim_not_reattached_does_not_keep_its_log_open(
     base: Path, runtime: Path, fake: FakeShim
 ) -> None:
     # Alive but without the task: shut down and reaped.
-    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, "leak", b"{}")
-    Path(bundle.path, "shim-binary-path").write_text(str(runtime))
-    Path(bundle.path, "bootstrap.json").write_text(
-        f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
-    )
+    bundle = _bundle_of(base, runtime, fake, "leak")
     manager = _manager(base, [])
     # A bundle to load makes the manager serve the events address first: its fds are not the log's.
     await manager.start_events_server()
@@ -219,11 +222,7 @@ async def test_a_cancelled_load_closes_the_shims_connection_and_log(
 ) -> None:
     # A load runs inside the caller's call (first use): a caller that gives up must not leave
     # the shim's connection or its log FIFO open.
-    bundle = new_bundle(str(base / "root"), str(base / "state"), NS, "slow", b"{}")
-    Path(bundle.path, "shim-binary-path").write_text(str(runtime))
-    Path(bundle.path, "bootstrap.json").write_text(
-        f'{{"version": 3, "address": "{fake.address}", "protocol": "ttrpc"}}'
-    )
+    bundle = _bundle_of(base, runtime, fake, "slow")
     fake.hang.add("State")
     manager = _manager(base, [])
     await manager.start_events_server()
