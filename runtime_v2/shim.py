@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import any_pb2, empty_pb2
@@ -131,6 +131,9 @@ class Shim:
         #: The sandbox this task runs in ("" for none): its shim is the sandbox's, which
         #: outlives the task (containerd's sandboxed tasks).
         self.sandbox_id = ""
+        #: Awaited with the method's name before every call; the shim manager's watch sets it
+        #: (it serves the events address before a call that makes the shim publish events).
+        self.before_call: Callable[[str], Awaitable[object]] | None = None
 
     @property
     def id(self) -> str:
@@ -175,6 +178,8 @@ class Shim:
         """
         if timeout is None and method != "Wait":
             timeout = CALL_TIMEOUT
+        if self.before_call is not None:
+            await self.before_call(method)
         try:
             return await self.client.call(
                 self.service,

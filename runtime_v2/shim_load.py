@@ -158,10 +158,6 @@ async def load_existing_shims(
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
-    if found:
-        # A shim to reattach needs the events address served first; an error doing so is the
-        # caller's (before first-use loading it failed the boot), not one task's skip.
-        await manager.start_events_server()
     semaphore = asyncio.Semaphore(parallelism)
 
     async def one(namespace: str, task_id: str) -> LoadOutcome:
@@ -270,7 +266,6 @@ async def load_task(
             if os.path.lexists(os.path.join(root, namespace, entry)):
                 await _cleanup_work_dir(state, root, namespace, entry)
         return None
-    await manager.start_events_server()  # as load_existing_shims does, before the load
     return await _load_bundle(manager, state, namespace, task_id, timeout)
 
 
@@ -493,12 +488,8 @@ async def _connect_shim(
         await reap_dead_shim(binary, bundle, address)
         return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
-    try:
-        # The first shim this process reattaches: its events must reach a taskplane process.
-        await manager.start_events_server()
-    except BaseException:
-        await shim.close()
-        raise
+    # Reattached, the events address is not served yet: the first call that acts on the shim
+    # serves it (ShimManager.start_events_server says why a listing need not).
     if not manager.adopt(shim, binary):
         await shim.close()
         return _Result("skipped", "already loaded")

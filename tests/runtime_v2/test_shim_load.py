@@ -421,3 +421,60 @@ async def test_task_states_are_asked_of_every_shim_at_once_and_a_silent_one_is_n
         await manager.aclose()
         for fake in fakes:
             await fake.stop()
+
+
+async def test_a_reattached_shim_is_queried_without_serving_events_and_acted_on_after(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Reattaching and the queries (a listing's State, ps's Pids, metrics' Stats) leave the
+    events address alone; the first call that acts on the shim (here Kill) serves it before
+    the call reaches the shim."""
+    served_at_kill: list[bool] = []
+
+    class Observed(FakeShim):
+        async def _Kill(self, r: Any, ns: str) -> Any:
+            served_at_kill.append(manager.serves_events)
+            return await super()._Kill(r, ns)
+
+    fake = await Observed(str(base / "acted.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "acted/")] = FakeTask(77)
+    make_bundle(base, "acted", fake_runtime, address=fake.address)
+    try:
+        assert (await load(manager, base))["acted"][0] == "reattached"
+        task = ShimTask(manager.shims.get(NS, "acted"))
+        await task.state()
+        await task.pids()
+        await task.stats()
+        assert not manager.events_started
+        assert not Path(manager.ttrpc_address).exists()  # nothing bound
+        await task.kill(signal.SIGKILL)
+        assert served_at_kill == [True]
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_an_events_server_that_cannot_start_fails_the_act_and_the_shim_never_sees_it(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serving error is the acting caller's, not swallowed: the listing lists the task
+    (it does not serve), the kill fails with the error before the shim is asked."""
+    fake = await FakeShim(str(base / "refused.sock"), versions=(2,)).start()
+    fake.tasks[(NS, "refused/")] = FakeTask(78)
+    make_bundle(base, "refused", fake_runtime, address=fake.address)
+
+    async def refused() -> None:
+        raise OSError("cannot bind the events address")
+
+    monkeypatch.setattr(manager, "start_events_server", refused)
+    try:
+        tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
+        states = await tasks.states(namespace=NS, timeout=5)
+        assert states["refused"] is not None and states["refused"].pid == 78
+        task = await tasks.get("refused", namespace=NS)
+        with pytest.raises(OSError, match="cannot bind the events address"):
+            await task.kill(signal.SIGKILL)
+        assert "Kill" not in fake.methods()
+    finally:
+        await manager.aclose()
+        await fake.stop()
