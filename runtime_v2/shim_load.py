@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -159,10 +160,15 @@ async def load_existing_shims(
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
     semaphore = asyncio.Semaphore(parallelism)
+    # Bundles name their shim binary by path, mostly the same one: it is resolved (and its
+    # trust checked, a stat per directory on its path) once per pass, not once per bundle.
+    # Nothing runs it during the pass; a shim that dies later is cleaned up with the binary
+    # resolved here, as it would be had it been resolved a few milliseconds later.
+    resolve = functools.cache(manager.resolve_runtime_path)
 
     async def one(namespace: str, task_id: str) -> LoadOutcome:
         async with semaphore:
-            return await _load_bundle(manager, state, namespace, task_id, timeout)
+            return await _load_bundle(manager, state, namespace, task_id, timeout, resolve)
 
     outcomes = list(await asyncio.gather(*(one(ns, i) for ns, i in found)))
     for namespace in loaded:
@@ -266,15 +272,26 @@ async def load_task(
             if os.path.lexists(os.path.join(root, namespace, entry)):
                 await _cleanup_work_dir(state, root, namespace, entry)
         return None
-    return await _load_bundle(manager, state, namespace, task_id, timeout)
+    return await _load_bundle(
+        manager, state, namespace, task_id, timeout, manager.resolve_runtime_path
+    )
+
+
+#: How a pass resolves a runtime name or path to its shim binary (ShimManager's, maybe cached).
+_Resolve = Callable[[str], str]
 
 
 async def _load_bundle(
-    manager: ShimManager, state: str, namespace: str, task_id: str, timeout: float
+    manager: ShimManager,
+    state: str,
+    namespace: str,
+    task_id: str,
+    timeout: float,
+    resolve: _Resolve,
 ) -> LoadOutcome:
     bundle = load_bundle(state, namespace, task_id)
     try:
-        result = await _recover(manager, bundle, timeout)
+        result = await _recover(manager, bundle, timeout, resolve)
     except Exception as exc:  # unexpected: keep going with the other bundles
         log.exception("task %s/%s: restart recovery failed", namespace, task_id)
         result = _Result("skipped", f"unexpected error: {exc}")
@@ -290,7 +307,9 @@ async def _load_bundle(
     return LoadOutcome(namespace, task_id, result.outcome, result.reason, state=result.state)
 
 
-async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+async def _recover(
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
+) -> _Result:
     try:
         identifiers.validate_task_id(bundle.id)
     except errdefs.InvalidArgument:
@@ -298,20 +317,22 @@ async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Res
     if read_step(lock_path(bundle.path)) in _SETTLED_STEPS:
         # Nothing is pending: a live shim is reattached without the lock (cheap, and a peer
         # holding it for an exec or a kill is no reason to skip the task).
-        result = await _load_shim(manager, bundle, timeout, locked=False)
+        result = await _load_shim(manager, bundle, timeout, resolve, locked=False)
         if result is not _NEEDS_LOCK:
             return result
     lock = task_lock(bundle.path)
     async with lock.try_acquire() as taken:
         if not taken:
             return _Result("skipped", "another process is working on it (its lock is held)")
-        result = await _recover_locked(manager, bundle, timeout)
+        result = await _recover_locked(manager, bundle, timeout, resolve)
         if result.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
             lock.set_step("")  # the task is gone: its recorded step with it
         return result
 
 
-async def _recover_locked(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+async def _recover_locked(
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
+) -> _Result:
     try:
         empty = not os.listdir(bundle.path)
     except FileNotFoundError:
@@ -319,7 +340,7 @@ async def _recover_locked(manager: ShimManager, bundle: Bundle, timeout: float) 
     if empty:
         await _remove(bundle)
         return _Result("removed", "empty bundle")
-    return await _load_shim(manager, bundle, timeout, locked=True)
+    return await _load_shim(manager, bundle, timeout, resolve, locked=True)
 
 
 async def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
@@ -346,7 +367,7 @@ async def _remove(bundle: Bundle) -> None:
 
 
 async def _load_shim(
-    manager: ShimManager, bundle: Bundle, timeout: float, *, locked: bool
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve, *, locked: bool
 ) -> _Result:
     """Reattach ``bundle``'s shim, or (``locked``) clean up what cannot be reattached. Without
     the lock nothing is removed: :data:`_NEEDS_LOCK` says the locked pass must decide."""
@@ -359,7 +380,7 @@ async def _load_shim(
         await _remove(bundle)  # Bundle.delete unmounts the rootfs first
         return _Result("removed", "no shim-binary-path and no container record to name the runtime")
     try:
-        runtime_path = manager.resolve_runtime_path(runtime)
+        runtime_path = resolve(runtime)
     except errdefs.ContainerdError as exc:
         if not locked:
             return _NEEDS_LOCK

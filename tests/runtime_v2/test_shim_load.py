@@ -478,3 +478,32 @@ async def test_an_events_server_that_cannot_start_fails_the_act_and_the_shim_nev
     finally:
         await manager.aclose()
         await fake.stop()
+
+
+async def test_a_pass_resolves_a_shim_binary_once_however_many_bundles_name_it(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = []
+    for task_id in ("a", "b", "c"):
+        fake = await FakeShim(str(base / f"{task_id}.sock"), versions=(2,)).start()
+        fake.tasks[(NS, f"{task_id}/")] = FakeTask(10)
+        make_bundle(base, task_id, fake_runtime, address=fake.address)
+        fakes.append(fake)
+    resolved: list[str] = []
+    resolve = manager.resolve_runtime_path
+
+    def counted(runtime: str) -> str:
+        resolved.append(runtime)
+        return resolve(runtime)
+
+    monkeypatch.setattr(manager, "resolve_runtime_path", counted)
+    try:
+        assert {o for o, _ in (await load(manager, base)).values()} == {"reattached"}
+        assert resolved == [str(fake_runtime)]
+        assert {manager.shims.get(NS, i).binary.runtime_path for i in "abc"} == {  # type: ignore[union-attr]
+            str(fake_runtime)
+        }
+    finally:
+        await manager.aclose()
+        for fake in fakes:
+            await fake.stop()
