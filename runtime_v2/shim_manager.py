@@ -75,22 +75,12 @@ from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
-from runtime_v2.shim_cleanup import (
-    CLEANUP_TIMEOUT,
-    SANDBOX_FILE,
-    kill_and_wait,
-    reap_dead_shim,
-    run_delete,
-    write_options,
-    write_shim_pid,
-)
 from runtime_v2.shim_config import (
     ShimConfig,
     check_bootstrap_runtimes,
     check_env,
     events_served_on_demand,
 )
-from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_socket import (
     DEFAULT_SOCKET_DIR,
     check_socket_dir,
@@ -131,8 +121,6 @@ log = get_logger(__name__)
 
 #: How long a shim may take to exit after Shutdown before it is killed.
 SHIM_EXIT_TIMEOUT = 2.0
-#: Where the shims' log lines go (runtime_v2.shim_log.ShimLog).
-_SHIM_LOG = SHIM_LOGGER
 #: The task API calls that change nothing in a shim, so it publishes no event for them: the
 #: only calls on a watched shim that do not serve the events address first
 #: (:meth:`ShimManager.start_events_server` says why). ``Wait`` is not one: whoever waits for
@@ -171,7 +159,6 @@ class ShimManager:
         self.exchange = exchange
         #: The config's ``[timeouts]`` (key -> seconds): see :meth:`timeout`.
         self.timeouts: Mapping[str, float] = dict(timeouts or {})
-        self.cleanup_timeout = self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
         self.containers = containers
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
@@ -203,6 +190,15 @@ class ShimManager:
     def timeout(self, key: str, default: float) -> float:
         """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
         return self.timeouts.get(key, default)
+
+    @property
+    def cleanup_timeout(self) -> float:
+        """How long a shim's cleanup (its ``delete``, a Shutdown) may take: the config's, else
+        :data:`~runtime_v2.shim_cleanup.CLEANUP_TIMEOUT`. (The cleanup steps' module is
+        imported when a shim needs one: a listing of no task needs none.)"""
+        from runtime_v2.shim_cleanup import CLEANUP_TIMEOUT
+
+        return self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
 
     @property
     def shutdown_timeout(self) -> float:
@@ -316,11 +312,13 @@ class ShimManager:
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
-        socket dir and env). Its ``delete`` is run through :func:`run_delete`, which hands it
-        the task's effective options."""
+        socket dir and env). Its ``delete`` is run through
+        :func:`~runtime_v2.shim_cleanup.run_delete`, which hands it the task's effective
+        options."""
         import logging
 
         from runtime_v2.binary import ShimBinary
+        from runtime_v2.shim_log import SHIM_LOGGER
 
         return ShimBinary(
             runtime_path,
@@ -331,7 +329,7 @@ class ShimManager:
             env=self.env,
             # containerd passes -debug when it logs at debug itself; the shim's lines are
             # logged to taskplane.shim, so that logger's level decides.
-            debug=_SHIM_LOG.isEnabledFor(logging.DEBUG),
+            debug=SHIM_LOGGER.isEnabledFor(logging.DEBUG),
         )
 
     async def runtime_info(
@@ -373,6 +371,7 @@ class ShimManager:
         removed. The bundle stays for the caller to delete.
         """
         from runtime_v2.runtime_path import binary_name, check_runc_binary
+        from runtime_v2.shim_cleanup import write_options, write_shim_pid
 
         runtime_path = self.resolve_runtime_path(runtime)
         if sandbox_id:
@@ -434,6 +433,7 @@ class ShimManager:
         """
         from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, write_file
         from runtime_v2.shim import ShimTask
+        from runtime_v2.shim_cleanup import SANDBOX_FILE, write_options, write_shim_pid
         from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
         sandbox_bundle = os.path.join(os.path.dirname(bundle.path), sandbox_id)
@@ -534,6 +534,7 @@ class ShimManager:
         then the binary's ``delete`` reaps whatever it created and stale sockets are removed.
         """
         from runtime_v2.shim import Shim, connect
+        from runtime_v2.shim_cleanup import run_delete
         from runtime_v2.start_response import restore_bootstrap_params
 
         bundle = binary.bundle
@@ -607,6 +608,7 @@ class ShimManager:
         """
         from runtime_v2.api import task_v3_pb2 as task_pb2
         from runtime_v2.shim import ShimTask
+        from runtime_v2.shim_cleanup import CLEANUP_TIMEOUT, kill_and_wait, run_delete
 
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
@@ -666,6 +668,7 @@ class ShimManager:
     async def _cleanup_after_dead_shim(self, shim: Shim, binary: ShimBinary | None) -> None:
         """containerd's ``cleanupAfterDeadShim`` (see the module docstring for the changes)."""
         from runtime_v2.shim import is_being_deleted
+        from runtime_v2.shim_cleanup import reap_dead_shim
 
         namespace, task_id = shim.namespace, shim.id
         if shim.orderly_shutdown:

@@ -56,11 +56,9 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.bundle import Bundle, load_bundle, new_bundle
-from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
+from runtime_v2.crashpoint import crashpoint
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
-from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.task_config import TaskConfig, parse_platforms
 
@@ -69,6 +67,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from runtime_v2.api import introspection_pb2
+    from runtime_v2.bundle import Bundle
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_load import FirstUseLoader, LoadOutcome
@@ -199,6 +198,8 @@ class TaskManager:
 
     def bundle(self, task_id: str, *, namespace: str) -> Bundle:
         """Where task ``task_id``'s bundle is (or would be); no I/O."""
+        from runtime_v2.bundle import load_bundle  # a listing of no task needs no bundle
+
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
         return load_bundle(self.state, namespace, task_id)
@@ -277,6 +278,8 @@ class TaskManager:
         the runtime is not installed, FailedPrecondition when the runtime lacks a feature the
         spec needs, or the shim's error for the Create RPC. After a failure nothing is left.
         """
+        from runtime_v2.bundle import new_bundle
+
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
         if opts.sandbox_id:
@@ -361,25 +364,18 @@ class TaskManager:
         return task
 
     async def _undo_create(self, bundle: Bundle, task: ShimTask | None) -> None:
+        name = f"{bundle.namespace}/{bundle.id}"
         if task is not None:
             try:
                 await self.shims.abort(task.shim)
             except Exception as exc:
                 log.warning(
-                    "task %s/%s: failed to shut the shim down after a failed create: %s",
-                    bundle.namespace,
-                    bundle.id,
-                    exc,
+                    "task %s: failed to shut the shim down after a failed create: %s", name, exc
                 )
         try:
             await asyncio.to_thread(bundle.delete)
         except OSError as exc:
-            log.warning(
-                "task %s/%s: failed to remove the bundle after a failed create: %s",
-                bundle.namespace,
-                bundle.id,
-                exc,
-            )
+            log.warning("task %s: failed to remove the bundle after a failed create: %s", name, exc)
 
     # -- get / tasks ----------------------------------------------------------------------------
 
@@ -484,6 +480,7 @@ class TaskManager:
 
     async def _reap_dead(self, shim: Shim) -> Exit:
         from runtime_v2.runtime import Exit
+        from runtime_v2.shim_cleanup import reap_dead_shim
 
         self.shims.forget(shim)
         exit_ = await reap_dead_shim(
