@@ -56,8 +56,8 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.crashpoint import crashpoint
+from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.task_config import TaskConfig, parse_platforms
