@@ -409,32 +409,30 @@ class TaskManager:
         A task reattached by this very call (the namespace's first listing) is not asked again:
         reattaching asked its shim for the ``State`` a moment ago, within this call.
         """
-        fresh = {
-            outcome.id: outcome.state
-            for outcome in await self.load_existing_shims(namespace)
-            if outcome.state is not None
-        }
-        tasks = await self.tasks(namespace=namespace)
-        if not tasks:
+        loaded = await self.load_existing_shims(namespace)
+        shims = self.shims.connected(namespace)
+        if not shims:
             return {}
         from runtime_v2 import ttrpc
         from runtime_v2.process import state_from
+        from runtime_v2.shim import ShimTask
 
+        fresh = {outcome.id: outcome.state for outcome in loaded if outcome.state is not None}
         semaphore = asyncio.Semaphore(parallelism)
 
-        async def state_of(task: ShimTask) -> State | None:
-            answered = fresh.get(task.id)
-            if answered is not None:
-                return state_from(answered)
+        async def state_of(shim: Shim) -> State | None:
             async with semaphore:
                 try:
                     async with ttrpc.timeout(timeout):
-                        return await task.state()
+                        return await ShimTask(shim).state()
                 except (errdefs.ContainerdError, TimeoutError, OSError):
                     return None
 
-        answers = await asyncio.gather(*(state_of(task) for task in tasks))
-        return {task.id: answer for task, answer in zip(tasks, answers, strict=True)}
+        # Answered already: no coroutine, no task (most shims, at a namespace's first listing).
+        asked = [shim for shim in shims if shim.id not in fresh]
+        answers = await asyncio.gather(*(state_of(shim) for shim in asked))
+        states = dict(zip((shim.id for shim in asked), answers, strict=True))
+        return {s.id: state_from(fresh[s.id]) if s.id in fresh else states[s.id] for s in shims}
 
     # -- delete ---------------------------------------------------------------------------------
 
