@@ -289,9 +289,10 @@ def run_verdict(
             f"{head}: MISSED, and below the floor of the design: {floor}; taskplane's own "
             f"work above that: {ms(tp - design)}."
         )
+    lowest = minimal if design is None else design
     return (
         f"{head}: MISSED, but above the floor: {floor}, which leaves "
-        f"{ms(limit * ctr - minimal)} for taskplane's own work; it takes {ms(tp - minimal)}."
+        f"{ms(limit * ctr - lowest)} for taskplane's own work; it takes {ms(tp - lowest)}."
     )
 
 

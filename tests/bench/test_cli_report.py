@@ -118,7 +118,7 @@ def test_a_run_goal_below_the_design_cards_floor_says_so() -> None:
     )
     room = cli.run_verdict("containerd 2.4", 0.220, 0.100, 0.120, 0.050, 1.3, design=0.125)
     assert "MISSED, but above the floor: " in room
-    assert room.endswith("which leaves 10 ms for taskplane's own work; it takes 100 ms.")
+    assert room.endswith("which leaves 5 ms for taskplane's own work; it takes 95 ms.")
 
 
 def test_a_run_figure_shows_the_minimal_run_with_the_design_cards_imports() -> None:
