@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from .conftest import Taskplane
+from .test_imports import imported
 
 #: Runs ``tasks ls`` through ``taskplane.cli.main`` (as an embedder does: it returns) and prints
 #: whether the cycle collector ran while the listing listed and whether it runs afterwards.
@@ -39,3 +40,9 @@ def test_a_listing_lists_without_the_cycle_collector_and_gives_it_back(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-2] == "0 [False] True", result.stdout
+
+
+def test_a_listing_imports_no_log_module(taskplane: Taskplane) -> None:
+    """A task's log is neither written nor read by ``tasks ls``: the client imports the log
+    module when it is (its rotation size, a log's path)."""
+    assert "taskplane.logs" not in imported(taskplane, "tasks", "ls")
