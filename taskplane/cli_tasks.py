@@ -11,13 +11,17 @@ it uses are reattached (``ls``: the namespace's).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import signal
 import sys
 
 from plugins import errdefs
-from taskplane.cli_client import for_each_id, validate_ids, with_client
+from taskplane.cli_client import (
+    for_each_id,
+    validate_ids,
+    with_client,
+    without_cycle_collection,
+)
 from taskplane.cli_common import (
     Command,
     Options,
@@ -149,21 +153,10 @@ def ls(opts: Options, args: argparse.Namespace) -> int:
     async def body(client: Client) -> list[TaskEntry]:
         return list(await client.entries())
 
-    # Without the cycle collector while it boots and lists: a listing is short and builds no
-    # cycles worth freeing, and each collection walks the objects boot made, dozens of times
-    # (about 5 ms of a listing's CPU). Restored after, for an embedder's ``cli.main``, with what
-    # the listing allocated moved to the oldest generation unwalked (freeze, then unfreeze):
-    # merely re-enabled, the collector would walk all of it at the next allocation (5-9 ms),
-    # in a command that is about to exit.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    # A listing is short and builds no cycles worth freeing: the collector's dozens of walks
+    # over what boot made cost it about 5 ms of CPU.
+    with without_cycle_collection():
         entries = with_client(opts, body)
-    finally:
-        if collecting:
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
     if args.quiet:
         for entry in entries:
             print(entry.id)
