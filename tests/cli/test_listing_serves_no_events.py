@@ -21,12 +21,14 @@ pytestmark = pytest.mark.integration
 
 #: What a listing needs none of although it talks to shims: serving (or watching) the shims'
 #: events address (the events server and its service; the ttrpc server is loaded with
-#: importlib, which ``-X importtime`` does not report, by the events server) and packing an
-#: Any for an exec, an update or a checkpoint (typeurl).
+#: importlib, which ``-X importtime`` does not report, by the events server), packing an Any
+#: for an exec, an update or a checkpoint (typeurl) and reading a connection's peer
+#: credentials (asked only of a shim that will not exit).
 NOT_FOR_A_LISTING = {
     "runtime_v2.events_server",
     "runtime_v2.api.events_service_pb2",
     "runtime_v2.typeurl",
+    "runtime_v2.ttrpc._peer",
 }
 #: What shows that the listing did reattach the shims and ask them.
 ASKED_THE_SHIMS = {"runtime_v2.shim_load", "runtime_v2.shim", "runtime_v2.api.task_v3_pb2"}
