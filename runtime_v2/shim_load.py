@@ -100,17 +100,14 @@ class LoadOutcome:
     state: StateResponse | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
-@attrs.frozen
-class _Result:
-    """One bundle's outcome and its reason, before it is named with the task."""
-
-    outcome: Outcome
-    reason: str
-    state: StateResponse | None = None
+def _result(outcome: Outcome, reason: str, state: StateResponse | None = None) -> LoadOutcome:
+    """One bundle's outcome and its reason, before :func:`_load_bundle` names it with the
+    task (a class of its own would cost every process that loads a bundle its building)."""
+    return LoadOutcome("", "", outcome, reason, state=state)
 
 
 #: Returned by the lock-free attempt when there is work that needs the task's lock.
-_NEEDS_LOCK = _Result("skipped", "")
+_NEEDS_LOCK = _result("skipped", "")
 
 
 async def load_existing_shims(
@@ -294,7 +291,7 @@ async def _load_bundle(
         result = await _recover(manager, bundle, timeout, resolve)
     except Exception as exc:  # unexpected: keep going with the other bundles
         log.exception("task %s/%s: restart recovery failed", namespace, task_id)
-        result = _Result("skipped", f"unexpected error: {exc}")
+        result = _result("skipped", f"unexpected error: {exc}")
     level = logging.WARNING if result.outcome == "skipped" else logging.INFO
     log.log(
         level,
@@ -304,16 +301,16 @@ async def _load_bundle(
         result.outcome,
         result.reason,
     )
-    return LoadOutcome(namespace, task_id, result.outcome, result.reason, state=result.state)
+    return attrs.evolve(result, namespace=namespace, id=task_id)
 
 
 async def _recover(
     manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
-) -> _Result:
+) -> LoadOutcome:
     try:
         identifiers.validate_task_id(bundle.id)
     except errdefs.InvalidArgument:
-        return _Result("skipped", "the directory name is not a task id; left alone")
+        return _result("skipped", "the directory name is not a task id; left alone")
     if read_step(lock_path(bundle.path)) in _SETTLED_STEPS:
         # Nothing is pending: a live shim is reattached without the lock (cheap, and a peer
         # holding it for an exec or a kill is no reason to skip the task).
@@ -323,7 +320,7 @@ async def _recover(
     lock = task_lock(bundle.path)
     async with lock.try_acquire() as taken:
         if not taken:
-            return _Result("skipped", "another process is working on it (its lock is held)")
+            return _result("skipped", "another process is working on it (its lock is held)")
         result = await _recover_locked(manager, bundle, timeout, resolve)
         if result.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
             lock.set_step("")  # the task is gone: its recorded step with it
@@ -332,14 +329,14 @@ async def _recover(
 
 async def _recover_locked(
     manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
-) -> _Result:
+) -> LoadOutcome:
     try:
         empty = not os.listdir(bundle.path)
     except FileNotFoundError:
-        return _Result("removed", "removed by another process meanwhile")
+        return _result("removed", "removed by another process meanwhile")
     if empty:
         await _remove(bundle)
-        return _Result("removed", "empty bundle")
+        return _result("removed", "empty bundle")
     return await _load_shim(manager, bundle, timeout, resolve, locked=True)
 
 
@@ -368,7 +365,7 @@ async def _remove(bundle: Bundle) -> None:
 
 async def _load_shim(
     manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve, *, locked: bool
-) -> _Result:
+) -> LoadOutcome:
     """Reattach ``bundle``'s shim, or (``locked``) clean up what cannot be reattached. Without
     the lock nothing is removed: :data:`_NEEDS_LOCK` says the locked pass must decide."""
     from runtime_v2.start_response import restore_bootstrap_params
@@ -378,14 +375,14 @@ async def _load_shim(
         if not locked:
             return _NEEDS_LOCK
         await _remove(bundle)  # Bundle.delete unmounts the rootfs first
-        return _Result("removed", "no shim-binary-path and no container record to name the runtime")
+        return _result("removed", "no shim-binary-path and no container record to name the runtime")
     try:
         runtime_path = resolve(runtime)
     except errdefs.ContainerdError as exc:
         if not locked:
             return _NEEDS_LOCK
         await _remove(bundle)
-        return _Result("removed", f"runtime {runtime} cannot be resolved: {exc}")
+        return _result("removed", f"runtime {runtime} cannot be resolved: {exc}")
     binary = manager.binary(runtime_path, bundle)
     try:
         endpoint = restore_bootstrap_params(bundle.path)
@@ -395,13 +392,13 @@ async def _load_shim(
         # The shim's start never finished: shut down whatever it left, then drop the bundle.
         await manager.reap_unconnected(binary)
         await _remove(bundle)
-        return _Result("removed", f"no shim address: {exc}")
+        return _result("removed", f"no shim address: {exc}")
     recorded_pid = read_shim_pid(bundle)
     stopped = _stopped_shim_pid(recorded_pid)
     if stopped:
         # A stopped process accepts connections (the kernel queues them) but cannot answer:
         # waiting for the deadline would cost every command that much. Not dead, so left alone.
-        return _Result("skipped", f"shim process {stopped} is stopped; left in place")
+        return _result("skipped", f"shim process {stopped} is stopped; left in place")
 
     # containerd opens the log first, too: a shim whose log FIFO filled up while no process
     # read it is blocked writing and would not answer Connect (#4509). Kept open only for a
@@ -462,7 +459,7 @@ async def _connect_shim(
     *,
     locked: bool,
     shim_pid: int,
-) -> _Result:
+) -> LoadOutcome:
     """Connect to the shim at ``address``: reattached when it is back in the map. Without the
     lock, a shim to clean up is :data:`_NEEDS_LOCK`. ``shim_pid`` is the daemon's pid as
     recorded at its start (0 when unknown: the shim is asked)."""
@@ -485,7 +482,7 @@ async def _connect_shim(
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-        return _Result("skipped", f"shim did not answer within {timeout:g} s; left in place")
+        return _result("skipped", f"shim did not answer within {timeout:g} s; left in place")
     except (errdefs.ContainerdError, OSError, EOFError) as exc:
         failure = exc
     except BaseException:  # cancelled by the caller whose call loads the task: close, not leak
@@ -499,7 +496,7 @@ async def _connect_shim(
         if not locked:
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", f"shim is dead ({failure})")
+        return _result("reaped", f"shim is dead ({failure})")
     assert shim is not None
     if state is None:
         if not locked:
@@ -507,21 +504,21 @@ async def _connect_shim(
             return _NEEDS_LOCK
         await manager.abort(shim)
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
+        return _result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
     # Reattached, the events address is not served yet: the first call that acts on the shim
     # serves it (ShimManager.start_events_server says why a listing need not).
     if not manager.adopt(shim, binary):
         await shim.close()
-        return _Result("skipped", "already loaded")
+        return _result("skipped", "already loaded")
     if shim.client.closed:
         # Died between the check and the watch: its on-close callback never ran.
         manager.forget(shim)
         if not locked:
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", "shim exited while being reattached")
-    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
+        return _result("reaped", "shim exited while being reattached")
+    return _result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
 
 
 async def _task_state(shim: Shim) -> StateResponse | None:
