@@ -440,12 +440,16 @@ def _stopped_shim_pid(pid: int) -> int:
     if pid <= 0:
         return 0
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except (OSError, ValueError, IndexError):
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:  # one read returns the whole line (no file object: one per task)
+            line = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        state = line.rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
         return 0
     # Whether it is still a shim is asked only of a stopped process (one read per task less).
-    return pid if state in ("T", "t") and shim_argv(pid) is not None else 0
+    return pid if state in (b"T", b"t") and shim_argv(pid) is not None else 0
 
 
 async def _connect_shim(
