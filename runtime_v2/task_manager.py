@@ -39,6 +39,8 @@ What taskplane does differently from containerd, on purpose:
 - **Shims are reloaded at first use, not at init** (:class:`runtime_v2.shim_load.FirstUseLoader`):
   a task's when it is first used (get, create, delete, remove), a namespace's when its tasks
   are first listed; ``tasks ls -n a`` touches no shim of ``b``, ``run`` of a new id none.
+  Reattaching serves no events address: the first call that acts on a shim does
+  (:meth:`runtime_v2.shim_manager.ShimManager.start_events_server`).
 """
 
 from __future__ import annotations
