@@ -274,7 +274,7 @@ class ShimManager:
           long-lived one (an embedder, ``taskplane events``: they serve or watch from boot,
           the default); if no such peer is left, the shims' events went nowhere before too.
         - A process that never serves creates nothing for the events address (no socket, no
-          lock file) and holds no lock: killed at any instant, it leaves nothing behind.
+          lock file) and holds no lock on it: killed at any instant, it leaves nothing of it.
           Its shims' deaths are still published: the dead-shim cleanup publishes into the
           exchange (and its journal) directly, without the server.
         """
