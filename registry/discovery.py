@@ -21,7 +21,7 @@ from registry import hookspecs
 from registry._discovery_cache import PluginEntryPoint, cached
 from registry._errors import DiscoveryError
 from registry._registration import Registration, Registry
-from registry.log import get_logger
+from registry.log import first_use, get_logger
 
 if TYPE_CHECKING:
     from registry._failures import LoadFailure
@@ -127,6 +127,7 @@ def discover(
 
     for ep in entry_points():
         dist = ep.distribution
+        first_use()  # a plugin may log through logging as it is imported: set the log up first
         try:
             module = ep.load()
             if pm.is_registered(module):

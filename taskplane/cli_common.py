@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from registry import Host
 
 __all__ = [
+    "DEFAULT_LOG_LEVEL",
     "ENV_CONFIG",
     "ENV_NAMESPACE",
     "LOG_LEVELS",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: The level of taskplane's own log on stderr without ``--log-level``.
+DEFAULT_LOG_LEVEL = "error"
 
 #: Environment variables that stand in for a missing global option.
 ENV_CONFIG = "TASKPLANE_CONFIG"
@@ -61,24 +64,30 @@ class Options:
     root: str | None = None
     state: str | None = None
     namespace: str = DEFAULT_NAMESPACE
-    log_level: str = "error"
+    log_level: str = DEFAULT_LOG_LEVEL
     debug: bool = False
 
     async def boot_async(self) -> Host:
         """Boot the registry with these options (config file, root and state overrides). A
         command is short-lived: its shim manager serves the shims' events from its first shim
-        on (:func:`runtime_v2.shim_config.events_on_demand`)."""
+        on (:func:`runtime_v2.shim_config.events_on_demand`). The log is set up first
+        (``registry.log.first_use``): the boot imports asyncio, which logs through
+        :mod:`logging` itself."""
         import taskplane
+        from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
 
+        first_use()
         with events_on_demand():
             return await taskplane.boot_async(self.config, root=self.root, state=self.state)
 
     def boot(self) -> Host:
         """Synchronous :meth:`boot_async`; the returned Host owns its event loop."""
         import taskplane
+        from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
 
+        first_use()
         with events_on_demand():
             return taskplane.boot(self.config, root=self.root, state=self.state)
 
@@ -248,7 +257,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument(
         "--log-level",
         metavar="LEVEL",
-        default=default("error"),
+        default=default(DEFAULT_LOG_LEVEL),
         type=str.lower,
         choices=LOG_LEVELS,
         help="log level of taskplane's own log on stderr (default: error; "

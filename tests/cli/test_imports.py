@@ -162,6 +162,26 @@ def test_config_validate_imports_no_plugin_module(taskplane: Taskplane, tmp_path
     assert not unexpected, f"taskplane config validate imported {sorted(unexpected)}"
 
 
+#: What a command that logs nothing and fails at nothing needs none of: logging (the command
+#: line's log is set up when logging is first used: taskplane.cli_log; tests/cli/test_log_setup.py
+#: pins that records read as before) and traceback (only ``--debug`` prints one).
+NOT_WITHOUT_A_RECORD = {"logging", "taskplane.cli_log", "traceback"}
+
+
+@pytest.mark.parametrize(
+    "args", [("config", "validate", "{config}"), ("--help",)], ids=["config-validate", "help"]
+)
+def test_a_command_that_logs_nothing_imports_no_logging(
+    taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    argv = [a.format(config=config) for a in args]
+    assert taskplane(*argv).returncode == 0  # caches the entry points
+    unexpected = NOT_WITHOUT_A_RECORD & imported(taskplane, *argv)
+    assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
+
+
 def test_plugins_ls_neither_connects_to_the_metadata_store_nor_loads_pathlib(
     taskplane: Taskplane,
 ) -> None:
