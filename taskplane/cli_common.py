@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import attrs
 
@@ -39,7 +39,6 @@ __all__ = [
     "add_commands",
     "add_global_options",
     "command_nargs",
-    "fill",
     "format_table",
     "line_count",
     "list_format",
@@ -165,7 +164,19 @@ class Parser(argparse.ArgumentParser):
 
 
 class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """Sub-commands whose parsers are filled in (their module imported) only when chosen."""
+    """Sub-commands known by name and help until one is chosen: only then is its parser made
+    and its module imported. A command line makes the parsers of the commands it names, not
+    one per command of every table it passes (each parser is argparse's work and three
+    translation lookups)."""
+
+    def add_command(self, command: Command, *, dashdash: bool) -> None:
+        """Add ``command``: its names and help now (what ``--help`` lists), its parser when
+        chosen."""
+        self._choices_actions.append(
+            self._ChoicesPseudoAction(command.name, list(command.aliases), command.help)
+        )
+        for name in (command.name, *command.aliases):
+            self._name_parser_map[name] = _Placeholder(command, dashdash)
 
     def __call__(
         self,
@@ -176,42 +187,50 @@ class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
     ) -> None:
         if isinstance(values, Sequence) and values:
             chosen = self._name_parser_map.get(str(values[0]))
-            if chosen is not None:
-                fill(chosen)
+            if isinstance(chosen, _Placeholder):
+                made = self._make(chosen)
+                for name in (chosen.command.name, *chosen.command.aliases):
+                    self._name_parser_map[name] = made
         super().__call__(parser, namespace, values, option_string)
 
+    def _make(self, chosen: _Placeholder) -> argparse.ArgumentParser:
+        """The parser of a chosen command, as ``add_parser`` would have made it, with the
+        global options and what the command's module adds."""
+        command = chosen.command
+        made = Parser(
+            prog=f"{self._prog_prefix} {command.name}",
+            description=command.help,
+            usage=command.usage,
+        )
+        made.taskplane_dashdash = chosen.dashdash  # type: ignore[attr-defined]
+        add_global_options(made, top=False)
+        command.load()(made)
+        return made
 
-def fill(parser: argparse.ArgumentParser) -> None:
-    """Import the module of the command ``parser`` stands for and let it add its arguments
-    (once; a no-op for a parser that is not a placeholder)."""
-    command: Command | None = getattr(parser, "taskplane_command", None)
-    if command is None:
-        return
-    parser.taskplane_command = None  # type: ignore[attr-defined]
-    add_global_options(parser, top=False)
-    command.load()(parser)
+
+@attrs.frozen
+class _Placeholder:
+    """A command not chosen yet, where argparse keeps a sub-command's parser."""
+
+    command: Command
+    dashdash: bool
 
 
 def add_commands(
     parser: argparse.ArgumentParser, table: Iterable[Command], *, dest: str = "subcommand"
 ) -> None:
-    """Add ``table`` as ``parser``'s sub-commands (one is required), each a placeholder filled
-    in by its module when chosen (see the module docstring)."""
-    subcommands = parser.add_subparsers(
-        dest=dest,
-        metavar="COMMAND",
-        parser_class=Parser,
-        action=_LazyCommands,
+    """Add ``table`` as ``parser``'s sub-commands (one is required), each made by its module
+    when chosen (see the module docstring)."""
+    subcommands = cast(
+        _LazyCommands,
+        parser.add_subparsers(
+            dest=dest, metavar="COMMAND", parser_class=Parser, action=_LazyCommands
+        ),
     )
     subcommands.required = True
+    dashdash = getattr(parser, "taskplane_dashdash", False)
     for command in table:
-        kwargs: dict[str, Any] = {"help": command.help, "aliases": list(command.aliases)}
-        if command.usage is not None:
-            kwargs["usage"] = command.usage
-        # Only its name and help until chosen: the global options too are added by fill().
-        sub = subcommands.add_parser(command.name, description=command.help, **kwargs)
-        sub.taskplane_command = command  # type: ignore[attr-defined]
-        sub.taskplane_dashdash = getattr(parser, "taskplane_dashdash", False)  # type: ignore[attr-defined]
+        subcommands.add_command(command, dashdash=dashdash)
 
 
 def command_nargs(parser: argparse.ArgumentParser) -> str:

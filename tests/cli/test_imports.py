@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from taskplane.cli import COMMANDS
+from taskplane.cli import COMMANDS, build_parser
+from taskplane.cli_common import Parser
 
 from .conftest import Taskplane
 
@@ -239,3 +240,21 @@ def test_the_interpreter_starts_without_an_import_finder_for_taskplane() -> None
     finders = {m for m in started if m.startswith("__editable__")}
     assert not finders, f"{sys.executable} starts with {sorted(finders)}"
     assert not {"pathlib", "urllib.parse", "fnmatch", "importlib.util"} & started, sorted(started)
+
+
+def test_a_command_line_makes_the_parsers_of_the_commands_it_names_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not one per command of every table it passes: each is argparse's work and three
+    # translation lookups (gettext, locale), on every run.
+    made: list[str] = []
+    make = Parser.__init__
+
+    def counted(self: Parser, *args: object, **kwargs: object) -> None:
+        make(self, *args, **kwargs)
+        made.append(self.prog)
+
+    monkeypatch.setattr(Parser, "__init__", counted)
+    ns = build_parser().parse_args(["config", "validate", "c.toml"])
+    assert ns.file == "c.toml"
+    assert made == ["taskplane", "taskplane config", "taskplane config validate"]
