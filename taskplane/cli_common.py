@@ -169,14 +169,14 @@ class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
     one per command of every table it passes (each parser is argparse's work and three
     translation lookups)."""
 
-    def add_command(self, command: Command, *, dashdash: bool) -> None:
+    def add_command(self, command: Command) -> None:
         """Add ``command``: its names and help now (what ``--help`` lists), its parser when
         chosen."""
         self._choices_actions.append(
             self._ChoicesPseudoAction(command.name, list(command.aliases), command.help)
         )
         for name in (command.name, *command.aliases):
-            self._name_parser_map[name] = _Placeholder(command, dashdash)
+            self._name_parser_map[name] = command  # where argparse keeps the parser
 
     def __call__(
         self,
@@ -187,33 +187,24 @@ class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
     ) -> None:
         if isinstance(values, Sequence) and values:
             chosen = self._name_parser_map.get(str(values[0]))
-            if isinstance(chosen, _Placeholder):
-                made = self._make(chosen)
-                for name in (chosen.command.name, *chosen.command.aliases):
+            if isinstance(chosen, Command):
+                made = self._make(chosen, dashdash=getattr(parser, "taskplane_dashdash", False))
+                for name in (chosen.name, *chosen.aliases):
                     self._name_parser_map[name] = made
         super().__call__(parser, namespace, values, option_string)
 
-    def _make(self, chosen: _Placeholder) -> argparse.ArgumentParser:
+    def _make(self, command: Command, *, dashdash: bool) -> argparse.ArgumentParser:
         """The parser of a chosen command, as ``add_parser`` would have made it, with the
         global options and what the command's module adds."""
-        command = chosen.command
         made = Parser(
             prog=f"{self._prog_prefix} {command.name}",
             description=command.help,
             usage=command.usage,
         )
-        made.taskplane_dashdash = chosen.dashdash  # type: ignore[attr-defined]
+        made.taskplane_dashdash = dashdash  # type: ignore[attr-defined]
         add_global_options(made, top=False)
         command.load()(made)
         return made
-
-
-@attrs.frozen
-class _Placeholder:
-    """A command not chosen yet, where argparse keeps a sub-command's parser."""
-
-    command: Command
-    dashdash: bool
 
 
 def add_commands(
@@ -228,9 +219,8 @@ def add_commands(
         ),
     )
     subcommands.required = True
-    dashdash = getattr(parser, "taskplane_dashdash", False)
     for command in table:
-        subcommands.add_command(command, dashdash=dashdash)
+        subcommands.add_command(command)
 
 
 def command_nargs(parser: argparse.ArgumentParser) -> str:
