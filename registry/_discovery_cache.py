@@ -36,10 +36,12 @@ import re
 import stat
 import sys
 from collections.abc import Iterable
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from registry._entry_point import PluginEntryPoint
 
 __all__ = ["CACHE_VERSION", "PluginEntryPoint", "cache_dir", "cache_path", "cached", "fingerprint"]
 
@@ -52,34 +54,18 @@ CACHE_VERSION = 2
 #: Directory entries whose appearance, disappearance or change can change the entry points.
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
 
-#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``; compiled
-#: by the first entry point loaded (re caches it), not by every command.
-_VALUE = r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$"
-
 #: The largest cache file read (a few hundred entry points fit in a few KiB).
 _MAX_BYTES = 1 << 20
 
 
-@attrs.frozen
-class PluginEntryPoint:
-    """One ``taskplane.plugins`` entry point: its distribution, name and ``module:attr`` value."""
+def __getattr__(name: str) -> Any:
+    # PluginEntryPoint is defined on first use (PEP 562): by the first entry point read or
+    # scanned, so a command in an environment without third-party plugins builds no class.
+    if name == "PluginEntryPoint":
+        from registry._entry_point import PluginEntryPoint
 
-    distribution: str
-    name: str
-    value: str
-
-    def load(self) -> object:
-        """Import the module the value names and return it, or the attribute it names."""
-        import importlib
-
-        match = re.match(_VALUE, self.value)
-        if match is None:
-            raise ValueError(f"entry point value {self.value!r} is not 'module' or 'module:attr'")
-        target: object = importlib.import_module(match.group("module"))
-        for part in (match.group("attr") or "").split("."):
-            if part:
-                target = getattr(target, part)
-        return target
+        return PluginEntryPoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cache_dir() -> str | None:
@@ -188,10 +174,12 @@ def _read(path: str, key: str) -> list[PluginEntryPoint] | None:
         data = ast.literal_eval(os.read(fd, _MAX_BYTES + 1).decode("utf-8"))
         if data.get("version") != CACHE_VERSION or data.get("key") != key:
             return None
-        return [
-            PluginEntryPoint(str(dist), str(name), str(value))
-            for dist, name, value in data["entry_points"]
-        ]
+        entries = data["entry_points"]
+        if not entries:
+            return []
+        from registry._entry_point import PluginEntryPoint
+
+        return [PluginEntryPoint(str(dist), str(name), str(value)) for dist, name, value in entries]
     except (
         OSError,
         ValueError,  # UnicodeDecodeError too
@@ -246,6 +234,8 @@ def scan(group: str) -> list[PluginEntryPoint]:
     """The entry points of ``group`` from the installed distributions (importlib.metadata),
     deduplicated and sorted by (distribution, name)."""
     import importlib.metadata
+
+    from registry._entry_point import PluginEntryPoint
 
     seen: set[tuple[str, str]] = set()
     found: list[tuple[str, str, PluginEntryPoint]] = []

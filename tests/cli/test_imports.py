@@ -57,13 +57,15 @@ NEVER = {
 #: shutil (argparse's formatter imports it for the terminal's width), hashlib (OpenSSL: the
 #: entry point cache compares its key whole, a shim's socket path is hashed only when looked
 #: for), the platform matchers (registry._platform_match: a boot formats platforms, matches
-#: none), what only a plugin that does not load reports (registry._failures) and, on a state
-#: dir
-#: without tasks, the runtime contract (runtime_v2.runtime: a task created or reattached).
+#: none), what only a plugin that does not load reports (registry._failures), the entry point
+#: class (registry._entry_point: the tests' environment has no third-party plugin) and, on a
+#: state dir without tasks, the runtime contract (runtime_v2.runtime: a task created or
+#: reattached).
 NOT_ON_BOOT = {
     "ctypes",
     "hashlib",
     "plugins.filters",
+    "registry._entry_point",
     "registry._failures",
     "registry._platform_match",
     "runtime_v2.runtime",
