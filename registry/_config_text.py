@@ -14,7 +14,8 @@ from typing import Any
 
 PathPart = str | int
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: A TOML bare key; compiled by the first path rendered (re caches it), not by every command.
+_BARE_KEY = r"^[A-Za-z0-9_-]+$"
 
 
 #: What a TOML basic string escapes: the quote, the backslash and every control character
@@ -43,7 +44,7 @@ def render_path(path: Iterable[PathPart]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.match(part) else quote(part)
+        key = part if re.match(_BARE_KEY, part) else quote(part)
         out = f"{out}.{key}" if out else key
     return out
 
