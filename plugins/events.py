@@ -50,6 +50,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
 
@@ -65,10 +66,13 @@ from plugins.events_envelope import (
     validate_topic,
     validate_topic_filter,
 )
-from plugins.events_journal import EventJournal, Follower, JournalError, Record
+from plugins.events_journal import EventJournal, Follower, JournalError
 from plugins.events_subscription import EventsDropped, Subscription
 from plugins.identifiers import quote
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from plugins.events_record import Record
 
 __all__ = [
     "DEFAULT_MAXSIZE",
@@ -289,6 +293,8 @@ class Exchange:
         if journal is None:
             return
         event = envelope.as_any()
+        from plugins.events_record import Record  # the first event appended builds the class
+
         record = Record(
             origin=self.origin,
             timestamp=envelope.timestamp,

@@ -260,3 +260,78 @@ def test_a_command_line_makes_the_parsers_of_the_commands_it_names_only(
     ns = build_parser().parse_args(["config", "validate", "c.toml"])
     assert ns.file == "c.toml"
     assert made == ["taskplane", "taskplane config", "taskplane config validate"]
+
+
+#: Runs ``taskplane ARGS`` in this process, recording the classes attrs builds (attrs' own
+#: class builder, counted: a count that does not wobble, unlike a time), into $CLASSES_OUT.
+_COUNT_ATTRS_CLASSES = """
+import os, sys
+import attr._make
+built = []
+build = attr._make._ClassBuilder.build_class
+def counted(self):
+    cls = build(self)
+    built.append(cls.__module__ + "." + cls.__qualname__)
+    return cls
+attr._make._ClassBuilder.build_class = counted
+from taskplane import cli
+code = cli.main(sys.argv[1:])
+with open(os.environ["CLASSES_OUT"], "w") as out:
+    out.write("\\n".join(built))
+sys.exit(code)
+"""
+
+
+def attrs_classes_built(taskplane: Taskplane, tmp_path: Path, *args: str) -> set[str]:
+    """The attrs classes ``taskplane args`` builds (it must succeed)."""
+    out = tmp_path / "classes.txt"
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNT_ATTRS_CLASSES, *taskplane.argv(*args)[3:]],
+        cwd=taskplane.cwd,
+        env={**taskplane.env, "CLASSES_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(out.read_text().split("\n"))
+
+
+#: Value classes a command does not use, so does not build (attrs takes about 0.4 ms a class,
+#: on every run): each lives in a module of its own, imported on first use.
+NOT_BUILT = {
+    "plugins.containers.Container",  # the first record read or written (plugins.metadata)
+    "plugins.events_record.Record",  # the first event appended or read (plugins.events_journal)
+    "plugins.mount.Mount",  # the first layer's mounts (plugins.overlay)
+    "registry._entry_point.PluginEntryPoint",  # the first entry point (none in the tests)
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tasks", "ls"), ("plugins", "ls"), ("config", "validate", "{config}")],
+    ids=["tasks-ls", "plugins-ls", "config-validate"],
+)
+def test_a_cheap_command_builds_no_value_class_it_does_not_use(
+    taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    argv = [a.format(config=config) for a in args]
+    assert taskplane(*argv).returncode == 0  # caches the entry points
+    built = attrs_classes_built(taskplane, tmp_path, *argv)
+    assert "taskplane.cli_common.Options" in built  # the count sees the command's classes
+    unexpected = NOT_BUILT & built
+    assert not unexpected, f"taskplane {' '.join(args)} built {sorted(unexpected)}"
+
+
+def test_checking_a_config_builds_no_class_for_its_scratch_values(
+    taskplane: Taskplane, tmp_path: Path
+) -> None:
+    # What one file sets is mutable scratch while it is checked (registry._config_files):
+    # a plain class, not one attrs builds on every run.
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    built = attrs_classes_built(taskplane, tmp_path, "config", "validate", str(config))
+    assert "registry._config_files.Config" in built
+    assert "registry._config_files._FileValues" not in built
