@@ -58,12 +58,16 @@ NEVER = {
 #: entry point cache compares its key whole, a shim's socket path is hashed only when looked
 #: for), the platform matchers (registry._platform_match: a boot formats platforms, matches
 #: none), what only a plugin that does not load reports (registry._failures), the entry point
-#: class (registry._entry_point: the tests' environment has no third-party plugin) and, on a
-#: state dir without tasks, the runtime contract (runtime_v2.runtime: a task created or
-#: reattached).
+#: class (registry._entry_point: the tests' environment has no third-party plugin), what only
+#: an event or a subscription needs (its envelope, protobuf, the subscriber's queue: the boot
+#: of the exchange needs none) and, on a state dir without tasks, the runtime contract
+#: (runtime_v2.runtime: a task created or reattached).
 NOT_ON_BOOT = {
     "ctypes",
+    "google.protobuf",
     "hashlib",
+    "plugins.events_envelope",
+    "plugins.events_subscription",
     "plugins.filters",
     "registry._entry_point",
     "registry._failures",
