@@ -107,6 +107,24 @@ def imported(taskplane: Taskplane, *args: str) -> set[str]:
     return names
 
 
+#: The commands every process-cost test looks at: the listings and the config check.
+CHEAP = pytest.mark.parametrize(
+    "args",
+    [("tasks", "ls"), ("plugins", "ls"), ("config", "validate", "{config}")],
+    ids=["tasks-ls", "plugins-ls", "config-validate"],
+)
+
+
+def cached_argv(taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]) -> list[str]:
+    """``args`` with ``{config}`` a ``version = 3`` file, run once (it caches the entry
+    points: the first run after a change scans them, and imports more for it)."""
+    config = tmp_path / "config.toml"
+    config.write_text("version = 3\n")
+    argv = [a.format(config=config) for a in args]
+    assert taskplane(*argv).returncode == 0
+    return argv
+
+
 @pytest.mark.parametrize(
     ("args", "own"),
     [
@@ -127,18 +145,11 @@ def test_a_cheap_command_imports_no_other_command_nor_tooling(
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [("tasks", "ls"), ("plugins", "ls"), ("config", "validate", "{config}")],
-    ids=["tasks-ls", "plugins-ls", "config-validate"],
-)
+@CHEAP
 def test_a_cheap_command_imports_nothing_only_running_or_unmounting_needs(
     taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    argv = [a.format(config=config) for a in args]
-    assert taskplane(*argv).returncode == 0  # caches the entry points
+    argv = cached_argv(taskplane, tmp_path, args)
     unexpected = NOT_ON_BOOT & imported(taskplane, *argv)
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
@@ -164,10 +175,8 @@ NOT_TO_CHECK_A_CONFIG = {
 
 
 def test_config_validate_imports_no_plugin_module(taskplane: Taskplane, tmp_path: Path) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    assert taskplane("config", "validate", str(config)).returncode == 0  # caches the entry points
-    unexpected = NOT_TO_CHECK_A_CONFIG & imported(taskplane, "config", "validate", str(config))
+    argv = cached_argv(taskplane, tmp_path, ("config", "validate", "{config}"))
+    unexpected = NOT_TO_CHECK_A_CONFIG & imported(taskplane, *argv)
     assert not unexpected, f"taskplane config validate imported {sorted(unexpected)}"
 
 
@@ -183,10 +192,7 @@ NOT_WITHOUT_A_RECORD = {"logging", "taskplane.cli_log", "traceback"}
 def test_a_command_that_logs_nothing_imports_no_logging(
     taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    argv = [a.format(config=config) for a in args]
-    assert taskplane(*argv).returncode == 0  # caches the entry points
+    argv = cached_argv(taskplane, tmp_path, args)
     unexpected = NOT_WITHOUT_A_RECORD & imported(taskplane, *argv)
     assert not unexpected, f"taskplane {' '.join(args)} imported {sorted(unexpected)}"
 
@@ -311,18 +317,11 @@ NOT_BUILT = {
 }
 
 
-@pytest.mark.parametrize(
-    "args",
-    [("tasks", "ls"), ("plugins", "ls"), ("config", "validate", "{config}")],
-    ids=["tasks-ls", "plugins-ls", "config-validate"],
-)
+@CHEAP
 def test_a_cheap_command_builds_no_value_class_it_does_not_use(
     taskplane: Taskplane, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    argv = [a.format(config=config) for a in args]
-    assert taskplane(*argv).returncode == 0  # caches the entry points
+    argv = cached_argv(taskplane, tmp_path, args)
     built = attrs_classes_built(taskplane, tmp_path, *argv)
     assert "taskplane.cli_common.Options" in built  # the count sees the command's classes
     unexpected = NOT_BUILT & built
@@ -334,8 +333,7 @@ def test_checking_a_config_builds_no_class_for_its_scratch_values(
 ) -> None:
     # What one file sets is mutable scratch while it is checked (registry._config_files):
     # a plain class, not one attrs builds on every run.
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    built = attrs_classes_built(taskplane, tmp_path, "config", "validate", str(config))
+    argv = cached_argv(taskplane, tmp_path, ("config", "validate", "{config}"))
+    built = attrs_classes_built(taskplane, tmp_path, *argv)
     assert "registry._config_files.Config" in built
     assert "registry._config_files._FileValues" not in built

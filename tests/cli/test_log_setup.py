@@ -1,10 +1,10 @@
 """The command line's log is set up when logging is first used, and reads as it always did.
 
 A command that logs nothing does not import :mod:`logging` (tests/cli/test_imports.py pins
-it); these pin that a record logged on such a command's path, by a project logger or by a
-third-party plugin as it is imported, still comes out as one ``taskplane: LEVEL logger:
-message`` line, at the level ``--log-level`` sets (error by default), never through logging's
-last-resort handler (bare messages, warnings included).
+it); these pin that a record logged on such a command's path by a project logger still comes
+out as one ``taskplane: LEVEL logger: message`` line, at the level ``--log-level`` sets (error
+by default), never through logging's last-resort handler (bare messages, warnings included).
+A third-party plugin that logs as it is imported: tests/cli/test_plugins_and_config.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from .conftest import REPO, Taskplane
+from .conftest import REPO
 
 #: ``taskplane config validate FILE`` whose handler logs through project loggers, first
 #: checking that nothing imported logging before.
@@ -66,37 +65,3 @@ def test_log_level_still_sets_the_level_of_a_logger_first_used_by_a_command() ->
     assert result.stderr.splitlines()[0] == (
         "taskplane: WARNING taskplane.acme: below the default level: not shown"
     )
-
-
-#: A third-party plugin that logs through its own logger as it is imported.
-_CHATTY_PLUGIN = """
-import logging
-
-from registry import hookimpl
-
-logging.getLogger("acme").warning("below the default level")
-logging.getLogger("acme").error("no licence file found")
-
-
-@hookimpl
-def taskplane_registrations():
-    return []
-"""
-
-
-def test_a_third_party_plugin_logging_as_it_is_imported_logs_one_line(
-    taskplane: Taskplane, tmp_path: Path
-) -> None:
-    site = tmp_path / "site"
-    dist = site / "chatty_plugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: chatty-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[taskplane.plugins]\nchatty = chatty_plugin\n")
-    (site / "chatty_plugin.py").write_text(_CHATTY_PLUGIN)
-    config = tmp_path / "config.toml"
-    config.write_text("version = 3\n")
-    env = {"PYTHONPATH": f"{taskplane.env['PYTHONPATH']}:{site}"}
-    for _ in range(2):  # the scan of the entry points, then the cache
-        result = taskplane("config", "validate", str(config), env=env)
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == "taskplane: ERROR acme: no licence file found\n"
