@@ -43,7 +43,7 @@ protos: venv
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
 
 bench: venv system-packages
-	$(PY) bench/registry.py
+	$(PY) bench/registry_boot.py
 	$(PY) bench/ttrpc.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/events.py

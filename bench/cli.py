@@ -15,8 +15,10 @@ from other processes on the machine hits both, bytecode cached (each command run
    containerd 1.6.20 (its shim, runc 1.1.5) and, when ``../shared/upstream`` exists,
    containerd 2.4 (its shim, runc 1.5; taskplane names both by path), and next to
    ``bench/minimal_run.py``, the least a Python client can do for the same run with the same
-   shim, runc and rootfs (the floor of ``run --rm`` in Python), and a process that only starts
-   Python and imports what that run imports;
+   shim, runc and rootfs (the floor of ``run --rm`` in Python), a process that only starts
+   Python and imports what that run imports, and the minimal run importing
+   :data:`DESIGN_CARD` first (attrs, pluggy, sqlite3: the floor of any design on the design
+   card, whatever else it leaves out);
 
 then the ten most expensive imports of ``taskplane tasks ls`` (``-X importtime``, cumulative),
 and for each goal of issue 13 whether it is met and, when not, which floor bounds it
@@ -72,6 +74,11 @@ TASK_COUNT = 50
 MINIMAL_RUN = HERE / "minimal_run.py"
 #: What every boot of taskplane imports (the dependency floor).
 DEPENDENCIES = ("asyncio", "attrs", "pluggy", "argparse", "logging", "sqlite3")
+#: What any design on the design card must import for ``run``, whatever else it leaves out.
+DESIGN_CARD = ("attrs", "pluggy", "sqlite3")
+DESIGN_CARD_WHY = (
+    "the design card's values and plugin registry, and the SQLite store peers share records in"
+)
 
 
 @attrs.frozen
@@ -243,11 +250,19 @@ def tasks_50_verdict(full: float, empty: float, goal: float, count: int = TASK_C
 
 
 def run_verdict(
-    label: str, tp: float, ctr: float, minimal: float, imports: float, limit: float
+    label: str,
+    tp: float,
+    ctr: float,
+    minimal: float,
+    imports: float,
+    limit: float,
+    *,
+    design: float | None = None,
 ) -> str:
     """Whether ``run --rm`` met its goal (``limit`` times ctr's) and, when not, whether the
     minimal Python run (bench/minimal_run.py, same shim, runc and rootfs; ``imports``: a
-    process that only starts Python and imports what it imports) leaves room for it."""
+    process that only starts Python and imports what it uses) leaves room for it, and
+    ``design``, the same run importing :data:`DESIGN_CARD` first, too."""
     head = (
         f"run --rm vs ctr ({label}): {ms(tp)}, {tp / ctr:.2f}x ctr's {ms(ctr)}, "
         f"goal <= {limit:.1f}x ({ms(limit * ctr)})"
@@ -257,6 +272,11 @@ def run_verdict(
         f"Python and importing what it uses: {ms(imports)}; the rest, {ms(minimal - imports)}, "
         "is the shim, runc and the protocol)"
     )
+    if design is not None:
+        floor += (
+            f", and {ms(design)}, {design / ctr:.2f}x ctr's, when it imports "
+            f"{', '.join(DESIGN_CARD)} first ({DESIGN_CARD_WHY})"
+        )
     if tp <= limit * ctr:
         return f"{head}: met ({floor})."
     if minimal > limit * ctr:
@@ -264,9 +284,15 @@ def run_verdict(
             f"{head}: MISSED, and below the floor: {floor}; taskplane's own work above "
             f"it: {ms(tp - minimal)}."
         )
+    if design is not None and design > limit * ctr:
+        return (
+            f"{head}: MISSED, and below the floor of the design: {floor}; taskplane's own "
+            f"work above that: {ms(tp - design)}."
+        )
+    lowest = minimal if design is None else design
     return (
         f"{head}: MISSED, but above the floor: {floor}, which leaves "
-        f"{ms(limit * ctr - minimal)} for taskplane's own work; it takes {ms(tp - minimal)}."
+        f"{ms(limit * ctr - lowest)} for taskplane's own work; it takes {ms(tp - lowest)}."
     )
 
 
@@ -448,6 +474,8 @@ class RunFigures:
     minimal_imports: float
     #: What the minimal runs left behind (tests/leaks.py's words); nothing, when they work.
     leaks: tuple[str, ...] = ()
+    #: The minimal run importing :data:`DESIGN_CARD` first.
+    minimal_design: float | None = None
 
     @property
     def limit(self) -> float:
@@ -468,11 +496,28 @@ class RunFigures:
             ),
             Figure(f"  minimal Python run --rm vs ctr ({self.name})", self.minimal, self.ctr),
             Figure("    its Python start and imports alone", self.minimal_imports),
+            *(
+                []
+                if self.minimal_design is None
+                else [
+                    Figure(
+                        f"    the same importing {', '.join(DESIGN_CARD)} first",
+                        self.minimal_design,
+                        self.ctr,
+                    )
+                ]
+            ),
         ]
 
     def verdict(self) -> str:
         line = run_verdict(
-            self.name, self.taskplane, self.ctr, self.minimal, self.minimal_imports, self.limit
+            self.name,
+            self.taskplane,
+            self.ctr,
+            self.minimal,
+            self.minimal_imports,
+            self.limit,
+            design=self.minimal_design,
         )
         if self.leaks:
             line += f" THE MINIMAL RUNS LEFT BEHIND: {'; '.join(self.leaks)}."
@@ -480,10 +525,18 @@ class RunFigures:
 
 
 def minimal_run(
-    reference: Reference, base: Path, namespace: str, rootfs: Path, spec: Path
+    reference: Reference,
+    base: Path,
+    namespace: str,
+    rootfs: Path,
+    spec: Path,
+    *,
+    prefix: str = "min",
+    preload: Sequence[str] = (),
 ) -> Callable[[int], Sample]:
-    """One timed ``bench/minimal_run.py`` process per call (task ``min<i + 1>``), with
-    ``reference``'s shim and runc, in ``namespace`` and the state dir ``base/state``."""
+    """One timed ``bench/minimal_run.py`` process per call (task ``<prefix><i + 1>``), with
+    ``reference``'s shim and runc, in ``namespace`` and the state dir ``base/state``,
+    importing ``preload`` first."""
     upstream = reference.label == UPSTREAM.label
     argv = [
         PYTHON,
@@ -495,8 +548,9 @@ def minimal_run(
         "--shim", reference.runtime if upstream else "containerd-shim-runc-v2",
         *(["--runc", reference.runc] if reference.runc else []),
         *(["--bootstrap"] if upstream else []),
+        *(["--preload", ",".join(preload)] if preload else []),
     ]  # fmt: skip
-    return lambda i: timed([*argv, f"min{i + 1}"], PY_ENV)
+    return lambda i: timed([*argv, f"{prefix}{i + 1}"], PY_ENV)
 
 
 def left_behind(scope: leaks.Scope) -> tuple[str, ...]:
@@ -526,7 +580,7 @@ def run_figures(
     minimal_base = base / "minimal"
     minimal_base.mkdir(parents=True)
     minimal_ns = f"bench-min-{uuid.uuid4().hex[:6]}"
-    ids = {f"min{i}" for i in range(runs + 1)}
+    ids = {f"{prefix}{i}" for prefix in ("min", "dmin") for i in range(runs + 1)}
     scope = leaks.Scope(
         namespace=minimal_ns,
         base=minimal_base,
@@ -559,14 +613,28 @@ def run_figures(
                 theirs,
                 minimal_run(reference, minimal_base, minimal_ns, rootfs, spec),
                 lambda _: timed(imports, PY_ENV),
+                minimal_run(
+                    reference,
+                    minimal_base,
+                    minimal_ns,
+                    rootfs,
+                    spec,
+                    prefix="dmin",
+                    preload=DESIGN_CARD,
+                ),
             ],
         )
     finally:
         containerd.stop()
         shutil.rmtree(f"/run/containerd/runc/{namespace}", ignore_errors=True)
     return (
-        RunFigures(reference, medians[0], medians[1], medians[2], medians[3], left_behind(scope)),
-        RunFigures(reference, cpus[0], cpus[1], cpus[2], cpus[3]),
+        RunFigures(
+            reference,
+            *medians[:4],
+            leaks=left_behind(scope),
+            minimal_design=medians[4],
+        ),
+        RunFigures(reference, cpus[0], cpus[1], cpus[2], cpus[3], minimal_design=cpus[4]),
     )
 
 

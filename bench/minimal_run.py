@@ -31,8 +31,12 @@ at any step. Nothing is left behind (tests/bench/test_minimal_run.py checks). A 
 line on stderr naming the step, exit status 1, after a best-effort removal of what was
 started.
 
+``--preload MODULE,...`` imports those modules first and does nothing with them: the same
+floor for a client that has to import them (``bench/cli.py`` preloads taskplane's
+dependencies, to show what they alone add to a run).
+
 Usage: ``python bench/minimal_run.py --state DIR --namespace NS --spec FILE --rootfs DIR
-[--shim PATH] [--runc PATH] [--bootstrap] ID``.
+[--shim PATH] [--runc PATH] [--bootstrap] [--preload MODULE,...] ID``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ SOCKET_DIR = "/run/containerd/s"
 
 USAGE = (
     "usage: minimal_run.py --state DIR --namespace NS --spec FILE --rootfs DIR [--shim PATH] "
-    "[--runc PATH] [--bootstrap] ID"
+    "[--runc PATH] [--bootstrap] [--preload MODULE,...] ID"
 )
 
 
@@ -84,6 +88,8 @@ class Args(NamedTuple):
     shim: str = SHIM
     runc: str | None = None
     bootstrap: bool = False
+    #: Modules to import before the run, comma-separated (and not used).
+    preload: str | None = None
 
 
 def parse(argv: list[str]) -> Args:
@@ -105,6 +111,17 @@ def parse(argv: list[str]) -> Args:
     if missing or any(v is None for v in values.values()):
         raise Failed(f"missing {', '.join(missing) or 'a value'}; {USAGE}")
     return Args(**values)  # type: ignore[arg-type]
+
+
+def preload(modules: str | None) -> None:
+    """Import each of the comma-separated ``modules`` (Failed naming one that cannot be)."""
+    import importlib
+
+    for name in filter(None, (modules or "").split(",")):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise Failed(f"cannot preload {name!r}: {exc}") from None
 
 
 class Sideband:
@@ -433,6 +450,7 @@ def run(args: Args) -> int:
 def main() -> int:
     try:
         args = parse(sys.argv[1:])
+        preload(args.preload)
     except Failed as exc:
         print(f"minimal run: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,30 @@ def test_a_missed_run_goal_is_weighed_against_the_minimal_run(
     )
 
 
+def test_a_run_goal_below_the_design_cards_floor_says_so() -> None:
+    line = cli.run_verdict("containerd 2.4", 0.220, 0.100, 0.120, 0.050, 1.3, design=0.140)
+    assert line == (
+        "run --rm vs ctr (containerd 2.4): 220 ms, 2.20x ctr's 100 ms, goal <= 1.3x (130 ms): "
+        "MISSED, and below the floor of the design: the minimal Python run takes 120 ms, 1.20x "
+        "ctr's (starting Python and importing what it uses: 50 ms; the rest, 70 ms, is the shim, "
+        "runc and the protocol), and 140 ms, 1.40x ctr's, when it imports attrs, pluggy, sqlite3 "
+        "first (the design card's values and plugin registry, and the SQLite store peers share "
+        "records in); taskplane's own work above that: 80 ms."
+    )
+    room = cli.run_verdict("containerd 2.4", 0.220, 0.100, 0.120, 0.050, 1.3, design=0.125)
+    assert "MISSED, but above the floor: " in room
+    assert room.endswith("which leaves 5 ms for taskplane's own work; it takes 95 ms.")
+
+
+def test_a_run_figure_shows_the_minimal_run_with_the_design_cards_imports() -> None:
+    run = cli.RunFigures(cli.UPSTREAM, 0.22, 0.1, 0.11, 0.05, minimal_design=0.14)
+    last = run.figures()[-1]
+    assert last.measure == "    the same importing attrs, pluggy, sqlite3 first"
+    assert (last.taskplane, last.other) == (0.14, 0.1)
+    assert "below the floor of the design" in run.verdict()
+    assert len(cli.RunFigures(cli.UPSTREAM, 0.22, 0.1, 0.11, 0.05).figures()) == 3
+
+
 def test_a_met_run_goal_is_met() -> None:
     line = cli.run_verdict("containerd 2.4", 0.120, 0.100, 0.090, 0.050, 1.3)
     assert "goal <= 1.3x (130 ms): met (the minimal Python run takes 90 ms, 0.90x ctr's" in line

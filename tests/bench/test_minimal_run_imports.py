@@ -38,3 +38,34 @@ def test_a_bad_command_line_is_one_line_with_the_usage() -> None:
     assert result.stderr.startswith("minimal run: missing namespace, spec, rootfs; usage: ")
     assert result.stderr.count("\n") == 1
     assert not Path("/nonexistent").exists()
+
+
+def test_preload_imports_the_named_modules_first() -> None:
+    code = (
+        f"import sys; sys.path.insert(0, {str(BENCH)!r}); import minimal_run; "
+        "minimal_run.preload('colorsys,,wave'); "
+        "print('colorsys' in sys.modules, 'wave' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["True", "True"]
+
+
+def test_a_module_that_cannot_be_preloaded_is_one_line_naming_it() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "minimal_run.py"),
+            *("--state", "/nonexistent", "--namespace", "n", "--spec", "s", "--rootfs", "r"),
+            *("--preload", "no_such_module_tp", "m1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("minimal run: cannot preload 'no_such_module_tp': ")
+    assert result.stderr.count("\n") == 1
+    assert not Path("/nonexistent").exists()

@@ -5,7 +5,7 @@ Targets: built-in boot < 20 ms; boot scales linearly: its 10k/1k time ratio is a
 same run (cache and garbage-collector effects push even a linear loop's ratio past 10, and by
 how much depends on the machine and its load). Exits non-zero when a target is missed, so
 ``make bench`` stops on it.
-Run: .venv/bin/python bench/registry.py [--repeats N]
+Run: .venv/bin/python bench/registry_boot.py [--repeats N]
 
 Every figure is a median of several samples taken in turn (loop 1k, boot 1k, loop 10k,
 boot 10k, loop 1k, ...), so a busy shared machine disturbs the boot and the loop, both sizes,
