@@ -11,7 +11,6 @@ the process exits as usual, so they write their reports. An embedder calls
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     code = run_command(argv)
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a profiler or coverage writes its report at the interpreter's exit
-    logging.shutdown()  # flushes the handlers, as the interpreter's exit would
+    logging = sys.modules.get("logging")  # not imported by a command that logged nothing
+    if logging is not None:
+        logging.shutdown()  # flushes the handlers, as the interpreter's exit would
     os._exit(_flushed(code))
 
 
