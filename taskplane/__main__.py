@@ -6,7 +6,8 @@ and object one by one, a third of what ``taskplane tasks ls`` costs). Nothing is
 command has closed its host (plugins, shims' connections, the metadata store) before it returns,
 and the kernel frees the rest. Under a profiler or coverage (``python -m cProfile -m taskplane``)
 the process exits as usual, so they write their reports. An embedder calls
-:func:`taskplane.cli.main`, which returns.
+:func:`taskplane.cli.main`, which returns. The command runs without the cycle collector until
+it boots (:mod:`taskplane.collector`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from taskplane.cli import EXIT_BROKEN_PIPE
-from taskplane.cli import main as run_command
+from taskplane import collector
+
+collector.hold()  # until the command boots, if it does (taskplane.collector)
+
+from taskplane.cli import EXIT_BROKEN_PIPE  # noqa: E402
+from taskplane.cli import main as run_command  # noqa: E402
 
 __all__ = ["main"]
 

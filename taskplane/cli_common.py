@@ -71,24 +71,31 @@ class Options:
         command is short-lived: its shim manager serves the shims' events from its first shim
         on (:func:`runtime_v2.shim_config.events_on_demand`). The log is set up first
         (``registry.log.first_use``): the boot imports asyncio, which logs through
-        :mod:`logging` itself."""
+        :mod:`logging` itself. The cycle collector a command started without is given back
+        after the boot (:func:`taskplane.collector.release`)."""
         import taskplane
         from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
+        from taskplane.collector import release
 
         first_use()
         with events_on_demand():
-            return await taskplane.boot_async(self.config, root=self.root, state=self.state)
+            host = await taskplane.boot_async(self.config, root=self.root, state=self.state)
+        release()  # whatever comes next may run long (taskplane.collector)
+        return host
 
     def boot(self) -> Host:
         """Synchronous :meth:`boot_async`; the returned Host owns its event loop."""
         import taskplane
         from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
+        from taskplane.collector import release
 
         first_use()
         with events_on_demand():
-            return taskplane.boot(self.config, root=self.root, state=self.state)
+            host = taskplane.boot(self.config, root=self.root, state=self.state)
+        release()  # whatever comes next may run long (taskplane.collector)
+        return host
 
 
 #: What a command runs: the global options and the parsed arguments in, the exit code out.
