@@ -81,6 +81,9 @@ class _Logger:
         self._logger: logging.Logger | None = None
 
     def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__") or attribute == "_logger":
+            # Asked by copy, pickle and the like (or before __init__ ran): not a use.
+            raise AttributeError(attribute)
         first_use()
         logger = self._logger
         if logger is None:
@@ -91,6 +94,10 @@ class _Logger:
 
     def __repr__(self) -> str:
         return f"<taskplane logger {self.name} (used on first use)>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As logging.Logger pickles: by name (a copy is the same logger).
+        return get_logger, (self.name,)
 
 
 def get_logger(module: str) -> logging.Logger:

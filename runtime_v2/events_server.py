@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -54,6 +55,13 @@ _EVENTS_SERVICE = events_service_pb2.DESCRIPTOR.services_by_name["Events"]
 _TAKEOVER_RETRIES = 3
 
 
+def _close_after(fd: int, locking: asyncio.Future[None]) -> None:
+    """Close ``fd`` once the flock on it is done, whatever became of it."""
+    if not locking.cancelled():
+        locking.exception()  # retrieved: a lock not taken is nothing to report here
+    os.close(fd)
+
+
 class EventsServer:
     """Serves ``Events.Forward`` at ``address`` unless a live peer does (see the module
     docstring). ``forward`` receives each envelope; ``timeout`` bounds the probe of a peer."""
@@ -79,8 +87,18 @@ class EventsServer:
     async def start(self) -> None:
         """Serve the address, or watch the live peer that does and take over when it goes."""
         lock_fd = securefs.open_file(self.address + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        locking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX))
         try:
-            await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+            await asyncio.shield(locking)
+        except asyncio.CancelledError:
+            # The thread may not have called flock yet: the file is closed (and its lock, if
+            # it got one, given up with it) once it has, never under it (its number reused).
+            locking.add_done_callback(functools.partial(_close_after, lock_fd))
+            raise
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        try:
             if self._closing:
                 return
             server = ttrpc.Server()

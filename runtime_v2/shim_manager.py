@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as _dt
 import os
 from collections.abc import Mapping, Sequence
@@ -128,6 +129,13 @@ SHIM_EXIT_TIMEOUT = 2.0
 QUERIES = frozenset({"State", "Connect", "Pids", "Stats"})
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A done callback: take a failed task's exception, logging it (whoever awaited the task
+    may have stopped waiting, and asyncio would log it again as never retrieved)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("serving the shims' events address failed: %s", exc)
+
+
 def _peer_pid(client: ttrpc.Client) -> int:
     """The pid at the other end of a ttrpc connection (SO_PEERCRED), or 0."""
     peer = client.peer_credentials()
@@ -176,6 +184,8 @@ class ShimManager:
         self._events: EventsServer | None = None
         self._events_started = False
         self._events_starting: asyncio.Lock | None = None
+        #: The start a shim call's hook made (:meth:`_before_call`).
+        self._events_task: asyncio.Task[None] | None = None
         self._closing = False
 
     @property
@@ -289,9 +299,22 @@ class ShimManager:
 
     async def _before_call(self, method: str) -> None:
         """:meth:`Shim.call <runtime_v2.shim.Shim.call>`'s hook on a watched shim: serve the
-        events address before a call that is not one of the :data:`QUERIES`."""
-        if not self._events_started and method not in QUERIES:
-            await self.start_events_server()
+        events address before a call that is not one of the :data:`QUERIES`.
+
+        Usually a no-op: ``TaskManager.load_task`` serves before anyone acts on a task. When it
+        is not, the start runs as a task of its own, in a context of its own (no caller's ttrpc
+        deadline is sent with its probe) and shielded: a caller whose deadline runs out meanwhile
+        gets its timeout, but the start is not cut off half-way (with the address's lock file
+        open in a thread, or a connection to the serving peer made)."""
+        if self._events_started or method in QUERIES:
+            return
+        task = self._events_task
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._events_task = asyncio.get_running_loop().create_task(
+                self.start_events_server(), context=contextvars.Context()
+            )
+            task.add_done_callback(_retrieve)  # a caller that timed out is not told: logged
+        await asyncio.shield(task)
 
     async def _forward(self, envelope: ForwardedEnvelope) -> None:
         await self.exchange.forward(envelope)
@@ -780,6 +803,8 @@ class ShimManager:
         self._closing = True
         if self._info is not None:
             self._info.cancel()
+        if self._events_task is not None:
+            await asyncio.wait([self._events_task])  # a start a call began: finished, then undone
         if self._events is not None:
             await self._events.stop_watching()
         shims = list(self.shims)

@@ -250,9 +250,14 @@ class TaskManager:
         maybe under the task's (re-entrant) lock: ``Client`` calls it before its in-use check."""
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
+        outcome = None
+        if not self.shims.has(namespace, task_id):  # else: its own, or loaded: no disk access
+            outcome = await self._first_use().task(namespace, task_id)
         if self.shims.has(namespace, task_id):
-            return None  # this process's own task, or loaded already: no disk access
-        return await self._first_use().task(namespace, task_id)
+            # The caller is about to act on it: serve the events address now, before its
+            # deadlines (a call's own hook would serve inside them; see ShimManager.watch).
+            await self.shims.start_events_server()
+        return outcome
 
     @property
     def load_outcomes(self) -> list[LoadOutcome]:

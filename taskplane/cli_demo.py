@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
+
 from plugins.types import RUNTIME_RUNC_V2
 from taskplane import oci, preflight
 from taskplane.cli_common import Options
@@ -77,13 +79,14 @@ def demo(opts: Options, args: argparse.Namespace) -> int:
 
 
 async def _demo(opts: Options, rootfs: Path, private: str) -> int:
-    import taskplane
     from taskplane.cli_plugins import render
     from taskplane.containers import Client
 
     root = opts.root or os.path.join(private, "root")
     state = opts.state or os.path.join(private, "state")
-    host = await taskplane.boot_async(opts.config, root=root, state=state)
+    # As every command boots (Options.boot_async: the log set up first, the cycle collector
+    # given back after, events served from the first shim), on the demo's own dirs.
+    host = await attrs.evolve(opts, root=root, state=state).boot_async()
     try:
         print(
             f"taskplane booted {len(host.statuses)} plugins in "

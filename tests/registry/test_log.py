@@ -75,3 +75,17 @@ def test_a_deferred_setup_that_logs_does_not_wait_for_itself() -> None:
     project_log.on_first_use(lambda: seen.append(log.isEnabledFor(logging.CRITICAL)))
     log.debug("first use")
     assert seen == [True]
+
+
+def test_a_project_logger_copies_and_pickles_as_itself_without_being_used() -> None:
+    code = (
+        "import copy, pickle, sys\n"
+        "from registry.log import get_logger\n"
+        "log = get_logger('taskplane.copied')\n"
+        "copies = [copy.copy(log), copy.deepcopy(log), pickle.loads(pickle.dumps(log))]\n"
+        "print('logging' in sys.modules, sorted({c.name for c in copies}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split("\n")[0] == "False ['taskplane.copied']", result.stderr

@@ -465,7 +465,8 @@ async def test_an_events_server_that_cannot_start_fails_the_act_and_the_shim_nev
     manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A serving error is the acting caller's, not swallowed: the listing lists the task
-    (it does not serve), the kill fails with the error before the shim is asked."""
+    (it does not serve); looking the task up to act on it fails with the error, and so does
+    a call that acts on the shim without that lookup, before the shim is asked."""
     (fake,) = await live_shims(base, fake_runtime, "refused")
 
     async def refused() -> None:
@@ -476,10 +477,62 @@ async def test_an_events_server_that_cannot_start_fails_the_act_and_the_shim_nev
         tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
         states = await tasks.states(namespace=NS, timeout=5)
         assert states["refused"] is not None and states["refused"].pid == 10
-        task = await tasks.get("refused", namespace=NS)
         with pytest.raises(OSError, match="cannot bind the events address"):
-            await task.kill(signal.SIGKILL)
+            await tasks.get("refused", namespace=NS)
+        with pytest.raises(OSError, match="cannot bind the events address"):
+            await ShimTask(manager.shims.get(NS, "refused")).kill(signal.SIGKILL)
         assert "Kill" not in fake.methods()
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_looking_a_task_up_serves_before_the_callers_deadlines(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """``get`` (what every act on one task starts with) serves the events address, so a call
+    made under a deadline afterwards does not spend the deadline on it."""
+    (fake,) = await live_shims(base, fake_runtime, "looked-up")
+    try:
+        tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
+        await tasks.states(namespace=NS, timeout=5)
+        assert not manager.events_started  # the listing served nothing
+        await tasks.get("looked-up", namespace=NS)
+        assert manager.events_started
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_start_the_hook_makes_outlives_the_deadline_of_the_call_that_made_it(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose deadline runs out while the hook serves the events address gets its
+    timeout; the start goes on to the end (not cut off half-way) and the next call acts."""
+    (fake,) = await live_shims(base, fake_runtime, "slow")
+    go_on = asyncio.Event()
+    started: list[bool] = []
+    finished: list[bool] = []
+
+    async def slow_start() -> None:
+        started.append(True)
+        await go_on.wait()
+        finished.append(True)
+
+    monkeypatch.setattr(manager.events, "start", slow_start)
+    try:
+        await load(manager, base)
+        task = ShimTask(manager.shims.get(NS, "slow"))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # the start waits for go_on: it always runs out
+                await task.kill(signal.SIGKILL)
+        assert "Kill" not in fake.methods()
+        go_on.set()
+        async with asyncio.timeout(30):  # only to stop a hang
+            await task.kill(signal.SIGKILL)
+        assert started == finished == [True]  # one start, never cut off
+        assert manager.events_started
+        assert "Kill" in fake.methods()
     finally:
         await manager.aclose()
         await fake.stop()
