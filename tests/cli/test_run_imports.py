@@ -23,9 +23,10 @@ import pytest
 from runtime_v2.binary import AFTER_START
 from taskplane.containers import CLAIM_MODULES, CREATE_MODULES
 from tests.fresh_imports import modules_after
+from tests.integration.runtimes import UPSTREAM_RUNC, UPSTREAM_SHIM, upstream  # noqa: F401
 
 from .conftest import Taskplane
-from .test_imports import CLI_MODULES, NEVER, imported
+from .test_imports import CLI_MODULES, NEVER, imported, run_importtime
 
 #: The command modules a run imports (its own and the shared ones).
 RUN_CLI = {
@@ -171,3 +172,17 @@ def test_the_run_path_imports_no_shutil_before_a_task_starts() -> None:
     assert "shutil" not in modules_after(
         "taskplane.cli_run", "taskplane.task_run", "taskplane.stdio"
     )
+
+
+@pytest.mark.integration
+def test_a_run_through_a_bootstrap_shim_imports_no_importlib_metadata(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str, upstream: None
+) -> None:
+    # A 2.3+ shim is given taskplane's version in BootstrapParams: read from the installed
+    # metadata file (runtime_v2.binary.installed_version), not through importlib.metadata.
+    shim = ("--runtime", str(UPSTREAM_SHIM), "--runc-binary", str(UPSTREAM_RUNC))
+    argv = ("run", "--rm", *shim, "--rootfs", str(busybox_rootfs))
+    assert runner(*argv, task_id, "/bin/true").returncode == 0  # records the start protocol
+    report = run_importtime(runner, *argv, task_id + "-2", "/bin/true").stderr
+    names = {line.rsplit("|", 1)[1].strip() for line in report.splitlines() if line.count("|") == 2}
+    assert "importlib.metadata" not in names, report
