@@ -23,7 +23,7 @@ import pytest
 from runtime_v2.binary import AFTER_START
 from taskplane.containers import CLAIM_MODULES, CREATE_MODULES
 from tests.fresh_imports import modules_after
-from tests.integration.runtimes import UPSTREAM_RUNC, UPSTREAM_SHIM, upstream  # noqa: F401
+from tests.integration.runtimes import UPSTREAM_RUNC, UPSTREAM_SHIM, upstream  # noqa: F401 (a fixture)
 
 from .conftest import Taskplane
 from .test_imports import CLI_MODULES, NEVER, imported, run_importtime
@@ -175,8 +175,9 @@ def test_the_run_path_imports_no_shutil_before_a_task_starts() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("upstream")
 def test_a_run_through_a_bootstrap_shim_imports_no_importlib_metadata(
-    runner: Taskplane, busybox_rootfs: Path, task_id: str, upstream: None
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
 ) -> None:
     # A 2.3+ shim is given taskplane's version in BootstrapParams: read from the installed
     # metadata file (runtime_v2.binary.installed_version), not through importlib.metadata.
