@@ -247,10 +247,9 @@ class ShimManager:
         it goes away, so shims' events always have a taskplane process to reach. Idempotent.
 
         The plugin's init calls it, unless the process was booted under
-        :func:`~runtime_v2.shim_config.events_on_demand`: then it runs while the first shim's
-        ``start`` command runs (:meth:`start`: a shim publishes nothing before its Create RPC),
-        or before a task joins a sandbox's shim (:meth:`join_sandbox`) or a shim is reattached
-        (:meth:`adopt`'s caller). Deferring is safe with peers killed at any instant: a process without a shim
+        :func:`~runtime_v2.shim_config.events_on_demand`: then it runs before the first shim
+        is started (:meth:`start`, :meth:`join_sandbox`) or reattached (:meth:`adopt`'s
+        caller). Deferring is safe with peers killed at any instant: a process without a shim
         has no events of its own to receive, and the events of other processes' shims reach
         whichever peer serves the address; a peer that takes over after the server dies is
         one with shims or a long-lived one (which serves or watches from boot), and if no
