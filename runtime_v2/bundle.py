@@ -36,6 +36,7 @@ __all__ = [
     "OCI_SPEC_TYPE_URL",
     "SHIM_BINARY_PATH_FILE",
     "Bundle",
+    "has_remains",
     "load_bundle",
     "mounts_under",
     "new_bundle",
@@ -136,6 +137,14 @@ class Bundle:
 def load_bundle(state: str, namespace: str, task_id: str) -> Bundle:
     """Return the :class:`Bundle` for ``STATE/<namespace>/<task_id>`` without touching the disk."""
     return Bundle(id=task_id, namespace=namespace, path=os.path.join(state, namespace, task_id))
+
+
+def has_remains(state: str, root: str, namespace: str, task_id: str) -> bool:
+    """Whether ``task_id`` has a bundle (``STATE/<ns>/<id>``) or a work dir (``ROOT/<ns>/<id>``,
+    or ``ROOT/<ns>/.<id>`` half-deleted): what restart recovery has to look at."""
+    return os.path.lexists(os.path.join(state, namespace, task_id)) or any(
+        os.path.lexists(os.path.join(root, namespace, entry)) for entry in (task_id, f".{task_id}")
+    )
 
 
 def new_bundle(

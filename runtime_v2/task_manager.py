@@ -56,7 +56,7 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.bundle import Bundle, load_bundle, new_bundle
+from runtime_v2.bundle import Bundle, has_remains, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
@@ -249,6 +249,10 @@ class TaskManager:
         identifiers.validate_task_id(task_id)
         if self.shims.has(namespace, task_id):
             return None  # this process's own task, or loaded already: no disk access
+        if self._loader is None and not has_remains(self.state, self.root, namespace, task_id):
+            # A new id (``run``'s): nothing to reattach or reap, as the loader would find,
+            # without importing it (shim_load and its classes).
+            return None
         return await self._first_use().task(namespace, task_id)
 
     @property

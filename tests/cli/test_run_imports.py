@@ -36,13 +36,16 @@ RUN_CLI = {
     "taskplane.cli_spec",
 }
 #: What a run without ``-t`` never needs: the tooling (as no command), listing, the terminal
-#: helpers, what only ``-info`` and what only writing through tempfile (with random) need, and
-#: a process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
-#: before the delete, so runtime_v2.process_state's classes are not built).
+#: helpers, what only ``-info`` and what only writing through tempfile (with random) need, a
+#: process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
+#: before the delete, so runtime_v2.process_state's classes are not built), and restart
+#: recovery (a new id has no bundle or work dir to reattach or reap: the task manager does not
+#: build its FirstUseLoader).
 NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
     "random",
     "runtime_v2.api.introspection_pb2",
     "runtime_v2.process_state",
+    "runtime_v2.shim_load",
     "taskplane.task_list",
     "tempfile",
 }
