@@ -38,16 +38,19 @@ RUN_CLI = {
 #: What a run without ``-t`` never needs: the tooling (as no command), listing, the terminal
 #: helpers, what only ``-info`` and what only writing through tempfile (with random) need, a
 #: process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
-#: before the delete, so runtime_v2.process_state's classes are not built), and restart
-#: recovery (a new id has no bundle or work dir to reattach or reap: the task manager does not
-#: build its FirstUseLoader).
+#: before the delete, so runtime_v2.process_state's classes are not built), restart recovery
+#: (a new id has no bundle or work dir to reattach or reap: the task manager does not build its
+#: FirstUseLoader), and pathlib with what it imports (a run's paths are strings: 3.5 ms).
 NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
+    "ipaddress",
+    "pathlib",
     "random",
     "runtime_v2.api.introspection_pb2",
     "runtime_v2.process_state",
     "runtime_v2.shim_load",
     "taskplane.task_list",
     "tempfile",
+    "urllib.parse",
 }
 
 #: Runs ``taskplane`` in this process and prints, in order, what it asked to import meanwhile
@@ -190,3 +193,12 @@ def test_a_run_through_a_bootstrap_shim_imports_no_importlib_metadata(
     report = run_importtime(runner, *argv, task_id + "-2", "/bin/true").stderr
     names = {line.rsplit("|", 1)[1].strip() for line in report.splitlines() if line.count("|") == 2}
     assert "importlib.metadata" not in names, report
+
+
+def test_the_run_path_imports_no_pathlib_on_any_thread() -> None:
+    # What the main thread imports is pinned above; this covers what a run imports on a worker
+    # thread meanwhile (taskplane.stdio with the claim, the shim's client while it starts).
+    loaded = modules_after(
+        "taskplane.cli_run", "taskplane.task_run", *CLAIM_MODULES, *CREATE_MODULES, *AFTER_START
+    )
+    assert not {"pathlib", "urllib.parse", "ipaddress"} & loaded
