@@ -139,11 +139,13 @@ def load_bundle(state: str, namespace: str, task_id: str) -> Bundle:
     return Bundle(id=task_id, namespace=namespace, path=os.path.join(state, namespace, task_id))
 
 
-def has_remains(state: str, root: str, namespace: str, task_id: str) -> bool:
-    """Whether ``task_id`` has a bundle (``STATE/<ns>/<id>``) or a work dir (``ROOT/<ns>/<id>``,
-    or ``ROOT/<ns>/.<id>`` half-deleted): what restart recovery has to look at."""
-    return os.path.lexists(os.path.join(state, namespace, task_id)) or any(
-        os.path.lexists(os.path.join(root, namespace, entry)) for entry in (task_id, f".{task_id}")
+def has_remains(bundle: Bundle, root: str) -> bool:
+    """Whether ``bundle``'s task has anything on disk for restart recovery to look at: the
+    bundle, or its work dir under ``root`` (``ROOT/<ns>/<id>``, or ``ROOT/<ns>/.<id>`` when
+    half-deleted)."""
+    work = os.path.join(root, bundle.namespace)
+    return os.path.lexists(bundle.path) or any(
+        os.path.lexists(os.path.join(work, entry)) for entry in (bundle.id, f".{bundle.id}")
     )
 
 

@@ -242,17 +242,13 @@ class TaskManager:
         return await self._first_use().namespace(namespace)
 
     async def load_task(self, task_id: str, *, namespace: str) -> LoadOutcome | None:
-        """Reattach to (or reap) task ``task_id``'s shim that another process left (None when
-        this process has it or there is no bundle). Called first by every call on one task,
-        maybe under the task's (re-entrant) lock: ``Client`` calls it before its in-use check."""
-        identifiers.validate_namespace(namespace)
-        identifiers.validate_task_id(task_id)
+        """Reattach to (or reap) ``task_id``'s shim another process left (None: this process has
+        it, or nothing of it is on disk); first in every call on one task, maybe under its lock."""
+        bundle = self.bundle(task_id, namespace=namespace)  # both ids checked; no I/O
         if self.shims.has(namespace, task_id):
             return None  # this process's own task, or loaded already: no disk access
-        if self._loader is None and not has_remains(self.state, self.root, namespace, task_id):
-            # A new id (``run``'s): nothing to reattach or reap, as the loader would find,
-            # without importing it (shim_load and its classes).
-            return None
+        if not has_remains(bundle, self.root):
+            return None  # a new id (``run``'s): nothing to load, and shim_load is not imported
         return await self._first_use().task(namespace, task_id)
 
     @property

@@ -24,7 +24,6 @@ read output it has not written yet (see :func:`follow`).
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import fcntl
@@ -33,7 +32,6 @@ import os
 import selectors
 import signal
 import sys
-import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -337,6 +335,9 @@ async def logger_exited(directory: str | os.PathLike[str], timeout: float) -> bo
 
 def _unread(fd: int) -> int:
     """How many bytes wait in the pipe ``fd``."""
+    import array  # only a detached task's log needs them, never a run's
+    import termios
+
     pending = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, pending)
     return pending[0]

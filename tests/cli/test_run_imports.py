@@ -40,7 +40,8 @@ RUN_CLI = {
 #: process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
 #: before the delete, so runtime_v2.process_state's classes are not built), restart recovery
 #: (a new id has no bundle or work dir to reattach or reap: the task manager does not build its
-#: FirstUseLoader), and pathlib with what it imports (a run's paths are strings: 3.5 ms).
+#: FirstUseLoader), pathlib with what it imports (a run's paths are strings: 3.5 ms), and
+#: what only reading a detached task's logging pipes needs (termios).
 NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
     "ipaddress",
     "pathlib",
@@ -50,6 +51,7 @@ NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
     "runtime_v2.shim_load",
     "taskplane.task_list",
     "tempfile",
+    "termios",
     "urllib.parse",
 }
 
