@@ -36,7 +36,6 @@ __all__ = [
     "OCI_SPEC_TYPE_URL",
     "SHIM_BINARY_PATH_FILE",
     "Bundle",
-    "has_remains",
     "load_bundle",
     "mounts_under",
     "new_bundle",
@@ -89,6 +88,15 @@ class Bundle:
         """``<bundle>/work``, the symlink to the persistent work directory."""
         return os.path.join(self.path, "work")
 
+    def has_remains(self, root: str) -> bool:
+        """Whether anything of the task is on disk for restart recovery to look at: the
+        bundle, or its work dir under ``root`` (``ROOT/<ns>/<id>``, or ``ROOT/<ns>/.<id>``
+        when half-deleted)."""
+        work = os.path.join(root, self.namespace)
+        return os.path.lexists(self.path) or any(
+            os.path.lexists(os.path.join(work, entry)) for entry in (self.id, f".{self.id}")
+        )
+
     def delete(self) -> None:
         """Remove the bundle and its work directory (containerd's ``Bundle.Delete``).
 
@@ -137,16 +145,6 @@ class Bundle:
 def load_bundle(state: str, namespace: str, task_id: str) -> Bundle:
     """Return the :class:`Bundle` for ``STATE/<namespace>/<task_id>`` without touching the disk."""
     return Bundle(id=task_id, namespace=namespace, path=os.path.join(state, namespace, task_id))
-
-
-def has_remains(bundle: Bundle, root: str) -> bool:
-    """Whether ``bundle``'s task has anything on disk for restart recovery to look at: the
-    bundle, or its work dir under ``root`` (``ROOT/<ns>/<id>``, or ``ROOT/<ns>/.<id>`` when
-    half-deleted)."""
-    work = os.path.join(root, bundle.namespace)
-    return os.path.lexists(bundle.path) or any(
-        os.path.lexists(os.path.join(work, entry)) for entry in (bundle.id, f".{bundle.id}")
-    )
 
 
 def new_bundle(

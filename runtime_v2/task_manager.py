@@ -56,7 +56,7 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.bundle import Bundle, has_remains, load_bundle, new_bundle
+from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
@@ -247,7 +247,7 @@ class TaskManager:
         bundle = self.bundle(task_id, namespace=namespace)  # both ids checked; no I/O
         if self.shims.has(namespace, task_id):
             return None  # this process's own task, or loaded already: no disk access
-        if not has_remains(bundle, self.root):
+        if not bundle.has_remains(self.root):
             return None  # a new id (``run``'s): nothing to load, and shim_load is not imported
         return await self._first_use().task(namespace, task_id)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime_v2.bundle import has_remains, load_bundle
+from runtime_v2.bundle import load_bundle
 
 _PROBE = """
 import asyncio, sys
@@ -41,13 +41,13 @@ def test_a_new_id_is_answered_without_the_loader(tmp_path: Path) -> None:
 def test_remains_are_a_bundle_or_a_work_dir_even_half_deleted(tmp_path: Path) -> None:
     root, state = tmp_path / "root", tmp_path / "state"
     bundle = load_bundle(str(state), "ns", "t")
-    assert not has_remains(bundle, str(root))
+    assert not bundle.has_remains(str(root))
     (state / "ns").mkdir(parents=True)
     (state / "ns" / "other").mkdir()
-    assert not has_remains(bundle, str(root))
+    assert not bundle.has_remains(str(root))
     for where in (state / "ns" / "t", root / "ns" / "t", root / "ns" / ".t"):
         where.mkdir(parents=True)
-        assert has_remains(bundle, str(root)), where
+        assert bundle.has_remains(str(root)), where
         where.rmdir()
     (state / "ns" / "t").symlink_to(tmp_path / "gone")  # a dangling link is still something
-    assert has_remains(bundle, str(root))
+    assert bundle.has_remains(str(root))
