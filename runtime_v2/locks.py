@@ -94,10 +94,15 @@ def ids_with_steps(namespace_dir: str, *, skip: Collection[str] = ()) -> dict[st
 def read_step(path: str) -> str:
     """The step recorded in lock file ``path`` ("" when none or no file)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return ""
+    try:
+        # A step is one short word: a single read gets it all, with no file object to build
+        # (restart recovery reads one per task).
+        return os.read(fd, 4096).decode("utf-8").strip()
+    finally:
+        os.close(fd)
 
 
 # _Entry and _Holder are this process's mutable lock state (identity matters, no value

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import any_pb2, empty_pb2
@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 
 from plugins import identifiers
 from registry.log import get_logger
-from runtime_v2 import errdefs, typeurl
+from runtime_v2 import errdefs
 from runtime_v2 import ttrpc as _ttrpc
 from runtime_v2.api import mount_pb2
 from runtime_v2.api import task_v3_pb2 as task_pb2
@@ -131,6 +131,9 @@ class Shim:
         #: The sandbox this task runs in ("" for none): its shim is the sandbox's, which
         #: outlives the task (containerd's sandboxed tasks).
         self.sandbox_id = ""
+        #: Awaited with the method's name before every call; the shim manager's watch sets it
+        #: (it serves the events address before a call that makes the shim publish events).
+        self.before_call: Callable[[str], Awaitable[object]] | None = None
 
     @property
     def id(self) -> str:
@@ -175,6 +178,8 @@ class Shim:
         """
         if timeout is None and method != "Wait":
             timeout = CALL_TIMEOUT
+        if self.before_call is not None:
+            await self.before_call(method)
         try:
             return await self.client.call(
                 self.service,
@@ -257,10 +262,14 @@ def is_being_deleted(bundle: Bundle) -> bool:
 def _process_spec_any(spec: Mapping[str, Any] | any_pb2.Any | bytes) -> any_pb2.Any:
     if isinstance(spec, any_pb2.Any):
         return spec
+    from runtime_v2 import typeurl  # only exec packs a spec: a listing needs none
+
     return typeurl.pack_json("Process", spec)
 
 
 def _resources_any(resources: Mapping[str, Any] | any_pb2.Any | Message | None) -> any_pb2.Any:
+    from runtime_v2 import typeurl
+
     if resources is None:
         return any_pb2.Any()
     if isinstance(resources, Message):
@@ -473,6 +482,8 @@ class ShimTask:
         """Checkpoint the task into ``path`` (NotImplemented when the runtime cannot)."""
         request = task_pb2.CheckpointTaskRequest(id=self.id, path=path)
         if options is not None:
+            from runtime_v2 import typeurl
+
             request.options.CopyFrom(typeurl.pack(options))
         await self.shim.call("Checkpoint", request, empty_pb2.Empty)
 

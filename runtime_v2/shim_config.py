@@ -36,13 +36,15 @@ _EVENTS_ON_DEMAND: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def events_on_demand() -> Iterator[None]:
-    """Boot shim managers that serve the shims' events address only once they start or
-    reattach a shim (see :meth:`runtime_v2.shim_manager.ShimManager.start_events_server`).
+    """Boot shim managers that serve the shims' events address only once they start a shim
+    or act on one (any call but a query such as ``State``; see
+    :meth:`runtime_v2.shim_manager.ShimManager.start_events_server`).
 
-    For a short-lived process such as a ``taskplane`` command: one that never touches a shim
-    has no events to receive, and a peer that serves the address meanwhile is nothing it must
-    take over from. A long-lived process (an embedder, ``taskplane events``) serves or watches
-    from boot, the default, so that it takes the address over when the serving peer dies::
+    For a short-lived process such as a ``taskplane`` command: one that starts no shim and
+    acts on none (a listing) causes no events to receive, and a peer that serves the address
+    meanwhile is nothing it must take over from. A long-lived process (an embedder,
+    ``taskplane events``) serves or watches from boot, the default, so that it takes the
+    address over when the serving peer dies::
 
         with events_on_demand():
             host = await taskplane.boot_async(root=..., state=...)
@@ -55,7 +57,8 @@ def events_on_demand() -> Iterator[None]:
 
 
 def events_served_on_demand() -> bool:
-    """Whether a shim manager booted now waits for its first shim to serve events."""
+    """Whether a shim manager booted now waits for its first started or acted-on shim to
+    serve events."""
     return _EVENTS_ON_DEMAND.get()
 
 

@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -99,17 +100,14 @@ class LoadOutcome:
     state: StateResponse | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
-@attrs.frozen
-class _Result:
-    """One bundle's outcome and its reason, before it is named with the task."""
-
-    outcome: Outcome
-    reason: str
-    state: StateResponse | None = None
+def _result(outcome: Outcome, reason: str, state: StateResponse | None = None) -> LoadOutcome:
+    """One bundle's outcome and its reason, before :func:`_load_bundle` names it with the
+    task (a class of its own would cost every process that loads a bundle its building)."""
+    return LoadOutcome("", "", outcome, reason, state=state)
 
 
 #: Returned by the lock-free attempt when there is work that needs the task's lock.
-_NEEDS_LOCK = _Result("skipped", "")
+_NEEDS_LOCK = _result("skipped", "")
 
 
 async def load_existing_shims(
@@ -158,15 +156,16 @@ async def load_existing_shims(
             and os.path.isdir(os.path.join(ns_dir, e))
             and not os.path.islink(os.path.join(ns_dir, e))
         ]
-    if found:
-        # A shim to reattach needs the events address served first; an error doing so is the
-        # caller's (before first-use loading it failed the boot), not one task's skip.
-        await manager.start_events_server()
     semaphore = asyncio.Semaphore(parallelism)
+    # Bundles name their shim binary by path, mostly the same one: it is resolved (and its
+    # trust checked, a stat per directory on its path) once per pass, not once per bundle.
+    # Nothing runs it during the pass; a shim that dies later is cleaned up with the binary
+    # resolved here, as it would be had it been resolved a few milliseconds later.
+    resolve = functools.cache(manager.resolve_runtime_path)
 
     async def one(namespace: str, task_id: str) -> LoadOutcome:
         async with semaphore:
-            return await _load_bundle(manager, state, namespace, task_id, timeout)
+            return await _load_bundle(manager, state, namespace, task_id, timeout, resolve)
 
     outcomes = list(await asyncio.gather(*(one(ns, i) for ns, i in found)))
     for namespace in loaded:
@@ -270,19 +269,29 @@ async def load_task(
             if os.path.lexists(os.path.join(root, namespace, entry)):
                 await _cleanup_work_dir(state, root, namespace, entry)
         return None
-    await manager.start_events_server()  # as load_existing_shims does, before the load
-    return await _load_bundle(manager, state, namespace, task_id, timeout)
+    return await _load_bundle(
+        manager, state, namespace, task_id, timeout, manager.resolve_runtime_path
+    )
+
+
+#: How a pass resolves a runtime name or path to its shim binary (ShimManager's, maybe cached).
+_Resolve = Callable[[str], str]
 
 
 async def _load_bundle(
-    manager: ShimManager, state: str, namespace: str, task_id: str, timeout: float
+    manager: ShimManager,
+    state: str,
+    namespace: str,
+    task_id: str,
+    timeout: float,
+    resolve: _Resolve,
 ) -> LoadOutcome:
     bundle = load_bundle(state, namespace, task_id)
     try:
-        result = await _recover(manager, bundle, timeout)
+        result = await _recover(manager, bundle, timeout, resolve)
     except Exception as exc:  # unexpected: keep going with the other bundles
         log.exception("task %s/%s: restart recovery failed", namespace, task_id)
-        result = _Result("skipped", f"unexpected error: {exc}")
+        result = _result("skipped", f"unexpected error: {exc}")
     level = logging.WARNING if result.outcome == "skipped" else logging.INFO
     log.log(
         level,
@@ -292,39 +301,43 @@ async def _load_bundle(
         result.outcome,
         result.reason,
     )
-    return LoadOutcome(namespace, task_id, result.outcome, result.reason, state=result.state)
+    return attrs.evolve(result, namespace=namespace, id=task_id)
 
 
-async def _recover(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+async def _recover(
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
+) -> LoadOutcome:
     try:
         identifiers.validate_task_id(bundle.id)
     except errdefs.InvalidArgument:
-        return _Result("skipped", "the directory name is not a task id; left alone")
+        return _result("skipped", "the directory name is not a task id; left alone")
     if read_step(lock_path(bundle.path)) in _SETTLED_STEPS:
         # Nothing is pending: a live shim is reattached without the lock (cheap, and a peer
         # holding it for an exec or a kill is no reason to skip the task).
-        result = await _load_shim(manager, bundle, timeout, locked=False)
+        result = await _load_shim(manager, bundle, timeout, resolve, locked=False)
         if result is not _NEEDS_LOCK:
             return result
     lock = task_lock(bundle.path)
     async with lock.try_acquire() as taken:
         if not taken:
-            return _Result("skipped", "another process is working on it (its lock is held)")
-        result = await _recover_locked(manager, bundle, timeout)
+            return _result("skipped", "another process is working on it (its lock is held)")
+        result = await _recover_locked(manager, bundle, timeout, resolve)
         if result.outcome in ("reaped", "removed") and not os.path.lexists(bundle.path):
             lock.set_step("")  # the task is gone: its recorded step with it
         return result
 
 
-async def _recover_locked(manager: ShimManager, bundle: Bundle, timeout: float) -> _Result:
+async def _recover_locked(
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve
+) -> LoadOutcome:
     try:
         empty = not os.listdir(bundle.path)
     except FileNotFoundError:
-        return _Result("removed", "removed by another process meanwhile")
+        return _result("removed", "removed by another process meanwhile")
     if empty:
         await _remove(bundle)
-        return _Result("removed", "empty bundle")
-    return await _load_shim(manager, bundle, timeout, locked=True)
+        return _result("removed", "empty bundle")
+    return await _load_shim(manager, bundle, timeout, resolve, locked=True)
 
 
 async def _runtime_of(manager: ShimManager, bundle: Bundle) -> str | None:
@@ -351,8 +364,8 @@ async def _remove(bundle: Bundle) -> None:
 
 
 async def _load_shim(
-    manager: ShimManager, bundle: Bundle, timeout: float, *, locked: bool
-) -> _Result:
+    manager: ShimManager, bundle: Bundle, timeout: float, resolve: _Resolve, *, locked: bool
+) -> LoadOutcome:
     """Reattach ``bundle``'s shim, or (``locked``) clean up what cannot be reattached. Without
     the lock nothing is removed: :data:`_NEEDS_LOCK` says the locked pass must decide."""
     from runtime_v2.start_response import restore_bootstrap_params
@@ -362,14 +375,14 @@ async def _load_shim(
         if not locked:
             return _NEEDS_LOCK
         await _remove(bundle)  # Bundle.delete unmounts the rootfs first
-        return _Result("removed", "no shim-binary-path and no container record to name the runtime")
+        return _result("removed", "no shim-binary-path and no container record to name the runtime")
     try:
-        runtime_path = manager.resolve_runtime_path(runtime)
+        runtime_path = resolve(runtime)
     except errdefs.ContainerdError as exc:
         if not locked:
             return _NEEDS_LOCK
         await _remove(bundle)
-        return _Result("removed", f"runtime {runtime} cannot be resolved: {exc}")
+        return _result("removed", f"runtime {runtime} cannot be resolved: {exc}")
     binary = manager.binary(runtime_path, bundle)
     try:
         endpoint = restore_bootstrap_params(bundle.path)
@@ -379,13 +392,13 @@ async def _load_shim(
         # The shim's start never finished: shut down whatever it left, then drop the bundle.
         await manager.reap_unconnected(binary)
         await _remove(bundle)
-        return _Result("removed", f"no shim address: {exc}")
+        return _result("removed", f"no shim address: {exc}")
     recorded_pid = read_shim_pid(bundle)
     stopped = _stopped_shim_pid(recorded_pid)
     if stopped:
         # A stopped process accepts connections (the kernel queues them) but cannot answer:
         # waiting for the deadline would cost every command that much. Not dead, so left alone.
-        return _Result("skipped", f"shim process {stopped} is stopped; left in place")
+        return _result("skipped", f"shim process {stopped} is stopped; left in place")
 
     # containerd opens the log first, too: a shim whose log FIFO filled up while no process
     # read it is blocked writing and would not answer Connect (#4509). Kept open only for a
@@ -427,12 +440,16 @@ def _stopped_shim_pid(pid: int) -> int:
     if pid <= 0:
         return 0
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except (OSError, ValueError, IndexError):
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:  # one read returns the whole line (no file object: one per task)
+            line = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        state = line.rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
         return 0
     # Whether it is still a shim is asked only of a stopped process (one read per task less).
-    return pid if state in ("T", "t") and shim_argv(pid) is not None else 0
+    return pid if state in (b"T", b"t") and shim_argv(pid) is not None else 0
 
 
 async def _connect_shim(
@@ -446,7 +463,7 @@ async def _connect_shim(
     *,
     locked: bool,
     shim_pid: int,
-) -> _Result:
+) -> LoadOutcome:
     """Connect to the shim at ``address``: reattached when it is back in the map. Without the
     lock, a shim to clean up is :data:`_NEEDS_LOCK`. ``shim_pid`` is the daemon's pid as
     recorded at its start (0 when unknown: the shim is asked)."""
@@ -469,7 +486,7 @@ async def _connect_shim(
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
-        return _Result("skipped", f"shim did not answer within {timeout:g} s; left in place")
+        return _result("skipped", f"shim did not answer within {timeout:g} s; left in place")
     except (errdefs.ContainerdError, OSError, EOFError) as exc:
         failure = exc
     except BaseException:  # cancelled by the caller whose call loads the task: close, not leak
@@ -483,7 +500,7 @@ async def _connect_shim(
         if not locked:
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", f"shim is dead ({failure})")
+        return _result("reaped", f"shim is dead ({failure})")
     assert shim is not None
     if state is None:
         if not locked:
@@ -491,25 +508,21 @@ async def _connect_shim(
             return _NEEDS_LOCK
         await manager.abort(shim)
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", "shim is alive but has no task (leaked shim); shut it down")
+        return _result("reaped", "shim is alive but has no task (leaked shim); shut it down")
     shim.binary = binary
-    try:
-        # The first shim this process reattaches: its events must reach a taskplane process.
-        await manager.start_events_server()
-    except BaseException:
-        await shim.close()
-        raise
+    # Reattached, the events address is not served yet: the first call that acts on the shim
+    # serves it (ShimManager.start_events_server says why a listing need not).
     if not manager.adopt(shim, binary):
         await shim.close()
-        return _Result("skipped", "already loaded")
+        return _result("skipped", "already loaded")
     if shim.client.closed:
         # Died between the check and the watch: its on-close callback never ran.
         manager.forget(shim)
         if not locked:
             return _NEEDS_LOCK
         await reap_dead_shim(binary, bundle, address)
-        return _Result("reaped", "shim exited while being reattached")
-    return _Result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
+        return _result("reaped", "shim exited while being reattached")
+    return _result("reattached", f"shim pid {shim.shim_pid}, task API v{shim.version}", state=state)
 
 
 async def _task_state(shim: Shim) -> StateResponse | None:

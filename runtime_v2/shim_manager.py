@@ -30,7 +30,8 @@ was still registered -- ``/tasks/exit`` and ``/tasks/delete`` events (exit statu
   address; a process that finds it served by a live peer does not serve it (shims' events then
   reach that peer) but takes it over when the peer goes away; a stale socket file is replaced.
   A process booted under :func:`~runtime_v2.shim_config.events_on_demand` (a ``taskplane``
-  command) serves or watches only from its first started or reattached shim (see
+  command) serves or watches only from the first shim it starts or acts on; reattaching a
+  shim and asking its ``State`` (a listing) does neither (see
   :meth:`ShimManager.start_events_server`).
   A connection that drops because another process deleted the task (the bundle is gone or
   marked ``.deleting``) is forgotten quietly.
@@ -74,22 +75,12 @@ from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.locks import task_lock
 from runtime_v2.nsmap import NSMap
-from runtime_v2.shim_cleanup import (
-    CLEANUP_TIMEOUT,
-    SANDBOX_FILE,
-    kill_and_wait,
-    reap_dead_shim,
-    run_delete,
-    write_options,
-    write_shim_pid,
-)
 from runtime_v2.shim_config import (
     ShimConfig,
     check_bootstrap_runtimes,
     check_env,
     events_served_on_demand,
 )
-from runtime_v2.shim_log import SHIM_LOGGER
 from runtime_v2.shim_socket import (
     DEFAULT_SOCKET_DIR,
     check_socket_dir,
@@ -120,6 +111,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SOCKET_DIR",
+    "QUERIES",
     "SHIM_EXIT_TIMEOUT",
     "ShimManager",
     "init",
@@ -129,8 +121,11 @@ log = get_logger(__name__)
 
 #: How long a shim may take to exit after Shutdown before it is killed.
 SHIM_EXIT_TIMEOUT = 2.0
-#: Where the shims' log lines go (runtime_v2.shim_log.ShimLog).
-_SHIM_LOG = SHIM_LOGGER
+#: The task API calls that change nothing in a shim, so it publishes no event for them: the
+#: only calls on a watched shim that do not serve the events address first
+#: (:meth:`ShimManager.start_events_server` says why). ``Wait`` is not one: whoever waits for
+#: a task's exit wants its ``/tasks/exit`` to reach a taskplane process too.
+QUERIES = frozenset({"State", "Connect", "Pids", "Stats"})
 
 
 def _peer_pid(client: ttrpc.Client) -> int:
@@ -164,7 +159,6 @@ class ShimManager:
         self.exchange = exchange
         #: The config's ``[timeouts]`` (key -> seconds): see :meth:`timeout`.
         self.timeouts: Mapping[str, float] = dict(timeouts or {})
-        self.cleanup_timeout = self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
         self.containers = containers
         self.grpc_address = grpc_address
         self.ttrpc_address = ttrpc_address
@@ -196,6 +190,15 @@ class ShimManager:
     def timeout(self, key: str, default: float) -> float:
         """The config's ``[timeouts]`` *key* in seconds, or *default* when it is not set."""
         return self.timeouts.get(key, default)
+
+    @property
+    def cleanup_timeout(self) -> float:
+        """How long a shim's cleanup (its ``delete``, a Shutdown) may take: the config's, else
+        :data:`~runtime_v2.shim_cleanup.CLEANUP_TIMEOUT`. (The cleanup steps' module is
+        imported when a shim needs one: a listing of no task needs none.)"""
+        from runtime_v2.shim_cleanup import CLEANUP_TIMEOUT
+
+        return self.timeout(TIMEOUT_SHIM_CLEANUP, CLEANUP_TIMEOUT)
 
     @property
     def shutdown_timeout(self) -> float:
@@ -247,13 +250,33 @@ class ShimManager:
         it goes away, so shims' events always have a taskplane process to reach. Idempotent.
 
         The plugin's init calls it, unless the process was booted under
-        :func:`~runtime_v2.shim_config.events_on_demand`: then it runs before the first shim
-        is started (:meth:`start`, :meth:`join_sandbox`) or reattached (:meth:`adopt`'s
-        caller). Deferring is safe with peers killed at any instant: a process without a shim
-        has no events of its own to receive, and the events of other processes' shims reach
-        whichever peer serves the address; a peer that takes over after the server dies is
-        one with shims or a long-lived one (which serves or watches from boot), and if no
-        such peer is left the shims' events went nowhere before this change too.
+        :func:`~runtime_v2.shim_config.events_on_demand` (a ``taskplane`` command): then it
+        runs before the first shim is started (:meth:`start`, :meth:`join_sandbox`) and before
+        the first call that acts on a shim it did not start: every call on a watched shim but
+        the :data:`QUERIES` (``Kill``, ``Start``, ``Exec``, ``Wait``, ``Delete``, ``Shutdown``,
+        ...) awaits it first (:meth:`watch` hooks it into :meth:`Shim.call
+        <runtime_v2.shim.Shim.call>`), so it holds by construction, wherever the shim came
+        from: a lookup, a listing's ``entries()`` an embedder acts on afterwards, restart
+        recovery. Reattaching a shim and asking it for its ``State`` (all ``tasks ls`` does)
+        neither serves nor watches: a listing causes no event.
+
+        Deferring is safe with peers killed at any instant:
+
+        - A process that acts on no shim has no events of its own to receive: a query makes
+          the shim publish nothing. What its shims publish on their own meanwhile (a task
+          exiting by itself) reaches whichever peer serves the address, as it does when this
+          process is not running at all; with no such peer, a listing that served would have
+          caught it only by chance (within the few milliseconds it runs, or while the shim
+          was still retrying the forward), never reliably.
+        - Before a call that makes a shim publish, this process serves (or watches the live
+          peer that does, and takes over when it goes), exactly as when it started the shim.
+        - A peer that takes over after the server dies is one that acts on shims or a
+          long-lived one (an embedder, ``taskplane events``: they serve or watch from boot,
+          the default); if no such peer is left, the shims' events went nowhere before too.
+        - A process that never serves creates nothing for the events address (no socket, no
+          lock file) and holds no lock on it: killed at any instant, it leaves nothing of it.
+          Its shims' deaths are still published: the dead-shim cleanup publishes into the
+          exchange (and its journal) directly, without the server.
         """
         if self._events_started:
             return
@@ -263,6 +286,12 @@ class ShimManager:
             if not self._events_started and not self._closing:
                 await self.events.start()
                 self._events_started = True
+
+    async def _before_call(self, method: str) -> None:
+        """:meth:`Shim.call <runtime_v2.shim.Shim.call>`'s hook on a watched shim: serve the
+        events address before a call that is not one of the :data:`QUERIES`."""
+        if not self._events_started and method not in QUERIES:
+            await self.start_events_server()
 
     async def _forward(self, envelope: ForwardedEnvelope) -> None:
         await self.exchange.forward(envelope)
@@ -283,11 +312,13 @@ class ShimManager:
 
     def binary(self, runtime_path: str, bundle: Bundle) -> ShimBinary:
         """The shim binary ``runtime_path`` bound to ``bundle`` (with this manager's addresses,
-        socket dir and env). Its ``delete`` is run through :func:`run_delete`, which hands it
-        the task's effective options."""
+        socket dir and env). Its ``delete`` is run through
+        :func:`~runtime_v2.shim_cleanup.run_delete`, which hands it the task's effective
+        options."""
         import logging
 
         from runtime_v2.binary import ShimBinary
+        from runtime_v2.shim_log import SHIM_LOGGER
 
         return ShimBinary(
             runtime_path,
@@ -298,7 +329,7 @@ class ShimManager:
             env=self.env,
             # containerd passes -debug when it logs at debug itself; the shim's lines are
             # logged to taskplane.shim, so that logger's level decides.
-            debug=_SHIM_LOG.isEnabledFor(logging.DEBUG),
+            debug=SHIM_LOGGER.isEnabledFor(logging.DEBUG),
         )
 
     async def runtime_info(
@@ -340,6 +371,7 @@ class ShimManager:
         removed. The bundle stays for the caller to delete.
         """
         from runtime_v2.runtime_path import binary_name, check_runc_binary
+        from runtime_v2.shim_cleanup import write_options, write_shim_pid
 
         runtime_path = self.resolve_runtime_path(runtime)
         if sandbox_id:
@@ -411,6 +443,7 @@ class ShimManager:
         """
         from runtime_v2.bundle import SHIM_BINARY_PATH_FILE, write_file
         from runtime_v2.shim import ShimTask
+        from runtime_v2.shim_cleanup import SANDBOX_FILE, write_options, write_shim_pid
         from runtime_v2.start_response import restore_bootstrap_params, write_bootstrap_json
 
         sandbox_bundle = os.path.join(os.path.dirname(bundle.path), sandbox_id)
@@ -511,6 +544,7 @@ class ShimManager:
         then the binary's ``delete`` reaps whatever it created and stale sockets are removed.
         """
         from runtime_v2.shim import Shim, connect
+        from runtime_v2.shim_cleanup import run_delete
         from runtime_v2.start_response import restore_bootstrap_params
 
         bundle = binary.bundle
@@ -559,8 +593,10 @@ class ShimManager:
 
     def watch(self, shim: Shim, binary: ShimBinary | None) -> None:
         """Run the dead-shim cleanup when ``shim``'s connection drops (unless closing); its
-        Shutdown deadline becomes the config's."""
+        Shutdown deadline becomes the config's, and every call on it but the :data:`QUERIES`
+        serves the events address first (:meth:`start_events_server`)."""
         shim.shutdown_timeout = self.shutdown_timeout
+        shim.before_call = self._before_call
 
         async def on_close() -> None:
             if binary is not None:
@@ -582,6 +618,7 @@ class ShimManager:
         """
         from runtime_v2.api import task_v3_pb2 as task_pb2
         from runtime_v2.shim import ShimTask
+        from runtime_v2.shim_cleanup import CLEANUP_TIMEOUT, kill_and_wait, run_delete
 
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
         shim.orderly_shutdown = True
@@ -641,6 +678,7 @@ class ShimManager:
     async def _cleanup_after_dead_shim(self, shim: Shim, binary: ShimBinary | None) -> None:
         """containerd's ``cleanupAfterDeadShim`` (see the module docstring for the changes)."""
         from runtime_v2.shim import is_being_deleted
+        from runtime_v2.shim_cleanup import reap_dead_shim
 
         namespace, task_id = shim.namespace, shim.id
         if shim.orderly_shutdown:
@@ -734,10 +772,10 @@ class ShimManager:
         self.shims.delete_if_current(shim.namespace, shim.id, shim)
 
     def adopt(self, shim: Shim, binary: ShimBinary | None) -> bool:
-        """Put a reattached ``shim`` into the map and watch it for its death; False when its
-        task already has one. The caller has run :meth:`start_events_server` and checks
-        afterwards that the connection is still open (a shim that died before :meth:`watch`
-        got no cleanup)."""
+        """Put a reattached ``shim`` into the map and watch it (for its death, and to serve
+        the events address before the first call that acts on it); False when its task
+        already has one. The caller checks afterwards that the connection is still open (a
+        shim that died before :meth:`watch` got no cleanup)."""
         try:
             self.shims.add(shim.namespace, shim.id, shim)
         except errdefs.AlreadyExists:
@@ -768,7 +806,8 @@ class ShimManager:
 async def init(ic: registry.InitContext) -> ShimManager:
     """The shim plugin's init (:mod:`runtime_v2.builtin` registers it): a :class:`ShimManager`
     built from the plugin's :class:`~runtime_v2.shim_config.ShimConfig`, serving events (from
-    its first shim on under :func:`~runtime_v2.shim_config.events_on_demand`)."""
+    the first shim it starts or acts on under
+    :func:`~runtime_v2.shim_config.events_on_demand`)."""
     config: ShimConfig = ic.config if ic.config is not None else ShimConfig()
     # The config decoder ran the same checks; an instance built in code may not have been.
     env = check_env(config.env)

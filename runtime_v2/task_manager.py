@@ -39,6 +39,8 @@ What taskplane does differently from containerd, on purpose:
 - **Shims are reloaded at first use, not at init** (:class:`runtime_v2.shim_load.FirstUseLoader`):
   a task's when it is first used (get, create, delete, remove), a namespace's when its tasks
   are first listed; ``tasks ls -n a`` touches no shim of ``b``, ``run`` of a new id none.
+  Reattaching serves no events address: the first call that acts on a shim does
+  (:meth:`runtime_v2.shim_manager.ShimManager.start_events_server`).
 """
 
 from __future__ import annotations
@@ -56,11 +58,9 @@ from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
 from registry.log import get_logger
 from runtime_v2 import errdefs
-from runtime_v2.bundle import Bundle, load_bundle, new_bundle
 from runtime_v2.crashpoint import crashpoint
 from runtime_v2.errdefs import wrap as _wrap
 from runtime_v2.locks import TaskLock, lock_path, read_step, task_lock
-from runtime_v2.shim_cleanup import reap_dead_shim
 from runtime_v2.shim_manager import ShimManager
 from runtime_v2.task_config import TaskConfig, parse_platforms
 
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from runtime_v2.api import introspection_pb2
+    from runtime_v2.bundle import Bundle
     from runtime_v2.runtime import DEFAULT_RUNTIME, CreateOpts, Exit, State
     from runtime_v2.shim import Shim, ShimTask
     from runtime_v2.shim_load import FirstUseLoader, LoadOutcome
@@ -199,6 +200,8 @@ class TaskManager:
 
     def bundle(self, task_id: str, *, namespace: str) -> Bundle:
         """Where task ``task_id``'s bundle is (or would be); no I/O."""
+        from runtime_v2.bundle import load_bundle  # a listing of no task needs no bundle
+
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
         return load_bundle(self.state, namespace, task_id)
@@ -277,6 +280,8 @@ class TaskManager:
         the runtime is not installed, FailedPrecondition when the runtime lacks a feature the
         spec needs, or the shim's error for the Create RPC. After a failure nothing is left.
         """
+        from runtime_v2.bundle import new_bundle
+
         identifiers.validate_namespace(namespace)
         identifiers.validate_task_id(task_id)
         if opts.sandbox_id:
@@ -361,25 +366,18 @@ class TaskManager:
         return task
 
     async def _undo_create(self, bundle: Bundle, task: ShimTask | None) -> None:
+        name = f"{bundle.namespace}/{bundle.id}"
         if task is not None:
             try:
                 await self.shims.abort(task.shim)
             except Exception as exc:
                 log.warning(
-                    "task %s/%s: failed to shut the shim down after a failed create: %s",
-                    bundle.namespace,
-                    bundle.id,
-                    exc,
+                    "task %s: failed to shut the shim down after a failed create: %s", name, exc
                 )
         try:
             await asyncio.to_thread(bundle.delete)
         except OSError as exc:
-            log.warning(
-                "task %s/%s: failed to remove the bundle after a failed create: %s",
-                bundle.namespace,
-                bundle.id,
-                exc,
-            )
+            log.warning("task %s: failed to remove the bundle after a failed create: %s", name, exc)
 
     # -- get / tasks ----------------------------------------------------------------------------
 
@@ -413,32 +411,30 @@ class TaskManager:
         A task reattached by this very call (the namespace's first listing) is not asked again:
         reattaching asked its shim for the ``State`` a moment ago, within this call.
         """
-        fresh = {
-            outcome.id: outcome.state
-            for outcome in await self.load_existing_shims(namespace)
-            if outcome.state is not None
-        }
-        tasks = await self.tasks(namespace=namespace)
-        if not tasks:
+        loaded = await self.load_existing_shims(namespace)
+        shims = self.shims.connected(namespace)
+        if not shims:
             return {}
         from runtime_v2 import ttrpc
         from runtime_v2.process import state_from
+        from runtime_v2.shim import ShimTask
 
+        fresh = {outcome.id: outcome.state for outcome in loaded if outcome.state is not None}
         semaphore = asyncio.Semaphore(parallelism)
 
-        async def state_of(task: ShimTask) -> State | None:
-            answered = fresh.get(task.id)
-            if answered is not None:
-                return state_from(answered)
+        async def state_of(shim: Shim) -> State | None:
             async with semaphore:
                 try:
                     async with ttrpc.timeout(timeout):
-                        return await task.state()
+                        return await ShimTask(shim).state()
                 except (errdefs.ContainerdError, TimeoutError, OSError):
                     return None
 
-        answers = await asyncio.gather(*(state_of(task) for task in tasks))
-        return {task.id: answer for task, answer in zip(tasks, answers, strict=True)}
+        # Answered already: no coroutine, no task (most shims, at a namespace's first listing).
+        asked = [shim for shim in shims if shim.id not in fresh]
+        answers = await asyncio.gather(*(state_of(shim) for shim in asked))
+        states = dict(zip((shim.id for shim in asked), answers, strict=True))
+        return {s.id: state_from(fresh[s.id]) if s.id in fresh else states[s.id] for s in shims}
 
     # -- delete ---------------------------------------------------------------------------------
 
@@ -484,6 +480,7 @@ class TaskManager:
 
     async def _reap_dead(self, shim: Shim) -> Exit:
         from runtime_v2.runtime import Exit
+        from runtime_v2.shim_cleanup import reap_dead_shim
 
         self.shims.forget(shim)
         exit_ = await reap_dead_shim(

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
 from registry.log import get_logger
-from taskplane import DEFAULT_NAMESPACE, logs
+from taskplane import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -161,12 +161,25 @@ class Client:
         self.host = host
         self.namespace = namespace
         self.cleanup_on_close = cleanup_on_close
-        #: Size at which a task's log is rotated (see :mod:`taskplane.logs`).
-        self.log_max_size = logs.DEFAULT_MAX_SIZE
+        self._log_max_size: int | None = None
         #: Ids of the containers this client created and did not delete.
         self.created: set[str] = set()
         if cleanup_on_close:
             self.task_manager.at_close(self.aclose)
+
+    @property
+    def log_max_size(self) -> int:
+        """Size at which a task's log is rotated (see :mod:`taskplane.logs`; its default until
+        set). The log module is imported when a log is written or read: a listing does neither."""
+        if self._log_max_size is None:
+            from taskplane import logs
+
+            self._log_max_size = logs.DEFAULT_MAX_SIZE
+        return self._log_max_size
+
+    @log_max_size.setter
+    def log_max_size(self, size: int) -> None:
+        self._log_max_size = size
 
     async def __aenter__(self) -> Client:
         return self
@@ -236,6 +249,8 @@ class Client:
 
     def log_path(self, container_id: str) -> Path:
         """The current log file of a task (json-file lines, see :mod:`taskplane.logs`)."""
+        from taskplane import logs
+
         return self.io_dir(container_id) / logs.LOG_NAME
 
     @property

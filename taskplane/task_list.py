@@ -10,6 +10,7 @@ listing many tasks costs about as much as listing a few.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,25 +74,26 @@ async def _candidates(client: Client, listed: set[str]) -> set[str]:
 
     tm = client.task_manager
     namespace = client.namespace
-    ns_dir = Path(tm.state) / namespace
-    bundles = (
-        {p.name for p in ns_dir.iterdir() if not p.name.startswith(".")}
-        if ns_dir.is_dir()
-        else set()
-    )
+    ns_dir = os.path.join(tm.state, namespace)
+    bundles = {name for name in _names(ns_dir) if not name.startswith(".")}
     # A listed task's or a bundle's id is a candidate whatever its step: not read.
-    candidates = bundles | set(ids_with_steps(str(ns_dir), skip=listed | bundles))
-    if client.io_root.is_dir():
-        candidates |= {p.name for p in client.io_root.iterdir()}
+    candidates = bundles | set(ids_with_steps(ns_dir, skip=listed | bundles))
+    candidates |= _names(str(client.io_root))
     with contextlib.suppress(errdefs.ContainerdError):
         candidates |= {c.id for c in await client.containers()}
     with contextlib.suppress(errdefs.ContainerdError):
         prefix = f"{namespace}/"
         candidates |= {k[len(prefix) :] for k in client.snapshotter.keys() if k.startswith(prefix)}
-    runc_ns = Path(tm.runc_root) / namespace
-    if runc_ns.is_dir():
-        candidates |= {p.name for p in runc_ns.iterdir()}
-    return candidates
+    return candidates | _names(os.path.join(tm.runc_root, namespace))
+
+
+def _names(directory: str) -> set[str]:
+    """The entries of ``directory`` (none when it is missing or no directory): names, not
+    paths, as a listing of many tasks reads three such directories."""
+    try:
+        return set(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 async def _leftover(client: Client, container_id: str) -> str:

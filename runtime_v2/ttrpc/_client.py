@@ -22,7 +22,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -49,8 +49,10 @@ from runtime_v2.ttrpc._errors import (
     connect_errors,
 )
 from runtime_v2.ttrpc._metadata import NAMESPACE_KEY
-from runtime_v2.ttrpc._peer import PeerCredentials, read_peer_credentials
 from runtime_v2.ttrpc._writer import FrameWriter
+
+if TYPE_CHECKING:
+    from runtime_v2.ttrpc._peer import PeerCredentials
 
 __all__ = ["Client"]
 
@@ -173,6 +175,9 @@ class Client:
 
     def peer_credentials(self) -> PeerCredentials | None:
         """The SO_PEERCRED credentials of the server process, or None when not connected."""
+        # Imported here: a client that never asks (a listing) builds no credentials class.
+        from runtime_v2.ttrpc._peer import read_peer_credentials
+
         sock = self._transport.get_extra_info("socket") if self._transport is not None else None
         if sock is None:
             return None

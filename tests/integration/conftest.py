@@ -85,15 +85,15 @@ def dirs(
     namespace = f"it-{uuid.uuid4().hex[:10]}"
     scope = Scope(namespace=namespace, base=base, state=base / "s", root=base / "r")
     d = Dirs(base=base, root=base / "r", state=base / "s", namespace=namespace, scope=scope)
-    import runtime_v2.task_manager as task_manager_module
+    import runtime_v2.bundle as bundle_module  # the task manager imports it at each create
 
-    real_new_bundle = task_manager_module.new_bundle
+    real_new_bundle = bundle_module.new_bundle
 
     def recording_new_bundle(root: str, state: str, namespace: str, task_id: str, spec: Any) -> Any:
         scope.ids.add(task_id)  # its shim's socket name derives from the id
         return real_new_bundle(root, state, namespace, task_id, spec)
 
-    monkeypatch.setattr(task_manager_module, "new_bundle", recording_new_bundle)
+    monkeypatch.setattr(bundle_module, "new_bundle", recording_new_bundle)
     with guarded(request.node, scope, after=lambda: shutil.rmtree(base, ignore_errors=True)):
         yield d
 

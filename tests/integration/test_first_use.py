@@ -1,5 +1,6 @@
 """Real shims, touched only when used: one State per shim at a namespace's first listing, and
-the events address served from a command's first shim."""
+the events address served from the first shim a command starts or acts on (a listing serves
+none; acting on a listed task does, before the act, so its events arrive)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from runtime_v2 import Status
 from runtime_v2.shim import Shim
 from runtime_v2.shim_config import events_on_demand
+from taskplane.containers import Client
 
 from .conftest import TIMEOUT, Dirs, boot_host, cleanup_tasks
 from .test_restart_and_dead_shims import start_sleeper
@@ -56,11 +58,17 @@ async def test_a_namespaces_first_listing_asks_each_shim_one_state(
             ids, Status.RUNNING
         )
         assert sorted(calls) == sorted((i, "State") for i in ids)
-        assert second.get(*SHIMS).serves_events  # it reattached shims: it serves their events
+        shims = second.get(*SHIMS)
+        assert not shims.events_started  # a listing causes no event: it serves none
+        exchange = second.get("io.containerd.event.v1", "exchange")
         async with asyncio.timeout(TIMEOUT):  # the reattached shims work as any
-            task = await tasks.get("one", namespace=dirs.namespace)
-            await task.kill(signal.SIGKILL)
-            assert (await task.wait()).status == 128 + signal.SIGKILL
+            async with exchange.subscribe("/tasks/exit", namespace=dirs.namespace) as events:
+                task = await tasks.get("one", namespace=dirs.namespace)
+                await task.kill(signal.SIGKILL)
+                assert shims.serves_events  # served before the kill: its exit arrives
+                assert (await task.wait()).status == 128 + signal.SIGKILL
+                exit_event = (await events.get()).event
+        assert (exit_event.id, exit_event.exit_status) == ("one", 128 + signal.SIGKILL)
     finally:
         await cleanup_tasks(second.get(*TASKS), dirs.namespace)
         await second.aclose()
@@ -87,3 +95,35 @@ async def test_a_command_serves_the_events_address_from_its_first_shim(
     finally:
         await cleanup_tasks(host.get(*TASKS), dirs.namespace)
         await host.aclose()
+
+
+async def test_an_embedder_that_lists_then_kills_receives_the_exit_it_causes(
+    dirs: Dirs, busybox_rootfs: Path, leak_check: None
+) -> None:
+    """``Client.entries()`` reattaches without serving; the kill that follows serves the
+    events address first, so the shim's ``/tasks/exit`` reaches this process's subscriber (a
+    process booted like a command, under ``events_on_demand``)."""
+    first = await boot_host(dirs)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await start_sleeper(first.get(*TASKS), dirs, busybox_rootfs, "listed")
+    finally:
+        await first.aclose()  # the shim keeps running
+
+    with events_on_demand():
+        second = await boot_host(dirs)
+    try:
+        client = Client(second, dirs.namespace)
+        shims = second.get(*SHIMS)
+        exchange = second.get("io.containerd.event.v1", "exchange")
+        async with asyncio.timeout(TIMEOUT):
+            async with exchange.subscribe("/tasks/exit", namespace=dirs.namespace) as events:
+                assert [(e.id, e.status) for e in await client.entries()] == [("listed", "RUNNING")]
+                assert not shims.events_started
+                await (await client.task("listed")).kill(signal.SIGKILL)
+                exit_event = (await events.get()).event
+        assert (exit_event.id, exit_event.exit_status) == ("listed", 128 + signal.SIGKILL)
+        assert shims.serves_events
+    finally:
+        await cleanup_tasks(second.get(*TASKS), dirs.namespace)
+        await second.aclose()

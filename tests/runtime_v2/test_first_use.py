@@ -151,23 +151,3 @@ async def test_a_new_id_does_not_wait_behind_another_tasks_load(base: Path) -> N
                 assert await loader.task("a", "fresh") is None
     finally:
         await host.aclose()
-
-
-async def test_an_events_server_that_cannot_start_fails_the_listing_instead_of_skipping_tasks(
-    base: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    empty_bundle(base, "a", "live")
-    host = await boot(base)
-    try:
-        tasks = host.get(*TASKS)
-
-        async def refused() -> None:
-            raise OSError("cannot bind the events address")
-
-        monkeypatch.setattr(host.get(*SHIMS), "start_events_server", refused)
-        with pytest.raises(OSError, match="cannot bind the events address"):
-            await tasks.tasks(namespace="a")
-        with pytest.raises(OSError, match="cannot bind the events address"):
-            await tasks.get("live", namespace="a")
-    finally:
-        await host.aclose()

@@ -95,6 +95,20 @@ def deletes(base: Path) -> list[str]:
         return []
 
 
+async def live_shims(
+    base: Path, runtime: Path, *ids: str, kind: type[FakeShim] = FakeShim
+) -> list[FakeShim]:
+    """A bundle for each of ``ids`` whose fake shim (a ``kind``) runs its task (pid 10); the
+    caller stops them."""
+    fakes = []
+    for task_id in ids:
+        fake = await kind(str(base / f"{task_id}.sock"), versions=(2,)).start()
+        fake.tasks[(NS, f"{task_id}/")] = FakeTask(10)
+        make_bundle(base, task_id, runtime, address=fake.address)
+        fakes.append(fake)
+    return fakes
+
+
 async def load(manager: ShimManager, base: Path, **kw: float) -> dict[str, tuple[str, str]]:
     outcomes = await load_existing_shims(
         manager,
@@ -390,12 +404,7 @@ async def test_a_dead_shim_of_a_running_task_is_reaped_under_its_lock(
 async def test_task_states_are_asked_of_every_shim_at_once_and_a_silent_one_is_none(
     manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fakes = []
-    for task_id in ("a", "b", "c"):
-        fake = await FakeShim(str(base / f"{task_id}.sock"), versions=(2,)).start()
-        fake.tasks[(NS, f"{task_id}/")] = FakeTask(10)
-        make_bundle(base, task_id, fake_runtime, address=fake.address)
-        fakes.append(fake)
+    fakes = await live_shims(base, fake_runtime, "a", "b", "c")
     try:
         assert {o for o, _ in (await load(manager, base)).values()} == {"reattached"}
         tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
@@ -417,6 +426,83 @@ async def test_task_states_are_asked_of_every_shim_at_once_and_a_silent_one_is_n
         assert sorted(states) == ["a", "b", "c"]
         assert states["c"] is None
         assert states["a"] is not None and states["a"].pid == 10
+    finally:
+        await manager.aclose()
+        for fake in fakes:
+            await fake.stop()
+
+
+async def test_a_reattached_shim_is_queried_without_serving_events_and_acted_on_after(
+    manager: ShimManager, base: Path, fake_runtime: Path
+) -> None:
+    """Reattaching and the queries (a listing's State, ps's Pids, metrics' Stats) leave the
+    events address alone; the first call that acts on the shim (here Kill) serves it before
+    the call reaches the shim."""
+    served_at_kill: list[bool] = []
+
+    class Observed(FakeShim):
+        async def _Kill(self, r: Any, ns: str) -> Any:
+            served_at_kill.append(manager.serves_events)
+            return await super()._Kill(r, ns)
+
+    (fake,) = await live_shims(base, fake_runtime, "acted", kind=Observed)
+    try:
+        assert (await load(manager, base))["acted"][0] == "reattached"
+        task = ShimTask(manager.shims.get(NS, "acted"))
+        await task.state()
+        await task.pids()
+        await task.stats()
+        assert not manager.events_started
+        assert not Path(manager.ttrpc_address).exists()  # nothing bound
+        await task.kill(signal.SIGKILL)
+        assert served_at_kill == [True]
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_an_events_server_that_cannot_start_fails_the_act_and_the_shim_never_sees_it(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serving error is the acting caller's, not swallowed: the listing lists the task
+    (it does not serve), the kill fails with the error before the shim is asked."""
+    (fake,) = await live_shims(base, fake_runtime, "refused")
+
+    async def refused() -> None:
+        raise OSError("cannot bind the events address")
+
+    monkeypatch.setattr(manager, "start_events_server", refused)
+    try:
+        tasks = TaskManager(root=str(base / "root"), state=str(base / "state"), shims=manager)
+        states = await tasks.states(namespace=NS, timeout=5)
+        assert states["refused"] is not None and states["refused"].pid == 10
+        task = await tasks.get("refused", namespace=NS)
+        with pytest.raises(OSError, match="cannot bind the events address"):
+            await task.kill(signal.SIGKILL)
+        assert "Kill" not in fake.methods()
+    finally:
+        await manager.aclose()
+        await fake.stop()
+
+
+async def test_a_pass_resolves_a_shim_binary_once_however_many_bundles_name_it(
+    manager: ShimManager, base: Path, fake_runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = await live_shims(base, fake_runtime, "a", "b", "c")
+    resolved: list[str] = []
+    resolve = manager.resolve_runtime_path
+
+    def counted(runtime: str) -> str:
+        resolved.append(runtime)
+        return resolve(runtime)
+
+    monkeypatch.setattr(manager, "resolve_runtime_path", counted)
+    try:
+        assert {o for o, _ in (await load(manager, base)).values()} == {"reattached"}
+        assert resolved == [str(fake_runtime)]
+        assert {manager.shims.get(NS, i).binary.runtime_path for i in "abc"} == {  # type: ignore[union-attr]
+            str(fake_runtime)
+        }
     finally:
         await manager.aclose()
         for fake in fakes:
