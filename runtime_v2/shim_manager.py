@@ -251,10 +251,11 @@ class ShimManager:
 
         The plugin's init calls it, unless the process was booted under
         :func:`~runtime_v2.shim_config.events_on_demand` (a ``taskplane`` command): then it
-        runs before the first shim is started (:meth:`start`, :meth:`join_sandbox`) and before
-        the first call that acts on a shim it did not start: every call on a watched shim but
-        the :data:`QUERIES` (``Kill``, ``Start``, ``Exec``, ``Wait``, ``Delete``, ``Shutdown``,
-        ...) awaits it first (:meth:`watch` hooks it into :meth:`Shim.call
+        runs while the first shim's ``start`` command runs (:meth:`start`: a shim publishes
+        nothing before its Create), before a task joins a sandbox's shim (:meth:`join_sandbox`)
+        and before the first call that acts on a shim it did not start: every call on a watched
+        shim but the :data:`QUERIES` (``Kill``, ``Start``, ``Exec``, ``Wait``, ``Delete``,
+        ``Shutdown``, ...) awaits it first (:meth:`watch` hooks it into :meth:`Shim.call
         <runtime_v2.shim.Shim.call>`), so it holds by construction, wherever the shim came
         from: a lookup, a listing's ``entries()`` an embedder acts on afterwards, restart
         recovery. Reattaching a shim and asking it for its ``State`` (all ``tasks ls`` does)
