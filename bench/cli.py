@@ -63,6 +63,8 @@ from interop.containerd import PrivateContainerd  # noqa: E402
 from tests import leaks  # noqa: E402
 
 PYTHON = sys.executable
+#: The console script next to the interpreter: what users type.
+SCRIPT = Path(PYTHON).parent / "taskplane"
 #: Our environment, with bytecode written and read (as an installed taskplane has it): the
 #: first run of each command writes what later runs read.
 PY_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -298,28 +300,23 @@ def run_verdict(
 
 @attrs.frozen
 class Taskplane:
-    """``python -m taskplane`` on a private root and state."""
+    """``taskplane`` on a private root and state: timed as users run it, the console script
+    (:data:`SCRIPT`, without ``runpy``'s imports), else ``python -m taskplane``."""
 
     root: Path
     state: Path
     namespace: str
 
     def argv(self, *args: str) -> list[str]:
-        return [
-            PYTHON,
-            "-m",
-            "taskplane",
-            "--root",
-            str(self.root),
-            "--state",
-            str(self.state),
-            "--namespace",
-            self.namespace,
-            *args,
-        ]
+        """``python -m taskplane ARGS`` (for ``python -X importtime``)."""
+        return [PYTHON, "-m", "taskplane", *self.options(), *args]
+
+    def options(self) -> list[str]:
+        return ["--root", str(self.root), "--state", str(self.state), "--namespace", self.namespace]
 
     def __call__(self, *args: str) -> Sample:
-        return timed(self.argv(*args), PY_ENV)
+        command = [str(SCRIPT)] if SCRIPT.exists() else [PYTHON, "-m", "taskplane"]
+        return timed([*command, *self.options(), *args], PY_ENV)
 
 
 def top_imports(tp: Taskplane, count: int = 10) -> list[tuple[int, int, str]]:

@@ -50,25 +50,29 @@ import contextlib
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-
-from google.protobuf.message import Message
+from typing import TYPE_CHECKING, Any
 
 from plugins import identifiers
 from plugins.errdefs import FailedPrecondition, InvalidArgument
-from plugins.events_envelope import (
-    EventEnvelope,
-    ForwardedEnvelope,
-    decode_event,
-    envelope_field,
-    is_topic_filter,
-    validate_filter,
-    validate_topic,
-    validate_topic_filter,
-)
-from plugins.events_journal import EventJournal, Follower, JournalError, Record
-from plugins.events_subscription import EventsDropped, Subscription
+from plugins.events_journal import EventJournal, Follower, JournalError
 from plugins.identifiers import quote
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from plugins.events_envelope import (
+        EventEnvelope,
+        ForwardedEnvelope,
+        decode_event,
+        envelope_field,
+        is_topic_filter,
+        validate_filter,
+        validate_topic,
+        validate_topic_filter,
+    )
+    from plugins.events_record import Record
+    from plugins.events_subscription import EventsDropped, Subscription
 
 __all__ = [
     "DEFAULT_MAXSIZE",
@@ -87,6 +91,32 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+#: Re-exported names -> the module that defines them, imported when first read (PEP 562): an
+#: event (its envelope class and protobuf) or a subscription is what needs them, not the boot
+#: of the exchange every command does.
+_LAZY = {
+    "EventEnvelope": "plugins.events_envelope",
+    "ForwardedEnvelope": "plugins.events_envelope",
+    "decode_event": "plugins.events_envelope",
+    "envelope_field": "plugins.events_envelope",
+    "is_topic_filter": "plugins.events_envelope",
+    "validate_filter": "plugins.events_envelope",
+    "validate_topic": "plugins.events_envelope",
+    "validate_topic_filter": "plugins.events_envelope",
+    "EventsDropped": "plugins.events_subscription",
+    "Subscription": "plugins.events_subscription",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 #: The default queue bound of a subscription.
 DEFAULT_MAXSIZE = 1024
@@ -152,6 +182,10 @@ class Exchange:
         Raises InvalidArgument for an invalid namespace, topic or event, and
         FailedPrecondition after :meth:`close`.
         """
+        from google.protobuf.message import Message
+
+        from plugins.events_envelope import EventEnvelope, validate_topic
+
         identifiers.validate(namespace, what="event namespace")
         validate_topic(topic)
         if not isinstance(event, Message):
@@ -171,6 +205,10 @@ class Exchange:
         zero time 0001-01-01T00:00:00Z) or
         the event is not an ``Any``; FailedPrecondition after :meth:`close`.
         """
+        from google.protobuf.message import Message
+
+        from plugins.events_envelope import EventEnvelope, decode_event, validate_topic
+
         namespace = envelope.namespace
         topic = envelope.topic
         identifiers.validate(namespace, what="forwarded event namespace")
@@ -212,6 +250,9 @@ class Exchange:
         With a journal, events other processes appended after this call are delivered too;
         the first subscription starts following the journal.
         """
+        from plugins.events_envelope import validate_filter
+        from plugins.events_subscription import Subscription
+
         for text in topics:
             validate_filter(text)
         if namespace is not None:
@@ -289,6 +330,8 @@ class Exchange:
         if journal is None:
             return
         event = envelope.as_any()
+        from plugins.events_record import Record  # the first event appended builds the class
+
         record = Record(
             origin=self.origin,
             timestamp=envelope.timestamp,
@@ -371,6 +414,10 @@ class Exchange:
             self._poll_failing = True
             return
         self._poll_failing = False
+        if not records:
+            return
+        from plugins.events_envelope import EventEnvelope, decode_event, validate_topic
+
         for record in records:
             if record.origin == self.origin:
                 continue  # delivered when this exchange published it

@@ -48,22 +48,20 @@ Damage
 
 from __future__ import annotations
 
-import base64
-import binascii
 import errno
 import fcntl
-import json
 import os
 import select
 import stat
 import time
-from datetime import UTC, datetime
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from plugins import securefs
 from plugins.errdefs import FailedPrecondition
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from plugins.events_record import Record
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -76,6 +74,17 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # Record (plugins.events_record) is defined by the first event appended or read (PEP 562):
+    # every command boots the exchange, few publish or follow an event.
+    if name == "Record":
+        from plugins.events_record import Record
+
+        return Record
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The journal's file name in the exchange's state directory.
 JOURNAL_FILENAME = "events.log"
@@ -96,66 +105,6 @@ class JournalError(FailedPrecondition):
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         super().__init__(f"event journal {path} {problem}; refusing to use it")
-
-
-@attrs.frozen
-class Record:
-    """One event as stored in the journal."""
-
-    origin: str
-    timestamp: datetime
-    namespace: str
-    topic: str
-    type_url: str
-    value: bytes
-
-    def to_line(self) -> bytes:
-        """Encode as one JSON line (ending in a newline)."""
-        data = {
-            "origin": self.origin,
-            "timestamp": self.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "namespace": self.namespace,
-            "topic": self.topic,
-            "type_url": self.type_url,
-            "value": base64.b64encode(self.value).decode("ascii"),
-        }
-        return json.dumps(data, separators=(",", ":")).encode() + b"\n"
-
-    @classmethod
-    def from_line(cls, line: bytes) -> Record:
-        """Decode a line written by :meth:`to_line`; ValueError says what is wrong with it."""
-        try:
-            data = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        fields = {}
-        for name in ("origin", "timestamp", "namespace", "topic", "type_url", "value"):
-            value = data.get(name)
-            if not isinstance(value, str):
-                raise ValueError(f"field {name!r} is missing or not a string")
-            fields[name] = value
-        try:
-            if not fields["timestamp"].endswith("Z"):
-                raise ValueError
-            timestamp = datetime.fromisoformat(fields["timestamp"])
-        except ValueError:
-            raise ValueError(
-                f"field 'timestamp' is not a UTC time: {fields['timestamp']!r}"
-            ) from None
-        try:
-            value_bytes = base64.b64decode(fields["value"], validate=True)
-        except binascii.Error:
-            raise ValueError("field 'value' is not base64") from None
-        return cls(
-            origin=fields["origin"],
-            timestamp=timestamp.astimezone(UTC),
-            namespace=fields["namespace"],
-            topic=fields["topic"],
-            type_url=fields["type_url"],
-            value=value_bytes,
-        )
 
 
 def _flock(fd: int, operation: int, patience: float = LOCK_WAIT) -> bool:
@@ -413,6 +362,8 @@ class Follower:
         if not line.strip():
             return
         try:
+            from plugins.events_record import Record
+
             records.append(Record.from_line(line))
         except ValueError as exc:
             log.warning(

@@ -29,7 +29,6 @@ import json
 import os
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,8 @@ from plugins.identifiers import quote
 
 if TYPE_CHECKING:
     import sqlite3
+
+    from plugins.containers import Container
 
 __all__ = [
     "DB_FILENAME",
@@ -70,33 +71,19 @@ R = TypeVar("R")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _freeze_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
-    return types.MappingProxyType(dict(labels or {}))
-
-
 def _set_labels(labels: Mapping[str, str]) -> dict[str, str]:
     # containerd never stores a label with an empty value: setting "" removes the label.
     return {key: value for key, value in labels.items() if value != ""}
 
 
-@attrs.frozen
-class Container:
-    """A container record, as containerd's ``containers.Container`` (the fields the runtime uses).
+def __getattr__(name: str) -> Any:
+    # Container (plugins.containers) is defined by the first record read or written (PEP 562):
+    # every command boots the store, and a listing of tasks or plugins reads no record.
+    if name == "Container":
+        from plugins.containers import Container
 
-    ``runtime_options`` is a marshalled protobuf ``Any`` (the runtime handler's options, e.g.
-    ``containerd.runc.v1.Options``); ``spec`` is the OCI runtime spec as JSON bytes.
-    ``labels`` is read-only. ``created_at`` / ``updated_at`` are set by the store (UTC); the
-    values given to :meth:`ContainerStore.create` are ignored.
-    """
-
-    id: str
-    runtime_name: str
-    runtime_options: bytes | None = None
-    spec: bytes | None = None
-    sandbox_id: str = ""
-    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_labels, hash=False)
-    created_at: datetime = _EPOCH
-    updated_at: datetime = _EPOCH
+        return Container
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _validate_namespace(namespace: object) -> str:
@@ -120,6 +107,8 @@ def _validate_labels(labels: Mapping[str, str], where: str) -> None:
 
 
 def _validate_container(container: Container, where: str) -> None:
+    from plugins.containers import Container
+
     if not isinstance(container, Container):
         raise InvalidArgument(f"expected a Container, not {type(container).__name__}")
     identifiers.validate(container.id, what="container id")
@@ -203,6 +192,8 @@ def _select(conn: sqlite3.Connection, namespace: str, container_id: str) -> Cont
 
 
 def _row_to_container(row: tuple[Any, ...]) -> Container:
+    from plugins.containers import Container
+
     cid, runtime_name, runtime_options, spec, sandbox_id, labels, created, updated = row
     return Container(
         id=cid,
@@ -411,6 +402,8 @@ class ContainerStore:
         key, or remove it when ``container.labels`` lacks it or maps it to ""), ``"spec"``.
         Raises NotFound, or InvalidArgument for an unknown field path or invalid fields.
         """
+        from plugins.containers import Container
+
         namespace = _validate_namespace(namespace)
         if not isinstance(container, Container):
             raise InvalidArgument(f"expected a Container, not {type(container).__name__}")

@@ -20,14 +20,14 @@ is only ever named in ``lowerdir=``: overlayfs writes go to the upper dir.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from plugins import errdefs, identifiers, securefs
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from plugins.mount import Mount
 
 __all__ = ["SNAPSHOTS_DIR", "Mount", "OverlaySnapshotter"]
 
@@ -35,13 +35,14 @@ __all__ = ["SNAPSHOTS_DIR", "Mount", "OverlaySnapshotter"]
 SNAPSHOTS_DIR = "snapshots"
 
 
-@attrs.frozen
-class Mount:
-    """A mount as containerd's ``mount.Mount``: ``mount -t type -o options source target``."""
+def __getattr__(name: str) -> Any:
+    # Mount (plugins.mount) is defined by the first layer's mounts (PEP 562): every command
+    # boots the snapshotter, few use a layer.
+    if name == "Mount":
+        from plugins.mount import Mount
 
-    type: str
-    source: str
-    options: tuple[str, ...] = ()
+        return Mount
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -57,8 +58,8 @@ def _split_key(key: str) -> tuple[str, str]:
 class OverlaySnapshotter:
     """Writable overlay layers over read-only directories, under ``root``.
 
-    pathlib is imported on the first use of a layer, not when the plugin boots: every command
-    boots the snapshotter, few use it.
+    pathlib and the :class:`~plugins.mount.Mount` class are imported on the first use of a
+    layer, not when the plugin boots: every command boots the snapshotter, few use it.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -93,6 +94,8 @@ class OverlaySnapshotter:
                     f"cannot use {option.partition('=')[2]!r} in an overlay mount "
                     "(it contains ',' or ':')"
                 )
+        from plugins.mount import Mount
+
         return (Mount(type="overlay", source="overlay", options=options),)
 
     def prepare(self, key: str, lower: str | os.PathLike[str]) -> tuple[Mount, ...]:

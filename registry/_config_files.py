@@ -183,17 +183,33 @@ def coerce(source: ConfigSource, known: KnownSettings) -> tuple[Config, list[Con
     return _load_mapping(source, "<dict>", known)
 
 
-@attrs.define
 class _FileValues:
-    version: int | None = None
-    root: str | None = None
-    state: str | None = None
-    disabled_plugins: list[str] = attrs.Factory(list)
-    required_plugins: list[str] = attrs.Factory(list)
-    imports: list[str] = attrs.Factory(list)
-    plugins: dict[str, dict[str, Any]] = attrs.Factory(dict)
-    timeouts: dict[str, float] = attrs.Factory(dict)
-    bad_version: bool = False  # reported: the file is read as the root's version, not as 1.x
+    """What one file sets, filled in while the file is checked (scratch, not a value: a plain
+    class, which every config check would otherwise pay attrs to build)."""
+
+    __slots__ = (
+        "bad_version",
+        "disabled_plugins",
+        "imports",
+        "plugins",
+        "required_plugins",
+        "root",
+        "state",
+        "timeouts",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.root: str | None = None
+        self.state: str | None = None
+        self.disabled_plugins: list[str] = []
+        self.required_plugins: list[str] = []
+        self.imports: list[str] = []
+        self.plugins: dict[str, dict[str, Any]] = {}
+        self.timeouts: dict[str, float] = {}
+        # Reported: the file is read as the root's version, not as 1.x.
+        self.bad_version = False
 
 
 class _Loader:

@@ -8,19 +8,33 @@ config that needs no conversion never pays for cattrs.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 PathPart = str | int
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: A TOML bare key; compiled by the first path rendered (re caches it), not by every command.
+_BARE_KEY = r"^[A-Za-z0-9_-]+$"
+
+
+#: What a TOML basic string escapes: the quote, the backslash and every control character
+#: below U+0020 (``\n``, ``\t``... by name, the rest as ``\u00XX``): what
+#: ``json.dumps(s, ensure_ascii=False)`` writes, without importing json for it.
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)} | {
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+    ord("\b"): "\\b",
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\f"): "\\f",
+    ord("\r"): "\\r",
+}
 
 
 def quote(s: str) -> str:
-    """Quote *s* as a TOML basic string."""
-    return json.dumps(s, ensure_ascii=False)
+    """Quote *s* as a TOML basic string (and a JSON string: the escapes are the same)."""
+    return f'"{s.translate(_ESCAPES)}"'
 
 
 def render_path(path: Iterable[PathPart]) -> str:
@@ -30,7 +44,7 @@ def render_path(path: Iterable[PathPart]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.match(part) else quote(part)
+        key = part if re.match(_BARE_KEY, part) else quote(part)
         out = f"{out}.{key}" if out else key
     return out
 

@@ -21,60 +21,51 @@ share a state root, and the state root may not be writable by the user running
 name and renamed over the old one (mode 0600). A cache that is not ours -- a directory or file
 owned by another user, writable by others, a symbolic link, not a regular file -- is ignored;
 one that does not parse is rebuilt. Without a usable cache directory every run scans.
+
+The file holds a Python literal (``repr`` writes it, :func:`ast.literal_eval` reads it, which
+evaluates nothing but literals), not JSON: :mod:`ast` is imported by attrs already, and
+:mod:`json` (four modules and six regular expressions) is then imported by no command that
+does not print JSON (``taskplane config validate``).
 """
 
 from __future__ import annotations
 
 import binascii
-import json
 import os
 import re
 import stat
 import sys
 from collections.abc import Iterable
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from registry.log import get_logger
+
+if TYPE_CHECKING:
+    from registry._entry_point import PluginEntryPoint
 
 __all__ = ["CACHE_VERSION", "PluginEntryPoint", "cache_dir", "cache_path", "cached", "fingerprint"]
 
 log = get_logger(__name__)
 
-#: Bumped when the file's layout changes; a file of another version is rebuilt.
-CACHE_VERSION = 1
+#: Bumped when the file's layout changes; a file of another version is rebuilt (version 1
+#: was JSON, in ``entry-points-*.json``).
+CACHE_VERSION = 2
 
 #: Directory entries whose appearance, disappearance or change can change the entry points.
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
-
-#: importlib.metadata's EntryPoint value syntax: ``module[:attr[.attr]] [extras]``; compiled
-#: by the first entry point loaded (re caches it), not by every command.
-_VALUE = r"(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$"
 
 #: The largest cache file read (a few hundred entry points fit in a few KiB).
 _MAX_BYTES = 1 << 20
 
 
-@attrs.frozen
-class PluginEntryPoint:
-    """One ``taskplane.plugins`` entry point: its distribution, name and ``module:attr`` value."""
+def __getattr__(name: str) -> Any:
+    # PluginEntryPoint is defined on first use (PEP 562): by the first entry point read or
+    # scanned, so a command in an environment without third-party plugins builds no class.
+    if name == "PluginEntryPoint":
+        from registry._entry_point import PluginEntryPoint
 
-    distribution: str
-    name: str
-    value: str
-
-    def load(self) -> object:
-        """Import the module the value names and return it, or the attribute it names."""
-        import importlib
-
-        match = re.match(_VALUE, self.value)
-        if match is None:
-            raise ValueError(f"entry point value {self.value!r} is not 'module' or 'module:attr'")
-        target: object = importlib.import_module(match.group("module"))
-        for part in (match.group("attr") or "").split("."):
-            if part:
-                target = getattr(target, part)
-        return target
+        return PluginEntryPoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cache_dir() -> str | None:
@@ -98,7 +89,7 @@ def cache_path() -> str | None:
     # Two interpreters whose paths share a checksum share a file, each rewriting the other's:
     # never a wrong answer, as the key names the interpreter.
     name = binascii.crc32(sys.executable.encode(errors="surrogateescape"))
-    return os.path.join(directory, f"entry-points-{name:08x}.json")
+    return os.path.join(directory, f"entry-points-{name:08x}.txt")
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -178,14 +169,27 @@ def _read(path: str, key: str) -> list[PluginEntryPoint] | None:
         ):
             log.debug("ignoring plugin entry point cache %s: not a private regular file", path)
             return None
-        data = json.loads(os.read(fd, _MAX_BYTES + 1))
+        import ast  # imported by attrs already (inspect): no cost
+
+        data = ast.literal_eval(os.read(fd, _MAX_BYTES + 1).decode("utf-8"))
         if data.get("version") != CACHE_VERSION or data.get("key") != key:
             return None
-        return [
-            PluginEntryPoint(str(dist), str(name), str(value))
-            for dist, name, value in data["entry_points"]
-        ]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        entries = data["entry_points"]
+        if not entries:
+            return []
+        from registry._entry_point import PluginEntryPoint
+
+        return [PluginEntryPoint(str(dist), str(name), str(value)) for dist, name, value in entries]
+    except (
+        OSError,
+        ValueError,  # UnicodeDecodeError too
+        TypeError,
+        KeyError,
+        AttributeError,
+        SyntaxError,
+        RecursionError,
+        MemoryError,
+    ) as exc:
         log.debug("rebuilding plugin entry point cache %s: %s", path, exc)
         return None
     finally:
@@ -211,8 +215,8 @@ def _write(path: str, key: str, found: list[PluginEntryPoint]) -> None:
         log.debug("not caching plugin entry points: %s", exc)
         return
     try:
-        with os.fdopen(fd, "w") as file:
-            json.dump(data, file)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(repr(data))
         os.replace(tmp, path)
     except OSError as exc:
         log.debug("not caching plugin entry points: %s", exc)
@@ -230,6 +234,8 @@ def scan(group: str) -> list[PluginEntryPoint]:
     """The entry points of ``group`` from the installed distributions (importlib.metadata),
     deduplicated and sorted by (distribution, name)."""
     import importlib.metadata
+
+    from registry._entry_point import PluginEntryPoint
 
     seen: set[tuple[str, str]] = set()
     found: list[tuple[str, str, PluginEntryPoint]] = []

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from registry import hookspecs
-from registry._discovery_cache import PluginEntryPoint, cached
+from registry._discovery_cache import cached
 from registry._errors import DiscoveryError
 from registry._registration import Registration, Registry
-from registry.log import get_logger
+from registry.log import first_use, get_logger
 
 if TYPE_CHECKING:
+    from registry._entry_point import PluginEntryPoint
     from registry._failures import LoadFailure
 
 __all__ = [
@@ -42,11 +43,16 @@ AUTOLOAD_ENV = "TASKPLANE_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def __getattr__(name: str) -> Any:
-    # LoadFailure is defined on first use (PEP 562), with the first entry point that fails.
+    # LoadFailure is defined on first use (PEP 562), with the first entry point that fails;
+    # PluginEntryPoint with the first entry point read.
     if name == "LoadFailure":
         from registry._failures import LoadFailure
 
         return LoadFailure
+    if name == "PluginEntryPoint":
+        from registry._entry_point import PluginEntryPoint
+
+        return PluginEntryPoint
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -127,6 +133,7 @@ def discover(
 
     for ep in entry_points():
         dist = ep.distribution
+        first_use()  # a plugin may log through logging as it is imported: set the log up first
         try:
             module = ep.load()
             if pm.is_registered(module):

@@ -11,7 +11,6 @@ around it (a stale socket is one nobody listens on).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 from runtime_v2 import errdefs
@@ -134,6 +133,8 @@ def group_of(bundle_path: str, task_id: str) -> str:
     """The runc shim's grouping key of the task in ``bundle_path``: tasks with the same
     ``io.containerd.runc.v2.group`` (or ``io.kubernetes.cri.sandbox-id``) annotation share one
     shim; any other task is its own group (``task_id``)."""
+    import json  # here: checking a config imports this module, and needs no json
+
     with contextlib.suppress(Exception), open(os.path.join(bundle_path, "config.json")) as f:
         annotations = json.load(f).get("annotations") or {}
         return str(

@@ -6,19 +6,23 @@ and object one by one, a third of what ``taskplane tasks ls`` costs). Nothing is
 command has closed its host (plugins, shims' connections, the metadata store) before it returns,
 and the kernel frees the rest. Under a profiler or coverage (``python -m cProfile -m taskplane``)
 the process exits as usual, so they write their reports. An embedder calls
-:func:`taskplane.cli.main`, which returns.
+:func:`taskplane.cli.main`, which returns. The command runs without the cycle collector until
+it boots (:mod:`taskplane.collector`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from taskplane.cli import EXIT_BROKEN_PIPE
-from taskplane.cli import main as run_command
+from taskplane import collector
+
+collector.hold()  # until the command boots, if it does (taskplane.collector)
+
+from taskplane.cli import EXIT_BROKEN_PIPE  # noqa: E402
+from taskplane.cli import main as run_command  # noqa: E402
 
 __all__ = ["main"]
 
@@ -29,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     code = run_command(argv)
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a profiler or coverage writes its report at the interpreter's exit
-    logging.shutdown()  # flushes the handlers, as the interpreter's exit would
+    logging = sys.modules.get("logging")  # not imported by a command that logged nothing
+    if logging is not None:
+        logging.shutdown()  # flushes the handlers, as the interpreter's exit would
     os._exit(_flushed(code))
 
 

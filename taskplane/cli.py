@@ -16,12 +16,19 @@ the task id, after an optional ``--``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from taskplane.cli_common import Command, Handler, Options, Parser, add_commands, add_global_options
+from taskplane.cli_common import (
+    DEFAULT_LOG_LEVEL,
+    Command,
+    Handler,
+    Options,
+    Parser,
+    add_commands,
+    add_global_options,
+)
 from taskplane.errors import CLIError, report
 
 __all__ = ["COMMANDS", "Options", "build_parser", "main"]
@@ -76,39 +83,6 @@ def build_parser(*, command_after_dashdash: bool = False) -> argparse.ArgumentPa
     return parser
 
 
-class OneLineFormatter(logging.Formatter):
-    """``taskplane: LEVEL logger: message``, one line per record.
-
-    A logged exception adds its type and message to the line; its traceback is printed only
-    with ``--debug``, so the stderr of a command that succeeds carries no tracebacks (a benign
-    race logged by a library is one line, not thirty).
-    """
-
-    def __init__(self, *, debug: bool = False) -> None:
-        super().__init__("taskplane: %(levelname)s %(name)s: %(message)s")
-        self.debug = debug
-
-    def format(self, record: logging.LogRecord) -> str:
-        if self.debug or not (record.exc_info or record.stack_info):
-            return super().format(record)
-        exc = record.exc_info[1] if record.exc_info else None
-        line = logging.LogRecord(
-            record.name,
-            record.levelno,
-            record.pathname,
-            record.lineno,
-            record.getMessage(),
-            None,
-            None,
-        )
-        line.levelname = record.levelname
-        text = super().format(line)
-        if exc is not None:
-            detail = " ".join(str(exc).split())
-            text += f" ({type(exc).__name__}{': ' + detail if detail else ''})"
-        return text
-
-
 def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     """Split ``argv`` at the first ``--``: options before, the container command after."""
     args = list(argv)
@@ -130,9 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What a daemon started by systemd has: whatever umask the user typed the command under,
     # files taskplane and the shims it starts create are never group- or world-writable.
     os.umask(0o022)
-    log_handler = logging.StreamHandler(sys.stderr)
-    log_handler.setFormatter(OneLineFormatter(debug=ns.debug))
-    logging.basicConfig(level=getattr(logging, ns.log_level.upper()), handlers=[log_handler])
+    cancel_log_setup = _set_up_log(ns.log_level, debug=ns.debug)
     handler: Handler = ns.handler
     try:
         opts = Options(
@@ -152,6 +124,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as exc:
         return report(exc, debug=ns.debug)
+    finally:
+        if cancel_log_setup is not None:  # an embedder's later records are its own business
+            cancel_log_setup()
+
+
+def _set_up_log(level: str, *, debug: bool) -> Callable[[], None] | None:
+    """Set up the one-line log on stderr (:mod:`taskplane.cli_log`) now when logging is in use
+    already or ``--log-level``/``--debug`` asks for it, else when logging is first used;
+    returns what cancels the deferred setup (None when done now).
+
+    Deferring changes no output: nothing logs before the setup runs (see
+    :mod:`taskplane.cli_log`), and a command that logs nothing never imports :mod:`logging`.
+    """
+
+    def configure() -> None:
+        from taskplane.cli_log import configure as configure_log
+
+        configure_log(level, debug=debug)
+
+    if "logging" in sys.modules or level != DEFAULT_LOG_LEVEL or debug:
+        configure()
+        return None
+    from registry.log import on_first_use
+
+    return on_first_use(configure)
 
 
 def _absolute(option: str, path: str | None) -> str | None:

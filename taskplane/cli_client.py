@@ -9,17 +9,16 @@ the task, to a namespace's shims when it first lists them; see :mod:`runtime_v2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from plugins import errdefs
 from taskplane.cli_common import Options
+from taskplane.collector import without_cycle_collection
 from taskplane.containers import Client
 
-__all__ = ["for_each_id", "validate_ids", "with_client", "without_cycle_collection"]
+__all__ = ["for_each_id", "validate_ids", "with_client"]
 
 T = TypeVar("T")
 
@@ -34,30 +33,9 @@ def validate_ids(opts: Options, task_id: str, exec_id: str | None = None) -> Non
         identifiers.validate_exec_id(exec_id)
 
 
-@contextlib.contextmanager
-def without_cycle_collection() -> Iterator[None]:
-    """Run the block without the cycle collector, then give it back with what the block
-    allocated moved to the oldest generation, unwalked (``gc.freeze`` then ``gc.unfreeze``).
-
-    For a short stretch that allocates much and builds no garbage cycles worth freeing (a
-    boot, a listing): each collection in it would walk every object made so far, and merely
-    re-enabled the collector would walk them all at the next allocation. Nested, only the
-    outermost block gives the collector back.
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
-
-
 def with_client(opts: Options, body: Callable[[Client], Awaitable[T]]) -> T:
-    """Boot the registry (without the cycle collector: :func:`without_cycle_collection`), run
-    ``body(client)`` and close the host, all on one event loop."""
+    """Boot the registry (without the cycle collector: :mod:`taskplane.collector`), run
+    ``body(client)`` with it and close the host, all on one event loop."""
 
     async def main() -> T:
         with without_cycle_collection():

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import attrs
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from registry import Host
 
 __all__ = [
+    "DEFAULT_LOG_LEVEL",
     "ENV_CONFIG",
     "ENV_NAMESPACE",
     "LOG_LEVELS",
@@ -38,13 +39,14 @@ __all__ = [
     "add_commands",
     "add_global_options",
     "command_nargs",
-    "fill",
     "format_table",
     "line_count",
     "list_format",
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: The level of taskplane's own log on stderr without ``--log-level``.
+DEFAULT_LOG_LEVEL = "error"
 
 #: Environment variables that stand in for a missing global option.
 ENV_CONFIG = "TASKPLANE_CONFIG"
@@ -61,26 +63,39 @@ class Options:
     root: str | None = None
     state: str | None = None
     namespace: str = DEFAULT_NAMESPACE
-    log_level: str = "error"
+    log_level: str = DEFAULT_LOG_LEVEL
     debug: bool = False
 
     async def boot_async(self) -> Host:
         """Boot the registry with these options (config file, root and state overrides). A
         command is short-lived: its shim manager serves the shims' events from its first shim
-        on (:func:`runtime_v2.shim_config.events_on_demand`)."""
+        on (:func:`runtime_v2.shim_config.events_on_demand`). The log is set up first
+        (``registry.log.first_use``): the boot imports asyncio, which logs through
+        :mod:`logging` itself. The cycle collector a command started without is given back
+        after the boot (:func:`taskplane.collector.release`)."""
         import taskplane
+        from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
+        from taskplane.collector import release
 
+        first_use()
         with events_on_demand():
-            return await taskplane.boot_async(self.config, root=self.root, state=self.state)
+            host = await taskplane.boot_async(self.config, root=self.root, state=self.state)
+        release()  # whatever comes next may run long (taskplane.collector)
+        return host
 
     def boot(self) -> Host:
         """Synchronous :meth:`boot_async`; the returned Host owns its event loop."""
         import taskplane
+        from registry.log import first_use
         from runtime_v2.shim_config import events_on_demand
+        from taskplane.collector import release
 
+        first_use()
         with events_on_demand():
-            return taskplane.boot(self.config, root=self.root, state=self.state)
+            host = taskplane.boot(self.config, root=self.root, state=self.state)
+        release()  # whatever comes next may run long (taskplane.collector)
+        return host
 
 
 #: What a command runs: the global options and the parsed arguments in, the exit code out.
@@ -156,7 +171,19 @@ class Parser(argparse.ArgumentParser):
 
 
 class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """Sub-commands whose parsers are filled in (their module imported) only when chosen."""
+    """Sub-commands known by name and help until one is chosen: only then is its parser made
+    and its module imported. A command line makes the parsers of the commands it names, not
+    one per command of every table it passes (each parser is argparse's work and three
+    translation lookups)."""
+
+    def add_command(self, command: Command) -> None:
+        """Add ``command``: its names and help now (what ``--help`` lists), its parser when
+        chosen."""
+        self._choices_actions.append(
+            self._ChoicesPseudoAction(command.name, list(command.aliases), command.help)
+        )
+        for name in (command.name, *command.aliases):
+            self._name_parser_map[name] = command  # where argparse keeps the parser
 
     def __call__(
         self,
@@ -167,42 +194,40 @@ class _LazyCommands(argparse._SubParsersAction):  # type: ignore[type-arg]
     ) -> None:
         if isinstance(values, Sequence) and values:
             chosen = self._name_parser_map.get(str(values[0]))
-            if chosen is not None:
-                fill(chosen)
+            if isinstance(chosen, Command):
+                made = self._make(chosen, dashdash=getattr(parser, "taskplane_dashdash", False))
+                for name in (chosen.name, *chosen.aliases):
+                    self._name_parser_map[name] = made
         super().__call__(parser, namespace, values, option_string)
 
-
-def fill(parser: argparse.ArgumentParser) -> None:
-    """Import the module of the command ``parser`` stands for and let it add its arguments
-    (once; a no-op for a parser that is not a placeholder)."""
-    command: Command | None = getattr(parser, "taskplane_command", None)
-    if command is None:
-        return
-    parser.taskplane_command = None  # type: ignore[attr-defined]
-    add_global_options(parser, top=False)
-    command.load()(parser)
+    def _make(self, command: Command, *, dashdash: bool) -> argparse.ArgumentParser:
+        """The parser of a chosen command, as ``add_parser`` would have made it, with the
+        global options and what the command's module adds."""
+        made = Parser(
+            prog=f"{self._prog_prefix} {command.name}",
+            description=command.help,
+            usage=command.usage,
+        )
+        made.taskplane_dashdash = dashdash  # type: ignore[attr-defined]
+        add_global_options(made, top=False)
+        command.load()(made)
+        return made
 
 
 def add_commands(
     parser: argparse.ArgumentParser, table: Iterable[Command], *, dest: str = "subcommand"
 ) -> None:
-    """Add ``table`` as ``parser``'s sub-commands (one is required), each a placeholder filled
-    in by its module when chosen (see the module docstring)."""
-    subcommands = parser.add_subparsers(
-        dest=dest,
-        metavar="COMMAND",
-        parser_class=Parser,
-        action=_LazyCommands,
+    """Add ``table`` as ``parser``'s sub-commands (one is required), each made by its module
+    when chosen (see the module docstring)."""
+    subcommands = cast(
+        _LazyCommands,
+        parser.add_subparsers(
+            dest=dest, metavar="COMMAND", parser_class=Parser, action=_LazyCommands
+        ),
     )
     subcommands.required = True
     for command in table:
-        kwargs: dict[str, Any] = {"help": command.help, "aliases": list(command.aliases)}
-        if command.usage is not None:
-            kwargs["usage"] = command.usage
-        # Only its name and help until chosen: the global options too are added by fill().
-        sub = subcommands.add_parser(command.name, description=command.help, **kwargs)
-        sub.taskplane_command = command  # type: ignore[attr-defined]
-        sub.taskplane_dashdash = getattr(parser, "taskplane_dashdash", False)  # type: ignore[attr-defined]
+        subcommands.add_command(command)
 
 
 def command_nargs(parser: argparse.ArgumentParser) -> str:
@@ -248,7 +273,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument(
         "--log-level",
         metavar="LEVEL",
-        default=default("error"),
+        default=default(DEFAULT_LOG_LEVEL),
         type=str.lower,
         choices=LOG_LEVELS,
         help="log level of taskplane's own log on stderr (default: error; "

@@ -20,7 +20,6 @@ from taskplane.cli_client import (
     for_each_id,
     validate_ids,
     with_client,
-    without_cycle_collection,
 )
 from taskplane.cli_common import (
     Command,
@@ -30,6 +29,7 @@ from taskplane.cli_common import (
     line_count,
     list_format,
 )
+from taskplane.collector import without_cycle_collection
 from taskplane.containers import Client
 from taskplane.errors import CLIError, about
 from taskplane.task_list import TaskEntry

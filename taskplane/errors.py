@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    pass
+from typing import TextIO
 
 __all__ = [
     "EXIT_FAILURE",
@@ -100,6 +96,8 @@ def report(exc: BaseException, *, debug: bool = False, stream: TextIO | None = N
         print(f"{PROG}: interrupted", file=out)
         return EXIT_INTERRUPTED
     if debug:
+        import traceback  # only for --debug: a one-line report needs none
+
         traceback.print_exception(exc, file=out)
     for line in _lines(exc):
         print(f"{PROG}: {line}", file=out)

@@ -197,6 +197,19 @@ def with_path(taskplane: Taskplane, extra: str) -> dict[str, str]:
     return {"PYTHONPATH": f"{taskplane.env['PYTHONPATH']}:{extra}"}
 
 
+def plant_distribution(site: Path, name: str, entry_point: str, source: str | None = None) -> Path:
+    """A distribution ``name`` (0.1) in directory ``site`` whose ``taskplane.plugins`` entry
+    point is ``entry_point`` (``id = module``), with ``source`` as that module when given;
+    returns ``site`` (for PYTHONPATH)."""
+    dist = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    write(dist / "METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    write(dist / "entry_points.txt", f"[taskplane.plugins]\n{entry_point}\n")
+    if source is not None:
+        write(site / f"{entry_point.partition('=')[2].strip()}.py", source)
+    return site
+
+
 def test_third_party_runtime_appears_in_plugins_ls(
     taskplane: Taskplane, third_party_path: str
 ) -> None:
@@ -239,11 +252,7 @@ def test_autoload_off_hides_third_party_plugins(
 def test_a_broken_third_party_package_is_reported_and_boot_goes_on(
     taskplane: Taskplane, tmp_path: Path
 ) -> None:
-    site = tmp_path / "site"
-    dist = site / "broken_pkg-0.1.dist-info"
-    dist.mkdir(parents=True)
-    write(dist / "METADATA", "Metadata-Version: 2.1\nName: broken-pkg\nVersion: 0.1\n")
-    write(dist / "entry_points.txt", "[taskplane.plugins]\nbroken = no_such_module_xyz\n")
+    site = plant_distribution(tmp_path / "site", "broken-pkg", "broken = no_such_module_xyz")
     result = taskplane("plugins", "ls", "--json", env=with_path(taskplane, str(site)))
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
@@ -294,12 +303,9 @@ def taskplane_registrations():
 def test_a_failing_plugin_is_a_row_not_an_error_and_log_level_shows_its_log(
     taskplane: Taskplane, tmp_path: Path
 ) -> None:
-    site = tmp_path / "site"
-    dist = site / "flaky_plugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    write(dist / "METADATA", "Metadata-Version: 2.1\nName: flaky-plugin\nVersion: 0.1\n")
-    write(dist / "entry_points.txt", "[taskplane.plugins]\nflaky = flaky_plugin\n")
-    write(site / "flaky_plugin.py", FAILING_PLUGIN)
+    site = plant_distribution(
+        tmp_path / "site", "flaky-plugin", "flaky = flaky_plugin", FAILING_PLUGIN
+    )
     env = with_path(taskplane, str(site))
     quiet = taskplane("plugins", "ls", "--json", env=env)
     assert quiet.returncode == 0 and quiet.stderr == ""
@@ -310,6 +316,37 @@ def test_a_failing_plugin_is_a_row_not_an_error_and_log_level_shows_its_log(
     loud = taskplane("--log-level", "warning", "plugins", "ls", env=env)
     assert loud.returncode == 0
     assert "WARNING" in loud.stderr and "io.example.flaky.v1.flux" in loud.stderr
+
+
+#: A third-party plugin that logs through its own logger as it is imported.
+CHATTY_PLUGIN = """
+import logging
+
+from registry import hookimpl
+
+logging.getLogger("acme").warning("below the default level")
+logging.getLogger("acme").error("no licence file found")
+
+
+@hookimpl
+def taskplane_registrations():
+    return []
+"""
+
+
+def test_a_plugin_logging_as_it_is_imported_logs_one_line_before_logging_is_set_up(
+    taskplane: Taskplane, tmp_path: Path
+) -> None:
+    # config validate imports no logging of its own: the log is set up before the plugin's
+    # import (registry.log.first_use), so its records read as every other record does.
+    site = plant_distribution(
+        tmp_path / "site", "chatty-plugin", "chatty = chatty_plugin", CHATTY_PLUGIN
+    )
+    config = write(tmp_path / "config.toml", "version = 3\n")
+    for _ in range(2):  # the scan of the entry points, then the cache
+        result = taskplane("config", "validate", str(config), env=with_path(taskplane, str(site)))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "taskplane: ERROR acme: no licence file found\n"
 
 
 def test_config_validate_checks_plugin_values_like_the_socket_dir_length(

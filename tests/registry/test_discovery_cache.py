@@ -3,6 +3,7 @@ command; a cache that is corrupt, foreign or writable by others is never believe
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -123,7 +124,7 @@ def runner(tmp_path: Path, private_cache_home: Path) -> Runner:
 
 
 def cache_file(runner: Runner) -> Path:
-    files = list((Path(runner.env["XDG_CACHE_HOME"]) / "taskplane").glob("entry-points-*.json"))
+    files = list((Path(runner.env["XDG_CACHE_HOME"]) / "taskplane").glob("entry-points-*.txt"))
     assert len(files) == 1, files
     return files[0]
 
@@ -164,18 +165,40 @@ def test_a_corrupt_cache_is_rebuilt_without_a_traceback(
     install_copy(probe_installed, runner.target)
     runner.plugin_uris()
     path = cache_file(runner)
-    path.write_text('{"version": 1, "key": ')
+    path.write_text('{"version": 2, "key": ')
     assert PROBE_URI in runner.plugin_uris()
-    assert json.loads(path.read_text())["entry_points"] == [
+    assert ast.literal_eval(path.read_text())["entry_points"] == [
         ["tp-cache-probe", "probe", "tp_cache_probe"]
     ]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"__import__('os').system('touch MARKER')",  # code, not a literal: never run
+        b"[" * 100_000 + b"]" * 100_000,  # too deep for the parser
+        b"{'version': 2, 'key': '\xff'}",  # not UTF-8
+    ],
+    ids=["code", "deep", "not-utf-8"],
+)
+def test_a_cache_that_is_no_literal_is_rebuilt_and_never_run(
+    runner: Runner, probe_installed: Path, tmp_path: Path, text: bytes
+) -> None:
+    install_copy(probe_installed, runner.target)
+    runner.plugin_uris()
+    path = cache_file(runner)
+    marker = tmp_path / "ran"
+    path.write_bytes(text.replace(b"MARKER", bytes(marker)))
+    assert PROBE_URI in runner.plugin_uris()
+    assert not marker.exists()
+    assert ast.literal_eval(path.read_text())["version"] == cache.CACHE_VERSION
+
+
 def _plant(path: Path) -> None:
     """Keep the file's key but make it name a module of someone else's choosing."""
-    data = json.loads(path.read_text())
+    data = ast.literal_eval(path.read_text())
     data["entry_points"] = [["evil", "evil", "os"]]
-    path.write_text(json.dumps(data))
+    path.write_text(repr(data))
 
 
 @pytest.mark.parametrize("how", ["foreign owner", "writable by others"])
