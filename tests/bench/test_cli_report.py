@@ -62,6 +62,32 @@ def test_a_command_without_asyncio_is_held_to_the_floor_without_asyncio() -> Non
     assert "asyncio, 50 ms, which leaves 10 ms for taskplane's own work; it takes 21 ms." in line
 
 
+def test_config_validate_is_held_to_what_it_imports_when_that_was_measured() -> None:
+    floors = cli.Floors(0.012, 0.010, 0.080, 0.055, 0.066, 0.042, config=0.050)
+    line = cli.fixed_cost_verdict("config validate", 0.058, 0.060, floors, asyncio=False)
+    assert line.endswith(
+        "config validate imports no asyncio, so its floor is importing attrs, pluggy, argparse, "
+        "tomllib, 50 ms)."
+    )
+    missed = cli.fixed_cost_verdict("config validate", 0.064, 0.060, floors, asyncio=False)
+    assert missed.endswith("which leaves 10 ms for taskplane's own work; it takes 14 ms.")
+    figure = cli.floor_figures(floors)[-1]
+    assert (figure.measure, figure.taskplane) == (
+        "  attrs, pluggy, argparse, tomllib (config validate's)",
+        0.050,
+    )
+
+
+def test_plugins_ls_is_held_to_what_it_imports_when_that_was_measured() -> None:
+    floors = cli.Floors(0.012, 0.010, 0.080, 0.055, 0.066, 0.042, plugins=0.075)
+    line = cli.fixed_cost_verdict("plugins ls", 0.090, 0.060, floors, plugins=True)
+    assert "; plugins ls imports no sqlite3, so its floor is importing asyncio, attrs, " in line
+    assert line.endswith("taskplane's own work above the floor: 15 ms.")
+    assert cli.floor_figures(floors)[-1].measure == (
+        "  asyncio, attrs, pluggy, argparse, logging (plugins ls')"
+    )
+
+
 def test_a_command_without_asyncio_below_its_floor_is_not_offered_that_floor() -> None:
     floors = cli.Floors(0.024, 0.010, 0.090, 0.065, 0.067, 0.042)
     line = cli.fixed_cost_verdict("config validate", 0.071, 0.060, floors, asyncio=False)
