@@ -139,7 +139,9 @@ class OverlaySnapshotter:
 
     def exists(self, key: str) -> bool:
         """Whether layer ``key`` exists."""
-        return self.path(key).is_dir()
+        # :meth:`path` without pathlib: every ``run`` asks (its id must be free), few use a layer.
+        namespace, name = _split_key(key)
+        return os.path.isdir(os.path.join(self._root, SNAPSHOTS_DIR, namespace, name))
 
     def keys(self) -> list[str]:
         """Every layer, as ``<namespace>/<name>``, sorted."""

@@ -88,6 +88,15 @@ class Bundle:
         """``<bundle>/work``, the symlink to the persistent work directory."""
         return os.path.join(self.path, "work")
 
+    def has_remains(self, root: str) -> bool:
+        """Whether anything of the task is on disk for restart recovery to look at: the
+        bundle, or its work dir under ``root`` (``ROOT/<ns>/<id>``, or ``ROOT/<ns>/.<id>``
+        when half-deleted)."""
+        work = os.path.join(root, self.namespace)
+        return os.path.lexists(self.path) or any(
+            os.path.lexists(os.path.join(work, entry)) for entry in (self.id, f".{self.id}")
+        )
+
     def delete(self) -> None:
         """Remove the bundle and its work directory (containerd's ``Bundle.Delete``).
 

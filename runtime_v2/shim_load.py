@@ -224,9 +224,9 @@ class FirstUseLoader:
         """:func:`load_task` for one task, recorded with the others. A task that is loaded
         or has nothing on disk (a new id) returns at once, without waiting behind another
         task's load (a wedged shim holds a load for up to its deadline)."""
-        if self._manager.has(namespace, task_id) or not _has_remains(
-            self._state, self._root, namespace, task_id
-        ):
+        if self._manager.has(namespace, task_id) or not load_bundle(
+            self._state, namespace, task_id
+        ).has_remains(self._root):
             return None
         async with self._loading:
             outcome = await load_task(
@@ -240,13 +240,6 @@ class FirstUseLoader:
             if outcome is not None:
                 self.outcomes.append(outcome)
             return outcome
-
-
-def _has_remains(state: str, root: str, namespace: str, task_id: str) -> bool:
-    """Whether ``task_id`` has a bundle, or a work dir, for :func:`load_task` to look at."""
-    return os.path.lexists(os.path.join(state, namespace, task_id)) or any(
-        os.path.lexists(os.path.join(root, namespace, entry)) for entry in (task_id, f".{task_id}")
-    )
 
 
 async def load_task(

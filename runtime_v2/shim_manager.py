@@ -261,10 +261,11 @@ class ShimManager:
 
         The plugin's init calls it, unless the process was booted under
         :func:`~runtime_v2.shim_config.events_on_demand` (a ``taskplane`` command): then it
-        runs before the first shim is started (:meth:`start`, :meth:`join_sandbox`) and before
-        the first call that acts on a shim it did not start: every call on a watched shim but
-        the :data:`QUERIES` (``Kill``, ``Start``, ``Exec``, ``Wait``, ``Delete``, ``Shutdown``,
-        ...) awaits it first (:meth:`watch` hooks it into :meth:`Shim.call
+        runs while the first shim's ``start`` command runs (:meth:`start`: a shim publishes
+        nothing before its Create), before a task joins a sandbox's shim (:meth:`join_sandbox`)
+        and before the first call that acts on a shim it did not start: every call on a watched
+        shim but the :data:`QUERIES` (``Kill``, ``Start``, ``Exec``, ``Wait``, ``Delete``,
+        ``Shutdown``, ...) awaits it first (:meth:`watch` hooks it into :meth:`Shim.call
         <runtime_v2.shim.Shim.call>`), so it holds by construction, wherever the shim came
         from: a lookup, a listing's ``entries()`` an embedder acts on afterwards, restart
         recovery. Reattaching a shim and asking it for its ``State`` (all ``tasks ls`` does)
@@ -403,14 +404,20 @@ class ShimManager:
             # The runc shim runs runc as root too: the same trust check (runtime_path.py).
             shim_path_env = [e.partition("=")[2] for e in self.env if e.startswith("PATH=")]
             check_runc_binary(options, shim_path_env[-1] if shim_path_env else None)
-        # Before the shim exists: its events (TaskCreate first) need somewhere to go.
-        await self.start_events_server()
         binary = self.binary(runtime_path, bundle)
         shim: Shim | None = None
+        starting: asyncio.Future[tuple[ShimEndpoint, StartProtocol]] | None = None
         try:
             if options is not None:
                 write_options(bundle, options)
-            endpoint, start_protocol = await self._start_binary(binary, runtime, options)
+            # The events server is started while the shim's `start` command runs (spawned by
+            # the task's first step, which sleep(0) lets run): the shim publishes nothing before
+            # the Create RPC (its publisher dials the address on its first event, TaskCreate),
+            # and the server serves before this method returns, so before any Create is sent.
+            starting = asyncio.ensure_future(self._start_binary(binary, runtime, options))
+            await asyncio.sleep(0)
+            await self.start_events_server()
+            endpoint, start_protocol = await starting
             if endpoint.protocol.lower() != "ttrpc":
                 raise errdefs.NotImplemented(
                     f"shim of task {bundle.id} answered with protocol {endpoint.protocol!r}; "
@@ -433,6 +440,10 @@ class ShimManager:
             )
             self.shims.add(bundle.namespace, bundle.id, shim)
         except BaseException:
+            if starting is not None:  # e.g. the events server failed while the shim started
+                starting.cancel()  # kills the `start` command if it still runs
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(starting)  # its outcome retrieved: nothing logged
             if shim is not None:
                 await asyncio.shield(self.abort(shim))
             else:

@@ -245,17 +245,15 @@ class TaskManager:
         return await self._first_use().namespace(namespace)
 
     async def load_task(self, task_id: str, *, namespace: str) -> LoadOutcome | None:
-        """Reattach to (or reap) task ``task_id``'s shim that another process left (None when
-        this process has it or there is no bundle). Called first by every call on one task,
-        maybe under the task's (re-entrant) lock: ``Client`` calls it before its in-use check."""
-        identifiers.validate_namespace(namespace)
-        identifiers.validate_task_id(task_id)
-        outcome = None
-        if not self.shims.has(namespace, task_id):  # else: its own, or loaded: no disk access
-            outcome = await self._first_use().task(namespace, task_id)
+        """Reattach to (or reap) ``task_id``'s shim another process left (None: it is ours, or
+        nothing of it is on disk), first in every call on one task, maybe under its lock; then
+        serve the events address, outside the act's deadlines (``ShimManager.watch``)."""
+        bundle = self.bundle(task_id, namespace=namespace)  # both ids checked; no I/O
+        ours = self.shims.has(namespace, task_id)  # or loaded already: no disk access
+        if not ours and not bundle.has_remains(self.root):
+            return None  # a new id (``run``'s): nothing to load, shim_load not imported
+        outcome = None if ours else await self._first_use().task(namespace, task_id)
         if self.shims.has(namespace, task_id):
-            # The caller is about to act on it: serve the events address now, before its
-            # deadlines (a call's own hook would serve inside them; see ShimManager.watch).
             await self.shims.start_events_server()
         return outcome
 

@@ -24,7 +24,6 @@ read output it has not written yet (see :func:`follow`).
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import fcntl
@@ -33,14 +32,16 @@ import os
 import selectors
 import signal
 import sys
-import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from plugins import securefs
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_FILES",
@@ -132,11 +133,14 @@ class LogWriter:
     ) -> None:
         if max_size < 1 or max_files < 1:
             raise ValueError("log max_size and max_files must be at least 1")
-        self.directory = Path(directory)
+        # A string, not a Path: a run writes its log without importing pathlib.
+        self.directory = os.fspath(directory)
         self.max_size = max_size
         self.max_files = max_files
         self._pending: dict[str, bytes] = {}
-        self._lock = securefs.open_file(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        self._lock = securefs.open_file(
+            os.path.join(self.directory, LOCK_NAME), os.O_RDWR | os.O_CREAT
+        )
         if hold_lock:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._fd = self._open()
@@ -152,7 +156,7 @@ class LogWriter:
 
     def _open(self) -> int:
         return securefs.open_file(
-            self.directory / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+            os.path.join(self.directory, LOG_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
         )
 
     def write(self, stream: str, chunk: bytes) -> None:
@@ -187,14 +191,15 @@ class LogWriter:
 
     def _rotate(self) -> None:
         os.close(self._fd)
-        current = self.directory / LOG_NAME
+        current = os.path.join(self.directory, LOG_NAME)
         if self.max_files == 1:
-            current.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(current)
         else:
             for n in range(self.max_files - 1, 0, -1):
-                older = self.directory / f"{LOG_NAME}.{n - 1}" if n > 1 else current
-                if older.exists():
-                    os.replace(older, self.directory / f"{LOG_NAME}.{n}")
+                older = f"{current}.{n - 1}" if n > 1 else current
+                if os.path.exists(older):
+                    os.replace(older, f"{current}.{n}")
         self._fd = self._open()
 
     def close(self) -> None:
@@ -215,6 +220,8 @@ class LogWriter:
 
 def log_files(directory: str | os.PathLike[str]) -> list[Path]:
     """The log files of ``directory``, oldest first (rotated ones, then the current one)."""
+    from pathlib import Path
+
     directory = Path(directory)
     rotated = []
     for path in directory.glob(f"{LOG_NAME}.*"):
@@ -246,6 +253,8 @@ FollowStart = tuple[tuple[int, int], bytes]
 def read_for_follow(directory: str | os.PathLike[str]) -> tuple[list[Record], FollowStart]:
     """Every complete record of ``directory``'s log, oldest first, and where :func:`follow`
     goes on from (so the log is read once, and a rotation in between loses nothing)."""
+    from pathlib import Path
+
     data, position = _read_new(Path(directory), None)
     *lines, pending = data.split(b"\n")
     return list(_parse(lines)), (position, pending)
@@ -262,6 +271,8 @@ def writer_active(directory: str | os.PathLike[str]) -> bool:
     """Whether output may still be on its way into ``directory``'s log: the logging binary's
     pipes hold unread bytes, or a writer holds ``log.lock`` (checked in that order: a logger
     that took bytes out of its pipes holds the lock until they are written)."""
+    from pathlib import Path
+
     return _logger_pending(Path(directory)) or _lock_held(Path(directory))
 
 
@@ -289,9 +300,10 @@ async def logger_exited(directory: str | os.PathLike[str], timeout: float) -> bo
     """Wait until the logging binary of ``directory`` has exited (its pipes' writers are gone:
     the task and its shim); whether it has (True also when there is none, or ``logger.pid``
     names another process now). Waited on a pidfd, at most ``timeout`` seconds."""
-    script = os.fsencode(Path(directory) / LOGGER_NAME)
+    script = os.fsencode(os.path.join(directory, LOGGER_NAME))
     try:
-        pid = int((Path(directory) / LOGGER_PID_NAME).read_text())
+        with open(os.path.join(directory, LOGGER_PID_NAME), encoding="utf-8") as pid_file:
+            pid = int(pid_file.read())
         pidfd = os.pidfd_open(pid)
     except (OSError, ValueError):
         return True
@@ -323,6 +335,9 @@ async def logger_exited(directory: str | os.PathLike[str], timeout: float) -> bo
 
 def _unread(fd: int) -> int:
     """How many bytes wait in the pipe ``fd``."""
+    import array  # only a detached task's log needs them, never a run's
+    import termios
+
     pending = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, pending)
     return pending[0]
@@ -330,7 +345,7 @@ def _unread(fd: int) -> int:
 
 def _lock_held(directory: Path) -> bool:
     try:
-        fd = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(directory / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -355,6 +370,8 @@ async def follow(
     The current file is read from where we were; a rotation (a new file in its place) first
     finishes the renamed one.
     """
+    from pathlib import Path
+
     done = asyncio.ensure_future(exited)
     # (inode, offset) in the file we are reading, and the unfinished line read so far
     position, pending = start if start is not None else (None, b"")
@@ -410,8 +427,8 @@ def install_logger(directory: str | os.PathLike[str], *, max_size: int = DEFAULT
     this package is imported from. The directory (and the size cap) are in the script rather
     than in the URI's query: the shim passes query parameters in Go's map order, which is random.
     """
-    script = Path(directory) / LOGGER_NAME
-    package_root = str(Path(__file__).resolve().parents[1])
+    script = os.path.join(directory, LOGGER_NAME)
+    package_root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     text = (
         f"#!{sys.executable}\n"
         "import os, sys\n"
@@ -419,14 +436,14 @@ def install_logger(directory: str | os.PathLike[str], *, max_size: int = DEFAULT
         "from taskplane.logs import logger_main\n"
         # Every line is written and the log closed when logger_main returns: the process ends
         # there, without the interpreter's teardown (a task's delete waits for it).
-        f"os._exit(logger_main({str(Path(directory))!r}, {max_size!r}))\n"
+        f"os._exit(logger_main({os.path.normpath(directory)!r}, {max_size!r}))\n"
     )
     fd = securefs.open_file(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
     try:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
-    return "binary://" + str(script)
+    return "binary://" + script
 
 
 def logger_main(directory: str, max_size: int = DEFAULT_MAX_SIZE) -> int:
@@ -438,7 +455,7 @@ def logger_main(directory: str, max_size: int = DEFAULT_MAX_SIZE) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     writer = LogWriter(directory, max_size=max_size, hold_lock=False)
     pid_file = securefs.open_file(
-        Path(directory) / LOGGER_PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        os.path.join(directory, LOGGER_PID_NAME), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     )
     os.write(pid_file, str(os.getpid()).encode())
     os.close(pid_file)

@@ -18,7 +18,6 @@ import contextlib
 import os
 import select
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import IO, Any, TypeAlias
 
 from plugins import securefs
@@ -47,16 +46,17 @@ def file_uri(path: str | os.PathLike[str]) -> str:
     return "file://" + os.path.abspath(os.fspath(path))
 
 
-def make_io_dir(path: str | os.PathLike[str]) -> Path:
-    """Create a task's io directory (0700) and its shared parents (0711), whatever the umask.
+def make_io_dir(path: str | os.PathLike[str]) -> str:
+    """Create a task's io directory (0700) and its shared parents (0711), whatever the umask;
+    return its path.
 
     Every existing component is checked by :mod:`plugins.securefs`: a parent another user could
     write to, or a symlink someone else planted in the io directory's place, is refused before
     anything is written through it (the shim appends a detached task's log as root).
     """
-    directory = Path(path)
-    securefs.make_dirs(directory.parent, 0o711)
-    return Path(securefs.make_dirs(directory, 0o700))
+    directory = os.fspath(path).rstrip("/") or "/"
+    securefs.make_dirs(os.path.dirname(directory), 0o711)
+    return securefs.make_dirs(directory, 0o700)
 
 
 def remove_io_dir(path: str | os.PathLike[str]) -> None:
@@ -78,10 +78,10 @@ class FifoPair:
     def __init__(
         self, directory: str | os.PathLike[str], prefix: str = "", *, stderr: bool = True
     ) -> None:
-        self.directory = Path(directory)
-        self.stdout = str(self.directory / f"{prefix}stdout")
+        self.directory = os.fspath(directory)
+        self.stdout = os.path.join(self.directory, f"{prefix}stdout")
         # A process on a terminal has one output stream: the shim copies the console to stdout.
-        self.stderr = str(self.directory / f"{prefix}stderr") if stderr else ""
+        self.stderr = os.path.join(self.directory, f"{prefix}stderr") if stderr else ""
         self._readers: list[int] = []
         self._keepalive: list[int] = []
 
@@ -196,12 +196,12 @@ class StdinFifo:
     """
 
     def __init__(self, directory: str | os.PathLike[str], prefix: str = "") -> None:
-        self.path = str(Path(directory) / f"{prefix}stdin")
+        self.path = os.path.join(directory, f"{prefix}stdin")
         self._fd = -1
 
     def open(self) -> StdinFifo:
         """Create the FIFO (mode 0600) and open it; returns self."""
-        make_io_dir(Path(self.path).parent)
+        make_io_dir(os.path.dirname(self.path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         os.mkfifo(self.path, 0o600)

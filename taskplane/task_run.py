@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -138,12 +138,12 @@ async def start_detached(
             f'task "{container_id}" asks for a terminal (process.terminal), which a '
             "detached task cannot have: run it attached (taskplane run -t)"
         )
-    log_file = client.log_path(container_id)
+    io_dir = client._io_path(container_id)
     lock = await client._claim(container_id)
     try:
-        make_io_dir(log_file.parent)
+        make_io_dir(io_dir)
         try:
-            uri = logs.install_logger(log_file.parent, max_size=client.log_max_size)
+            uri = logs.install_logger(io_dir, max_size=client.log_max_size)
             task = await client._create_task(
                 container_id,
                 spec,
@@ -155,7 +155,7 @@ async def start_detached(
                 overlay=overlay,
             )
         except BaseException:
-            remove_io_dir(log_file.parent)  # ours: created above, after the claim
+            remove_io_dir(io_dir)  # ours: created above, after the claim
             raise
         try:
             await start(task)
@@ -206,7 +206,7 @@ async def run(
 
         return write
 
-    io_dir = client.io_dir(container_id)
+    io_dir = client._io_path(container_id)
     # Held while the task is created and started (and undone on failure), released while it
     # runs, so a peer's ``tasks rm --force`` is not blocked by an attached run.
     lock = await client._claim(container_id)
@@ -310,8 +310,9 @@ async def delete(
                 f"(taskplane tasks kill {container_id}) or use --force"
             )
     if task is None and not force:
-        bundle = Path(tm.bundle(container_id, namespace=client.namespace).path)
-        if bundle.exists() or (Path(tm.runc_root) / client.namespace / container_id).exists():
+        bundle = tm.bundle(container_id, namespace=client.namespace).path
+        runc_state = os.path.join(tm.runc_root, client.namespace, container_id)
+        if os.path.exists(bundle) or os.path.exists(runc_state):
             raise errdefs.FailedPrecondition(
                 f'task "{container_id}" has a container but its shim does not answer; '
                 f"remove it with: taskplane tasks rm --force {container_id}"
@@ -336,8 +337,8 @@ async def delete(
         found = True
     except errdefs.NotFound:
         pass
-    io_dir = client.io_dir(container_id)
-    if io_dir.exists():
+    io_dir = client._io_path(container_id)
+    if os.path.exists(io_dir):
         found = True
         # A detached task's logging binary (the shim's child) ends once the task and its shim
         # are gone; the delete is done when nothing of the task runs any more.

@@ -23,9 +23,10 @@ import pytest
 from runtime_v2.binary import AFTER_START
 from taskplane.containers import CLAIM_MODULES, CREATE_MODULES
 from tests.fresh_imports import modules_after
+from tests.integration.runtimes import UPSTREAM_RUNC, UPSTREAM_SHIM, upstream  # noqa: F401 (a fixture)
 
 from .conftest import Taskplane
-from .test_imports import CLI_MODULES, NEVER, imported
+from .test_imports import CLI_MODULES, NEVER, imported, run_importtime
 
 #: The command modules a run imports (its own and the shared ones).
 RUN_CLI = {
@@ -35,15 +36,23 @@ RUN_CLI = {
     "taskplane.cli_spec",
 }
 #: What a run without ``-t`` never needs: the tooling (as no command), listing, the terminal
-#: helpers, what only ``-info`` and what only writing through tempfile (with random) need, and
-#: a process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
-#: before the delete, so runtime_v2.process_state's classes are not built).
+#: helpers, what only ``-info`` and what only writing through tempfile (with random) need, a
+#: process's State (``run --rm`` saw its task exit: it does not ask the shim for its status
+#: before the delete, so runtime_v2.process_state's classes are not built), restart recovery
+#: (a new id has no bundle or work dir to reattach or reap: the task manager does not build its
+#: FirstUseLoader), pathlib with what it imports (a run's paths are strings: 3.5 ms), and
+#: what only reading a detached task's logging pipes needs (termios).
 NOT_ON_RUN = (NEVER - {"taskplane.oci", "taskplane.stdio"}) | {
+    "ipaddress",
+    "pathlib",
     "random",
     "runtime_v2.api.introspection_pb2",
     "runtime_v2.process_state",
+    "runtime_v2.shim_load",
     "taskplane.task_list",
     "tempfile",
+    "termios",
+    "urllib.parse",
 }
 
 #: Runs ``taskplane`` in this process and prints, in order, what it asked to import meanwhile
@@ -171,3 +180,27 @@ def test_the_run_path_imports_no_shutil_before_a_task_starts() -> None:
     assert "shutil" not in modules_after(
         "taskplane.cli_run", "taskplane.task_run", "taskplane.stdio"
     )
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("upstream")
+def test_a_run_through_a_bootstrap_shim_imports_no_importlib_metadata(
+    runner: Taskplane, busybox_rootfs: Path, task_id: str
+) -> None:
+    # A 2.3+ shim is given taskplane's version in BootstrapParams: read from the installed
+    # metadata file (runtime_v2.binary.installed_version), not through importlib.metadata.
+    shim = ("--runtime", str(UPSTREAM_SHIM), "--runc-binary", str(UPSTREAM_RUNC))
+    argv = ("run", "--rm", *shim, "--rootfs", str(busybox_rootfs))
+    assert runner(*argv, task_id, "/bin/true").returncode == 0  # records the start protocol
+    report = run_importtime(runner, *argv, task_id + "-2", "/bin/true").stderr
+    names = {line.rsplit("|", 1)[1].strip() for line in report.splitlines() if line.count("|") == 2}
+    assert "importlib.metadata" not in names, report
+
+
+def test_the_run_path_imports_no_pathlib_on_any_thread() -> None:
+    # What the main thread imports is pinned above; this covers what a run imports on a worker
+    # thread meanwhile (taskplane.stdio with the claim, the shim's client while it starts).
+    loaded = modules_after(
+        "taskplane.cli_run", "taskplane.task_run", *CLAIM_MODULES, *CREATE_MODULES, *AFTER_START
+    )
+    assert not {"pathlib", "urllib.parse", "ipaddress"} & loaded

@@ -213,3 +213,15 @@ def test_metrics_of_an_unknown_type_name_it() -> None:
 
     with pytest.raises(errdefs.NotImplemented, match=r'"example\.Other"'):
         decode(any_pb2.Any(type_url="example.Other"))
+
+
+def test_a_plain_id_and_command_are_told_without_compiling_the_reference_pattern() -> None:
+    # Every run checks its id and command: neither compiles the image-reference pattern.
+    from taskplane import cli_spec
+
+    cli_spec._image.cache_clear()
+    cli_spec.check_not_image("web", ["/bin/true"])
+    cli_spec.check_not_image("tp-12ab", ["sh", "-c", "exit 3"])
+    assert cli_spec._image.cache_info().currsize == 0
+    assert looks_like_image("alpine:3.19")  # the pattern when it may be one
+    assert cli_spec._image.cache_info().currsize == 1
