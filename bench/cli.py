@@ -349,7 +349,7 @@ class Taskplane:
     namespace: str
 
     def argv(self, *args: str) -> list[str]:
-        """``python -m taskplane ARGS`` (for ``python -X importtime``)."""
+        """``python -m taskplane ARGS``, for what is not timed."""
         return [PYTHON, "-m", "taskplane", *self.options(), *args]
 
     def options(self) -> list[str]:
@@ -362,8 +362,11 @@ class Taskplane:
 
 def top_imports(tp: Taskplane, count: int = 10) -> list[tuple[int, int, str]]:
     """The ``count`` imports of ``taskplane tasks ls`` with the most cumulative time (µs)."""
+    # The console script as a file (what users run: the same sys.path, so the same entry
+    # point cache); python -m from the checkout would see its egg-info and scan.
+    command = [str(SCRIPT)] if SCRIPT.exists() else ["-m", "taskplane"]
     result = subprocess.run(
-        [PYTHON, "-X", "importtime", *tp.argv("tasks", "ls")[1:]],
+        [PYTHON, "-X", "importtime", *command, *tp.options(), "tasks", "ls"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,7 +14,8 @@ the cache and scans again. The key is stored and compared whole rather than hash
 collision can hide a change, and no command loads OpenSSL (``hashlib``) to read the cache.
 
 The cache lives in the user's cache directory (``$XDG_CACHE_HOME/taskplane``, else
-``~/.cache/taskplane``), one file per interpreter, not under the state root:
+``~/.cache/taskplane``), one file per interpreter and layout (:func:`cache_path`), not under the
+state root:
 entry points belong to an interpreter and its environment, which differ between the peers that
 share a state root, and the state root may not be writable by the user running
 ``plugins ls``. The directory is created with mode 0700; a file is written to a temporary
@@ -79,16 +80,21 @@ def cache_dir() -> str | None:
     return os.path.join(base, "taskplane")
 
 
-def cache_path() -> str | None:
-    """The cache file of this interpreter (one per ``sys.executable``: a venv's commands share
-    it, and a ``PYTHONPATH`` that changes from run to run rewrites it rather than adding
-    files)."""
+def cache_path(layout: str | None = None) -> str | None:
+    """The cache file of this interpreter and ``layout`` (default: this process's: the
+    ``sys.path`` entries that hold distributions, in order; see :func:`fingerprint`). Commands
+    with the same layout share a file, rewritten when a package is installed or removed;
+    another layout (``python -m taskplane`` from a checkout whose ``*.egg-info`` is then on
+    ``sys.path``, a ``PYTHONPATH`` with packages) has a file of its own, so alternating between
+    them does not rescan every time."""
     directory = cache_dir()
     if directory is None:
         return None
-    # Two interpreters whose paths share a checksum share a file, each rewriting the other's:
-    # never a wrong answer, as the key names the interpreter.
-    name = binascii.crc32(sys.executable.encode(errors="surrogateescape"))
+    if layout is None:
+        layout = _fingerprint(None)[1]
+    # Two layouts whose checksums agree share a file, each rewriting the other's: never a
+    # wrong answer, as the key inside names the interpreter and every entry.
+    name = binascii.crc32(layout.encode(errors="surrogateescape"))
     return os.path.join(directory, f"entry-points-{name:08x}.txt")
 
 
@@ -99,7 +105,14 @@ def _stamp(st: os.stat_result) -> str:
 def fingerprint(paths: Iterable[str] | None = None) -> str:
     """The key of everything on ``paths`` (default ``sys.path``) that can change the
     installed distributions' entry points: one text, equal only when all of it is."""
+    return _fingerprint(paths)[0]
+
+
+def _fingerprint(paths: Iterable[str] | None) -> tuple[str, str]:
+    """:func:`fingerprint` and the layout it found: the interpreter and the entries that
+    hold distributions, without their names and times (what names the cache file)."""
     key = [f"{CACHE_VERSION}\0{sys.executable}\0{sys.version}"]
+    layout = [sys.executable]
     for entry in sys.path if paths is None else paths:
         where = entry or "."
         path = f"\0path\0{where}"
@@ -109,6 +122,7 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
             continue  # holds no distribution; when it appears with one, the key changes
         if not stat.S_ISDIR(st.st_mode):
             key.append(path + _stamp(st))  # a zip file: its stamp covers it
+            layout.append(where)
             continue
         # A directory's own mtime is left out: any file written there (the current directory
         # is on sys.path under ``python -m``) would miss the cache for nothing.
@@ -126,6 +140,7 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
         # directory to the next (one cache file per interpreter would be rewritten each time).
         if names:
             key.append(path)
+            layout.append(where)
         for name in names:
             full = os.path.join(where, name)
             if name.endswith((".dist-info", ".egg-info")):
@@ -134,7 +149,7 @@ def fingerprint(paths: Iterable[str] | None = None) -> str:
                 key.append(f"\0{name}\0{_stamp(os.stat(full))}")
             except OSError:
                 key.append(f"\0{name}\0-")
-    return "".join(key)
+    return "".join(key), "\0".join(layout)
 
 
 def _private_dir(directory: str, create: bool) -> bool:
@@ -255,8 +270,9 @@ def scan(group: str) -> list[PluginEntryPoint]:
 def cached(group: str) -> list[PluginEntryPoint]:
     """The entry points of ``group``: from the cache when its key still holds, else scanned
     (and the cache rewritten)."""
-    path = cache_path()
-    key = f"{group}\0{fingerprint()}"
+    fingerprinted, layout = _fingerprint(None)
+    path = cache_path(layout)
+    key = f"{group}\0{fingerprinted}"
     if path is not None:
         hit = _read(path, key)
         if hit is not None:

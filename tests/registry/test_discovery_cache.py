@@ -247,6 +247,31 @@ def test_the_fingerprint_changes_when_a_distribution_appears_or_its_entry_points
     assert cache.fingerprint([str(tmp_path)]) == rewritten
 
 
+def test_a_layout_of_the_path_has_a_cache_file_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout whose ``*.egg-info`` is on the path (``python -m taskplane`` run from it)
+    and the console script elsewhere keep two files, so alternating does not rescan each time;
+    installing a package keeps the file (and changes the key in it)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site, checkout, plain = tmp_path / "site", tmp_path / "checkout", tmp_path / "plain"
+    (site / "x-1.0.dist-info").mkdir(parents=True)
+    (checkout / "taskplane.egg-info").mkdir(parents=True)
+    plain.mkdir()
+
+    def file_of(*paths: Path) -> str | None:
+        return cache.cache_path(cache._fingerprint([str(p) for p in paths])[1])
+
+    alone = file_of(site)
+    assert alone is not None and alone.startswith(str(tmp_path / "cache" / "taskplane"))
+    assert file_of(plain, site) == alone
+    assert file_of(checkout, site) != alone
+    key = cache.fingerprint([str(site)])
+    (site / "y-1.0.dist-info").mkdir()  # an install
+    assert file_of(site) == alone
+    assert cache.fingerprint([str(site)]) != key
+
+
 def test_the_fingerprint_ignores_path_entries_without_distributions(tmp_path: Path) -> None:
     # python -m taskplane puts the current directory first on sys.path: from one directory to
     # the next the entry points are the same, and so is the key.
