@@ -17,13 +17,12 @@ from typing import Any
 import attrs
 
 from plugins import types
-from runtime_v2 import errdefs
-from runtime_v2.shim_socket import check_socket_dir
 
 __all__ = [
     "ShimConfig",
     "check_bootstrap_runtimes",
     "check_env",
+    "check_socket_dir",
     "events_on_demand",
     "events_served_on_demand",
     "migrate_sched_core",
@@ -76,10 +75,22 @@ def check_bootstrap_runtimes(runtimes: Sequence[str]) -> list[str]:
     an absolute path."""
     for entry in runtimes:
         if not isinstance(entry, str) or not entry or ("/" in entry and not os.path.isabs(entry)):
+            from plugins import errdefs
+
             raise errdefs.InvalidArgument(
                 f"bootstrap_runtimes entry {entry!r} must be a runtime name or an absolute path"
             )
     return list(runtimes)
+
+
+def check_socket_dir(directory: str) -> str:
+    """:func:`runtime_v2.shim_socket.check_socket_dir` of a set ``directory`` (imported only
+    then); ``""`` (the default) as it is."""
+    if not directory:
+        return directory
+    from runtime_v2.shim_socket import check_socket_dir as check
+
+    return check(directory)
 
 
 def _as_value_error(
@@ -92,7 +103,11 @@ def _as_value_error(
     def validate(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         try:
             check(value)
-        except errdefs.InvalidArgument as exc:
+        except Exception as exc:
+            from plugins import errdefs  # only for a value that fails (a config check, a CLI)
+
+            if not isinstance(exc, errdefs.InvalidArgument):
+                raise
             raise ValueError(str(exc)) from None
 
     return validate
@@ -114,9 +129,7 @@ class ShimConfig:
     """
 
     env: list[str] = attrs.field(factory=list, validator=_as_value_error(check_env))
-    socket_dir: str = attrs.field(
-        default="", validator=_as_value_error(lambda d: check_socket_dir(d) if d else d)
-    )
+    socket_dir: str = attrs.field(default="", validator=_as_value_error(check_socket_dir))
     bootstrap_runtimes: list[str] = attrs.field(
         factory=list, validator=_as_value_error(check_bootstrap_runtimes)
     )
