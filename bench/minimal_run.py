@@ -166,20 +166,21 @@ class Sideband:
         conn, buf = self.conns[fd]
         try:
             data = conn.recv(65536)
+            buf += data
+            while data and len(buf) >= HEADER.size:
+                length, stream, kind, _ = HEADER.unpack_from(buf)
+                if len(buf) < HEADER.size + length:
+                    break
+                del buf[: HEADER.size + length]
+                if kind == REQUEST:  # an empty Response: status OK, google.protobuf.Empty
+                    conn.sendall(HEADER.pack(0, stream, RESPONSE, 0))
         except BlockingIOError:
             return
+        except (BrokenPipeError, ConnectionResetError):
+            data = b""  # the shim is gone (it published, then exited): nothing to answer
         if not data:
             del self.conns[fd]
             conn.close()
-            return
-        buf += data
-        while len(buf) >= HEADER.size:
-            length, stream, kind, _ = HEADER.unpack_from(buf)
-            if len(buf) < HEADER.size + length:
-                break
-            del buf[: HEADER.size + length]
-            if kind == REQUEST:  # an empty Response: status OK, google.protobuf.Empty
-                conn.sendall(HEADER.pack(0, stream, RESPONSE, 0))
 
     def close(self) -> None:
         for conn, _ in self.conns.values():
@@ -430,8 +431,8 @@ def run(args: Args) -> int:
                 task_v3_pb2.ShutdownRequest(id=args.id),
                 empty_pb2.Empty(),
             )
-        except ConnectionResetError:
-            pass  # the shim exited before answering: that is the shutdown done
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the shim exited before it answered (or read) it: the shutdown is done
         return int(waited.exit_status)
     except BaseException:
         if started:
