@@ -1,5 +1,6 @@
-"""What ``tasks ls`` (and a task command's boot) spares itself, pinned without timing it (the
-figures are bench/cli.py's)."""
+"""What ``tasks ls`` spares itself, pinned without timing it (the figures are bench/cli.py's;
+that every command boots without the cycle collector and runs its body with it is pinned in
+tests/cli/test_collector.py)."""
 
 from __future__ import annotations
 
@@ -53,39 +54,6 @@ def test_a_listing_lists_without_the_cycle_collector_and_gives_it_back_unloaded(
     result = run_probe(taskplane, _PROBE, "tasks", "ls")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-2] == "0 [False] 0 True", result.stdout
-
-
-#: Runs ``tasks kill`` of a task that does not exist and prints whether the cycle collector
-#: was on while the registry booted and while the command's body ran.
-_BOOT_PROBE = """
-import gc, sys
-import taskplane
-from taskplane.containers import Client
-seen = []
-boot_async = taskplane.boot_async
-
-async def booting(*args, **kwargs):
-    seen.append(("boot", gc.isenabled()))
-    return await boot_async(*args, **kwargs)
-
-async def task(self, container_id):
-    seen.append(("body", gc.isenabled()))
-    raise LookupError(container_id)
-
-taskplane.boot_async, Client.task = booting, task
-from taskplane.cli import main
-main(sys.argv[1:])
-print(seen)
-"""
-
-
-def test_a_task_command_boots_without_the_cycle_collector_and_runs_with_it(
-    taskplane: Taskplane,
-) -> None:
-    """Any command on tasks: its boot allocates much and builds no cycles, its body may run
-    as long as a task does (``tasks wait``, ``logs -f``) and keeps the collector."""
-    result = run_probe(taskplane, _BOOT_PROBE, "tasks", "kill", "nosuch")
-    assert result.stdout.split("\n")[-2] == "[('boot', False), ('body', True)]", result
 
 
 def test_a_listing_imports_no_log_module(taskplane: Taskplane) -> None:
