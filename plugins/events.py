@@ -324,7 +324,12 @@ class Exchange:
         worker thread -- another process may hold the lock for up to
         :data:`~plugins.events_journal.LOCK_WAIT`, which must not freeze this event loop.
         Either way publish and forward return without waiting, and the journal gets the
-        events in publication order."""
+        events in publication order.
+
+        What other processes appended before it is delivered first (the journal is read up
+        to now, without waiting for the follower's next read): a subscriber gets events in
+        the order they happened, across processes too."""
+        self._pump()
         self._dispatch(envelope)
         journal = self.journal
         if journal is None:

@@ -386,6 +386,19 @@ async def test_an_exchange_delivers_its_own_events_once(pair: tuple[Exchange, Ex
         assert sub.pending() == 0
 
 
+async def test_an_event_published_here_comes_after_what_others_appended_before_it(
+    pair: tuple[Exchange, Exchange],
+) -> None:
+    """No await between the two publishes: b's follower has not read the journal when b
+    publishes, and b reads it up to then first."""
+    a, b = pair
+    async with b.subscribe() as sub:
+        await a.publish("/tasks/exit", wrappers_pb2.StringValue(value="theirs"), namespace=NS)
+        await b.publish("/tasks/oom", wrappers_pb2.StringValue(value="mine"), namespace=NS)
+        first, second = [await sub.get(timeout=T) for _ in range(2)]
+    assert [first.topic, second.topic] == ["/tasks/exit", "/tasks/oom"]
+
+
 async def test_a_forwarded_event_reaches_other_exchanges(pair: tuple[Exchange, Exchange]) -> None:
     from tests.plugins.test_exchange import FakeEnvelope, _timestamp
 
