@@ -50,12 +50,13 @@ import contextlib
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugins import identifiers
 from plugins.errdefs import FailedPrecondition, InvalidArgument
 from plugins.events_journal import EventJournal, Follower, JournalError
 from plugins.identifiers import quote
+from registry._lazy import export_lazily
 from registry.log import get_logger
 
 if TYPE_CHECKING:
@@ -95,27 +96,21 @@ log = get_logger(__name__)
 #: Re-exported names -> the module that defines them, imported when first read (PEP 562): an
 #: event (its envelope class and protobuf) or a subscription is what needs them, not the boot
 #: of the exchange every command does.
-_LAZY = {
-    "EventEnvelope": "plugins.events_envelope",
-    "ForwardedEnvelope": "plugins.events_envelope",
-    "decode_event": "plugins.events_envelope",
-    "envelope_field": "plugins.events_envelope",
-    "is_topic_filter": "plugins.events_envelope",
-    "validate_filter": "plugins.events_envelope",
-    "validate_topic": "plugins.events_envelope",
-    "validate_topic_filter": "plugins.events_envelope",
-    "EventsDropped": "plugins.events_subscription",
-    "Subscription": "plugins.events_subscription",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = export_lazily(
+    __name__,
+    {
+        "EventEnvelope": "plugins.events_envelope",
+        "ForwardedEnvelope": "plugins.events_envelope",
+        "decode_event": "plugins.events_envelope",
+        "envelope_field": "plugins.events_envelope",
+        "is_topic_filter": "plugins.events_envelope",
+        "validate_filter": "plugins.events_envelope",
+        "validate_topic": "plugins.events_envelope",
+        "validate_topic_filter": "plugins.events_envelope",
+        "EventsDropped": "plugins.events_subscription",
+        "Subscription": "plugins.events_subscription",
+    },
+)
 
 
 #: The default queue bound of a subscription.

@@ -54,10 +54,11 @@ import os
 import select
 import stat
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugins import securefs
 from plugins.errdefs import FailedPrecondition
+from registry._lazy import export_lazily
 from registry.log import get_logger
 
 if TYPE_CHECKING:
@@ -76,14 +77,9 @@ __all__ = [
 log = get_logger(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    # Record (plugins.events_record) is defined by the first event appended or read (PEP 562):
-    # every command boots the exchange, few publish or follow an event.
-    if name == "Record":
-        from plugins.events_record import Record
-
-        return Record
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Record (plugins.events_record) is defined by the first event appended or read (PEP 562):
+# every command boots the exchange, few publish or follow an event.
+__getattr__ = export_lazily(__name__, {"Record": "plugins.events_record"})
 
 
 #: The journal's file name in the exchange's state directory.

@@ -39,6 +39,7 @@ import attrs
 from plugins import identifiers, securefs
 from plugins.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugins.identifiers import quote
+from registry._lazy import export_lazily
 
 if TYPE_CHECKING:
     import sqlite3
@@ -76,14 +77,9 @@ def _set_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in labels.items() if value != ""}
 
 
-def __getattr__(name: str) -> Any:
-    # Container (plugins.containers) is defined by the first record read or written (PEP 562):
-    # every command boots the store, and a listing of tasks or plugins reads no record.
-    if name == "Container":
-        from plugins.containers import Container
-
-        return Container
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Container (plugins.containers) is defined by the first record read or written (PEP 562):
+# every command boots the store, and a listing of tasks or plugins reads no record.
+__getattr__ = export_lazily(__name__, {"Container": "plugins.containers"})
 
 
 def _validate_namespace(namespace: object) -> str:

@@ -20,9 +20,10 @@ is only ever named in ``lowerdir=``: overlayfs writes go to the upper dir.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugins import errdefs, identifiers, securefs
+from registry._lazy import export_lazily
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,14 +36,9 @@ __all__ = ["SNAPSHOTS_DIR", "Mount", "OverlaySnapshotter"]
 SNAPSHOTS_DIR = "snapshots"
 
 
-def __getattr__(name: str) -> Any:
-    # Mount (plugins.mount) is defined by the first layer's mounts (PEP 562): every command
-    # boots the snapshotter, few use a layer.
-    if name == "Mount":
-        from plugins.mount import Mount
-
-        return Mount
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Mount (plugins.mount) is defined by the first layer's mounts (PEP 562): every command
+# boots the snapshotter, few use a layer.
+__getattr__ = export_lazily(__name__, {"Mount": "plugins.mount"})
 
 
 def _split_key(key: str) -> tuple[str, str]:

@@ -37,8 +37,9 @@ import re
 import stat
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from registry._lazy import export_lazily
 from registry.log import get_logger
 
 if TYPE_CHECKING:
@@ -59,14 +60,9 @@ _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
 _MAX_BYTES = 1 << 20
 
 
-def __getattr__(name: str) -> Any:
-    # PluginEntryPoint is defined on first use (PEP 562): by the first entry point read or
-    # scanned, so a command in an environment without third-party plugins builds no class.
-    if name == "PluginEntryPoint":
-        from registry._entry_point import PluginEntryPoint
-
-        return PluginEntryPoint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# PluginEntryPoint is defined on first use (PEP 562): by the first entry point read or
+# scanned, so a command in an environment without third-party plugins builds no class.
+__getattr__ = export_lazily(__name__, {"PluginEntryPoint": "registry._entry_point"})
 
 
 def cache_dir() -> str | None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import pluggy
 
 from registry import hookspecs
 from registry._discovery_cache import cached
 from registry._errors import DiscoveryError
+from registry._lazy import export_lazily
 from registry._registration import Registration, Registry
 from registry.log import first_use, get_logger
 
@@ -42,18 +43,12 @@ log = get_logger(__name__)
 AUTOLOAD_ENV = "TASKPLANE_DISABLE_PLUGIN_AUTOLOAD"
 
 
-def __getattr__(name: str) -> Any:
-    # LoadFailure is defined on first use (PEP 562), with the first entry point that fails;
-    # PluginEntryPoint with the first entry point read.
-    if name == "LoadFailure":
-        from registry._failures import LoadFailure
-
-        return LoadFailure
-    if name == "PluginEntryPoint":
-        from registry._entry_point import PluginEntryPoint
-
-        return PluginEntryPoint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# LoadFailure is defined on first use (PEP 562), with the first entry point that fails;
+# PluginEntryPoint with the first entry point read.
+__getattr__ = export_lazily(
+    __name__,
+    {"LoadFailure": "registry._failures", "PluginEntryPoint": "registry._entry_point"},
+)
 
 
 def autoload_enabled(autoload: bool | None = None) -> bool:

@@ -25,11 +25,12 @@ import platform as _pyplatform
 import re
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from registry._config_text import quote
+from registry._lazy import export_lazily
 
 if TYPE_CHECKING:
     from registry._platform_match import ALL, Matcher
@@ -320,14 +321,11 @@ def default_string() -> str:
     return format(default_spec())
 
 
-def __getattr__(name: str) -> Any:
-    # Matcher and ALL are defined on first use (PEP 562): booting reads and formats
-    # platforms but matches none, so no command builds the matcher class.
-    if name in ("ALL", "Matcher"):
-        from registry import _platform_match
-
-        return getattr(_platform_match, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Matcher and ALL are defined on first use (PEP 562): booting reads and formats platforms
+# but matches none, so no command builds the matcher class.
+__getattr__ = export_lazily(
+    __name__, {"ALL": "registry._platform_match", "Matcher": "registry._platform_match"}
+)
 
 
 def new_matcher(platform: Platform) -> Matcher:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
+from registry._lazy import export_lazily
+
 if TYPE_CHECKING:
     from google.protobuf import any_pb2, timestamp_pb2
     from google.protobuf.message import Message
@@ -49,14 +51,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # State and ProcessInfo live in runtime_v2.process_state, built on first use: a run asks
-    # no process for its state.
-    if name in ("ProcessInfo", "State"):
-        from runtime_v2 import process_state
-
-        return getattr(process_state, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# State and ProcessInfo live in runtime_v2.process_state, built on first use: a run asks no
+# process for its state.
+__getattr__ = export_lazily(
+    __name__, {"ProcessInfo": "runtime_v2.process_state", "State": "runtime_v2.process_state"}
+)
 
 
 #: The runtime used when :class:`CreateOpts` names none.

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -56,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import registry
 from plugins import identifiers, securefs, types
 from plugins.containerd_config import TIMEOUT_SHIM_LOAD
+from registry._lazy import export_lazily
 from registry.log import get_logger
 from runtime_v2 import errdefs
 from runtime_v2.crashpoint import crashpoint
@@ -87,11 +87,10 @@ __all__ = [
 log = get_logger(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    # Re-exported from runtime_v2.runtime, imported when a task is created or reattached.
-    if name in ("DEFAULT_RUNTIME", "CreateOpts"):
-        return getattr(importlib.import_module("runtime_v2.runtime"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Re-exported from runtime_v2.runtime, imported when a task is created or reattached.
+__getattr__ = export_lazily(
+    __name__, {"DEFAULT_RUNTIME": "runtime_v2.runtime", "CreateOpts": "runtime_v2.runtime"}
+)
 
 
 #: The runc root of a state dir's tasks, under the task plugin's STATE (hidden: not a namespace).

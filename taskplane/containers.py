@@ -41,7 +41,6 @@ public face of :class:`Client`, every method documented; the work is in those tw
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import re
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from plugins import errdefs, securefs
 from plugins.types import METADATA_PLUGIN, RUNTIME_PLUGIN_V2, RUNTIME_RUNC_V2, SNAPSHOT_PLUGIN
+from registry._lazy import export_lazily
 from registry.log import get_logger
 from taskplane import DEFAULT_NAMESPACE
 
@@ -88,11 +88,10 @@ __all__ = [
 log = get_logger(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    # Re-exported from taskplane.task_run, imported on first use: listing tasks runs nothing.
-    if name in ("DRAIN_TIMEOUT", "RunResult"):
-        return getattr(importlib.import_module("taskplane.task_run"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Re-exported from taskplane.task_run, imported on first use: listing tasks runs nothing.
+__getattr__ = export_lazily(
+    __name__, {"DRAIN_TIMEOUT": "taskplane.task_run", "RunResult": "taskplane.task_run"}
+)
 
 
 T = TypeVar("T")
